@@ -1,0 +1,790 @@
+/*
+ * The config model and its parser. The format follows mosquitto.conf so an
+ * operator's existing file mostly carries over: one "key value" per line,
+ * '#' comments, "listener PORT [ADDRESS]" opening a block whose listener keys
+ * apply to that listener. Where ringmq differs from mosquitto the parser says
+ * so loudly: a mosquitto option we do not implement yet is an error, not a
+ * silent no-op, because a broker that ignores "password_file" runs open.
+ *
+ * Pure: no I/O, no globals, no allocation. The main thread reads the file into
+ * memory, calls config_init(), config_parse() and config_finish() once at
+ * start-up; shards then only read the struct config. The first problem found
+ * stops the parse with "source:line: message" in the caller's buffer.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A line holds at most a key, two values (listener) and one token more to
+ * name in the "extra value" message. */
+#define CONFIG_TOKENS_MAX 4
+
+/* MQTT 5 carries a session expiry interval as a four-byte count of seconds,
+ * with 0xFFFFFFFF meaning "never"; keep the configured expiration a finite
+ * value that fits the same field. */
+#define CONFIG_EXPIRATION_MAX_S 4294967294ull
+
+#define CONFIG_CONNECT_TIMEOUT_MIN_S 1u
+#define CONFIG_CONNECT_TIMEOUT_MAX_S 3600u
+#define CONFIG_OUTPUT_BUFFER_MIN     4096u
+/* mosquitto: "Do not set below 10 seconds"; 0 there means no limit. */
+#define CONFIG_KEEPALIVE_MIN_S    10u
+#define CONFIG_SYS_INTERVAL_MAX_S 65535u
+
+_Static_assert(CONFIG_OUTPUT_BUFFER_MIN <= OUTPUT_BUFFER_MAX, "output buffer range");
+_Static_assert(KEEPALIVE_MAX_S == 65535u, "keepalive is a two-byte field");
+
+const char config_default_text[] =
+    "# ringmq default configuration, used when ringmq starts without -c FILE.\n"
+    "# The format is mosquitto.conf's: one \"key value\" per line, '#' comments.\n"
+    "# configs/production.conf lists every option with its default.\n"
+    "\n"
+    "# Listen on loopback only: nothing outside this machine can connect.\n"
+    "listener 1883 127.0.0.1\n"
+    "# No authentication is configured, so local clients connect without a\n"
+    "# username. This applies to this listener only.\n"
+    "allow_anonymous true\n";
+
+void config_init(struct config *c)
+{
+    assert(c != NULL);
+    memset(c, 0, sizeof(*c));
+    snprintf(c->source, sizeof(c->source), "%s", "<default>");
+    c->shards = 0;
+    c->log_level = LOG_LEVEL_NOTICE;
+    c->allow_anonymous = CONFIG_UNSET;
+    c->max_packet_size = PACKET_SIZE_DEFAULT;
+    c->max_keepalive_s = KEEPALIVE_MAX_S;
+    c->max_inflight_messages = 20;
+    c->max_queued_messages = 1000;
+    c->max_queued_bytes = 0;
+    c->persistent_client_expiration_s = 0;
+    c->connect_timeout_ms = 10u * 1000u;
+    c->max_output_buffer = 1024u * 1024u;
+    c->retain_available = true;
+    c->max_qos = 2;
+    c->max_topic_levels = TOPIC_LEVELS_MAX;
+    c->sys_interval_s = 10;
+    c->listener_count = 0;
+}
+
+/* Parse state for one config_parse() call. */
+struct parser {
+    struct config *c;
+    const char *source;
+    int line;
+    char *err;
+    size_t errlen;
+    /* The block the last "listener" line opened; NULL before the first. */
+    struct config_listener *listener;
+    const char *key;
+    const char *values[CONFIG_TOKENS_MAX - 1];
+    size_t value_count; /* all values on the line, even beyond values[] */
+};
+
+/* Writes "where: message" into err (when there is room) and returns -1, so
+ * every failure is one "return fail(...)". */
+__attribute__((format(printf, 4, 5))) static int report(char *err, size_t errlen, const char *where,
+                                                        const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return -1;
+    int n = snprintf(err, errlen, "%s: ", where);
+    if (n < 0 || (size_t)n >= errlen)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* The same for a line of the file being parsed. */
+__attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const char *fmt, ...)
+{
+    if (p->err == NULL || p->errlen == 0)
+        return -1;
+    int n = snprintf(p->err, p->errlen, "%s:%d: ", p->source, p->line);
+    if (n < 0 || (size_t)n >= p->errlen)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Decimal digits only: no sign, no spaces, no hex, no suffix. strtoull would
+ * take " -1" as a huge number, which is exactly the mistake to refuse.
+ * 0 ok, -1 not a number, -2 too large for uint64_t. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (*s == '\0')
+        return -1;
+    uint64_t v = 0;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -2;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The single value of p->key as an integer in min..max. When zero_means is
+ * non-zero, 0 is also accepted and stands for zero_means: mosquitto spells
+ * "unlimited" as 0 for several options, and we map that to our ceiling. */
+static int value_uint(struct parser *p, uint64_t min, uint64_t max, uint64_t zero_means,
+                      uint64_t *out)
+{
+    const char *v = p->values[0];
+    uint64_t n = 0;
+    int rc = parse_u64(v, &n);
+    if (rc == -1)
+        return fail(p, "`%s' value `%s' is not a number", p->key, v);
+    if (rc == 0 && n == 0 && zero_means != 0) {
+        *out = zero_means;
+        return 0;
+    }
+    if (rc == -2 || n < min || n > max) {
+        if (zero_means != 0 && min == 1)
+            return fail(p, "`%s' value `%s' is out of range 0..%llu", p->key, v,
+                        (unsigned long long)max);
+        if (zero_means != 0)
+            return fail(p, "`%s' value `%s' is out of range (0, or %llu..%llu)", p->key, v,
+                        (unsigned long long)min, (unsigned long long)max);
+        return fail(p, "`%s' value `%s' is out of range %llu..%llu", p->key, v,
+                    (unsigned long long)min, (unsigned long long)max);
+    }
+    *out = n;
+    return 0;
+}
+
+/* mosquitto accepts exactly "true" and "false"; so do we, so a file means the
+ * same thing to both brokers. */
+static int value_bool(struct parser *p, bool *out)
+{
+    const char *v = p->values[0];
+    if (strcmp(v, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcmp(v, "false") == 0) {
+        *out = false;
+        return 0;
+    }
+    return fail(p, "`%s' value `%s' is not true or false", p->key, v);
+}
+
+static int set_shards(struct parser *p)
+{
+    if (strcmp(p->values[0], "auto") == 0) {
+        p->c->shards = 0;
+        return 0;
+    }
+    uint64_t n = 0;
+    const char *v = p->values[0];
+    int rc = parse_u64(v, &n);
+    if (rc == -1)
+        return fail(p, "`shards' value `%s' is not auto or a number", v);
+    if (rc == -2 || n < 1 || n > SHARDS_MAX)
+        return fail(p, "`shards' value `%s' is out of range (auto, or 1..%u)", v, SHARDS_MAX);
+    p->c->shards = (uint32_t)n;
+    return 0;
+}
+
+static int set_log_level(struct parser *p)
+{
+    static const char *const names[] = {
+        [LOG_LEVEL_ERROR] = "error", [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_NOTICE] = "notice",
+        [LOG_LEVEL_INFO] = "info",   [LOG_LEVEL_DEBUG] = "debug",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(p->values[0], names[i]) == 0) {
+            p->c->log_level = (enum config_log_level)i;
+            return 0;
+        }
+    }
+    return fail(p, "`log_level' value `%s' is not one of error, warning, notice, info, debug",
+                p->values[0]);
+}
+
+/* Global before the first listener line; inside a block it overrides the
+ * global value for that listener only (config_finish() resolves the rest). */
+static int set_allow_anonymous(struct parser *p)
+{
+    bool b = false;
+    if (value_bool(p, &b) != 0)
+        return -1;
+    int v = b ? CONFIG_TRUE : CONFIG_FALSE;
+    if (p->listener != NULL)
+        p->listener->allow_anonymous = v;
+    else
+        p->c->allow_anonymous = v;
+    return 0;
+}
+
+static int set_max_packet_size(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 1, PACKET_SIZE_MAX, PACKET_SIZE_MAX, &n) != 0)
+        return -1;
+    p->c->max_packet_size = (uint32_t)n;
+    return 0;
+}
+
+static int set_max_keepalive(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, CONFIG_KEEPALIVE_MIN_S, KEEPALIVE_MAX_S, KEEPALIVE_MAX_S, &n) != 0)
+        return -1;
+    p->c->max_keepalive_s = (uint16_t)n;
+    return 0;
+}
+
+static int set_max_inflight_messages(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 1, INFLIGHT_MAX, INFLIGHT_MAX, &n) != 0)
+        return -1;
+    p->c->max_inflight_messages = (uint32_t)n;
+    return 0;
+}
+
+/* Unlike mosquitto, 0 here means "queue nothing", not "no maximum": every
+ * queue has a bound (STYLE.md, Limits). */
+static int set_max_queued_messages(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, QUEUED_MESSAGES_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_queued_messages = (uint32_t)n;
+    return 0;
+}
+
+static int set_max_queued_bytes(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, QUEUED_BYTES_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_queued_bytes = n;
+    return 0;
+}
+
+/* mosquitto's duration: an integer followed by h, d, w, m (30 days) or
+ * y (365 days). We also take s and a bare number of seconds, and 0 for
+ * "never" (the default), which mosquitto refuses. */
+static int set_persistent_client_expiration(struct parser *p)
+{
+    const char *v = p->values[0];
+    size_t len = strlen(v);
+    uint64_t unit_s = 1;
+    char digits[32];
+
+    if (len > 0 && (v[len - 1] < '0' || v[len - 1] > '9')) {
+        switch (v[len - 1]) {
+        case 's':
+            unit_s = 1;
+            break;
+        case 'h':
+            unit_s = 3600;
+            break;
+        case 'd':
+            unit_s = 86400;
+            break;
+        case 'w':
+            unit_s = 7 * 86400;
+            break;
+        case 'm':
+            unit_s = 30 * 86400;
+            break;
+        case 'y':
+            unit_s = 365 * 86400;
+            break;
+        default:
+            goto bad;
+        }
+        len--;
+    }
+    /* More digits than fit any uint64_t are out of range, not malformed. */
+    if (len == 0)
+        goto bad;
+    if (len >= sizeof(digits)) {
+        for (size_t i = 0; i < len; i++)
+            if (v[i] < '0' || v[i] > '9')
+                goto bad;
+        goto range;
+    }
+    memcpy(digits, v, len);
+    digits[len] = '\0';
+    uint64_t n = 0;
+    int rc = parse_u64(digits, &n);
+    if (rc == -1)
+        goto bad;
+    if (rc == -2 || n > CONFIG_EXPIRATION_MAX_S / unit_s)
+        goto range;
+    p->c->persistent_client_expiration_s = n * unit_s;
+    return 0;
+bad:
+    return fail(p,
+                "`persistent_client_expiration' value `%s' is not a duration (a number, "
+                "optionally followed by s, h, d, w, m or y)",
+                v);
+range:
+    return fail(p, "`persistent_client_expiration' value `%s' is out of range (at most %llu s)", v,
+                CONFIG_EXPIRATION_MAX_S);
+}
+
+static int set_connect_timeout(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, CONFIG_CONNECT_TIMEOUT_MIN_S, CONFIG_CONNECT_TIMEOUT_MAX_S, 0, &n) != 0)
+        return -1;
+    p->c->connect_timeout_ms = (uint32_t)n * 1000u;
+    return 0;
+}
+
+static int set_max_output_buffer(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, CONFIG_OUTPUT_BUFFER_MIN, OUTPUT_BUFFER_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_output_buffer = (uint32_t)n;
+    return 0;
+}
+
+static int set_retain_available(struct parser *p)
+{
+    return value_bool(p, &p->c->retain_available);
+}
+
+static int set_max_qos(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, 2, 0, &n) != 0)
+        return -1;
+    p->c->max_qos = (uint8_t)n;
+    return 0;
+}
+
+static int set_max_topic_levels(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 1, TOPIC_LEVELS_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_topic_levels = (uint32_t)n;
+    return 0;
+}
+
+static int set_sys_interval(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, CONFIG_SYS_INTERVAL_MAX_S, 0, &n) != 0)
+        return -1;
+    p->c->sys_interval_s = (uint32_t)n;
+    return 0;
+}
+
+/* The binary form of a listener address, so "::1" and "0:0:0:0:0:0:0:1" are
+ * recognised as the same. family 0: all addresses (""). */
+struct addr {
+    int family;
+    unsigned char bytes[16];
+};
+
+static bool addr_parse(const char *text, struct addr *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (text[0] == '\0')
+        return true;
+    if (inet_pton(AF_INET, text, a->bytes) == 1) {
+        a->family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, text, a->bytes) == 1) {
+        a->family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+static bool addr_is_loopback(const struct addr *a)
+{
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (a->family == AF_INET)
+        return a->bytes[0] == 127;
+    if (a->family == AF_INET6) {
+        if (memcmp(a->bytes, v6_loopback, 16) == 0)
+            return true;
+        /* ::ffff:127.x.y.z only ever accepts loopback peers too. */
+        return memcmp(a->bytes, v4_mapped, 12) == 0 && a->bytes[12] == 127;
+    }
+    return false;
+}
+
+static int set_listener(struct parser *p)
+{
+    struct config *c = p->c;
+    const char *port_text = p->values[0];
+    const char *address = p->value_count > 1 ? p->values[1] : "";
+
+    uint64_t port = 0;
+    int rc = parse_u64(port_text, &port);
+    if (rc == -1)
+        return fail(p, "`listener' port `%s' is not a number", port_text);
+    if (rc == -2 || port > 65535)
+        return fail(p, "`listener' port `%s' is out of range 0..65535", port_text);
+
+    struct addr a;
+    if (strlen(address) >= sizeof(c->listeners[0].address) || !addr_parse(address, &a))
+        return fail(p,
+                    "`listener' address `%s' is not a numeric IPv4 or IPv6 address "
+                    "(host names are not supported)",
+                    address);
+
+    /* Port 0 asks the kernel for a fresh port each time, so two such
+     * listeners never collide; tests rely on that. */
+    for (uint32_t i = 0; i < c->listener_count && port != 0; i++) {
+        const struct config_listener *l = &c->listeners[i];
+        struct addr b;
+        if (l->port != port || !addr_parse(l->address, &b))
+            continue;
+        if (a.family == b.family && memcmp(a.bytes, b.bytes, sizeof(a.bytes)) == 0)
+            return fail(p, "duplicate listener %u %s (first at line %d)", (unsigned)port,
+                        address[0] != '\0' ? address : "(all addresses)", l->line);
+    }
+    if (c->listener_count >= LISTENERS_MAX)
+        return fail(p, "too many listeners (at most %u)", (unsigned)LISTENERS_MAX);
+
+    struct config_listener *l = &c->listeners[c->listener_count++];
+    memset(l, 0, sizeof(*l));
+    l->port = (uint16_t)port;
+    snprintf(l->address, sizeof(l->address), "%s", address);
+    l->allow_anonymous = CONFIG_UNSET;
+    l->max_connections = 0;
+    l->line = p->line;
+    p->listener = l;
+    return 0;
+}
+
+/* mosquitto: -1 means unlimited; 0 reads the same to us. */
+static int set_max_connections(struct parser *p)
+{
+    if (strcmp(p->values[0], "-1") == 0) {
+        p->listener->max_connections = 0;
+        return 0;
+    }
+    uint64_t n = 0;
+    if (value_uint(p, 0, UINT32_MAX, 0, &n) != 0)
+        return -1;
+    p->listener->max_connections = (uint32_t)n;
+    return 0;
+}
+
+static int set_protocol(struct parser *p)
+{
+    if (strcmp(p->values[0], "mqtt") == 0)
+        return 0;
+    if (strcmp(p->values[0], "websockets") == 0)
+        return fail(p, "`protocol' value `websockets' is not supported (only mqtt)");
+    return fail(p, "`protocol' value `%s' is not mqtt or websockets", p->values[0]);
+}
+
+enum option_scope {
+    SCOPE_GLOBAL,   /* anywhere; always applies to the whole broker */
+    SCOPE_ANY,      /* global before the first listener, per listener after */
+    SCOPE_LISTENER, /* only inside a listener block */
+};
+
+struct option {
+    const char *key;
+    int (*set)(struct parser *p);
+    enum option_scope scope;
+    unsigned values_max; /* values_min is always 1 */
+};
+
+/* Global keys are accepted after a listener line too, as mosquitto does: a
+ * file that sets max_packet_size below its listener means it globally. */
+static const struct option options[] = {
+    {"shards", set_shards, SCOPE_GLOBAL, 1},
+    {"log_level", set_log_level, SCOPE_GLOBAL, 1},
+    {"allow_anonymous", set_allow_anonymous, SCOPE_ANY, 1},
+    {"max_packet_size", set_max_packet_size, SCOPE_GLOBAL, 1},
+    {"max_keepalive", set_max_keepalive, SCOPE_GLOBAL, 1},
+    {"max_inflight_messages", set_max_inflight_messages, SCOPE_GLOBAL, 1},
+    {"max_queued_messages", set_max_queued_messages, SCOPE_GLOBAL, 1},
+    {"max_queued_bytes", set_max_queued_bytes, SCOPE_GLOBAL, 1},
+    {"persistent_client_expiration", set_persistent_client_expiration, SCOPE_GLOBAL, 1},
+    {"connect_timeout", set_connect_timeout, SCOPE_GLOBAL, 1},
+    {"max_output_buffer", set_max_output_buffer, SCOPE_GLOBAL, 1},
+    {"retain_available", set_retain_available, SCOPE_GLOBAL, 1},
+    {"max_qos", set_max_qos, SCOPE_GLOBAL, 1},
+    {"max_topic_levels", set_max_topic_levels, SCOPE_GLOBAL, 1},
+    {"sys_interval", set_sys_interval, SCOPE_GLOBAL, 1},
+    {"listener", set_listener, SCOPE_GLOBAL, 2},
+    {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
+    {"protocol", set_protocol, SCOPE_LISTENER, 1},
+};
+
+/* Options of mosquitto 2.0 that ringmq does not implement. Refusing them is
+ * deliberate: silently ignoring password_file or acl_file would run a broker
+ * that is more open than its operator wrote. */
+static const char *const mosquitto_only[] = {
+    "accept_protocol_versions",
+    "acl_file",
+    "address",
+    "addresses",
+    "allow_duplicate_messages",
+    "allow_zero_length_clientid",
+    "auth_plugin",
+    "auth_plugin_deny_special_chars",
+    "auto_id_prefix",
+    "autosave_interval",
+    "autosave_on_changes",
+    "bind_address",
+    "bind_interface",
+    "cafile",
+    "capath",
+    "certfile",
+    "check_retain_source",
+    "ciphers",
+    "ciphers_tls1.3",
+    "cleansession",
+    "clientid",
+    "clientid_prefixes",
+    "connection",
+    "connection_messages",
+    "crlfile",
+    "dhparamfile",
+    "disable_client_cert_date_checks",
+    "enable_control_api",
+    "global_plugin",
+    "http_dir",
+    "idle_timeout",
+    "include_dir",
+    "keepalive_interval",
+    "keyfile",
+    "local_cleansession",
+    "local_clientid",
+    "local_password",
+    "local_username",
+    "log_dest",
+    "log_facility",
+    "log_timestamp",
+    "log_timestamp_format",
+    "log_type",
+    "max_inflight_bytes",
+    "max_topic_alias",
+    "memory_limit",
+    "message_size_limit",
+    "mount_point",
+    "notification_topic",
+    "notifications",
+    "notifications_local_only",
+    "password",
+    "password_file",
+    "per_listener_settings",
+    "persistence",
+    "persistence_file",
+    "persistence_location",
+    "pid_file",
+    "plugin",
+    "port",
+    "psk_file",
+    "psk_hint",
+    "queue_qos0_messages",
+    "remote_clientid",
+    "remote_password",
+    "remote_username",
+    "require_certificate",
+    "restart_timeout",
+    "round_robin",
+    "set_tcp_nodelay",
+    "socket_domain",
+    "start_type",
+    "threshold",
+    "tls_engine",
+    "tls_engine_kpass_sha1",
+    "tls_keyform",
+    "tls_version",
+    "topic",
+    "try_private",
+    "upgrade_outgoing_qos",
+    "use_identity_as_username",
+    "use_subject_as_username",
+    "use_username_as_clientid",
+    "user",
+    "username",
+    "websockets_headers_size",
+    "websockets_log_level",
+};
+
+/* Families of mosquitto keys: plugin and bridge options by prefix. */
+static const char *const mosquitto_prefixes[] = {"auth_opt_", "plugin_opt_", "bridge_"};
+
+static bool is_mosquitto_only(const char *key)
+{
+    for (size_t i = 0; i < sizeof(mosquitto_only) / sizeof(mosquitto_only[0]); i++)
+        if (strcmp(key, mosquitto_only[i]) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof(mosquitto_prefixes) / sizeof(mosquitto_prefixes[0]); i++)
+        if (strncmp(key, mosquitto_prefixes[i], strlen(mosquitto_prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+static int apply(struct parser *p)
+{
+    const struct option *o = NULL;
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        if (strcmp(p->key, options[i].key) == 0) {
+            o = &options[i];
+            break;
+        }
+    }
+    if (o == NULL) {
+        if (is_mosquitto_only(p->key))
+            return fail(p, "`%s' is a mosquitto option ringmq does not support yet", p->key);
+        return fail(p, "unknown option `%s'", p->key);
+    }
+    if (o->scope == SCOPE_LISTENER && p->listener == NULL)
+        return fail(p, "`%s' is only valid inside a listener block (after a `listener' line)",
+                    p->key);
+    if (p->value_count == 0)
+        return fail(p, "`%s' needs a value", p->key);
+    if (p->value_count > o->values_max) {
+        if (o->values_max == 1)
+            return fail(p, "`%s' takes one value, found extra `%s'", p->key, p->values[1]);
+        return fail(p, "`%s' takes at most %u values, found extra `%s'", p->key, o->values_max,
+                    p->values[o->values_max]);
+    }
+    return o->set(p);
+}
+
+/* Splits line (NUL-terminated, modified in place) into the key and values. A
+ * '#' that starts a token starts a comment; one inside a token is data. */
+static void tokenize(struct parser *p, char *line)
+{
+    p->key = NULL;
+    p->value_count = 0;
+    char *s = line;
+    for (;;) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (*s == '\0' || *s == '#')
+            return;
+        char *start = s;
+        while (*s != '\0' && *s != ' ' && *s != '\t')
+            s++;
+        bool last = *s == '\0';
+        *s = '\0';
+        if (p->key == NULL)
+            p->key = start;
+        else if (p->value_count++ < sizeof(p->values) / sizeof(p->values[0]))
+            p->values[p->value_count - 1] = start;
+        if (last)
+            return;
+        s++;
+    }
+}
+
+int config_parse(struct config *c, const char *source, const char *text, size_t len, char *err,
+                 size_t errlen)
+{
+    assert(c != NULL);
+    assert(text != NULL || len == 0);
+    if (source == NULL)
+        source = "<default>";
+    snprintf(c->source, sizeof(c->source), "%s", source);
+
+    struct parser p = {.c = c, .source = source, .err = err, .errlen = errlen};
+    /* One line plus its NUL; 4 KiB on the main thread's stack at start-up. */
+    char buf[CONFIG_LINE_MAX + 1];
+    size_t pos = 0;
+
+    while (pos < len) {
+        p.line++;
+        const char *start = text + pos;
+        const char *nl = memchr(start, '\n', len - pos);
+        size_t line_len = nl != NULL ? (size_t)(nl - start) : len - pos;
+        pos += line_len + (nl != NULL ? 1 : 0);
+        /* CRLF files come from Windows editors; the CR is not part of the
+         * line. */
+        if (line_len > 0 && start[line_len - 1] == '\r')
+            line_len--;
+
+        if (line_len > CONFIG_LINE_MAX)
+            return fail(&p, "line is longer than %u bytes", (unsigned)CONFIG_LINE_MAX);
+        if (memchr(start, '\0', line_len) != NULL)
+            return fail(&p, "line holds a NUL byte");
+        /* Other control bytes (a lone CR, an escape) mean a damaged or binary
+         * file; better to stop than to guess what the operator meant. */
+        for (size_t i = 0; i < line_len; i++) {
+            unsigned char ch = (unsigned char)start[i];
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+                return fail(&p, "line holds control character 0x%02x", ch);
+        }
+
+        memcpy(buf, start, line_len);
+        buf[line_len] = '\0';
+        tokenize(&p, buf);
+        if (p.key == NULL)
+            continue;
+        if (apply(&p) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int config_finish(struct config *c, char *err, size_t errlen)
+{
+    assert(c != NULL);
+    char where[sizeof(c->source) + 16];
+
+    if (c->listener_count == 0) {
+        /* Loopback only: a broker started without a config must not be
+         * reachable from the network. */
+        struct config_listener *l = &c->listeners[0];
+        memset(l, 0, sizeof(*l));
+        l->port = 1883;
+        snprintf(l->address, sizeof(l->address), "%s", "127.0.0.1");
+        l->allow_anonymous = CONFIG_UNSET;
+        l->max_connections = 0;
+        l->line = 0;
+        c->listener_count = 1;
+    }
+    if (c->listener_count > LISTENERS_MAX) {
+        snprintf(where, sizeof(where), "%s:0", c->source);
+        return report(err, errlen, where, "too many listeners (at most %u)",
+                      (unsigned)LISTENERS_MAX);
+    }
+
+    for (uint32_t i = 0; i < c->listener_count; i++) {
+        struct config_listener *l = &c->listeners[i];
+        struct addr a;
+        /* The parser checked this; a struct filled by other code may not
+         * have been, and net/ binds what we return. */
+        if (memchr(l->address, '\0', sizeof(l->address)) == NULL || !addr_parse(l->address, &a)) {
+            snprintf(where, sizeof(where), "%s:%d", c->source, l->line);
+            return report(err, errlen, where, "listener address is not a numeric IP address");
+        }
+        if (l->allow_anonymous != CONFIG_UNSET)
+            continue;
+        if (c->allow_anonymous != CONFIG_UNSET)
+            l->allow_anonymous = c->allow_anonymous;
+        else
+            /* With no word from the operator, only a listener that the
+             * outside world cannot reach lets clients in without a name. */
+            l->allow_anonymous = addr_is_loopback(&a) ? CONFIG_TRUE : CONFIG_FALSE;
+    }
+    return 0;
+}

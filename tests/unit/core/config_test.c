@@ -1,0 +1,710 @@
+/*
+ * The config parser as an operator meets it: defaults, every key at its
+ * limits and one past them, the exact "file:line: message" each mistake
+ * produces, mosquitto options we refuse, listener blocks and how
+ * config_finish() resolves allow_anonymous per listener.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+static struct config cfg;
+static char err[1024];
+
+/* Parses text (a C string) as "t.conf" into a freshly initialised cfg. */
+static int parse_len(const char *text, size_t len)
+{
+    config_init(&cfg);
+    memset(err, 0, sizeof(err));
+    return config_parse(&cfg, "t.conf", text, len, err, sizeof(err));
+}
+
+static int parse(const char *text)
+{
+    return parse_len(text, strlen(text));
+}
+
+static int parse_finish(const char *text)
+{
+    if (parse(text) != 0)
+        return -1;
+    return config_finish(&cfg, err, sizeof(err));
+}
+
+#define expect_ok(text)                                                                            \
+    do {                                                                                           \
+        int rc_ = parse(text);                                                                     \
+        cr_assert_eq(rc_, 0, "parse(\"%s\") failed: %s", text, err);                               \
+    } while (0)
+
+#define expect_error(text, message)                                                                \
+    do {                                                                                           \
+        int rc_ = parse(text);                                                                     \
+        cr_assert_eq(rc_, -1, "parse(\"%s\") should fail", text);                                  \
+        cr_expect_str_eq(err, message);                                                            \
+    } while (0)
+
+/* ---- defaults ---- */
+
+Test(config, defaults)
+{
+    config_init(&cfg);
+    cr_expect_str_eq(cfg.source, "<default>");
+    cr_expect_eq(cfg.shards, 0);
+    cr_expect_eq(cfg.log_level, LOG_LEVEL_NOTICE);
+    cr_expect_eq(cfg.allow_anonymous, CONFIG_UNSET);
+    cr_expect_eq(cfg.max_packet_size, PACKET_SIZE_DEFAULT);
+    cr_expect_eq(cfg.max_keepalive_s, 65535);
+    cr_expect_eq(cfg.max_inflight_messages, 20);
+    cr_expect_eq(cfg.max_queued_messages, 1000);
+    cr_expect_eq(cfg.max_queued_bytes, 0);
+    cr_expect_eq(cfg.persistent_client_expiration_s, 0);
+    cr_expect_eq(cfg.connect_timeout_ms, 10000);
+    cr_expect_eq(cfg.max_output_buffer, 1024 * 1024);
+    cr_expect(cfg.retain_available);
+    cr_expect_eq(cfg.max_qos, 2);
+    cr_expect_eq(cfg.max_topic_levels, TOPIC_LEVELS_MAX);
+    cr_expect_eq(cfg.sys_interval_s, 10);
+    cr_expect_eq(cfg.listener_count, 0);
+}
+
+Test(config, empty_text_keeps_defaults)
+{
+    expect_ok("");
+    cr_expect_eq(cfg.listener_count, 0);
+    cr_expect_eq(cfg.max_qos, 2);
+    cr_expect_str_eq(cfg.source, "t.conf");
+}
+
+Test(config, default_text_parses)
+{
+    config_init(&cfg);
+    cr_assert_eq(config_parse(&cfg, "<default>", config_default_text, strlen(config_default_text),
+                              err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.listener_count, 1);
+    cr_expect_eq(cfg.listeners[0].port, 1883);
+    cr_expect_str_eq(cfg.listeners[0].address, "127.0.0.1");
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE);
+    cr_expect_gt(cfg.listeners[0].line, 0, "the listener comes from the text, not the fallback");
+    cr_expect_eq(cfg.allow_anonymous, CONFIG_UNSET, "the default text sets it per listener");
+}
+
+/* ---- lines, comments, whitespace ---- */
+
+Test(config, comments_blank_lines_and_whitespace)
+{
+    expect_ok("# a comment\n"
+              "\n"
+              "   \t  \n"
+              "   # indented comment\n"
+              "\t max_qos \t 1 \t # trailing comment\n"
+              "shards  4   \n"
+              "#max_qos 0\n");
+    cr_expect_eq(cfg.max_qos, 1);
+    cr_expect_eq(cfg.shards, 4);
+}
+
+Test(config, hash_inside_a_token_is_data)
+{
+    expect_error("max_qos 1#x\n", "t.conf:1: `max_qos' value `1#x' is not a number");
+}
+
+Test(config, crlf_lines)
+{
+    expect_ok("max_qos 1\r\nshards 2\r\n\r\n# c\r\nlistener 1883 127.0.0.1\r\n");
+    cr_expect_eq(cfg.max_qos, 1);
+    cr_expect_eq(cfg.shards, 2);
+    cr_expect_str_eq(cfg.listeners[0].address, "127.0.0.1");
+    expect_error("max_qos 1\r\nbogus 1\r\n", "t.conf:2: unknown option `bogus'");
+}
+
+Test(config, last_line_without_newline)
+{
+    expect_ok("shards 3\nmax_qos 0");
+    cr_expect_eq(cfg.max_qos, 0);
+}
+
+Test(config, text_need_not_be_nul_terminated)
+{
+    const char text[] = "max_qos 1garbage";
+    cr_assert_eq(parse_len(text, 9), 0, "%s", err);
+    cr_expect_eq(cfg.max_qos, 1);
+}
+
+Test(config, error_names_source_and_line)
+{
+    config_init(&cfg);
+    const char *text = "# one\n\nshards 2\nmax_qos 9\n";
+    cr_assert_eq(
+        config_parse(&cfg, "/etc/ringmq/ringmq.conf", text, strlen(text), err, sizeof(err)), -1);
+    cr_expect_str_eq(err, "/etc/ringmq/ringmq.conf:4: `max_qos' value `9' is out of range 0..2");
+}
+
+Test(config, line_at_limit_and_over)
+{
+    static char text[CONFIG_LINE_MAX + 16];
+    /* A comment line of exactly CONFIG_LINE_MAX bytes is fine... */
+    memset(text, 'x', CONFIG_LINE_MAX);
+    text[0] = '#';
+    text[CONFIG_LINE_MAX] = '\0';
+    expect_ok(text);
+    /* ...also with its CRLF... */
+    memcpy(text + CONFIG_LINE_MAX, "\r\n", 3);
+    expect_ok(text);
+    /* ...one byte more is not. */
+    memset(text, 'x', CONFIG_LINE_MAX + 1);
+    text[0] = '#';
+    memcpy(text + CONFIG_LINE_MAX + 1, "\n", 2);
+    char msg[64];
+    snprintf(msg, sizeof(msg), "t.conf:1: line is longer than %u bytes", CONFIG_LINE_MAX);
+    expect_error(text, msg);
+}
+
+Test(config, long_line_reported_on_its_line)
+{
+    static char text[CONFIG_LINE_MAX + 64];
+    strcpy(text, "shards 2\n");
+    size_t off = strlen(text);
+    memset(text + off, ' ', CONFIG_LINE_MAX + 1);
+    text[off + CONFIG_LINE_MAX + 1] = '\0';
+    char msg[64];
+    snprintf(msg, sizeof(msg), "t.conf:2: line is longer than %u bytes", CONFIG_LINE_MAX);
+    expect_error(text, msg);
+}
+
+Test(config, nul_byte_is_an_error)
+{
+    const char text[] = "max_qos 1\nshards\0 2\n";
+    cr_assert_eq(parse_len(text, sizeof(text) - 1), -1);
+    cr_expect_str_eq(err, "t.conf:2: line holds a NUL byte");
+}
+
+Test(config, control_character_is_an_error)
+{
+    expect_error("max_qos\x1b 1\n", "t.conf:1: line holds control character 0x1b");
+    expect_error("max_qos 1\rshards 2\n", "t.conf:1: line holds control character 0x0d");
+}
+
+Test(config, small_error_buffer_is_truncated_not_overrun)
+{
+    char small[12];
+    memset(small, 'Z', sizeof(small));
+    config_init(&cfg);
+    const char *text = "bogus 1\n";
+    cr_assert_eq(config_parse(&cfg, "t.conf", text, strlen(text), small, 8), -1);
+    cr_expect_str_eq(small, "t.conf:");
+    cr_expect_eq(small[8], 'Z', "nothing written past errlen");
+    cr_expect_eq(config_parse(&cfg, "t.conf", text, strlen(text), NULL, 0), -1);
+}
+
+/* ---- unknown, unsupported, arity ---- */
+
+Test(config, unknown_option)
+{
+    expect_error("foo bar\n", "t.conf:1: unknown option `foo'");
+    expect_error("Max_qos 1\n", "t.conf:1: unknown option `Max_qos'");
+}
+
+Test(config, unsupported_mosquitto_options)
+{
+    expect_error("persistence true\n",
+                 "t.conf:1: `persistence' is a mosquitto option ringmq does not support yet");
+    expect_error("password_file /etc/mosquitto/passwd\n",
+                 "t.conf:1: `password_file' is a mosquitto option ringmq does not support yet");
+    expect_error("listener 8883\ncertfile /x.pem\n",
+                 "t.conf:2: `certfile' is a mosquitto option ringmq does not support yet");
+    expect_error("connection bridge1\n",
+                 "t.conf:1: `connection' is a mosquitto option ringmq does not support yet");
+    expect_error("bridge_cafile /x\n",
+                 "t.conf:1: `bridge_cafile' is a mosquitto option ringmq does not support yet");
+    expect_error("auth_opt_backend x\n",
+                 "t.conf:1: `auth_opt_backend' is a mosquitto option ringmq does not support yet");
+    const char *keys[] = {"persistence_location",
+                          "acl_file",
+                          "keyfile",
+                          "cafile",
+                          "require_certificate",
+                          "address",
+                          "include_dir",
+                          "per_listener_settings",
+                          "user",
+                          "pid_file",
+                          "log_dest"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char text[128], msg[160];
+        snprintf(text, sizeof(text), "%s x\n", keys[i]);
+        snprintf(msg, sizeof(msg),
+                 "t.conf:1: `%s' is a mosquitto option ringmq does not support yet", keys[i]);
+        expect_error(text, msg);
+    }
+}
+
+Test(config, missing_value)
+{
+    expect_error("max_qos\n", "t.conf:1: `max_qos' needs a value");
+    expect_error("max_qos   # two\n", "t.conf:1: `max_qos' needs a value");
+    expect_error("listener\n", "t.conf:1: `listener' needs a value");
+}
+
+Test(config, extra_values)
+{
+    expect_error("max_qos 1 2\n", "t.conf:1: `max_qos' takes one value, found extra `2'");
+    expect_error("allow_anonymous true false\n",
+                 "t.conf:1: `allow_anonymous' takes one value, found extra `false'");
+    expect_error("listener 1883 127.0.0.1 tcp\n",
+                 "t.conf:1: `listener' takes at most 2 values, found extra `tcp'");
+}
+
+/* ---- global keys ---- */
+
+Test(config, shards)
+{
+    expect_ok("shards auto\n");
+    cr_expect_eq(cfg.shards, 0);
+    expect_ok("shards 1\n");
+    cr_expect_eq(cfg.shards, 1);
+    expect_ok("shards 64\n");
+    cr_expect_eq(cfg.shards, SHARDS_MAX);
+    expect_error("shards 65\n", "t.conf:1: `shards' value `65' is out of range (auto, or 1..64)");
+    expect_error("shards 0\n", "t.conf:1: `shards' value `0' is out of range (auto, or 1..64)");
+    expect_error("shards four\n", "t.conf:1: `shards' value `four' is not auto or a number");
+    expect_error("shards -1\n", "t.conf:1: `shards' value `-1' is not auto or a number");
+    expect_error("shards 99999999999999999999999\n",
+                 "t.conf:1: `shards' value `99999999999999999999999' is out of range (auto, or "
+                 "1..64)");
+}
+
+Test(config, log_level)
+{
+    const char *names[] = {"error", "warning", "notice", "info", "debug"};
+    for (int i = 0; i < 5; i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "log_level %s\n", names[i]);
+        expect_ok(text);
+        cr_expect_eq(cfg.log_level, (enum config_log_level)i, "%s", names[i]);
+    }
+    expect_error("log_level verbose\n", "t.conf:1: `log_level' value `verbose' is not one of "
+                                        "error, warning, notice, info, debug");
+    expect_error("log_level DEBUG\n", "t.conf:1: `log_level' value `DEBUG' is not one of "
+                                      "error, warning, notice, info, debug");
+}
+
+Test(config, allow_anonymous_global)
+{
+    expect_ok("allow_anonymous true\n");
+    cr_expect_eq(cfg.allow_anonymous, CONFIG_TRUE);
+    expect_ok("allow_anonymous false\n");
+    cr_expect_eq(cfg.allow_anonymous, CONFIG_FALSE);
+    expect_error("allow_anonymous yes\n",
+                 "t.conf:1: `allow_anonymous' value `yes' is not true or false");
+    expect_error("allow_anonymous 1\n",
+                 "t.conf:1: `allow_anonymous' value `1' is not true or false");
+    expect_error("allow_anonymous TRUE\n",
+                 "t.conf:1: `allow_anonymous' value `TRUE' is not true or false");
+}
+
+Test(config, max_packet_size)
+{
+    expect_ok("max_packet_size 1\n");
+    cr_expect_eq(cfg.max_packet_size, 1);
+    expect_ok("max_packet_size 268435455\n");
+    cr_expect_eq(cfg.max_packet_size, PACKET_SIZE_MAX);
+    expect_ok("max_packet_size 0\n");
+    cr_expect_eq(cfg.max_packet_size, PACKET_SIZE_MAX, "mosquitto's 0 means the spec maximum");
+    expect_error("max_packet_size 268435456\n",
+                 "t.conf:1: `max_packet_size' value `268435456' is out of range 0..268435455");
+    expect_error("max_packet_size 1k\n", "t.conf:1: `max_packet_size' value `1k' is not a number");
+    expect_error("max_packet_size -1\n", "t.conf:1: `max_packet_size' value `-1' is not a number");
+    expect_error("max_packet_size +5\n", "t.conf:1: `max_packet_size' value `+5' is not a number");
+    expect_error("max_packet_size 0x10\n",
+                 "t.conf:1: `max_packet_size' value `0x10' is not a number");
+    expect_error("max_packet_size 18446744073709551616\n",
+                 "t.conf:1: `max_packet_size' value `18446744073709551616' is out of range "
+                 "0..268435455");
+}
+
+Test(config, max_keepalive)
+{
+    expect_ok("max_keepalive 10\n");
+    cr_expect_eq(cfg.max_keepalive_s, 10);
+    expect_ok("max_keepalive 65535\n");
+    cr_expect_eq(cfg.max_keepalive_s, 65535);
+    expect_ok("max_keepalive 0\n");
+    cr_expect_eq(cfg.max_keepalive_s, 65535, "0 is mosquitto's no limit");
+    expect_error("max_keepalive 9\n",
+                 "t.conf:1: `max_keepalive' value `9' is out of range (0, or 10..65535)");
+    expect_error("max_keepalive 65536\n",
+                 "t.conf:1: `max_keepalive' value `65536' is out of range (0, or 10..65535)");
+}
+
+Test(config, max_inflight_messages)
+{
+    expect_ok("max_inflight_messages 1\n");
+    cr_expect_eq(cfg.max_inflight_messages, 1);
+    expect_ok("max_inflight_messages 65535\n");
+    cr_expect_eq(cfg.max_inflight_messages, INFLIGHT_MAX);
+    expect_ok("max_inflight_messages 0\n");
+    cr_expect_eq(cfg.max_inflight_messages, INFLIGHT_MAX);
+    expect_error("max_inflight_messages 65536\n",
+                 "t.conf:1: `max_inflight_messages' value `65536' is out of range 0..65535");
+}
+
+Test(config, max_queued_messages)
+{
+    expect_ok("max_queued_messages 0\n");
+    cr_expect_eq(cfg.max_queued_messages, 0);
+    expect_ok("max_queued_messages 1000000\n");
+    cr_expect_eq(cfg.max_queued_messages, QUEUED_MESSAGES_MAX);
+    expect_error("max_queued_messages 1000001\n",
+                 "t.conf:1: `max_queued_messages' value `1000001' is out of range 0..1000000");
+}
+
+Test(config, max_queued_bytes)
+{
+    expect_ok("max_queued_bytes 0\n");
+    cr_expect_eq(cfg.max_queued_bytes, 0);
+    expect_ok("max_queued_bytes 17179869184\n");
+    cr_expect_eq(cfg.max_queued_bytes, QUEUED_BYTES_MAX);
+    expect_error("max_queued_bytes 17179869185\n",
+                 "t.conf:1: `max_queued_bytes' value `17179869185' is out of range "
+                 "0..17179869184");
+}
+
+Test(config, persistent_client_expiration)
+{
+    struct {
+        const char *value;
+        unsigned long long seconds;
+    } ok[] = {
+        {"0", 0},
+        {"90", 90},
+        {"90s", 90},
+        {"1h", 3600},
+        {"14d", 1209600},
+        {"2w", 1209600},
+        {"2m", 5184000},
+        {"1y", 31536000},
+        {"136y", 4288896000ull},
+        {"4294967294", 4294967294ull},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "persistent_client_expiration %s\n", ok[i].value);
+        expect_ok(text);
+        cr_expect_eq(cfg.persistent_client_expiration_s, ok[i].seconds, "%s", ok[i].value);
+    }
+    const char *bad[] = {"d", "5x", "-1d", "1.5d", "1dd", "h1", "1 d"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[64], msg[192];
+        snprintf(text, sizeof(text), "persistent_client_expiration %s\n", bad[i]);
+        if (strcmp(bad[i], "1 d") == 0)
+            snprintf(msg, sizeof(msg),
+                     "t.conf:1: `persistent_client_expiration' takes one value, found extra `d'");
+        else
+            snprintf(msg, sizeof(msg),
+                     "t.conf:1: `persistent_client_expiration' value `%s' is not a duration (a "
+                     "number, optionally followed by s, h, d, w, m or y)",
+                     bad[i]);
+        expect_error(text, msg);
+    }
+    expect_error("persistent_client_expiration 4294967295\n",
+                 "t.conf:1: `persistent_client_expiration' value `4294967295' is out of range (at "
+                 "most 4294967294 s)");
+    expect_error("persistent_client_expiration 137y\n",
+                 "t.conf:1: `persistent_client_expiration' value `137y' is out of range (at most "
+                 "4294967294 s)");
+    expect_error("persistent_client_expiration 999999999999999999999999999999999999999d\n",
+                 "t.conf:1: `persistent_client_expiration' value "
+                 "`999999999999999999999999999999999999999d' is out of range (at most "
+                 "4294967294 s)");
+}
+
+Test(config, connect_timeout)
+{
+    expect_ok("connect_timeout 1\n");
+    cr_expect_eq(cfg.connect_timeout_ms, 1000);
+    expect_ok("connect_timeout 3600\n");
+    cr_expect_eq(cfg.connect_timeout_ms, 3600000);
+    expect_error("connect_timeout 0\n",
+                 "t.conf:1: `connect_timeout' value `0' is out of range 1..3600");
+    expect_error("connect_timeout 3601\n",
+                 "t.conf:1: `connect_timeout' value `3601' is out of range 1..3600");
+}
+
+Test(config, max_output_buffer)
+{
+    expect_ok("max_output_buffer 4096\n");
+    cr_expect_eq(cfg.max_output_buffer, 4096);
+    expect_ok("max_output_buffer 67108864\n");
+    cr_expect_eq(cfg.max_output_buffer, OUTPUT_BUFFER_MAX);
+    expect_error("max_output_buffer 4095\n",
+                 "t.conf:1: `max_output_buffer' value `4095' is out of range 4096..67108864");
+    expect_error("max_output_buffer 67108865\n",
+                 "t.conf:1: `max_output_buffer' value `67108865' is out of range 4096..67108864");
+}
+
+Test(config, retain_available)
+{
+    expect_ok("retain_available false\n");
+    cr_expect_not(cfg.retain_available);
+    expect_ok("retain_available true\n");
+    cr_expect(cfg.retain_available);
+    expect_error("retain_available no\n",
+                 "t.conf:1: `retain_available' value `no' is not true or false");
+}
+
+Test(config, max_qos)
+{
+    for (int q = 0; q <= 2; q++) {
+        char text[32];
+        snprintf(text, sizeof(text), "max_qos %d\n", q);
+        expect_ok(text);
+        cr_expect_eq(cfg.max_qos, q);
+    }
+    expect_error("max_qos 3\n", "t.conf:1: `max_qos' value `3' is out of range 0..2");
+}
+
+Test(config, max_topic_levels)
+{
+    expect_ok("max_topic_levels 1\n");
+    cr_expect_eq(cfg.max_topic_levels, 1);
+    expect_ok("max_topic_levels 128\n");
+    cr_expect_eq(cfg.max_topic_levels, TOPIC_LEVELS_MAX);
+    expect_error("max_topic_levels 0\n",
+                 "t.conf:1: `max_topic_levels' value `0' is out of range 1..128");
+    expect_error("max_topic_levels 129\n",
+                 "t.conf:1: `max_topic_levels' value `129' is out of range 1..128");
+}
+
+Test(config, sys_interval)
+{
+    expect_ok("sys_interval 0\n");
+    cr_expect_eq(cfg.sys_interval_s, 0);
+    expect_ok("sys_interval 65535\n");
+    cr_expect_eq(cfg.sys_interval_s, 65535);
+    expect_error("sys_interval 65536\n",
+                 "t.conf:1: `sys_interval' value `65536' is out of range 0..65535");
+}
+
+Test(config, later_value_wins)
+{
+    expect_ok("max_qos 0\nmax_qos 1\n");
+    cr_expect_eq(cfg.max_qos, 1);
+}
+
+/* ---- listeners ---- */
+
+Test(config, listener_forms)
+{
+    expect_ok("listener 1883\n"
+              "listener 0 127.0.0.1\n"
+              "listener 65535 ::1\n"
+              "listener 8883 0.0.0.0\n"
+              "listener 8884 2001:db8::17\n");
+    cr_assert_eq(cfg.listener_count, 5);
+    cr_expect_eq(cfg.listeners[0].port, 1883);
+    cr_expect_str_eq(cfg.listeners[0].address, "");
+    cr_expect_eq(cfg.listeners[0].line, 1);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_UNSET);
+    cr_expect_eq(cfg.listeners[0].max_connections, 0);
+    cr_expect_eq(cfg.listeners[1].port, 0);
+    cr_expect_str_eq(cfg.listeners[1].address, "127.0.0.1");
+    cr_expect_eq(cfg.listeners[2].port, 65535);
+    cr_expect_str_eq(cfg.listeners[2].address, "::1");
+    cr_expect_eq(cfg.listeners[4].line, 5);
+}
+
+Test(config, listener_bad_port)
+{
+    expect_error("listener 65536\n", "t.conf:1: `listener' port `65536' is out of range 0..65535");
+    expect_error("listener -1\n", "t.conf:1: `listener' port `-1' is not a number");
+    expect_error("listener mqtt\n", "t.conf:1: `listener' port `mqtt' is not a number");
+}
+
+Test(config, listener_bad_address)
+{
+    const char *bad[] = {"localhost",    "broker.example.com", "[::1]",
+                         "fe80::1%eth0", "127.0.0.256",        "1.2.3",
+                         "::1::2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[128], msg[256];
+        snprintf(text, sizeof(text), "listener 1883 %s\n", bad[i]);
+        snprintf(msg, sizeof(msg),
+                 "t.conf:1: `listener' address `%s' is not a numeric IPv4 or IPv6 address (host "
+                 "names are not supported)",
+                 bad[i]);
+        expect_error(text, msg);
+    }
+}
+
+Test(config, listener_duplicate)
+{
+    expect_error("listener 1883 127.0.0.1\nlistener 1883 127.0.0.1\n",
+                 "t.conf:2: duplicate listener 1883 127.0.0.1 (first at line 1)");
+    expect_error("listener 1883 ::1\n\nlistener 1883 0:0:0:0:0:0:0:1\n",
+                 "t.conf:3: duplicate listener 1883 0:0:0:0:0:0:0:1 (first at line 1)");
+    expect_error("listener 1883\nlistener 1883\n",
+                 "t.conf:2: duplicate listener 1883 (all addresses) (first at line 1)");
+    /* Different port or address: distinct listeners. */
+    expect_ok("listener 1883 127.0.0.1\nlistener 1884 127.0.0.1\nlistener 1883 ::1\n");
+    cr_expect_eq(cfg.listener_count, 3);
+    /* Port 0 gets a fresh ephemeral port each time. */
+    expect_ok("listener 0 127.0.0.1\nlistener 0 127.0.0.1\n");
+    cr_expect_eq(cfg.listener_count, 2);
+}
+
+Test(config, listener_count_limit)
+{
+    char text[LISTENERS_MAX * 32 + 64];
+    size_t off = 0;
+    for (unsigned i = 0; i < LISTENERS_MAX; i++)
+        off +=
+            (size_t)snprintf(text + off, sizeof(text) - off, "listener %u 127.0.0.1\n", 2000 + i);
+    expect_ok(text);
+    cr_expect_eq(cfg.listener_count, LISTENERS_MAX);
+    snprintf(text + off, sizeof(text) - off, "listener 9999 127.0.0.1\n");
+    char msg[96];
+    snprintf(msg, sizeof(msg), "t.conf:%u: too many listeners (at most %u)", LISTENERS_MAX + 1,
+             LISTENERS_MAX);
+    expect_error(text, msg);
+}
+
+Test(config, max_connections)
+{
+    expect_ok("listener 1883\nmax_connections 100\n");
+    cr_expect_eq(cfg.listeners[0].max_connections, 100);
+    expect_ok("listener 1883\nmax_connections -1\n");
+    cr_expect_eq(cfg.listeners[0].max_connections, 0);
+    expect_ok("listener 1883\nmax_connections 0\n");
+    cr_expect_eq(cfg.listeners[0].max_connections, 0);
+    expect_ok("listener 1883\nmax_connections 4294967295\n");
+    cr_expect_eq(cfg.listeners[0].max_connections, 4294967295u);
+    expect_error("listener 1883\nmax_connections 4294967296\n",
+                 "t.conf:2: `max_connections' value `4294967296' is out of range 0..4294967295");
+    expect_error("listener 1883\nmax_connections -2\n",
+                 "t.conf:2: `max_connections' value `-2' is not a number");
+    expect_error("max_connections 10\n", "t.conf:1: `max_connections' is only valid inside a "
+                                         "listener block (after a `listener' line)");
+}
+
+Test(config, max_connections_applies_to_its_block)
+{
+    expect_ok("listener 1883\nmax_connections 5\nlistener 1884\nmax_connections 7\n");
+    cr_expect_eq(cfg.listeners[0].max_connections, 5);
+    cr_expect_eq(cfg.listeners[1].max_connections, 7);
+}
+
+Test(config, protocol)
+{
+    expect_ok("listener 1883\nprotocol mqtt\n");
+    expect_error("listener 8080\nprotocol websockets\n",
+                 "t.conf:2: `protocol' value `websockets' is not supported (only mqtt)");
+    expect_error("listener 8080\nprotocol http\n",
+                 "t.conf:2: `protocol' value `http' is not mqtt or websockets");
+    expect_error("protocol mqtt\n", "t.conf:1: `protocol' is only valid inside a listener "
+                                    "block (after a `listener' line)");
+}
+
+Test(config, allow_anonymous_in_block_overrides_listener_only)
+{
+    expect_ok("allow_anonymous false\nlistener 1883\nallow_anonymous true\nlistener 1884\n");
+    cr_expect_eq(cfg.allow_anonymous, CONFIG_FALSE);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE);
+    cr_expect_eq(cfg.listeners[1].allow_anonymous, CONFIG_UNSET);
+}
+
+Test(config, global_key_after_listener_is_global)
+{
+    expect_ok("listener 1883\nmax_qos 1\n");
+    cr_expect_eq(cfg.max_qos, 1);
+}
+
+/* ---- config_finish ---- */
+
+Test(config, finish_adds_default_listener)
+{
+    cr_assert_eq(parse_finish(""), 0, "%s", err);
+    cr_assert_eq(cfg.listener_count, 1);
+    cr_expect_eq(cfg.listeners[0].port, 1883);
+    cr_expect_str_eq(cfg.listeners[0].address, "127.0.0.1");
+    cr_expect_eq(cfg.listeners[0].line, 0);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE, "loopback: anonymous by default");
+}
+
+Test(config, finish_default_listener_follows_global)
+{
+    cr_assert_eq(parse_finish("allow_anonymous false\n"), 0, "%s", err);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_FALSE);
+}
+
+Test(config, finish_loopback_anonymous_by_default)
+{
+    cr_assert_eq(parse_finish("listener 1883 127.0.0.1\nlistener 1884 127.1.2.3\n"
+                              "listener 1885 ::1\nlistener 1886 ::ffff:127.0.0.1\n"),
+                 0, "%s", err);
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(cfg.listeners[i].allow_anonymous, CONFIG_TRUE, "listener %d", i);
+}
+
+Test(config, finish_non_loopback_not_anonymous_by_default)
+{
+    cr_assert_eq(parse_finish("listener 1883 0.0.0.0\nlistener 1884\nlistener 1885 ::\n"
+                              "listener 1886 192.168.1.10\nlistener 1887 128.0.0.1\n"
+                              "listener 1888 ::2\n"),
+                 0, "%s", err);
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(cfg.listeners[i].allow_anonymous, CONFIG_FALSE, "listener %d", i);
+}
+
+Test(config, finish_explicit_global_applies_to_all)
+{
+    cr_assert_eq(parse_finish("allow_anonymous true\nlistener 1883 0.0.0.0\nlistener 1884\n"), 0,
+                 "%s", err);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE);
+    cr_expect_eq(cfg.listeners[1].allow_anonymous, CONFIG_TRUE);
+
+    cr_assert_eq(parse_finish("allow_anonymous false\nlistener 1883 127.0.0.1\n"), 0, "%s", err);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_FALSE);
+}
+
+Test(config, finish_listener_override_wins)
+{
+    cr_assert_eq(parse_finish("allow_anonymous true\n"
+                              "listener 1883 0.0.0.0\n"
+                              "allow_anonymous false\n"
+                              "listener 1884 0.0.0.0\n"
+                              "listener 1885 127.0.0.1\n"
+                              "allow_anonymous false\n"),
+                 0, "%s", err);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_FALSE);
+    cr_expect_eq(cfg.listeners[1].allow_anonymous, CONFIG_TRUE);
+    cr_expect_eq(cfg.listeners[2].allow_anonymous, CONFIG_FALSE);
+
+    cr_assert_eq(parse_finish("listener 1883 0.0.0.0\nallow_anonymous true\n"), 0, "%s", err);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE);
+}
+
+Test(config, finish_is_idempotent)
+{
+    cr_assert_eq(parse_finish("listener 1883 0.0.0.0\n"), 0, "%s", err);
+    cr_assert_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(cfg.listener_count, 1);
+    cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_FALSE);
+}
+
+Test(config, finish_rejects_a_bad_address_filled_by_hand)
+{
+    config_init(&cfg);
+    snprintf(cfg.source, sizeof(cfg.source), "hand.conf");
+    cfg.listener_count = 1;
+    cfg.listeners[0].port = 1883;
+    snprintf(cfg.listeners[0].address, sizeof(cfg.listeners[0].address), "localhost");
+    cfg.listeners[0].allow_anonymous = CONFIG_UNSET;
+    cfg.listeners[0].line = 7;
+    cr_assert_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    cr_expect_str_eq(err, "hand.conf:7: listener address is not a numeric IP address");
+}
