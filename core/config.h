@@ -1,0 +1,87 @@
+/*
+ * The broker configuration: a mosquitto-style file of "key value" lines, '#'
+ * comments, and "listener PORT [ADDRESS]" lines that start a listener block
+ * whose keys apply to that listener. Parsing is pure (the caller reads the
+ * file into memory) and reports the first error as "file:line: what is wrong".
+ * The main thread parses at start-up; shards only read the result.
+ */
+#ifndef RINGMQ_CONFIG_H
+#define RINGMQ_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limits.h"
+
+enum config_log_level {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARNING = 1,
+    LOG_LEVEL_NOTICE = 2,
+    LOG_LEVEL_INFO = 3,
+    LOG_LEVEL_DEBUG = 4,
+};
+
+/* Tri-state for settings a listener may override. */
+enum config_tristate { CONFIG_UNSET = -1, CONFIG_FALSE = 0, CONFIG_TRUE = 1 };
+
+struct config_listener {
+    uint16_t port;        /* 0: an ephemeral port (tests) */
+    char address[64];     /* numeric IPv4/IPv6 or "" for all addresses */
+    int allow_anonymous;  /* enum config_tristate; resolved by config_finish() */
+    uint32_t max_connections; /* 0: unlimited */
+    int line;             /* where the block starts, for messages */
+};
+
+struct config {
+    char source[256]; /* file name for messages, "<default>" when embedded */
+
+    uint32_t shards; /* 0 = auto: one per online CPU */
+    enum config_log_level log_level;
+
+    int allow_anonymous; /* global default, enum config_tristate */
+
+    uint32_t max_packet_size;       /* bytes, 1..PACKET_SIZE_MAX */
+    uint16_t max_keepalive_s;       /* clients asking more get this (5.0: server keep alive) */
+    uint32_t max_inflight_messages; /* QoS 1/2 unacknowledged per client, 1..INFLIGHT_MAX */
+    uint32_t max_queued_messages;   /* per session, 0..QUEUED_MESSAGES_MAX (0: none queued) */
+    uint64_t max_queued_bytes;      /* per session, 0 = only the message count applies */
+    uint64_t persistent_client_expiration_s; /* 0 = never */
+    uint32_t connect_timeout_ms;    /* time a new connection has to send CONNECT */
+    uint32_t max_output_buffer;     /* bytes queued to one client before it counts as slow */
+    bool retain_available;
+    uint8_t max_qos;
+    uint32_t max_topic_levels;      /* 1..TOPIC_LEVELS_MAX */
+    uint32_t sys_interval_s;        /* $SYS publication period, 0 = off */
+
+    uint32_t listener_count;
+    struct config_listener listeners[LISTENERS_MAX];
+};
+
+/* Fills defaults: no listeners, shards auto, max_packet_size
+ * PACKET_SIZE_DEFAULT, max_keepalive 65535, max_inflight_messages 20,
+ * max_queued_messages 1000, max_queued_bytes 0, log level notice, ... */
+void config_init(struct config *c);
+
+/*
+ * Parses text (len bytes, need not be NUL-terminated) named source into c,
+ * which config_init() prepared. Returns 0, or -1 with err (errlen bytes)
+ * holding "source:line: message". Unknown keys, bad values, values out of
+ * range, a key in the wrong place, a duplicate listener port/address all are
+ * errors. Then config_finish() must be called.
+ */
+int config_parse(struct config *c, const char *source, const char *text, size_t len, char *err,
+                 size_t errlen);
+
+/*
+ * Resolves what depends on the whole file: with no listener, adds the
+ * default 127.0.0.1:1883 listener; resolves each listener's allow_anonymous
+ * (listener value, else the global value, else true only for a loopback
+ * address - 127.0.0.0/8 or ::1 - and false otherwise). 0 or -1 with err.
+ */
+int config_finish(struct config *c, char *err, size_t errlen);
+
+/* The embedded default config text used when no -c is given. */
+extern const char config_default_text[];
+
+#endif

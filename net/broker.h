@@ -1,0 +1,285 @@
+/*
+ * The runtime's shared types: the broker (what every shard can see), the
+ * shard (one thread, one ring, one partition of the clients), connections
+ * and clients. Private to net/.
+ *
+ * Ownership: a shard and everything reachable from it (connections, clients,
+ * tries, overflow lists) is touched only by that shard's thread. The broker
+ * struct is written by the main thread before shards start; afterwards
+ * shards read it, except for the atomics, the retained store (under
+ * retain_lock) and the auth snapshot pointer.
+ */
+#ifndef RINGMQ_BROKER_H
+#define RINGMQ_BROKER_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "codec.h"
+#include "config.h"
+#include "limits.h"
+#include "message.h"
+#include "retain.h"
+#include "route.h"
+#include "session.h"
+#include "topic_trie.h"
+#include "xq.h"
+
+struct shard;
+struct conn;
+struct client;
+
+/* A growable byte buffer with an explicit bound checked by its users. */
+struct buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+};
+
+/* The place where TLS will sit: between the socket and the codec. */
+struct transport {
+    const char *name;
+    /* Bytes arrived from the socket: hand plaintext to conn_input(); may
+     * queue handshake bytes for sending. 0, or a negative errno to close. */
+    int (*input)(struct conn *c, const uint8_t *data, size_t len);
+    /* Turns the connection's pending plaintext (c->out) into the bytes to
+     * put on the wire, returned in *wire (which stays valid until the send
+     * completes). Returns 0 and sets *wire, or a negative errno. */
+    int (*wire)(struct conn *c, struct buf **wire);
+    void (*destroy)(struct conn *c);
+};
+
+enum conn_state {
+    CONN_NEW = 0, /* waiting for CONNECT */
+    CONN_HANDOFF, /* CONNECT parsed, moving to the home shard */
+    CONN_ACTIVE,  /* attached to its client */
+    CONN_CLOSING, /* shut down, waiting for operations to finish */
+};
+
+/* Reasons a connection's reading is paused; reading resumes at zero. */
+enum conn_pause {
+    CONN_PAUSE_OUTPUT = 1, /* its own output is over the bound: TCP back-pressure */
+    CONN_PAUSE_RATE = 2,   /* over its message or byte rate (rate limits) */
+    CONN_PAUSE_CONGEST = 4 /* the shard's cross-shard overflow is over its bound */
+};
+
+struct conn {
+    struct shard *sh;
+    uint64_t id;
+    int fd;
+    uint32_t listener;
+    char peer[64];
+    uint8_t state;
+    uint8_t version;
+    uint8_t pause; /* enum conn_pause bits */
+    bool recv_armed;
+    bool send_inflight;
+    bool close_after_flush;
+    bool dirty;
+    bool deferred;
+    bool authenticated;
+    bool got_disconnect;
+    uint32_t ops;  /* kernel operations in flight (+ holds by pending SUBACKs) */
+    uint16_t home; /* the client's home shard, known once CONNECT is parsed */
+
+    const struct transport *tp;
+    void *tp_state;
+
+    struct buf in;      /* bytes of a packet that spans receives */
+    size_t in_off;      /* parsed prefix of in */
+    struct buf out;     /* plaintext queued for the next send */
+    struct buf sending; /* bytes owned by the kernel during a send */
+    size_t sending_off;
+
+    uint64_t created_ms;
+    uint64_t last_rx_ms;
+    uint16_t keepalive_s;
+
+    /* From CONNECT. */
+    uint32_t client_max_packet; /* 0: no limit */
+    uint16_t client_receive_max;
+    bool request_problem_info;
+    uint32_t session_expiry_s;
+    uint8_t *username;
+    uint32_t username_len;
+    char *assigned_id; /* a server-assigned client id, kept across the hand-off */
+    struct msg *will;
+    uint32_t will_delay_s;
+
+    struct client *client;
+    struct conn *prev, *next;   /* shard's connection list */
+    struct conn *dirty_next;    /* shard's to-flush list */
+    struct conn *deferred_next; /* shard's input-left-over list */
+};
+
+/* One subscription of a client, kept to remove it at session end. */
+struct client_sub {
+    struct client_sub *next;
+    uint64_t opts;
+    uint16_t group_len;
+    uint16_t filter_len;
+    uint8_t data[]; /* group then inner filter */
+};
+
+/* A client id's state on its home shard: the session, the live connection. */
+struct client {
+    struct client *hnext; /* hash chain */
+    uint64_t hash;
+    uint8_t *id;
+    uint16_t id_len;
+    uint8_t version;
+    bool clean_session; /* 3.1.1 clean session / 5.0 clean start of the last connect */
+    uint32_t expiry_s;  /* session expiry after disconnect, UINT32_MAX: never */
+    uint64_t disconnected_ms;
+    struct conn *conn;
+    struct session s;
+    struct client_sub *subs;
+    uint32_t sub_count;
+    /* Delivery de-duplication: one copy per client per message. */
+    uint64_t match_seq;
+    uint32_t match_idx;
+    /* A delayed will (5.0 will delay interval), owned here once the
+     * connection is gone. */
+    struct msg *pending_will;
+    uint64_t will_at_ms;
+};
+
+/* An envelope on a cross-shard queue that is not a plain message. Plain
+ * messages travel as struct msg pointers; envelopes have the low bit set. */
+enum xenv_type {
+    XENV_ROUTE = 1,     /* route replica change */
+    XENV_ROUTE_ACK = 2, /* applied: count down a pending SUBACK */
+    XENV_ADOPT = 3,     /* a connection moving to its home shard */
+};
+
+struct pending_suback;
+
+struct xenv {
+    uint8_t type;
+    bool present;
+    uint16_t from_shard;
+    struct pending_suback *pending;
+    struct conn *conn;
+    uint16_t filter_len;
+    uint8_t filter[];
+};
+
+struct overflow_node {
+    struct overflow_node *next;
+    void *item;
+};
+
+struct shard_stats {
+    atomic_uint_fast64_t connections;
+    atomic_uint_fast64_t connects_total;
+    atomic_uint_fast64_t msgs_received;
+    atomic_uint_fast64_t msgs_sent;
+    atomic_uint_fast64_t msgs_dropped;
+    atomic_uint_fast64_t bytes_received;
+    atomic_uint_fast64_t bytes_sent;
+    atomic_uint_fast64_t protocol_errors;
+    atomic_uint_fast64_t xq_overflow;
+};
+
+struct shard {
+    struct broker *b;
+    unsigned id;
+    pthread_t thread;
+    struct io_uring ring;
+    int ring_fd;
+    int listen_fd[LISTENERS_MAX];
+
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+    size_t br_size;
+
+    struct trie *subs;
+    struct route *routes;
+
+    struct client **ctab;
+    uint32_t ctab_mask;
+    uint32_t client_count;
+
+    struct conn *conns;
+    struct conn *dirty;
+    struct conn *deferred;
+    uint64_t next_conn_id;
+
+    struct xq *inq[SHARDS_MAX]; /* inq[j]: from shard j to this one */
+    struct overflow_node *ovf_head[SHARDS_MAX], *ovf_tail[SHARDS_MAX];
+    uint32_t ovf_count;
+    uint64_t notify_mask; /* shards pushed to this turn */
+
+    atomic_int sleeping;
+    uint64_t now_ms;
+    uint64_t next_tick_ms;
+    uint64_t match_seq;
+    bool stopping;
+    uint64_t stop_deadline_ms;
+
+    struct shard_stats st;
+    atomic_int started; /* 1 ok, -errno failed */
+};
+
+struct broker {
+    struct config cfg;
+    unsigned shard_count;
+    struct shard *shards[SHARDS_MAX];
+    _Atomic(struct auth_snapshot *) auth;
+    pthread_rwlock_t retain_lock;
+    struct retain *retain;
+    atomic_bool stopping;
+    atomic_uint_fast64_t conn_count;
+    uint16_t listen_port[LISTENERS_MAX]; /* resolved ports (0 in config = ephemeral) */
+    uint64_t start_ms;
+};
+
+/* Monotonic milliseconds. */
+uint64_t broker_now_ms(void);
+uint64_t broker_client_hash(const uint8_t *id, size_t len);
+
+/* shard.c */
+int shard_create(struct broker *b, unsigned id, struct shard **out);
+void shard_destroy(struct shard *sh);
+int shard_start(struct shard *sh);
+void shard_join(struct shard *sh);
+/* Posts an item to another shard's queue (overflow list when full). */
+void shard_post(struct shard *sh, unsigned to, void *item);
+void shard_mark_dirty(struct conn *c);
+void shard_defer(struct conn *c);
+void conn_pause(struct conn *c, uint8_t reason);
+void conn_resume(struct conn *c, uint8_t reason);
+/* Shuts the socket down after flushing what is queued. */
+void conn_close(struct conn *c, const char *why);
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c);
+void shard_adopt(struct shard *sh, struct conn *c);
+/* Starts moving a connection whose CONNECT was parsed to c->home. */
+void shard_handoff(struct conn *c);
+
+/* conn.c: the MQTT protocol on one connection. */
+void conn_input(struct conn *c, const uint8_t *data, size_t len);
+/* Parses what is buffered in c->in (after a hand-off or a deferral). */
+void conn_process_buffered(struct conn *c);
+/* The connection is gone: detach from its client, publish the will. */
+void conn_on_closed(struct conn *c);
+void conn_tick(struct conn *c, uint64_t now_ms);
+void conn_shutdown_notice(struct conn *c);
+void mqtt_route_publish(struct shard *sh, struct msg *m);
+void mqtt_deliver_local(struct shard *sh, struct msg *m);
+void mqtt_handle_env(struct shard *sh, struct xenv *e);
+void mqtt_tick(struct shard *sh, uint64_t now_ms);
+void mqtt_shard_fini(struct shard *sh);
+
+/* transport.c */
+extern const struct transport transport_plain;
+
+/* buffers */
+int buf_reserve(struct buf *b, size_t extra);
+void buf_free(struct buf *b);
+
+#endif

@@ -1,0 +1,1337 @@
+/*
+ * The MQTT protocol on one connection, and the broker behaviour behind it:
+ * CONNECT and sessions (takeover, clean start, resume), PUBLISH routing
+ * through the route replica and the local subscription trie, QoS 1/2 in
+ * both directions, SUBSCRIBE with SUBACK held until every shard applied the
+ * route change, retained messages, wills and keepalive.
+ *
+ * Runs on the shard thread that owns the connection. Packets are parsed in
+ * place from the kernel's receive buffer when they lie whole in it; only a
+ * packet split across receives is copied into c->in, and only after its
+ * length was checked against max_packet_size.
+ *
+ * Protocol functions return MQTT reason codes; a violation closes the
+ * offending connection (5.0: after a DISCONNECT carrying the reason) and
+ * nothing else.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "log.h"
+#include "topic.h"
+
+/* Parse result telling the loop to stop at this packet without consuming it
+ * (the connection moves to its home shard with the bytes). */
+#define PARSE_HANDOFF (-2)
+
+/* Subscription options packed into the trie's opaque 64 bits. */
+#define OPT_QOS(o)   ((uint8_t)((o)&3u))
+#define OPT_NO_LOCAL 4u
+#define OPT_RAP      8u
+#define OPT_RH(o)    ((uint8_t)(((o) >> 4) & 3u))
+#define OPT_SUBID(o) ((uint32_t)((o) >> 8))
+
+#define LOGCL(level, c, ...)                                                                       \
+    LOGC(level, (c)->client ? (const char *)(c)->client->id : NULL,                                \
+         (c)->client ? (c)->client->id_len : 0, __VA_ARGS__)
+
+static const struct config *cfg_of(const struct conn *c)
+{
+    return &c->sh->b->cfg;
+}
+
+/* ---- output ----------------------------------------------------------------- */
+
+static int write_packet(struct conn *c, const struct mqtt_packet *p)
+{
+    size_t n = codec_encoded_size(p, c->version ? c->version : MQTT_V311);
+    if (buf_reserve(&c->out, n))
+        return -ENOMEM;
+    codec_encode(c->out.data + c->out.len, p, c->version ? c->version : MQTT_V311);
+    c->out.len += n;
+    shard_mark_dirty(c);
+    return 0;
+}
+
+static void send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason)
+{
+    struct mqtt_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = type;
+    p.u.ack.packet_id = packet_id;
+    p.u.ack.reason = reason;
+    write_packet(c, &p);
+}
+
+static void send_disconnect(struct conn *c, uint8_t reason)
+{
+    /* Only 5.0 has a server DISCONNECT [MQTT-3.14.0-1]. */
+    if (c->version != MQTT_V5)
+        return;
+    struct mqtt_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = MQTT_DISCONNECT;
+    p.u.disconnect.reason = reason;
+    write_packet(c, &p);
+}
+
+static void send_connack(struct conn *c, bool session_present, uint8_t reason,
+                         const struct mqtt_props *props)
+{
+    struct mqtt_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = MQTT_CONNACK;
+    p.u.connack.session_present = session_present;
+    p.u.connack.reason = reason;
+    if (props)
+        p.u.connack.props = *props;
+    write_packet(c, &p);
+}
+
+/* Closes the connection for a protocol violation: 5.0 hears why. */
+static void violation(struct conn *c, uint8_t reason, const char *what)
+{
+    atomic_fetch_add_explicit(&c->sh->st.protocol_errors, 1, memory_order_relaxed);
+    LOGCL(LOG_LEVEL_DEBUG, c, "%s from %s: reason 0x%02x, closing", what, c->peer, reason);
+    if (c->state == CONN_ACTIVE)
+        send_disconnect(c, reason);
+    conn_close(c, NULL);
+}
+
+/* Writes one PUBLISH of m to the client. Returns false when the client's
+ * maximum packet size forbids it [MQTT-3.1.2-25]. */
+static bool write_publish(struct conn *c, const struct delivery *d, uint16_t packet_id, bool dup)
+{
+    struct mqtt_packet p;
+    p.type = MQTT_PUBLISH;
+    msg_to_publish(d->msg, &p.u.publish, c->sh->now_ms);
+    p.u.publish.qos = d->qos;
+    p.u.publish.retain = d->retain;
+    p.u.publish.packet_id = packet_id;
+    p.u.publish.dup = dup;
+    if (d->subid_count) {
+        struct mqtt_props *pr = &p.u.publish.props;
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
+        memcpy(pr->subscription_ids, d->subids, d->subid_count * sizeof(uint32_t));
+        pr->subscription_id_count = d->subid_count;
+    }
+    size_t n = codec_encoded_size(&p, c->version);
+    if (c->client_max_packet && n > c->client_max_packet)
+        return false;
+    if (buf_reserve(&c->out, n))
+        return false;
+    codec_encode(c->out.data + c->out.len, &p, c->version);
+    c->out.len += n;
+    atomic_fetch_add_explicit(&c->sh->st.msgs_sent, 1, memory_order_relaxed);
+    shard_mark_dirty(c);
+    if (c->out.len > cfg_of(c)->max_output_buffer)
+        conn_pause(c, CONN_PAUSE_OUTPUT);
+    return true;
+}
+
+/* Sends what the session's window allows. */
+static void pump(struct client *cl)
+{
+    struct conn *c = cl->conn;
+    if (!c || c->state != CONN_ACTIVE)
+        return;
+    struct delivery d;
+    uint16_t id;
+    while (session_next(&cl->s, c->sh->now_ms, &d, &id)) {
+        if (!write_publish(c, &d, id, false)) {
+            /* Too large for this client: it is dropped as if acknowledged,
+             * so it cannot block the window. */
+            session_acked(&cl->s, d.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, id);
+            if (d.qos == 2)
+                session_acked(&cl->s, MQTT_PUBCOMP, id);
+            atomic_fetch_add_explicit(&c->sh->st.msgs_dropped, 1, memory_order_relaxed);
+        }
+    }
+}
+
+static void deliver(struct shard *sh, struct client *cl, struct delivery *d)
+{
+    if (d->qos == 0) {
+        struct conn *c = cl->conn;
+        /* QoS 0 is never queued for an absent or slow client: dropped and
+         * counted. */
+        if (!c || c->state != CONN_ACTIVE || c->out.len >= sh->b->cfg.max_output_buffer ||
+            !write_publish(c, d, 0, false))
+            atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+        msg_unref(d->msg);
+        d->msg = NULL;
+        return;
+    }
+    if (session_enqueue(&cl->s, d) != SESSION_QUEUED)
+        atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+    pump(cl);
+}
+
+/* ---- clients (the shard's session table) --------------------------------- */
+
+static struct client *client_find(struct shard *sh, const uint8_t *id, size_t len, uint64_t h)
+{
+    for (struct client *cl = sh->ctab[h & sh->ctab_mask]; cl; cl = cl->hnext)
+        if (cl->hash == h && cl->id_len == len && memcmp(cl->id, id, len) == 0)
+            return cl;
+    return NULL;
+}
+
+static void client_table_grow(struct shard *sh)
+{
+    uint32_t mask = sh->ctab_mask * 2 + 1;
+    struct client **tab = calloc((size_t)mask + 1, sizeof(*tab));
+    if (!tab)
+        return; /* longer chains, still correct */
+    for (uint32_t i = 0; i <= sh->ctab_mask; i++) {
+        for (struct client *cl = sh->ctab[i], *next; cl; cl = next) {
+            next = cl->hnext;
+            cl->hnext = tab[cl->hash & mask];
+            tab[cl->hash & mask] = cl;
+        }
+    }
+    free(sh->ctab);
+    sh->ctab = tab;
+    sh->ctab_mask = mask;
+}
+
+static struct client *client_create(struct shard *sh, const uint8_t *id, size_t len, uint64_t h)
+{
+    struct client *cl = calloc(1, sizeof(*cl));
+    if (!cl)
+        return NULL;
+    cl->id = malloc(len + 1);
+    struct session_limits lim = {
+        .inflight_max = sh->b->cfg.max_inflight_messages,
+        .queued_max = sh->b->cfg.max_queued_messages,
+        .queued_bytes_max = sh->b->cfg.max_queued_bytes,
+    };
+    if (!cl->id || session_init(&cl->s, &lim)) {
+        free(cl->id);
+        free(cl);
+        return NULL;
+    }
+    memcpy(cl->id, id, len);
+    cl->id[len] = 0;
+    cl->id_len = (uint16_t)len;
+    cl->hash = h;
+    cl->hnext = sh->ctab[h & sh->ctab_mask];
+    sh->ctab[h & sh->ctab_mask] = cl;
+    if (++sh->client_count > sh->ctab_mask)
+        client_table_grow(sh);
+    return cl;
+}
+
+static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len, bool present,
+                            struct pending_suback *pending);
+
+/* Removes one subscription from the trie and, when it was this shard's last
+ * one for the filter, from every shard's route replica. */
+static void unsubscribe_one(struct shard *sh, struct client *cl, struct client_sub *s)
+{
+    const uint8_t *group = s->data;
+    const uint8_t *filter = s->data + s->group_len;
+    trie_remove(sh->subs, filter, s->filter_len, group, s->group_len, cl);
+    if (trie_filter_count(sh->subs, filter, s->filter_len) == 0 && !sh->stopping)
+        route_broadcast(sh, filter, s->filter_len, false, NULL);
+}
+
+/* Ends a session: subscriptions, queued and inflight messages go. */
+static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
+{
+    struct client **pp = &sh->ctab[cl->hash & sh->ctab_mask];
+    while (*pp && *pp != cl)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = cl->hnext;
+    sh->client_count--;
+    for (struct client_sub *s = cl->subs, *next; s; s = next) {
+        next = s->next;
+        if (unroute)
+            unsubscribe_one(sh, cl, s);
+        free(s);
+    }
+    session_fini(&cl->s);
+    msg_unref(cl->pending_will);
+    free(cl->id);
+    free(cl);
+}
+
+/* Publishes a will (or a due delayed will). */
+static void publish_will(struct shard *sh, struct msg *will)
+{
+    if (will->retain && sh->b->cfg.retain_available) {
+        pthread_rwlock_wrlock(&sh->b->retain_lock);
+        retain_set(sh->b->retain, will);
+        pthread_rwlock_unlock(&sh->b->retain_lock);
+    }
+    mqtt_route_publish(sh, will);
+    msg_unref(will);
+}
+
+/* The connection no longer speaks for its client: the session stays or
+ * ends by its expiry, the will goes out unless the client said goodbye. */
+static void conn_detach(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    struct client *cl = c->client;
+    c->client = NULL;
+    struct msg *will = c->will;
+    c->will = NULL;
+    if (!cl)
+        goto will;
+    if (cl->conn == c)
+        cl->conn = NULL;
+    cl->disconnected_ms = sh->now_ms;
+    if (will && c->will_delay_s && cl->expiry_s) {
+        /* 5.0 will delay: sent when the delay or the session ends,
+         * whichever comes first, unless the session resumes before
+         * [MQTT-3.1.3-9]. */
+        uint64_t delay_s = c->will_delay_s < cl->expiry_s ? c->will_delay_s : cl->expiry_s;
+        msg_unref(cl->pending_will);
+        cl->pending_will = will;
+        cl->will_at_ms = sh->now_ms + delay_s * 1000u;
+        will = NULL;
+    }
+    if (cl->expiry_s == 0)
+        client_destroy(sh, cl, true);
+will:
+    if (will)
+        publish_will(sh, will);
+}
+
+void conn_on_closed(struct conn *c)
+{
+    if (c->client)
+        LOGCL(LOG_LEVEL_INFO, c, "disconnected (%s)",
+              c->got_disconnect ? "DISCONNECT" : "connection lost");
+    conn_detach(c);
+}
+
+/* ---- routing ---------------------------------------------------------------- */
+
+struct match_entry {
+    struct client *cl;
+    uint8_t qos;
+    bool rap;
+    uint8_t subid_count;
+    uint32_t subids[SUBID_PER_PUBLISH_MAX];
+};
+
+struct match_ctx {
+    struct shard *sh;
+    const struct msg *m;
+    struct match_entry *v;
+    uint32_t n, cap;
+};
+
+/* The scratch vector of matches survives between messages (one per
+ * shard thread), so matching allocates only while it grows. */
+static _Thread_local struct match_entry *match_scratch;
+static _Thread_local uint32_t match_scratch_cap;
+
+static void on_match(void *ctx, void *owner, uint64_t opts, const uint8_t *group, size_t glen)
+{
+    struct match_ctx *mc = ctx;
+    struct client *cl = owner;
+    (void)group;
+    (void)glen;
+    if ((opts & OPT_NO_LOCAL) && mc->m->origin == cl)
+        return; /* [MQTT-3.8.3-3] */
+    struct match_entry *e;
+    if (cl->match_seq == mc->sh->match_seq) {
+        /* Overlapping subscriptions of one client: one copy at the highest
+         * QoS, every subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3]. */
+        e = &mc->v[cl->match_idx];
+        if (OPT_QOS(opts) > e->qos)
+            e->qos = OPT_QOS(opts);
+        e->rap = e->rap || (opts & OPT_RAP);
+    } else {
+        if (mc->n == mc->cap) {
+            uint32_t cap = mc->cap ? mc->cap * 2 : 64;
+            struct match_entry *v = realloc(mc->v, cap * sizeof(*v));
+            if (!v)
+                return;
+            mc->v = v;
+            mc->cap = cap;
+        }
+        cl->match_seq = mc->sh->match_seq;
+        cl->match_idx = mc->n;
+        e = &mc->v[mc->n++];
+        e->cl = cl;
+        e->qos = OPT_QOS(opts);
+        e->rap = (opts & OPT_RAP) != 0;
+        e->subid_count = 0;
+    }
+    if (OPT_SUBID(opts) && e->subid_count < SUBID_PER_PUBLISH_MAX)
+        e->subids[e->subid_count++] = OPT_SUBID(opts);
+}
+
+void mqtt_deliver_local(struct shard *sh, struct msg *m)
+{
+    if (msg_expired(m, sh->now_ms))
+        return;
+    struct match_ctx mc = {.sh = sh, .m = m, .v = match_scratch, .n = 0, .cap = match_scratch_cap};
+    sh->match_seq++;
+    trie_match(sh->subs, msg_topic(m), m->topic_len, on_match, &mc);
+    match_scratch = mc.v;
+    match_scratch_cap = mc.cap;
+    for (uint32_t i = 0; i < mc.n; i++) {
+        struct match_entry *e = &mc.v[i];
+        struct client *cl = e->cl;
+        struct auth_client ac = {.client_id = cl->id, .client_id_len = cl->id_len};
+        if (!auth_allowed(atomic_load_explicit(&sh->b->auth, memory_order_acquire), &ac, AUTH_READ,
+                          msg_topic(m), m->topic_len))
+            continue;
+        struct delivery d;
+        d.msg = msg_ref(m);
+        d.qos = m->qos < e->qos ? m->qos : e->qos;
+        /* Live deliveries carry retain only with retain-as-published
+         * [MQTT-3.3.1-9], [MQTT-3.3.1-12]. */
+        d.retain = e->rap && m->retain;
+        d.subid_count = cl->version == MQTT_V5 ? e->subid_count : 0;
+        memcpy(d.subids, e->subids, d.subid_count * sizeof(uint32_t));
+        deliver(sh, cl, &d);
+    }
+}
+
+void mqtt_route_publish(struct shard *sh, struct msg *m)
+{
+    atomic_fetch_add_explicit(&sh->st.msgs_received, 1, memory_order_relaxed);
+    uint64_t mask = route_match(sh->routes, msg_topic(m), m->topic_len);
+    uint64_t self = 1ull << sh->id;
+    if (mask & self)
+        mqtt_deliver_local(sh, m);
+    mask &= ~self;
+    while (mask) {
+        unsigned to = (unsigned)__builtin_ctzll(mask);
+        mask &= mask - 1;
+        shard_post(sh, to, msg_ref(m));
+    }
+}
+
+/* ---- SUBSCRIBE and the route replica --------------------------------------- */
+
+struct pending_suback {
+    struct conn *c;
+    uint32_t remaining;
+    uint16_t packet_id;
+    uint16_t count;
+    uint32_t retained_n;
+    struct delivery *retained;
+    uint8_t reasons[];
+};
+
+static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len, bool present,
+                            struct pending_suback *pending)
+{
+    route_set(sh->routes, filter, len, sh->id, present);
+    for (unsigned j = 0; j < sh->b->shard_count; j++) {
+        if (j == sh->id)
+            continue;
+        struct xenv *e = malloc(sizeof(*e) + len);
+        if (!e) {
+            LOG(LOG_LEVEL_ERROR, "out of memory for a route change");
+            abort();
+        }
+        memset(e, 0, sizeof(*e));
+        e->type = XENV_ROUTE;
+        e->present = present;
+        e->from_shard = (uint16_t)sh->id;
+        e->pending = pending;
+        e->filter_len = (uint16_t)len;
+        memcpy(e->filter, filter, len);
+        if (pending)
+            pending->remaining++;
+        shard_post(sh, j, (void *)((uintptr_t)e | 1u));
+    }
+}
+
+static void suback_complete(struct shard *sh, struct pending_suback *ps)
+{
+    struct conn *c = ps->c;
+    if (c->state == CONN_ACTIVE && c->client) {
+        struct mqtt_packet p;
+        memset(&p, 0, sizeof(p));
+        p.type = MQTT_SUBACK;
+        p.u.suback.packet_id = ps->packet_id;
+        p.u.suback.reasons.ptr = ps->reasons;
+        p.u.suback.reasons.len = ps->count;
+        write_packet(c, &p);
+        /* Retained messages follow the SUBACK [MQTT-3.8.4-4]. */
+        for (uint32_t i = 0; i < ps->retained_n; i++)
+            deliver(sh, c->client, &ps->retained[i]);
+    } else {
+        for (uint32_t i = 0; i < ps->retained_n; i++)
+            msg_unref(ps->retained[i].msg);
+    }
+    free(ps->retained);
+    free(ps);
+    conn_release(c);
+}
+
+struct retained_ctx {
+    struct pending_suback *ps;
+    uint32_t cap;
+    uint8_t qos;
+    uint32_t subid;
+    uint8_t version;
+};
+
+static void on_retained(void *ctx, struct msg *m)
+{
+    struct retained_ctx *rc = ctx;
+    struct pending_suback *ps = rc->ps;
+    if (ps->retained_n == rc->cap) {
+        uint32_t cap = rc->cap ? rc->cap * 2 : 16;
+        struct delivery *v = realloc(ps->retained, cap * sizeof(*v));
+        if (!v)
+            return;
+        ps->retained = v;
+        rc->cap = cap;
+    }
+    struct delivery *d = &ps->retained[ps->retained_n++];
+    d->msg = msg_ref(m);
+    d->qos = m->qos < rc->qos ? m->qos : rc->qos;
+    d->retain = true; /* [MQTT-3.3.1-8] */
+    d->subid_count = 0;
+    if (rc->subid && rc->version == MQTT_V5) {
+        d->subids[0] = rc->subid;
+        d->subid_count = 1;
+    }
+}
+
+static struct client_sub *find_sub(struct client *cl, const uint8_t *group, size_t glen,
+                                   const uint8_t *filter, size_t flen, struct client_sub ***prev)
+{
+    struct client_sub **pp = &cl->subs;
+    for (; *pp; pp = &(*pp)->next) {
+        struct client_sub *s = *pp;
+        if (s->group_len == glen && s->filter_len == flen && memcmp(s->data, group, glen) == 0 &&
+            memcmp(s->data + glen, filter, flen) == 0) {
+            if (prev)
+                *prev = pp;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
+{
+    struct shard *sh = c->sh;
+    struct client *cl = c->client;
+    const struct config *cfg = cfg_of(c);
+    if (c->version == MQTT_V5 && (sp->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)) &&
+        sp->props.subscription_ids[0] == 0) {
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "subscription identifier 0");
+        return;
+    }
+    uint32_t subid = (sp->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID))
+                         ? sp->props.subscription_ids[0]
+                         : 0;
+    struct pending_suback *ps = calloc(1, sizeof(*ps) + sp->count);
+    if (!ps) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    ps->c = c;
+    ps->packet_id = sp->packet_id;
+    ps->count = sp->count;
+    struct retained_ctx rc = {.ps = ps, .cap = 0};
+    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
+    struct auth_client ac = {.listener = c->listener,
+                             .client_id = cl->id,
+                             .client_id_len = cl->id_len,
+                             .username = c->username,
+                             .username_len = c->username_len};
+    size_t off = 0;
+    struct mqtt_sub_entry e;
+    uint32_t i = 0;
+    while (codec_subscribe_next(sp, &off, c->version, &e) && i < sp->count) {
+        uint8_t *reason = &ps->reasons[i++];
+        const uint8_t *group = NULL, *filter = e.filter.ptr;
+        size_t glen = 0, flen = e.filter.len;
+        if (topic_shared_split(e.filter.ptr, e.filter.len, &group, &glen, &filter, &flen)) {
+            /* Shared subscriptions are advertised as unavailable until they
+             * are implemented across shards. */
+            *reason = c->version == MQTT_V5 ? MQTT_RC_SHARED_SUBS_NOT_SUPPORTED
+                                            : MQTT_RC_UNSPECIFIED_ERROR;
+            continue;
+        }
+        if (!auth_allowed(snap, &ac, AUTH_SUBSCRIBE, filter, flen)) {
+            *reason = MQTT_RC_NOT_AUTHORIZED;
+            continue;
+        }
+        uint8_t qos = e.qos > cfg->max_qos ? cfg->max_qos : e.qos;
+        uint64_t opts = (uint64_t)qos | (e.no_local ? OPT_NO_LOCAL : 0) |
+                        (e.retain_as_published ? OPT_RAP : 0) | ((uint64_t)e.retain_handling << 4) |
+                        ((uint64_t)subid << 8);
+        bool first_here = trie_filter_count(sh->subs, filter, flen) == 0;
+        int r = trie_insert(sh->subs, filter, flen, NULL, 0, cl, opts);
+        if (r < 0) {
+            *reason = MQTT_RC_UNSPECIFIED_ERROR;
+            continue;
+        }
+        struct client_sub *s = find_sub(cl, NULL, 0, filter, flen, NULL);
+        if (!s) {
+            s = malloc(sizeof(*s) + flen);
+            if (!s) {
+                trie_remove(sh->subs, filter, flen, NULL, 0, cl);
+                *reason = MQTT_RC_UNSPECIFIED_ERROR;
+                continue;
+            }
+            s->group_len = 0;
+            s->filter_len = (uint16_t)flen;
+            memcpy(s->data, filter, flen);
+            s->next = cl->subs;
+            cl->subs = s;
+            cl->sub_count++;
+        }
+        s->opts = opts;
+        *reason = qos;
+        if (first_here)
+            route_broadcast(sh, filter, flen, true, ps);
+        /* Retain handling 0: always; 1: only for a new subscription;
+         * 2: never [MQTT-3.3.1-9..11]. */
+        if (cfg->retain_available &&
+            (e.retain_handling == 0 || (e.retain_handling == 1 && r == 0))) {
+            rc.qos = qos;
+            rc.subid = subid;
+            rc.version = c->version;
+            pthread_rwlock_rdlock(&sh->b->retain_lock);
+            retain_match(sh->b->retain, filter, flen, on_retained, &rc);
+            pthread_rwlock_unlock(&sh->b->retain_lock);
+        }
+    }
+    conn_hold(c);
+    if (ps->remaining == 0)
+        suback_complete(sh, ps);
+}
+
+static void handle_unsubscribe(struct conn *c, const struct mqtt_subscribe *sp)
+{
+    struct shard *sh = c->sh;
+    struct client *cl = c->client;
+    uint8_t reasons[256];
+    uint8_t *rv = sp->count <= sizeof(reasons) ? reasons : malloc(sp->count);
+    if (!rv) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    size_t off = 0;
+    struct mqtt_bytes f;
+    uint32_t i = 0;
+    while (codec_unsubscribe_next(sp, &off, &f) && i < sp->count) {
+        const uint8_t *group = NULL, *filter = f.ptr;
+        size_t glen = 0, flen = f.len;
+        topic_shared_split(f.ptr, f.len, &group, &glen, &filter, &flen);
+        struct client_sub **pp = NULL;
+        struct client_sub *s = glen ? NULL : find_sub(cl, NULL, 0, filter, flen, &pp);
+        if (!s) {
+            rv[i++] = MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+            continue;
+        }
+        *pp = s->next;
+        cl->sub_count--;
+        unsubscribe_one(sh, cl, s);
+        free(s);
+        rv[i++] = MQTT_RC_SUCCESS;
+    }
+    struct mqtt_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = MQTT_UNSUBACK;
+    p.u.suback.packet_id = sp->packet_id;
+    p.u.suback.reasons.ptr = rv;
+    p.u.suback.reasons.len = i;
+    write_packet(c, &p);
+    if (rv != reasons)
+        free(rv);
+}
+
+void mqtt_handle_env(struct shard *sh, struct xenv *e)
+{
+    switch (e->type) {
+    case XENV_ROUTE:
+        route_set(sh->routes, e->filter, e->filter_len, e->from_shard, e->present);
+        if (e->pending) {
+            /* The envelope goes back as the acknowledgement. */
+            unsigned to = e->from_shard;
+            e->type = XENV_ROUTE_ACK;
+            e->from_shard = (uint16_t)sh->id;
+            shard_post(sh, to, (void *)((uintptr_t)e | 1u));
+            return;
+        }
+        break;
+    case XENV_ROUTE_ACK:
+        if (--e->pending->remaining == 0)
+            suback_complete(sh, e->pending);
+        break;
+    case XENV_ADOPT:
+        shard_adopt(sh, e->conn);
+        break;
+    default:
+        LOG(LOG_LEVEL_ERROR, "unknown cross-shard envelope %u", e->type);
+        abort();
+    }
+    free(e);
+}
+
+/* ---- CONNECT -------------------------------------------------------------- */
+
+/* Resends what a resumed session had in flight, in order, with DUP
+ * [MQTT-4.4.0-1]. */
+static void resend_one(void *ctx, const struct session_inflight *e)
+{
+    struct conn *c = ctx;
+    if (e->state == SESSION_AWAIT_PUBCOMP)
+        send_ack(c, MQTT_PUBREL, e->packet_id, MQTT_RC_SUCCESS);
+    else
+        write_publish(c, &e->d, e->packet_id, true);
+}
+
+static void connack_fail(struct conn *c, uint8_t reason, const char *why)
+{
+    LOG(LOG_LEVEL_INFO, "CONNECT from %s refused: %s (0x%02x)", c->peer, why, reason);
+    send_connack(c, false, reason, NULL);
+    conn_close(c, NULL);
+}
+
+static struct msg *will_create(struct conn *c, const struct mqtt_connect *cn)
+{
+    struct mqtt_publish p;
+    memset(&p, 0, sizeof(p));
+    p.qos = cn->will_qos;
+    p.retain = cn->will_retain;
+    p.payload = cn->will_payload;
+    if (cn->version == MQTT_V5)
+        p.props = cn->will_props;
+    return msg_create(&p, cn->will_topic.ptr, cn->will_topic.len, NULL, c->sh->now_ms);
+}
+
+static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
+{
+    struct shard *sh = c->sh;
+    const struct config *cfg = cfg_of(c);
+    c->version = cn->version;
+    const uint8_t *id = cn->client_id.ptr;
+    size_t id_len = cn->client_id.len;
+    char assigned[48];
+    bool was_assigned = false;
+
+    if (id_len == 0) {
+        if (cn->version != MQTT_V5 && !cn->clean_start) {
+            /* [MQTT-3.1.3-8] */
+            connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "empty client id without clean session");
+            return -1;
+        }
+        /* [MQTT-3.1.3-6]: the server assigns a unique id. Shard, connection
+         * number and start time make it unique across restarts. */
+        snprintf(assigned, sizeof(assigned), "ringmq-%llx-%llx",
+                 (unsigned long long)sh->b->start_ms, (unsigned long long)c->id);
+        id = (const uint8_t *)assigned;
+        id_len = strlen(assigned);
+        was_assigned = true;
+    }
+    if (id_len > CLIENT_ID_LEN_MAX) {
+        connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "client id too long");
+        return -1;
+    }
+    if (cn->version == MQTT_V5 && (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD))) {
+        connack_fail(c, MQTT_RC_BAD_AUTHENTICATION_METHOD, "no authentication method configured");
+        return -1;
+    }
+    if (cn->version != MQTT_V5 && cn->keepalive_s > cfg->max_keepalive_s) {
+        /* 3.1.1 has no way to tell the client another keepalive: refuse, as
+         * mosquitto does. */
+        connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "keepalive over max_keepalive");
+        return -1;
+    }
+    if (cn->will_flag) {
+        if (cn->will_qos > cfg->max_qos) {
+            connack_fail(c, MQTT_RC_QOS_NOT_SUPPORTED, "will QoS over max_qos");
+            return -1;
+        }
+        if (cn->will_retain && !cfg->retain_available) {
+            connack_fail(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retained will, retain unavailable");
+            return -1;
+        }
+    }
+
+    if (!c->authenticated) {
+        const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
+        struct auth_request ar = {
+            .listener = c->listener,
+            .peer = c->peer,
+            .client_id = id,
+            .client_id_len = id_len,
+            .has_username = cn->has_username,
+            .username = cn->username.ptr,
+            .username_len = cn->username.len,
+            .has_password = cn->has_password,
+            .password = cn->password.ptr,
+            .password_len = cn->password.len,
+        };
+        uint8_t rc = auth_connect(snap, &ar);
+        if (rc != MQTT_RC_SUCCESS) {
+            connack_fail(c, rc, "not authorized");
+            return -1;
+        }
+        if (cn->will_flag) {
+            struct auth_client ac = {.listener = c->listener,
+                                     .client_id = id,
+                                     .client_id_len = id_len,
+                                     .username = cn->username.ptr,
+                                     .username_len = cn->username.len};
+            if (!auth_allowed(snap, &ac, AUTH_WRITE, cn->will_topic.ptr, cn->will_topic.len)) {
+                connack_fail(c, MQTT_RC_NOT_AUTHORIZED, "will topic not authorized");
+                return -1;
+            }
+        }
+        c->authenticated = true;
+        if (cn->has_username) {
+            c->username = malloc(cn->username.len + 1);
+            if (!c->username) {
+                conn_close(c, "out of memory");
+                return -1;
+            }
+            memcpy(c->username, cn->username.ptr, cn->username.len);
+            c->username[cn->username.len] = 0;
+            c->username_len = cn->username.len;
+        }
+        if (was_assigned) {
+            /* The assigned id must survive the move to the home shard. */
+            c->assigned_id = strdup(assigned);
+            if (!c->assigned_id) {
+                conn_close(c, "out of memory");
+                return -1;
+            }
+        }
+        uint64_t h = broker_client_hash(id, id_len);
+        c->home = (uint16_t)(h % sh->b->shard_count);
+        if (c->home != sh->id)
+            return PARSE_HANDOFF;
+    } else if (c->assigned_id) {
+        id = (const uint8_t *)c->assigned_id;
+        id_len = strlen(c->assigned_id);
+        was_assigned = true;
+    }
+
+    /* On the home shard: everything about this client id lives here. */
+    uint64_t h = broker_client_hash(id, id_len);
+    struct client *cl = client_find(sh, id, id_len, h);
+    bool session_present = false;
+    if (cl && cl->conn) {
+        /* Takeover [MQTT-3.1.4-3]: the old connection is closed (5.0:
+         * DISCONNECT 0x8E) and its will is published. */
+        struct conn *old = cl->conn;
+        LOGC(LOG_LEVEL_INFO, cl->id, cl->id_len, "taken over by a new connection from %s", c->peer);
+        send_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER);
+        conn_detach(old);
+        conn_close(old, "session taken over");
+        cl = client_find(sh, id, id_len, h); /* the detach may have ended it */
+    }
+    if (cl && cn->clean_start) {
+        client_destroy(sh, cl, true);
+        cl = NULL;
+    }
+    if (cl) {
+        session_present = true;
+        if (cl->pending_will) {
+            /* Resumed in time: the delayed will is cancelled. */
+            msg_unref(cl->pending_will);
+            cl->pending_will = NULL;
+        }
+    } else {
+        cl = client_create(sh, id, id_len, h);
+        if (!cl) {
+            connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+            return -1;
+        }
+    }
+    cl->version = cn->version;
+    cl->clean_session = cn->clean_start;
+    uint64_t cap_s = cfg->persistent_client_expiration_s;
+    if (cn->version == MQTT_V5) {
+        uint32_t e = (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))
+                         ? cn->props.session_expiry_s
+                         : 0;
+        cl->expiry_s = (cap_s && e > cap_s) ? (uint32_t)cap_s : e;
+    } else {
+        cl->expiry_s = cn->clean_start ? 0 : (cap_s ? (uint32_t)cap_s : UINT32_MAX);
+    }
+    c->session_expiry_s = cl->expiry_s;
+    struct session_limits lim = {
+        .inflight_max = cfg->max_inflight_messages,
+        .queued_max = cfg->max_queued_messages,
+        .queued_bytes_max = cfg->max_queued_bytes,
+    };
+    if (cn->version == MQTT_V5 && (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM)) &&
+        cn->props.receive_maximum < lim.inflight_max)
+        lim.inflight_max = cn->props.receive_maximum; /* [MQTT-3.3.4-7] */
+    session_set_limits(&cl->s, &lim);
+
+    c->client_max_packet = (cn->version == MQTT_V5 &&
+                            (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE)))
+                               ? cn->props.maximum_packet_size
+                               : 0;
+    c->request_problem_info =
+        cn->version != MQTT_V5 ||
+        !(cn->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) ||
+        cn->props.request_problem_info;
+    c->keepalive_s = cn->keepalive_s;
+    struct mqtt_props props;
+    memset(&props, 0, sizeof(props));
+    if (cn->version == MQTT_V5) {
+        if (cn->keepalive_s > cfg->max_keepalive_s ||
+            (cn->keepalive_s == 0 && cfg->max_keepalive_s < 65535)) {
+            c->keepalive_s = cfg->max_keepalive_s;
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEPALIVE);
+            props.server_keepalive_s = cfg->max_keepalive_s;
+        }
+        if (was_assigned) {
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID);
+            props.assigned_client_id.ptr = id;
+            props.assigned_client_id.len = (uint32_t)id_len;
+        }
+        props.present |= MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE);
+        props.maximum_packet_size = cfg->max_packet_size;
+        if (cfg->max_qos < 2) {
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_QOS);
+            props.maximum_qos = cfg->max_qos;
+        }
+        if (!cfg->retain_available) {
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_RETAIN_AVAILABLE);
+            props.retain_available = 0;
+        }
+        props.present |= MQTT_PROP_BIT(MQTT_PROP_SHARED_SUB_AVAILABLE);
+        props.shared_sub_available = 0;
+    }
+
+    if (cn->will_flag) {
+        c->will = will_create(c, cn);
+        c->will_delay_s = (cn->version == MQTT_V5 &&
+                           (cn->will_props.present & MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY)))
+                              ? cn->will_props.will_delay_s
+                              : 0;
+        if (!c->will) {
+            connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+            return -1;
+        }
+    }
+    cl->conn = c;
+    c->client = cl;
+    c->state = CONN_ACTIVE;
+    LOGCL(LOG_LEVEL_INFO, c, "connected from %s (MQTT %s, keepalive %u, %s)", c->peer,
+          cn->version == MQTT_V5     ? "5.0"
+          : cn->version == MQTT_V311 ? "3.1.1"
+                                     : "3.1",
+          c->keepalive_s, session_present ? "session resumed" : "new session");
+    send_connack(c, session_present, MQTT_RC_SUCCESS, cn->version == MQTT_V5 ? &props : NULL);
+    if (session_present)
+        session_for_each_inflight(&cl->s, resend_one, c);
+    pump(cl);
+    return 0;
+}
+
+/* ---- PUBLISH and acknowledgements ------------------------------------------ */
+
+static void handle_publish(struct conn *c, const struct mqtt_publish *p)
+{
+    struct shard *sh = c->sh;
+    const struct config *cfg = cfg_of(c);
+    struct client *cl = c->client;
+    if (c->version == MQTT_V5) {
+        if (p->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)) {
+            violation(c, MQTT_RC_PROTOCOL_ERROR, "PUBLISH with a subscription identifier");
+            return; /* [MQTT-3.3.4-6] */
+        }
+        if (p->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
+            /* Our topic alias maximum is 0 [MQTT-3.3.2-9]. */
+            violation(c, MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias");
+            return;
+        }
+    }
+    if (p->topic.len == 0) {
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "PUBLISH without topic");
+        return;
+    }
+    if (p->qos > cfg->max_qos) {
+        violation(c, MQTT_RC_QOS_NOT_SUPPORTED, "PUBLISH over max_qos"); /* [MQTT-3.2.2-11] */
+        return;
+    }
+    if (p->retain && !cfg->retain_available) {
+        violation(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retained PUBLISH"); /* [MQTT-3.3.1-?] */
+        return;
+    }
+    uint8_t ack_type = p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+    if (c->version == MQTT_V5 && (p->props.present & MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) &&
+        p->props.payload_format == 1 && !codec_utf8_valid(p->payload.ptr, p->payload.len)) {
+        if (p->qos)
+            send_ack(c, ack_type, p->packet_id, MQTT_RC_PAYLOAD_FORMAT_INVALID);
+        return;
+    }
+    struct auth_client ac = {.listener = c->listener,
+                             .client_id = cl->id,
+                             .client_id_len = cl->id_len,
+                             .username = c->username,
+                             .username_len = c->username_len};
+    if (!auth_allowed(atomic_load_explicit(&sh->b->auth, memory_order_acquire), &ac, AUTH_WRITE,
+                      p->topic.ptr, p->topic.len)) {
+        if (p->qos)
+            send_ack(c, ack_type, p->packet_id,
+                     c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_RC_SUCCESS);
+        return;
+    }
+    if (p->qos == 2) {
+        int r = session_qos2_seen(&cl->s, p->packet_id, 65535);
+        if (r == 0) {
+            /* A resend before PUBREL: acknowledge, do not deliver twice
+             * [MQTT-4.3.3-9]. */
+            send_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS);
+            return;
+        }
+        if (r < 0) {
+            violation(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 in flight");
+            return;
+        }
+    }
+    /* $SYS belongs to the broker: clients' publishes there are
+     * acknowledged and dropped, as mosquitto does. */
+    bool sys = p->topic.len >= 4 && memcmp(p->topic.ptr, "$SYS", 4) == 0;
+    if (!sys) {
+        struct msg *m = msg_create(p, p->topic.ptr, p->topic.len, cl, sh->now_ms);
+        if (!m) {
+            violation(c, MQTT_RC_SERVER_BUSY, "out of memory");
+            return;
+        }
+        if (p->retain) {
+            pthread_rwlock_wrlock(&sh->b->retain_lock);
+            retain_set(sh->b->retain, m);
+            pthread_rwlock_unlock(&sh->b->retain_lock);
+        }
+        mqtt_route_publish(sh, m);
+        msg_unref(m);
+    }
+    if (p->qos)
+        send_ack(c, ack_type, p->packet_id, MQTT_RC_SUCCESS);
+}
+
+static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)
+{
+    struct client *cl = c->client;
+    switch (type) {
+    case MQTT_PUBACK:
+    case MQTT_PUBCOMP:
+        /* An unknown id is the client's business: ignore it. */
+        session_acked(&cl->s, type, a->packet_id);
+        pump(cl);
+        break;
+    case MQTT_PUBREC:
+        if (c->version == MQTT_V5 && a->reason >= 0x80) {
+            /* The receiver refused the message: the flow ends here
+             * [MQTT-4.3.3-?]. */
+            session_acked(&cl->s, MQTT_PUBREC, a->packet_id);
+            session_acked(&cl->s, MQTT_PUBCOMP, a->packet_id);
+            pump(cl);
+            break;
+        }
+        if (session_acked(&cl->s, MQTT_PUBREC, a->packet_id) == 0)
+            send_ack(c, MQTT_PUBREL, a->packet_id, MQTT_RC_SUCCESS);
+        else
+            send_ack(c, MQTT_PUBREL, a->packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
+        break;
+    case MQTT_PUBREL:
+        send_ack(c, MQTT_PUBCOMP, a->packet_id,
+                 session_qos2_release(&cl->s, a->packet_id) ? MQTT_RC_SUCCESS
+                                                            : MQTT_RC_PACKET_ID_NOT_FOUND);
+        break;
+    default:
+        break;
+    }
+}
+
+static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
+{
+    if (c->version == MQTT_V5) {
+        if ((d->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
+            if (c->session_expiry_s == 0 && d->props.session_expiry_s != 0) {
+                /* [MQTT-3.14.2-2] */
+                violation(c, MQTT_RC_PROTOCOL_ERROR, "session expiry set at DISCONNECT");
+                return;
+            }
+            uint64_t cap_s = cfg_of(c)->persistent_client_expiration_s;
+            uint32_t e = d->props.session_expiry_s;
+            c->client->expiry_s = (cap_s && e > cap_s) ? (uint32_t)cap_s : e;
+        }
+        if (d->reason == MQTT_RC_DISCONNECT_WITH_WILL) {
+            /* The client asks for its will: a lost connection in effect. */
+            conn_close(c, "DISCONNECT with will");
+            return;
+        }
+    }
+    c->got_disconnect = true;
+    /* A normal DISCONNECT discards the will [MQTT-3.14.4-3]. */
+    msg_unref(c->will);
+    c->will = NULL;
+    conn_close(c, NULL);
+}
+
+/* ---- the packet loop --------------------------------------------------------- */
+
+/* The protocol level of a CONNECT that did not decode, to answer in its
+ * language: an unknown level gets the 3.1.1 CONNACK 0x01 [MQTT-3.1.2-2]. */
+static uint8_t connect_level(const uint8_t *body, size_t len)
+{
+    if (len >= 7 && body[0] == 0 && body[1] == 4 && memcmp(body + 2, "MQTT", 4) == 0)
+        return body[6] == MQTT_V5 ? MQTT_V5 : MQTT_V311;
+    return MQTT_V311;
+}
+
+static int handle_packet(struct conn *c, const struct mqtt_fixed *fh, const uint8_t *body)
+{
+    struct mqtt_packet pkt;
+    int rc = codec_decode(fh, body, c->version, &pkt);
+    if (c->state == CONN_NEW) {
+        if (fh->type != MQTT_CONNECT) {
+            /* [MQTT-3.1.0-1] */
+            violation(c, MQTT_RC_PROTOCOL_ERROR, "first packet is not CONNECT");
+            return -1;
+        }
+        if (rc != MQTT_RC_SUCCESS) {
+            c->version = connect_level(body, fh->remaining_len);
+            atomic_fetch_add_explicit(&c->sh->st.protocol_errors, 1, memory_order_relaxed);
+            if (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION)
+                c->version = MQTT_V311; /* [MQTT-3.1.2-2] */
+            connack_fail(c, (uint8_t)rc, "malformed CONNECT");
+            return -1;
+        }
+        return handle_connect(c, &pkt.u.connect);
+    }
+    if (rc != MQTT_RC_SUCCESS) {
+        violation(c, (uint8_t)rc, codec_type_name(fh->type));
+        return -1;
+    }
+    switch (pkt.type) {
+    case MQTT_PUBLISH:
+        handle_publish(c, &pkt.u.publish);
+        break;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+        handle_ack(c, pkt.type, &pkt.u.ack);
+        break;
+    case MQTT_SUBSCRIBE:
+        handle_subscribe(c, &pkt.u.subscribe);
+        break;
+    case MQTT_UNSUBSCRIBE:
+        handle_unsubscribe(c, &pkt.u.subscribe);
+        break;
+    case MQTT_PINGREQ: {
+        struct mqtt_packet p = {.type = MQTT_PINGRESP};
+        write_packet(c, &p);
+        break;
+    }
+    case MQTT_DISCONNECT:
+        handle_disconnect(c, &pkt.u.disconnect);
+        break;
+    case MQTT_CONNECT:
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT"); /* [MQTT-3.1.0-2] */
+        return -1;
+    case MQTT_AUTH:
+        /* No CONNECT carried an authentication method, so AUTH is out of
+         * place [MQTT-4.12.0-1]. */
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "AUTH without authentication method");
+        return -1;
+    default:
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "server-to-client packet from a client");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses whole packets from p[0..len); returns the bytes consumed. Stops
+ * at an incomplete packet, when the connection closes or moves, and after
+ * LOOP_READ_BYTES_MAX bytes (the rest waits for the next loop turn). */
+static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
+{
+    size_t off = 0;
+    *stop = false;
+    while (off < len) {
+        if (c->state != CONN_NEW && c->state != CONN_ACTIVE) {
+            *stop = true;
+            break;
+        }
+        if (c->close_after_flush) {
+            *stop = true;
+            break;
+        }
+        if (off >= LOOP_READ_BYTES_MAX) {
+            *stop = true;
+            shard_defer(c);
+            break;
+        }
+        struct mqtt_fixed fh;
+        int r = codec_parse_fixed(p + off, len - off, &fh);
+        if (r == MQTT_NEED_MORE)
+            break;
+        if (r != 0) {
+            if (c->state == CONN_NEW)
+                conn_close(c, "malformed fixed header before CONNECT");
+            else
+                violation(c, (uint8_t)r, "malformed fixed header");
+            *stop = true;
+            break;
+        }
+        uint64_t total = (uint64_t)fh.header_len + fh.remaining_len;
+        if (total > cfg_of(c)->max_packet_size) {
+            /* Checked from the fixed header, before buffering [MQTT-3.2.2-?]. */
+            if (c->state == CONN_NEW)
+                conn_close(c, "CONNECT over max_packet_size");
+            else
+                violation(c, MQTT_RC_PACKET_TOO_LARGE, "packet over max_packet_size");
+            *stop = true;
+            break;
+        }
+        if (len - off < total)
+            break;
+        int hr = handle_packet(c, &fh, p + off + fh.header_len);
+        if (hr == PARSE_HANDOFF) {
+            c->state = CONN_HANDOFF;
+            *stop = true;
+            break;
+        }
+        off += (size_t)total;
+        if (hr < 0) {
+            *stop = true;
+            break;
+        }
+    }
+    return off;
+}
+
+static int stash(struct conn *c, const uint8_t *data, size_t len)
+{
+    if (c->in_off && c->in_off == c->in.len) {
+        c->in.len = c->in_off = 0;
+    } else if (c->in_off) {
+        memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+        c->in.len -= c->in_off;
+        c->in_off = 0;
+    }
+    if (buf_reserve(&c->in, len))
+        return -ENOMEM;
+    memcpy(c->in.data + c->in.len, data, len);
+    c->in.len += len;
+    return 0;
+}
+
+void conn_process_buffered(struct conn *c)
+{
+    bool stop;
+    size_t n = parse(c, c->in.data + c->in_off, c->in.len - c->in_off, &stop);
+    c->in_off += n;
+    if (c->in_off == c->in.len) {
+        c->in.len = c->in_off = 0;
+        if (c->in.cap > 4 * BUF_RING_BUF_SIZE) {
+            /* A large packet passed: give its buffer back. */
+            buf_free(&c->in);
+        }
+    }
+    if (c->state == CONN_HANDOFF)
+        shard_handoff(c);
+}
+
+void conn_input(struct conn *c, const uint8_t *data, size_t len)
+{
+    if (c->in.len > c->in_off || c->deferred) {
+        /* Earlier bytes wait: keep the order. */
+        if (stash(c, data, len)) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        if (!c->deferred)
+            conn_process_buffered(c);
+        return;
+    }
+    bool stop;
+    size_t n = parse(c, data, len, &stop);
+    if (n < len && c->state != CONN_CLOSING && !c->close_after_flush) {
+        /* A partial packet (or a deferred rest, or a CONNECT to hand over)
+         * is copied; its length was already checked against the limit. */
+        if (stash(c, data + n, len - n))
+            conn_close(c, "out of memory");
+    }
+    if (c->state == CONN_HANDOFF)
+        shard_handoff(c);
+}
+
+/* ---- time and shutdown ----------------------------------------------------------- */
+
+void conn_shutdown_notice(struct conn *c)
+{
+    if (c->state == CONN_ACTIVE)
+        send_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN);
+    conn_close(c, "shutting down");
+}
+
+void conn_tick(struct conn *c, uint64_t now_ms)
+{
+    if (c->state == CONN_NEW && now_ms - c->created_ms > cfg_of(c)->connect_timeout_ms) {
+        conn_close(c, "no CONNECT within connect_timeout");
+        return;
+    }
+    if (c->state == CONN_ACTIVE && c->keepalive_s &&
+        now_ms - c->last_rx_ms > (uint64_t)c->keepalive_s * 1500u) {
+        /* One and a half keepalive periods of silence [MQTT-3.1.2-24]. */
+        LOGCL(LOG_LEVEL_INFO, c, "keepalive timeout");
+        send_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT);
+        conn_close(c, NULL);
+    }
+}
+
+void mqtt_tick(struct shard *sh, uint64_t now_ms)
+{
+    for (struct conn *c = sh->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_NEW || c->state == CONN_ACTIVE)
+            conn_tick(c, now_ms);
+    }
+    /* Expired sessions and due delayed wills. */
+    for (uint32_t i = 0; i <= sh->ctab_mask; i++) {
+        for (struct client *cl = sh->ctab[i], *next; cl; cl = next) {
+            next = cl->hnext;
+            if (cl->conn)
+                continue;
+            if (cl->pending_will && now_ms >= cl->will_at_ms) {
+                struct msg *w = cl->pending_will;
+                cl->pending_will = NULL;
+                publish_will(sh, w);
+            }
+            if (cl->expiry_s != UINT32_MAX &&
+                now_ms - cl->disconnected_ms >= (uint64_t)cl->expiry_s * 1000u) {
+                LOGC(LOG_LEVEL_INFO, cl->id, cl->id_len, "session expired");
+                client_destroy(sh, cl, true);
+            }
+        }
+    }
+}
+
+void mqtt_shard_fini(struct shard *sh)
+{
+    if (!sh->ctab)
+        return;
+    for (uint32_t i = 0; i <= sh->ctab_mask; i++) {
+        for (struct client *cl = sh->ctab[i], *next; cl; cl = next) {
+            next = cl->hnext;
+            client_destroy(sh, cl, false);
+        }
+    }
+    free(match_scratch);
+    match_scratch = NULL;
+    match_scratch_cap = 0;
+}
