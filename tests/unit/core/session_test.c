@@ -1,0 +1,169 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "session.h"
+
+static struct session s;
+
+static struct delivery dl(uint8_t qos, const char *payload)
+{
+    struct delivery d;
+    memset(&d, 0, sizeof(d));
+    d.msg = msg_create_simple((const uint8_t *)"t", 1, (const uint8_t *)payload, strlen(payload),
+                              qos, false);
+    d.qos = qos;
+    return d;
+}
+
+static void init(uint32_t inflight, uint32_t queued, uint64_t bytes)
+{
+    struct session_limits lim = {inflight, queued, bytes};
+    cr_assert_eq(session_init(&s, &lim), 0);
+}
+
+static void fini(void)
+{
+    session_fini(&s);
+}
+
+Test(session, window_bounds_inflight_and_order_is_kept, .fini = fini)
+{
+    init(2, 10, 0);
+    for (int i = 0; i < 4; i++) {
+        char p[2] = {(char)('a' + i), 0};
+        struct delivery d = dl(1, p);
+        cr_assert_eq(session_enqueue(&s, &d), SESSION_QUEUED);
+    }
+    struct delivery out;
+    uint16_t id1, id2, id3;
+    cr_assert(session_next(&s, 0, &out, &id1));
+    cr_assert_eq(msg_payload(out.msg)[0], 'a');
+    cr_assert(session_next(&s, 0, &out, &id2));
+    cr_assert_eq(msg_payload(out.msg)[0], 'b');
+    cr_assert_not(session_next(&s, 0, &out, &id3), "window of 2 is full");
+    cr_assert_neq(id1, id2);
+    cr_assert_eq(session_acked(&s, MQTT_PUBACK, id1), 0);
+    cr_assert(session_next(&s, 0, &out, &id3));
+    cr_assert_eq(msg_payload(out.msg)[0], 'c');
+    cr_assert_eq(s.queued, 1);
+}
+
+Test(session, queue_full_drops_and_counts, .fini = fini)
+{
+    init(1, 3, 0);
+    for (int i = 0; i < 5; i++) {
+        struct delivery d = dl(1, "x");
+        session_enqueue(&s, &d);
+    }
+    cr_assert_eq(s.queued, 3);
+    cr_assert_eq(s.dropped, 2);
+}
+
+Test(session, queue_byte_bound, .fini = fini)
+{
+    init(1, 100, 1);
+    struct delivery d = dl(1, "payload");
+    cr_assert_eq(session_enqueue(&s, &d), SESSION_DROPPED_FULL, "one byte cannot hold a message");
+    cr_assert_eq(s.queued_bytes, 0);
+}
+
+Test(session, qos2_flow, .fini = fini)
+{
+    init(4, 10, 0);
+    struct delivery d = dl(2, "q2");
+    session_enqueue(&s, &d);
+    struct delivery out;
+    uint16_t id;
+    cr_assert(session_next(&s, 0, &out, &id));
+    cr_assert_eq(session_acked(&s, MQTT_PUBACK, id), -ENOENT, "QoS 2 is not PUBACKed");
+    cr_assert_eq(session_acked(&s, MQTT_PUBCOMP, id), -ENOENT, "PUBCOMP before PUBREC");
+    cr_assert_eq(session_acked(&s, MQTT_PUBREC, id), 0);
+    cr_assert_eq(s.inflight_live, 1, "awaiting PUBCOMP still counts");
+    cr_assert_eq(session_acked(&s, MQTT_PUBREC, id), -ENOENT);
+    cr_assert_eq(session_acked(&s, MQTT_PUBCOMP, id), 0);
+    cr_assert_eq(s.inflight_live, 0);
+}
+
+static void count_inflight(void *ctx, const struct session_inflight *e)
+{
+    int *n = ctx;
+    (*n)++;
+    cr_assert(e->state != 0);
+}
+
+Test(session, out_of_order_ack_leaves_hole_then_resend_order, .fini = fini)
+{
+    init(3, 10, 0);
+    uint16_t ids[3];
+    struct delivery out;
+    for (int i = 0; i < 3; i++) {
+        struct delivery d = dl(1, "m");
+        session_enqueue(&s, &d);
+        cr_assert(session_next(&s, 0, &out, &ids[i]));
+    }
+    cr_assert_eq(session_acked(&s, MQTT_PUBACK, ids[1]), 0);
+    int n = 0;
+    session_for_each_inflight(&s, count_inflight, &n);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(session_acked(&s, MQTT_PUBACK, ids[0]), 0);
+    cr_assert_eq(s.inflight_count, 1, "holes at the head are reclaimed");
+}
+
+Test(session, packet_ids_skip_zero_and_ids_in_use, .fini = fini)
+{
+    init(2, 10, 0);
+    s.next_packet_id = 65535;
+    struct delivery out;
+    uint16_t a, b;
+    struct delivery d1 = dl(1, "1"), d2 = dl(1, "2");
+    session_enqueue(&s, &d1);
+    session_enqueue(&s, &d2);
+    cr_assert(session_next(&s, 0, &out, &a));
+    cr_assert(session_next(&s, 0, &out, &b));
+    cr_assert_eq(a, 65535);
+    cr_assert_eq(b, 1, "0 is never a packet id [MQTT-2.2.1-3]");
+}
+
+Test(session, expired_messages_are_not_sent, .fini = fini)
+{
+    init(2, 10, 0);
+    struct mqtt_publish p;
+    memset(&p, 0, sizeof(p));
+    p.qos = 1;
+    p.props.present = MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+    p.props.message_expiry_s = 1;
+    struct delivery d = {.msg = msg_create(&p, (const uint8_t *)"t", 1, NULL, 0), .qos = 1};
+    session_enqueue(&s, &d);
+    struct delivery out;
+    uint16_t id;
+    cr_assert_not(session_next(&s, 5000, &out, &id));
+    cr_assert_eq(s.queued, 0);
+}
+
+Test(session, receive_maximum_narrows_window, .fini = fini)
+{
+    init(10, 10, 0);
+    struct session_limits lim = {1, 10, 0};
+    session_set_limits(&s, &lim);
+    struct delivery out;
+    uint16_t id;
+    for (int i = 0; i < 3; i++) {
+        struct delivery d = dl(1, "m");
+        session_enqueue(&s, &d);
+    }
+    cr_assert(session_next(&s, 0, &out, &id));
+    cr_assert_not(session_next(&s, 0, &out, &id));
+}
+
+Test(session, incoming_qos2_ids, .fini = fini)
+{
+    init(1, 1, 0);
+    cr_assert_eq(session_qos2_seen(&s, 7, 10), 1);
+    cr_assert_eq(session_qos2_seen(&s, 7, 10), 0, "a resend is not new");
+    cr_assert(session_qos2_release(&s, 7));
+    cr_assert_not(session_qos2_release(&s, 7));
+    for (uint16_t i = 1; i <= 3; i++)
+        cr_assert_eq(session_qos2_seen(&s, i, 3), 1);
+    cr_assert_eq(session_qos2_seen(&s, 4, 3), -ENOSPC);
+}
