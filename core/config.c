@@ -259,12 +259,13 @@ static int set_max_inflight_messages(struct parser *p)
     return 0;
 }
 
-/* Unlike mosquitto, 0 here means "queue nothing", not "no maximum": every
+/* mosquitto's 0 means "no maximum"; a config brought from mosquitto keeps
+ * that meaning as far as a bound allows: 0 becomes the ceiling, since every
  * queue has a bound (STYLE.md, Limits). */
 static int set_max_queued_messages(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, QUEUED_MESSAGES_MAX, 0, &n) != 0)
+    if (value_uint(p, 1, QUEUED_MESSAGES_MAX, QUEUED_MESSAGES_MAX, &n) != 0)
         return -1;
     p->c->max_queued_messages = (uint32_t)n;
     return 0;

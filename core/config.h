@@ -26,11 +26,11 @@ enum config_log_level {
 enum config_tristate { CONFIG_UNSET = -1, CONFIG_FALSE = 0, CONFIG_TRUE = 1 };
 
 struct config_listener {
-    uint16_t port;        /* 0: an ephemeral port (tests) */
-    char address[64];     /* numeric IPv4/IPv6 or "" for all addresses */
-    int allow_anonymous;  /* enum config_tristate; resolved by config_finish() */
+    uint16_t port;            /* 0: an ephemeral port (tests) */
+    char address[64];         /* numeric IPv4/IPv6 or "" for all addresses */
+    int allow_anonymous;      /* enum config_tristate; resolved by config_finish() */
     uint32_t max_connections; /* 0: unlimited */
-    int line;             /* where the block starts, for messages */
+    int line;                 /* where the block starts, for messages */
 };
 
 struct config {
@@ -44,15 +44,16 @@ struct config {
     uint32_t max_packet_size;       /* bytes, 1..PACKET_SIZE_MAX */
     uint16_t max_keepalive_s;       /* clients asking more get this (5.0: server keep alive) */
     uint32_t max_inflight_messages; /* QoS 1/2 unacknowledged per client, 1..INFLIGHT_MAX */
-    uint32_t max_queued_messages;   /* per session, 0..QUEUED_MESSAGES_MAX (0: none queued) */
-    uint64_t max_queued_bytes;      /* per session, 0 = only the message count applies */
+    uint32_t
+        max_queued_messages; /* per session, 1..QUEUED_MESSAGES_MAX (0 in the file: the ceiling) */
+    uint64_t max_queued_bytes;               /* per session, 0 = only the message count applies */
     uint64_t persistent_client_expiration_s; /* 0 = never */
-    uint32_t connect_timeout_ms;    /* time a new connection has to send CONNECT */
-    uint32_t max_output_buffer;     /* bytes queued to one client before it counts as slow */
+    uint32_t connect_timeout_ms;             /* time a new connection has to send CONNECT */
+    uint32_t max_output_buffer; /* bytes queued to one client before it counts as slow */
     bool retain_available;
     uint8_t max_qos;
-    uint32_t max_topic_levels;      /* 1..TOPIC_LEVELS_MAX */
-    uint32_t sys_interval_s;        /* $SYS publication period, 0 = off */
+    uint32_t max_topic_levels; /* 1..TOPIC_LEVELS_MAX */
+    uint32_t sys_interval_s;   /* $SYS publication period, 0 = off */
 
     uint32_t listener_count;
     struct config_listener listeners[LISTENERS_MAX];

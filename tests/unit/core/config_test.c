@@ -356,7 +356,7 @@ Test(config, max_inflight_messages)
 Test(config, max_queued_messages)
 {
     expect_ok("max_queued_messages 0\n");
-    cr_expect_eq(cfg.max_queued_messages, 0);
+    cr_expect_eq(cfg.max_queued_messages, QUEUED_MESSAGES_MAX, "mosquitto's 0: no maximum");
     expect_ok("max_queued_messages 1000000\n");
     cr_expect_eq(cfg.max_queued_messages, QUEUED_MESSAGES_MAX);
     expect_error("max_queued_messages 1000001\n",
