@@ -274,6 +274,8 @@ void mqtt_deliver_local(struct shard *sh, struct msg *m);
 void mqtt_handle_env(struct shard *sh, struct xenv *e);
 void mqtt_tick(struct shard *sh, uint64_t now_ms);
 void mqtt_shard_fini(struct shard *sh);
+/* Frees the calling shard thread's scratch memory. */
+void mqtt_thread_exit(void);
 
 /* transport.c */
 extern const struct transport transport_plain;

@@ -1331,6 +1331,10 @@ void mqtt_shard_fini(struct shard *sh)
             client_destroy(sh, cl, false);
         }
     }
+}
+
+void mqtt_thread_exit(void)
+{
     free(match_scratch);
     match_scratch = NULL;
     match_scratch_cap = 0;

@@ -926,6 +926,7 @@ static void *shard_main(void *arg)
         c->dirty = c->deferred = false;
         conn_free(c);
     }
+    mqtt_thread_exit();
     return NULL;
 }
 
