@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""Integration test for ringmq-bench: every scenario, briefly, against ringmq.
+
+Starts the broker (env RINGMQ_BIN) on a free loopback port with a generated
+config, runs each ringmq-bench scenario (env RINGMQ_BENCH) for about a second
+with --json, and checks the counts a user would rely on: no loss and no
+duplicates on QoS 1/2 pairs, exact fan-out and fan-in totals, every connection
+of a small storm accepted, latency samples present.
+
+Exit 0 pass, 1 fail, 77 skip (RINGMQ_BIN unset). Pointing RINGMQ_BIN at
+/usr/sbin/mosquitto runs the same checks against mosquitto (a development aid
+that separates bench bugs from broker bugs).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH_TIMEOUT_S = 60
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_broker(binary, workdir):
+    port = free_port()
+    conf = os.path.join(workdir, "broker.conf")
+    lines = ["listener %d 127.0.0.1" % port, "allow_anonymous true",
+             "max_queued_messages 1000000"]
+    if os.path.basename(binary).startswith("mosquitto"):
+        lines.append("persistence false")
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log = open(os.path.join(workdir, "broker.log"), "w")
+    proc = subprocess.Popen([binary, "-c", conf], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    end = time.time() + 10
+    while time.time() < end:
+        if proc.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    stop_broker(proc)
+    raise SystemExit("FAIL: broker did not start; log:\n" + tail(log.name))
+
+
+def stop_broker(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail(path, n=30):
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def run(bench, port, pid, workdir, scenario, *opts):
+    out = os.path.join(workdir, "%s-%d.json" % (scenario, len(failures) + time.time_ns()))
+    cmd = [bench, scenario, "--port", str(port), "--broker-pid", str(pid), "--json", out,
+           "--quiet", "--threads", "2"] + [str(o) for o in opts]
+    print("$ " + " ".join(cmd), flush=True)
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=BENCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        check(False, "%s finished within %d s" % (scenario, BENCH_TIMEOUT_S))
+        return None
+    check(r.returncode == 0, "%s exits 0 (rc %d: %s)" % (scenario, r.returncode,
+                                                        r.stderr.strip()[-300:]))
+    if not os.path.exists(out):
+        check(False, "%s wrote its JSON" % scenario)
+        return None
+    with open(out) as f:
+        res = json.load(f)
+    for key in ("sent", "delivered", "lost", "duplicated", "out_of_order", "delivered_per_s",
+                "latency_us", "broker_cpu_us_per_msg"):
+        check(key in res, "%s JSON has %s" % (scenario, key))
+    for key in ("p50", "p90", "p99", "p999", "max"):
+        check(key in res.get("latency_us", {}), "%s latency_us has %s" % (scenario, key))
+    return res
+
+
+def no_errors(res, label):
+    errs = {k: v for k, v in res["errors"].items() if v}
+    check(not errs, "%s: no errors (%s)" % (label, errs))
+
+
+def main():
+    binary = os.environ.get("RINGMQ_BIN")
+    if not binary:
+        print("skip: RINGMQ_BIN is not set")
+        return 77
+    bench = os.environ.get("RINGMQ_BENCH")
+    if not bench:
+        here = os.path.dirname(os.path.abspath(__file__))
+        bench = os.path.join(os.path.dirname(here), "build", "bench", "ringmq-bench")
+    if not os.access(bench, os.X_OK):
+        print("FAIL: ringmq-bench not found (RINGMQ_BENCH=%s)" % bench)
+        return 1
+
+    with tempfile.TemporaryDirectory(prefix="bench-it-") as workdir:
+        proc, port = start_broker(binary, workdir)
+        try:
+            short = ["--duration", 1, "--warmup", 0.5]
+
+            # QoS 0 pairs at a rate loopback carries easily: nothing lost.
+            res = run(bench, port, proc.pid, workdir, "pairs", "--clients", 4, "--rate", 500,
+                      *short)
+            if res:
+                check(res["sent"] > 0, "pairs QoS 0: messages sent")
+                check(res["lost"] == 0 and res["delivered"] == res["sent"],
+                      "pairs QoS 0 at 500/s: delivered == sent (%d, %d)" % (
+                          res["delivered"], res["sent"]))
+                check(res["broker_cpu_us_per_msg"] is not None,
+                      "pairs: broker CPU per message reported")
+                no_errors(res, "pairs QoS 0")
+
+            # QoS 1 unpaced: zero loss, no duplicates, every publish acked.
+            res = run(bench, port, proc.pid, workdir, "pairs", "--clients", 4, "--qos", 1,
+                      *short)
+            if res:
+                check(res["sent"] > 1000, "pairs QoS 1: more than 1000 sent (%d)" % res["sent"])
+                check(res["lost"] == 0, "pairs QoS 1: zero loss (%d)" % res["lost"])
+                check(res["duplicated"] == 0, "pairs QoS 1: no duplicates")
+                check(res["accepted"] == res["sent"], "pairs QoS 1: every publish acked")
+                check(res["delivered"] == res["sent"], "pairs QoS 1: delivered == sent")
+                no_errors(res, "pairs QoS 1")
+
+            # QoS 2 over MQTT 5: exactly once.
+            res = run(bench, port, proc.pid, workdir, "pairs", "--clients", 2, "--qos", 2,
+                      "--protocol", 5, "--rate", 1000, *short)
+            if res:
+                check(res["sent"] > 0 and res["delivered"] == res["sent"] and
+                      res["lost"] == 0 and res["duplicated"] == 0,
+                      "pairs QoS 2 v5: delivered exactly once (%d of %d)" % (
+                          res["delivered"], res["sent"]))
+                no_errors(res, "pairs QoS 2")
+
+            # Fan-out: every subscriber gets every message.
+            res = run(bench, port, proc.pid, workdir, "fanout", "--publishers", 1,
+                      "--subscribers", 50, "--rate", 100, "--qos", 1, *short)
+            if res:
+                check(res["sent"] > 0 and res["delivered"] == 50 * res["sent"],
+                      "fanout 1->50: delivered == 50 x sent (%d, %d)" % (res["delivered"],
+                                                                         res["sent"]))
+                check(res["lost"] == 0 and res["duplicated"] == 0, "fanout: no loss, no dups")
+                no_errors(res, "fanout")
+
+            # Fan-in on a wildcard: one subscriber gets everything.
+            res = run(bench, port, proc.pid, workdir, "fanin", "--publishers", 20,
+                      "--subscribers", 1, "--rate", 100, "--qos", 1, *short)
+            if res:
+                check(res["sent"] > 0 and res["delivered"] == res["sent"],
+                      "fanin 20->1: delivered == sent (%d, %d)" % (res["delivered"],
+                                                                   res["sent"]))
+                check(res["lost"] == 0 and res["out_of_order"] == 0,
+                      "fanin: no loss, per-publisher order kept")
+                no_errors(res, "fanin")
+
+            # Latency: one message in flight, samples recorded.
+            res = run(bench, port, proc.pid, workdir, "latency", "--clients", 2, "--rate", 100,
+                      *short)
+            if res:
+                check(res["latency_us"]["count"] > 50,
+                      "latency: samples recorded (%d)" % res["latency_us"]["count"])
+                check(0 < res["latency_us"]["p50"] <= res["latency_us"]["p99"] <=
+                      res["latency_us"]["max"], "latency: percentiles ordered")
+                check(res["lost"] == 0, "latency: nothing lost")
+                no_errors(res, "latency")
+
+            # A small connection storm: all accepted and closed cleanly.
+            res = run(bench, port, proc.pid, workdir, "connect", "--clients", 500, "--hold",
+                      0.2, "--duration", 30)
+            if res:
+                c = res["connect"]
+                check(c["ok"] == 500, "connect 500: all connected (%d)" % c["ok"])
+                check(c["done"] == 500, "connect 500: all closed (%d)" % c["done"])
+                check(c["per_s"] > 0 and c["latency_us"]["count"] == 500,
+                      "connect: rate and latency reported")
+                no_errors(res, "connect")
+
+            check(proc.poll() is None, "broker still running after all scenarios")
+        finally:
+            stop_broker(proc)
+            if failures:
+                print("--- broker log tail ---\n" + tail(os.path.join(workdir, "broker.log")))
+    if failures:
+        print("%d check(s) failed" % len(failures))
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+/*
+ * ringmq-bench output: the summary table on stdout and the --json file.
+ * Called by the main thread once the workers are joined.
+ *
+ * JSON fields that scripts rely on (bench/compare, the integration test):
+ * sent, delivered, lost, duplicated, out_of_order, delivered_per_s,
+ * latency_us {p50, p90, p99, p999, max} and broker_cpu_us_per_msg (null
+ * without --broker-pid). Counts cover the whole run (warm-up and drain
+ * included, so that loss is exact); the *_per_s rates, the latency and the
+ * CPU figures cover the measured window only.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *version_name(uint8_t v)
+{
+    return v == 5 ? "5" : "3.1.1";
+}
+
+static double broker_us_per_msg(const struct bench_result *r)
+{
+    if (r->broker_cpu_s < 0 || r->window.delivered == 0)
+        return -1;
+    return r->broker_cpu_s * 1e6 / (double)r->window.delivered;
+}
+
+static void print_hist_line(const char *label, const struct hist *h)
+{
+    if (h->count == 0) {
+        printf("%-18s (no samples)\n", label);
+        return;
+    }
+    printf("%-18s p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu  (mean %.0f, n=%llu)\n", label,
+           (unsigned long long)hist_percentile(h, 50), (unsigned long long)hist_percentile(h, 90),
+           (unsigned long long)hist_percentile(h, 99), (unsigned long long)hist_percentile(h, 99.9),
+           (unsigned long long)h->max, hist_mean(h), (unsigned long long)h->count);
+}
+
+void report_print(const struct bench_result *r)
+{
+    const struct bench_opts *o = r->opts;
+    const struct bench_counters *t = &r->total;
+    printf("\nringmq-bench %s against %s:%u, MQTT %s, %u thread%s", o->scenario_name, o->host,
+           o->port, version_name(o->version), o->threads, o->threads == 1 ? "" : "s");
+    if (r->interrupted)
+        printf(" (interrupted)");
+    printf("\n");
+    if (o->scenario == SCENARIO_CONNECT) {
+        printf("%u connections, rate %s, hold %.1f s\n", o->clients,
+               o->rate > 0 ? "paced" : "unpaced", o->hold_s);
+        if (o->rate > 0)
+            printf("  (target %.0f connections/s)\n", o->rate);
+        printf("%-18s %llu\n", "attempted", (unsigned long long)t->connects_started);
+        printf("%-18s %llu\n", "connected", (unsigned long long)t->connects_ok);
+        printf("%-18s %.0f/s over %.2f s\n", "connect rate",
+               r->connect_s > 0 ? (double)t->connects_ok / r->connect_s : 0.0, r->connect_s);
+        printf("%-18s %llu\n", "open at once", (unsigned long long)t->open_max);
+        print_hist_line("connect us", &r->conn_lat);
+    } else {
+        printf("%u publisher%s -> %u subscriber%s%s, QoS %u, %u B payload, rate %s", o->publishers,
+               o->publishers == 1 ? "" : "s", o->subscribers, o->subscribers == 1 ? "" : "s",
+               o->shared ? " (shared)" : "", o->qos, o->payload_len, o->rate > 0 ? "" : "unpaced");
+        if (o->rate > 0)
+            printf("%.0f/s per publisher", o->rate);
+        printf("\nwindow %.2f s after %.1f s warm-up\n\n", r->window_s, o->warmup_s);
+        printf("%-18s %14s %14s\n", "", "whole run", "window /s");
+        printf("%-18s %14llu %14.0f\n", "offered", (unsigned long long)t->offered,
+               r->offered_per_s);
+        printf("%-18s %14llu %14.0f\n", "sent", (unsigned long long)t->sent, r->sent_per_s);
+        printf("%-18s %14llu %14.0f\n", "accepted", (unsigned long long)t->accepted,
+               r->accepted_per_s);
+        printf("%-18s %14llu %14.0f\n", "delivered", (unsigned long long)t->delivered,
+               r->delivered_per_s);
+        printf("%-18s %14llu\n", "expected", (unsigned long long)r->expected);
+        printf("%-18s %14llu", "lost", (unsigned long long)r->lost);
+        if (r->expected)
+            printf("  (%.4f %%)", 100.0 * (double)r->lost / (double)r->expected);
+        printf("\n");
+        printf("%-18s %14llu\n", "duplicated", (unsigned long long)t->duplicate);
+        printf("%-18s %14llu\n", "out of order", (unsigned long long)t->out_of_order);
+        if (t->too_old)
+            printf("%-18s %14llu\n", "too old to tell", (unsigned long long)t->too_old);
+        print_hist_line("latency us", &r->lat);
+    }
+    double cpu = r->bench_user_s + r->bench_sys_s;
+    double wall = o->scenario == SCENARIO_CONNECT ? r->connect_s : r->window_s;
+    printf("%-18s user %.2f s + sys %.2f s = %.0f %% of one core over the window\n", "bench CPU",
+           r->bench_user_s, r->bench_sys_s, wall > 0 ? 100.0 * cpu / wall : 0.0);
+    if (r->broker_cpu_s >= 0) {
+        printf("%-18s %.2f s = %.0f %% of one core", "broker CPU", r->broker_cpu_s,
+               wall > 0 ? 100.0 * r->broker_cpu_s / wall : 0.0);
+        double us = broker_us_per_msg(r);
+        if (o->scenario == SCENARIO_CONNECT && t->connects_ok)
+            printf(", %.1f us per connection", r->broker_cpu_s * 1e6 / (double)t->connects_ok);
+        else if (us >= 0)
+            printf(", %.3f us per delivered message (%.3f s per million)", us, us);
+        printf("\n");
+    }
+    printf("%-18s", "errors");
+    bool any = false;
+    for (int e = 0; e < BERR_COUNT; e++) {
+        if (t->errors[e]) {
+            printf(" %s=%llu", bench_err_names[e], (unsigned long long)t->errors[e]);
+            any = true;
+        }
+    }
+    printf("%s\n", any ? "" : " none");
+    if (t->errors[BERR_SOCKETS])
+        printf("NOTE: ran out of file descriptors; raise the hard RLIMIT_NOFILE to open more "
+               "sockets.\n");
+    if (r->setup_failed)
+        printf("SETUP FAILED: not every connection could be set up; no messages were sent.\n");
+    fflush(stdout);
+}
+
+static void json_hist(FILE *f, const struct hist *h)
+{
+    fprintf(f,
+            "{\"count\": %llu, \"p50\": %llu, \"p90\": %llu, \"p99\": %llu, \"p999\": %llu, "
+            "\"max\": %llu, \"mean\": %.1f}",
+            (unsigned long long)h->count, (unsigned long long)hist_percentile(h, 50),
+            (unsigned long long)hist_percentile(h, 90), (unsigned long long)hist_percentile(h, 99),
+            (unsigned long long)hist_percentile(h, 99.9), (unsigned long long)h->max, hist_mean(h));
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+int report_json(const struct bench_result *r, const char *path)
+{
+    const struct bench_opts *o = r->opts;
+    const struct bench_counters *t = &r->total;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "{\n  \"scenario\": ");
+    json_str(f, o->scenario_name);
+    fprintf(f, ",\n  \"host\": ");
+    json_str(f, o->host);
+    fprintf(f,
+            ",\n  \"port\": %u,\n  \"protocol\": \"%s\",\n  \"qos\": %u,\n"
+            "  \"publishers\": %u,\n  \"subscribers\": %u,\n  \"clients\": %u,\n"
+            "  \"shared\": %s,\n  \"payload\": %u,\n  \"rate\": %.3f,\n  \"duration_s\": %.3f,\n"
+            "  \"warmup_s\": %.3f,\n  \"threads\": %u,\n  \"window_s\": %.3f,\n"
+            "  \"interrupted\": %s,\n  \"setup_failed\": %s,\n",
+            o->port, version_name(o->version), o->qos, o->publishers, o->subscribers, o->clients,
+            o->shared ? "true" : "false", o->payload_len, o->rate, o->duration_s, o->warmup_s,
+            o->threads, r->window_s, r->interrupted ? "true" : "false",
+            r->setup_failed ? "true" : "false");
+    fprintf(f,
+            "  \"offered\": %llu,\n  \"sent\": %llu,\n  \"accepted\": %llu,\n"
+            "  \"delivered\": %llu,\n  \"unique\": %llu,\n  \"expected\": %llu,\n"
+            "  \"lost\": %llu,\n  \"duplicated\": %llu,\n  \"out_of_order\": %llu,\n"
+            "  \"too_old\": %llu,\n",
+            (unsigned long long)t->offered, (unsigned long long)t->sent,
+            (unsigned long long)t->accepted, (unsigned long long)t->delivered,
+            (unsigned long long)t->unique, (unsigned long long)r->expected,
+            (unsigned long long)r->lost, (unsigned long long)t->duplicate,
+            (unsigned long long)t->out_of_order, (unsigned long long)t->too_old);
+    fprintf(f,
+            "  \"window\": {\"offered\": %llu, \"sent\": %llu, \"accepted\": %llu, "
+            "\"delivered\": %llu},\n",
+            (unsigned long long)r->window.offered, (unsigned long long)r->window.sent,
+            (unsigned long long)r->window.accepted, (unsigned long long)r->window.delivered);
+    fprintf(f,
+            "  \"offered_per_s\": %.1f,\n  \"sent_per_s\": %.1f,\n  \"accepted_per_s\": %.1f,\n"
+            "  \"delivered_per_s\": %.1f,\n",
+            r->offered_per_s, r->sent_per_s, r->accepted_per_s, r->delivered_per_s);
+    fprintf(f, "  \"latency_us\": ");
+    json_hist(f, &r->lat);
+    fprintf(f, ",\n  \"latency_all_us\": ");
+    json_hist(f, &r->lat_all);
+    fprintf(f,
+            ",\n  \"connect\": {\"attempted\": %llu, \"ok\": %llu, \"done\": %llu, "
+            "\"open_max\": %llu, \"seconds\": %.3f, \"per_s\": %.1f, \"latency_us\": ",
+            (unsigned long long)t->connects_started, (unsigned long long)t->connects_ok,
+            (unsigned long long)t->connects_done, (unsigned long long)t->open_max, r->connect_s,
+            r->connect_s > 0 ? (double)t->connects_ok / r->connect_s : 0.0);
+    json_hist(f, &r->conn_lat);
+    fprintf(f, "},\n  \"errors\": {");
+    for (int e = 0; e < BERR_COUNT; e++)
+        fprintf(f, "%s\"%s\": %llu", e ? ", " : "", bench_err_names[e],
+                (unsigned long long)t->errors[e]);
+    fprintf(f, "},\n  \"bench_cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f},\n", r->bench_user_s,
+            r->bench_sys_s);
+    double us = broker_us_per_msg(r);
+    if (r->broker_cpu_s >= 0)
+        fprintf(f, "  \"broker_cpu_s\": %.3f,\n", r->broker_cpu_s);
+    else
+        fprintf(f, "  \"broker_cpu_s\": null,\n");
+    if (o->scenario == SCENARIO_CONNECT && r->broker_cpu_s >= 0 && t->connects_ok)
+        fprintf(f, "  \"broker_cpu_us_per_connect\": %.3f,\n",
+                r->broker_cpu_s * 1e6 / (double)t->connects_ok);
+    if (us >= 0)
+        fprintf(f, "  \"broker_cpu_us_per_msg\": %.4f\n}\n", us);
+    else
+        fprintf(f, "  \"broker_cpu_us_per_msg\": null\n}\n");
+    if (fclose(f) != 0)
+        return -errno;
+    return 0;
+}
