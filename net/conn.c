@@ -27,6 +27,10 @@
  * (the connection moves to its home shard with the bytes). */
 #define PARSE_HANDOFF (-2)
 
+/* Input kept per connection while the shard is congested before its reading
+ * pauses (the kernel's socket buffer then holds the rest: TCP back-pressure). */
+#define CONGEST_STASH_MAX (64u * 1024u)
+
 /* Subscription options packed into the trie's opaque 64 bits. */
 #define OPT_QOS(o)   ((uint8_t)((o)&3u))
 #define OPT_NO_LOCAL 4u
@@ -1170,7 +1174,9 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
             *stop = true;
             break;
         }
-        if (off >= LOOP_READ_BYTES_MAX) {
+        if (off >= LOOP_READ_BYTES_MAX || c->sh->ovf_count) {
+            /* This turn's share is used up, or another shard's queue is
+             * full: the rest waits (conn_input keeps it in order). */
             *stop = true;
             shard_defer(c);
             break;
@@ -1235,6 +1241,8 @@ void conn_process_buffered(struct conn *c)
     bool stop;
     size_t n = parse(c, c->in.data + c->in_off, c->in.len - c->in_off, &stop);
     c->in_off += n;
+    if ((c->pause & CONN_PAUSE_CONGEST) && c->in.len - c->in_off < CONGEST_STASH_MAX)
+        conn_resume(c, CONN_PAUSE_CONGEST);
     if (c->in_off == c->in.len) {
         c->in.len = c->in_off = 0;
         if (c->in.cap > 4 * BUF_RING_BUF_SIZE) {
@@ -1248,10 +1256,17 @@ void conn_process_buffered(struct conn *c)
 
 void conn_input(struct conn *c, const uint8_t *data, size_t len)
 {
-    if (c->in.len > c->in_off || c->deferred) {
-        /* Earlier bytes wait: keep the order. */
+    if (c->in.len > c->in_off || c->deferred || c->sh->ovf_count) {
+        /* Earlier bytes wait, or the shard is congested: keep the order,
+         * and stop reading once a bounded amount waits. */
         if (stash(c, data, len)) {
             conn_close(c, "out of memory");
+            return;
+        }
+        if (c->sh->ovf_count) {
+            shard_defer(c);
+            if (c->in.len - c->in_off >= CONGEST_STASH_MAX)
+                conn_pause(c, CONN_PAUSE_CONGEST);
             return;
         }
         if (!c->deferred)

@@ -574,7 +574,7 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
     }
     c->fd = fd;
     c->listener = li;
-    c->id = ((uint64_t)sh->id << 48) | ++sh->next_conn_id;
+    c->id = ++sh->next_conn_id * SHARDS_MAX + sh->id; /* unique across shards */
     c->tp = &transport_plain;
     c->created_ms = c->last_rx_ms = sh->now_ms;
     conn_link(sh, c);
@@ -812,6 +812,10 @@ static void flush_dirty(struct shard *sh)
 
 static void run_deferred(struct shard *sh)
 {
+    /* While a peer shard's queue is full, input stays where it is: that is
+     * the back-pressure that keeps publishers from outrunning delivery. */
+    if (sh->ovf_count)
+        return;
     struct conn *c = sh->deferred;
     sh->deferred = NULL;
     while (c) {
@@ -822,8 +826,8 @@ static void run_deferred(struct shard *sh)
             conn_maybe_free(c);
         else if (c->state == CONN_HANDOFF && !c->recv_armed && c->ops == 0)
             handoff_complete(sh, c);
-        else if (c->state != CONN_HANDOFF && !c->pause)
-            conn_process_buffered(c);
+        else if (c->state != CONN_HANDOFF && !(c->pause & ~CONN_PAUSE_CONGEST))
+            conn_process_buffered(c); /* a congestion pause ends here */
         c = next;
     }
 }
@@ -893,9 +897,17 @@ static void *shard_main(void *arg)
         if (sh->notify_mask)
             notify_shards(sh);
 
-        bool busy = seen == LOOP_CQES_MAX || sh->deferred || sh->ovf_count || sh->dirty;
+        bool busy = seen == LOOP_CQES_MAX || (sh->deferred && !sh->ovf_count) || sh->dirty;
         if (busy) {
             io_uring_submit_and_get_events(&sh->ring);
+            continue;
+        }
+        if (sh->ovf_count) {
+            /* Congested: the consumer does not signal when it drained, so
+             * look again soon, but without spinning on a shared core. */
+            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 200000};
+            struct io_uring_cqe *w;
+            io_uring_submit_and_wait_timeout(&sh->ring, &w, 1, &ts, NULL);
             continue;
         }
         atomic_store_explicit(&sh->sleeping, 1, memory_order_relaxed);
