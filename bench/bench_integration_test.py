@@ -32,6 +32,22 @@ def free_port():
     return port
 
 
+def mqtt_probe(port, timeout_s=1.0):
+    """True once the broker answers CONNECT with a CONNACK. A bare TCP
+    connect-and-close would do as a readiness check, but a well-behaved MQTT
+    client is what a broker is for, so the probe is one."""
+    cid = b"bench-probe"
+    vh = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(cid).to_bytes(2, "big") + cid
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+            s.sendall(bytes([0x10, len(vh)]) + vh)
+            ack = s.recv(4)
+            s.sendall(b"\xe0\x00")
+            return len(ack) >= 2 and ack[0] == 0x20
+    except OSError:
+        return False
+
+
 def start_broker(binary, workdir):
     port = free_port()
     conf = os.path.join(workdir, "broker.conf")
@@ -48,11 +64,9 @@ def start_broker(binary, workdir):
     while time.time() < end:
         if proc.poll() is not None:
             break
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
+        if mqtt_probe(port):
+            return proc, port
+        time.sleep(0.05)
     stop_broker(proc)
     raise SystemExit("FAIL: broker did not start; log:\n" + tail(log.name))
 
@@ -209,7 +223,7 @@ def main():
                       "connect: rate and latency reported")
                 no_errors(res, "connect")
 
-            check(proc.poll() is None, "broker still running after all scenarios")
+            check(proc.poll() is None, "broker still running after all scenarios (exit %s)" % proc.poll())
         finally:
             stop_broker(proc)
             if failures:
