@@ -217,6 +217,8 @@ struct shard {
     atomic_int sleeping;
     uint64_t now_ms;
     uint64_t next_tick_ms;
+    uint64_t next_scan_ms;
+    uint64_t next_sys_ms;
     uint64_t match_seq;
     bool stopping;
     uint64_t stop_deadline_ms;
@@ -276,6 +278,9 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms);
 void mqtt_shard_fini(struct shard *sh);
 /* Frees the calling shard thread's scratch memory. */
 void mqtt_thread_exit(void);
+
+/* sys.c: $SYS statistics, published by shard 0. */
+void sys_tick(struct shard *sh, uint64_t now_ms);
 
 /* transport.c */
 extern const struct transport transport_plain;

@@ -404,7 +404,6 @@ void mqtt_deliver_local(struct shard *sh, struct msg *m)
 
 void mqtt_route_publish(struct shard *sh, struct msg *m)
 {
-    atomic_fetch_add_explicit(&sh->st.msgs_received, 1, memory_order_relaxed);
     uint64_t mask = route_match(sh->routes, msg_topic(m), m->topic_len);
     uint64_t self = 1ull << sh->id;
     if (mask & self)
@@ -1005,6 +1004,7 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *p)
     }
     /* $SYS belongs to the broker: clients' publishes there are
      * acknowledged and dropped, as mosquitto does. */
+    atomic_fetch_add_explicit(&sh->st.msgs_received, 1, memory_order_relaxed);
     bool sys = p->topic.len >= 4 && memcmp(p->topic.ptr, "$SYS", 4) == 0;
     if (!sys) {
         struct msg *m = msg_create(p, p->topic.ptr, p->topic.len, cl, sh->now_ms);

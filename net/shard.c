@@ -890,8 +890,15 @@ static void *shard_main(void *arg)
         if (sh->deferred)
             run_deferred(sh);
         if (sh->now_ms >= sh->next_tick_ms) {
+            /* The loop wakes every 100 ms (that bounds how long a stop
+             * request waits); the O(connections + sessions) scan for
+             * timeouts and expiry runs once a second. */
             sh->next_tick_ms = sh->now_ms + 100;
-            mqtt_tick(sh, sh->now_ms);
+            if (sh->now_ms >= sh->next_scan_ms) {
+                sh->next_scan_ms = sh->now_ms + 1000;
+                mqtt_tick(sh, sh->now_ms);
+                sys_tick(sh, sh->now_ms);
+            }
         }
         flush_dirty(sh);
         if (sh->notify_mask)
