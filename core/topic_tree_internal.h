@@ -129,8 +129,12 @@ static inline size_t tree_split(const struct tree *t, const uint8_t *s, size_t l
 {
     size_t n = 0, start = 0;
     for (;;) {
-        const uint8_t *slash = start < len ? memchr(s + start, '/', len - start) : NULL;
-        size_t end = slash ? (size_t)(slash - s) : len;
+        /* A plain scan: levels are a few bytes, and memchr's vector setup
+         * cost more than the scan on every publish. */
+        size_t end = start;
+        while (end < len && s[end] != '/')
+            end++;
+        const uint8_t *slash = end < len ? s + end : NULL;
         if (n == TOPIC_LEVELS_MAX)
             return 0;
         lv[n].p = s + start;

@@ -482,12 +482,15 @@ struct retained_ctx {
     uint8_t qos;
     uint32_t subid;
     uint8_t version;
+    uint64_t now_ms;
 };
 
 static void on_retained(void *ctx, struct msg *m)
 {
     struct retained_ctx *rc = ctx;
     struct pending_suback *ps = rc->ps;
+    if (msg_expired(m, rc->now_ms))
+        return; /* the store keeps it until replaced; it is not sent [MQTT-3.3.2-5] */
     if (ps->retained_n == rc->cap) {
         uint32_t cap = rc->cap ? rc->cap * 2 : 16;
         struct delivery *v = realloc(ps->retained, cap * sizeof(*v));
@@ -605,6 +608,7 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
             rc.qos = qos;
             rc.subid = subid;
             rc.version = c->version;
+            rc.now_ms = sh->now_ms;
             pthread_rwlock_rdlock(&sh->b->retain_lock);
             retain_match(sh->b->retain, filter, flen, on_retained, &rc);
             pthread_rwlock_unlock(&sh->b->retain_lock);
