@@ -723,14 +723,16 @@ static void notify_shards(struct shard *sh)
 {
     uint64_t mask = sh->notify_mask;
     sh->notify_mask = 0;
-    /* Pairs with the consumer's store to sleeping before its last look at
-     * the queues: either it sees our items or we see it asleep. */
-    atomic_thread_fence(memory_order_seq_cst);
     while (mask) {
         unsigned to = (unsigned)__builtin_ctzll(mask);
         mask &= mask - 1;
         struct shard *dst = sh->b->shards[to];
-        if (atomic_load_explicit(&dst->sleeping, memory_order_relaxed)) {
+        /* Pairs with the consumer's exchange on sleeping before its last
+         * look at the queues: either it sees our items or we see it asleep.
+         * A read-modify-write, not a plain load, so the store of our items
+         * cannot pass it (a full barrier; TSan understands it, unlike a
+         * stand-alone fence). */
+        if (atomic_fetch_or_explicit(&dst->sleeping, 0, memory_order_seq_cst)) {
             struct io_uring_sqe *sqe = get_sqe(sh);
             io_uring_prep_msg_ring(sqe, dst->ring_fd, 0, UD_WAKE, 0);
             sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -917,8 +919,7 @@ static void *shard_main(void *arg)
             io_uring_submit_and_wait_timeout(&sh->ring, &w, 1, &ts, NULL);
             continue;
         }
-        atomic_store_explicit(&sh->sleeping, 1, memory_order_relaxed);
-        atomic_thread_fence(memory_order_seq_cst);
+        atomic_exchange_explicit(&sh->sleeping, 1, memory_order_seq_cst);
         if (!queues_empty(sh)) {
             atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
             io_uring_submit_and_get_events(&sh->ring);
