@@ -58,6 +58,9 @@ void report_print(const struct bench_result *r)
         printf("%-18s %.0f/s over %.2f s\n", "connect rate",
                r->connect_s > 0 ? (double)t->connects_ok / r->connect_s : 0.0, r->connect_s);
         printf("%-18s %llu\n", "open at once", (unsigned long long)t->open_max);
+        if (t->connects_ok < o->clients)
+            printf("%-18s %llu (failed, or still in progress at the --duration limit)\n",
+                   "NOT connected", (unsigned long long)(o->clients - t->connects_ok));
         print_hist_line("connect us", &r->conn_lat);
     } else {
         printf("%u publisher%s -> %u subscriber%s%s, QoS %u, %u B payload, rate %s", o->publishers,

@@ -1152,6 +1152,7 @@ static void check_setup(struct worker *w, uint64_t now)
         atomic_fetch_add_explicit(&w->ctl->ready, 1, memory_order_acq_rel);
     } else if (dead > 0) {
         w->setup_reported = true;
+        publish_snapshot(w); /* main prints these errors next */
         atomic_fetch_add_explicit(&w->ctl->failed, 1, memory_order_acq_rel);
     }
 }
