@@ -173,6 +173,15 @@ struct overflow_node {
     void *item;
 };
 
+/* One variant of the shard's encoding cache (see conn.c). */
+struct enc_slot {
+    struct msg *msg; /* a reference, so the address cannot be reused meanwhile */
+    struct buf bytes;
+    size_t pid_off;
+};
+#define ENC_SLOTS             12u /* (3.x, 5.0) x QoS 0..2 x retain */
+#define ENC_CACHE_PAYLOAD_MAX (64u * 1024u)
+
 struct shard_stats {
     atomic_uint_fast64_t connections;
     atomic_uint_fast64_t connects_total;
@@ -222,6 +231,8 @@ struct shard {
     uint64_t match_seq;
     bool stopping;
     uint64_t stop_deadline_ms;
+
+    struct enc_slot enc[ENC_SLOTS];
 
     struct shard_stats st;
     atomic_int started; /* 1 ok, -errno failed */

@@ -107,21 +107,87 @@ static void violation(struct conn *c, uint8_t reason, const char *what)
 
 /* Writes one PUBLISH of m to the client. Returns false when the client's
  * maximum packet size forbids it [MQTT-3.1.2-25]. */
-static bool write_publish(struct conn *c, const struct delivery *d, uint16_t packet_id, bool dup)
+static void encode_publish(struct conn *c, const struct delivery *d, uint16_t packet_id, bool dup,
+                           struct mqtt_packet *p)
 {
-    struct mqtt_packet p;
-    p.type = MQTT_PUBLISH;
-    msg_to_publish(d->msg, &p.u.publish, c->sh->now_ms);
-    p.u.publish.qos = d->qos;
-    p.u.publish.retain = d->retain;
-    p.u.publish.packet_id = packet_id;
-    p.u.publish.dup = dup;
+    p->type = MQTT_PUBLISH;
+    msg_to_publish(d->msg, &p->u.publish, c->sh->now_ms);
+    p->u.publish.qos = d->qos;
+    p->u.publish.retain = d->retain;
+    p->u.publish.packet_id = packet_id;
+    p->u.publish.dup = dup;
     if (d->subid_count) {
-        struct mqtt_props *pr = &p.u.publish.props;
+        struct mqtt_props *pr = &p->u.publish.props;
         pr->present |= MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
         memcpy(pr->subscription_ids, d->subids, d->subid_count * sizeof(uint32_t));
         pr->subscription_id_count = d->subid_count;
     }
+}
+
+static void wrote(struct conn *c)
+{
+    atomic_fetch_add_explicit(&c->sh->st.msgs_sent, 1, memory_order_relaxed);
+    shard_mark_dirty(c);
+    if (c->out.len > cfg_of(c)->max_output_buffer)
+        conn_pause(c, CONN_PAUSE_OUTPUT);
+}
+
+/*
+ * The shard's encoding cache: a message fanned out to many receivers is
+ * encoded once per (protocol, QoS, retain) and copied, with the packet id
+ * patched in. A slot remembers the last message seen for its variant; the
+ * second receiver fills it, so a message with one receiver costs no extra
+ * copy. Deliveries with subscription identifiers, an expiry (the remaining
+ * lifetime changes) or DUP are encoded each time.
+ */
+static struct enc_slot *enc_slot_for(struct conn *c, const struct delivery *d, bool dup)
+{
+    if (dup || d->subid_count || d->msg->expiry_at_ms ||
+        d->msg->payload_len > ENC_CACHE_PAYLOAD_MAX)
+        return NULL;
+    unsigned v = (c->version == MQTT_V5 ? 6u : 0u) + d->qos * 2u + (d->retain ? 1u : 0u);
+    return &c->sh->enc[v];
+}
+
+/* Writes one PUBLISH of d to the client. Returns false when the client's
+ * maximum packet size forbids it [MQTT-3.1.2-25]. */
+static bool write_publish(struct conn *c, const struct delivery *d, uint16_t packet_id, bool dup)
+{
+    struct mqtt_packet p;
+    struct enc_slot *e = enc_slot_for(c, d, dup);
+    if (e && e->msg == d->msg) {
+        if (e->bytes.len == 0) {
+            /* Any valid id: each copy gets its own patched in. */
+            encode_publish(c, d, d->qos ? 1 : 0, false, &p);
+            size_t n = codec_encoded_size(&p, c->version);
+            e->bytes.len = 0;
+            if (buf_reserve(&e->bytes, n))
+                goto direct;
+            codec_encode(e->bytes.data, &p, c->version);
+            e->bytes.len = n;
+            e->pid_off = d->qos ? codec_publish_packet_id_offset(e->bytes.data) : 0;
+        }
+        if (c->client_max_packet && e->bytes.len > c->client_max_packet)
+            return false;
+        if (buf_reserve(&c->out, e->bytes.len))
+            return false;
+        uint8_t *dst = c->out.data + c->out.len;
+        memcpy(dst, e->bytes.data, e->bytes.len);
+        if (d->qos) {
+            dst[e->pid_off] = (uint8_t)(packet_id >> 8);
+            dst[e->pid_off + 1] = (uint8_t)packet_id;
+        }
+        c->out.len += e->bytes.len;
+        wrote(c);
+        return true;
+    }
+    if (e) {
+        msg_unref(e->msg);
+        e->msg = msg_ref(d->msg);
+        e->bytes.len = 0;
+    }
+direct:
+    encode_publish(c, d, packet_id, dup, &p);
     size_t n = codec_encoded_size(&p, c->version);
     if (c->client_max_packet && n > c->client_max_packet)
         return false;
@@ -129,10 +195,7 @@ static bool write_publish(struct conn *c, const struct delivery *d, uint16_t pac
         return false;
     codec_encode(c->out.data + c->out.len, &p, c->version);
     c->out.len += n;
-    atomic_fetch_add_explicit(&c->sh->st.msgs_sent, 1, memory_order_relaxed);
-    shard_mark_dirty(c);
-    if (c->out.len > cfg_of(c)->max_output_buffer)
-        conn_pause(c, CONN_PAUSE_OUTPUT);
+    wrote(c);
     return true;
 }
 
@@ -1342,6 +1405,11 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms)
 
 void mqtt_shard_fini(struct shard *sh)
 {
+    for (unsigned i = 0; i < ENC_SLOTS; i++) {
+        msg_unref(sh->enc[i].msg);
+        sh->enc[i].msg = NULL;
+        buf_free(&sh->enc[i].bytes);
+    }
     if (!sh->ctab)
         return;
     for (uint32_t i = 0; i <= sh->ctab_mask; i++) {
