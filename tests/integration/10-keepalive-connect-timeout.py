@@ -77,9 +77,17 @@ def main():
     ack = r.connect("it10-ka-small", version=5, keepalive=5)
     check(ack.props.get(0x13) in (None, 5),
           "5.0 keepalive 5 <= max_keepalive: no Server Keep Alive (or 5)", ack)
+    # 3.1.1 has no Server Keep Alive: clients asking more than max_keepalive
+    # are refused, as mosquitto does (README).
+    r = Raw(b, version=4)
+    ack = r.connect("it10-ka-big-v4", version=4, keepalive=60, expect_rc=None)
+    got = r.wait_closed(3)
+    check(ack.rc != 0 and got == [],
+          "3.1.1 keepalive 60 > max_keepalive %d: refused (CONNACK %#x) and closed" %
+          (MAX_KEEPALIVE_S, ack.rc), ack)
     for v in (4, 5):
         r = Raw(b, version=v)
-        r.connect("it10-pr-v%d" % v, version=v)
+        r.connect("it10-pr-v%d" % v, version=v, keepalive=MAX_KEEPALIVE_S)
         r.send(pingreq_pkt())
         p = r.expect(13, 2)
         check_eq(p.raw, b"\xd0\x00", "v%d PINGREQ answered by PINGRESP d0 00" % v)

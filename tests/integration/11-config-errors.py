@@ -31,7 +31,9 @@ BAD = [
     ("bad log level", "# comment\n\nlog_level loud\n", 3),
     ("listener with a hostname", "shards 1\nlistener 18830 localhost\n", 2),
     ("listener port out of range", "listener 70000 127.0.0.1\n", 1),
-    ("max_packet_size 0", "max_packet_size 0\nlistener 18830 127.0.0.1\n", 1),
+    # (max_packet_size 0 means the protocol maximum, as documented)
+    ("max_packet_size above the protocol maximum",
+     "max_packet_size 268435456\nlistener 18830 127.0.0.1\n", 1),
     ("key without a value", "shards\nlistener 18830 127.0.0.1\n", 1),
     ("duplicate listener", "listener 18830 127.0.0.1\nlistener 18830 127.0.0.1\n", 2),
     ("negative max_queued_messages", "max_queued_messages -1\nlistener 18830 127.0.0.1\n", 1),

@@ -3,9 +3,8 @@
 QoS 1, subscriptions granted at most QoS 1, a 5.0 QoS 2 PUBLISH is refused
 with DISCONNECT 0x9B [MQTT-3.2.2-11]. retain_available false: CONNACK Retain
 Available 0, a 5.0 retained PUBLISH gets DISCONNECT 0x9A [MQTT-3.2.2-15].
-max_inflight_messages 5: CONNACK Receive Maximum 5, and a subscriber that
-does not acknowledge has at most 5 QoS 1 messages in flight, the rest
-following as it acknowledges, in order."""
+max_inflight_messages 5: a subscriber that does not acknowledge has at most 5
+QoS 1 messages in flight, the rest following as it acknowledges, in order."""
 from harness import *
 
 INFLIGHT = 5
@@ -19,7 +18,9 @@ def main():
     ack = r.connect("it15-props", version=5)
     check_eq(ack.props.get(0x24), 1, "5.0 CONNACK Maximum QoS 1")
     check_eq(ack.props.get(0x25), 0, "5.0 CONNACK Retain Available 0")
-    check_eq(ack.props.get(0x21), INFLIGHT, "5.0 CONNACK Receive Maximum %d" % INFLIGHT)
+    # Receive Maximum in CONNACK limits the client's publishes to the broker;
+    # max_inflight_messages is the other direction, so it is not asserted.
+    log("# CONNACK Receive Maximum: %s" % ack.props.get(0x21))
     check_eq(r.subscribe([("it15/a", 2)]), [1], "5.0 SUBSCRIBE QoS 2 granted QoS 1")
     r.send(publish_pkt("it15/a", "q2", 2, 3, version=5))
     got = r.wait_closed(3)

@@ -26,8 +26,10 @@ Development aid: RINGMQ_TEST_BROKER=mosquitto runs the same tests against
 separates test bugs from broker bugs; it is not part of the suite.
 """
 
+import glob
 import os
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -112,6 +114,14 @@ _procs = []
 def _dump_logs():
     for b in _brokers:
         b.print_log_tail()
+        b.crash_report()
+
+
+def _allow_core_dump():
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
 
 
 def run(main):
@@ -141,6 +151,10 @@ def run(main):
     if rc == 0 and _checks["failed"]:
         log("FAIL: %d checks failed" % len(_checks["failed"]))
         rc = 1
+    if rc == 1:
+        for b in _brokers:
+            if b.alive():
+                b.live_report()
     try:
         problems = _cleanup()
     except Exception:
@@ -271,8 +285,10 @@ class Broker:
             argv = [ringmq_bin(), "-c", self.conf_path]
         self.logf = open(self.log_path, "wb")
         log("# starting %s on %s:%d (config %s)" % (FLAVOUR, HOST, self.port, self.conf_path))
+        self.argv = argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT, cwd=self.dir)
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     preexec_fn=_allow_core_dump)
         deadline = time.monotonic() + ready_timeout
         while True:
             if self.proc.poll() is not None:
@@ -336,6 +352,69 @@ class Broker:
         for l in lines[-n:]:
             log("| " + l)
         log("---- end of broker log ----")
+
+    def thread_cpu(self):
+        """{thread name/tid: CPU seconds} from /proc, to spot a spinning shard."""
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for task in glob.glob("/proc/%d/task/*" % self.proc.pid):
+            try:
+                with open(task + "/stat") as f:
+                    st = f.read()
+                with open(task + "/comm") as f:
+                    name = f.read().strip()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()
+            out["%s/%s" % (name, os.path.basename(task))] = (
+                (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def live_report(self):
+        """On a failure with the broker still running: per-thread CPU over one
+        second and a gdb backtrace of every thread (stuck or spinning shards)."""
+        a = self.thread_cpu()
+        time.sleep(1.0)
+        b = self.thread_cpu()
+        log("# broker threads, CPU seconds used in the last second: %s" %
+            ", ".join("%s %.2f" % (k, b[k] - a.get(k, 0)) for k in sorted(b)))
+        if not shutil.which("gdb"):
+            return
+        try:
+            r = subprocess.run(["gdb", "-batch", "-nx", "-p", str(self.proc.pid),
+                                "-ex", "thread apply all bt 12"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            lines = [l for l in r.stdout.decode("utf-8", "replace").splitlines()
+                     if l.startswith(("#", "Thread"))]
+            log("---- gdb backtrace of the running broker (at failure) ----")
+            for l in lines[:100]:
+                log("| " + l)
+            log("---- end of backtrace ----")
+        except (subprocess.TimeoutExpired, OSError) as e:
+            log("# gdb failed: %r" % e)
+
+    def crash_report(self):
+        """A backtrace from the core file of a crashed broker, if there is one
+        (core_pattern 'core' in the broker's temp dir) and gdb is installed."""
+        if self.proc is None or self.proc.returncode is None or self.proc.returncode >= 0:
+            return
+        cores = glob.glob(os.path.join(self.dir, "core*"))
+        log("# broker on port %s died of signal %d; core files: %s" %
+            (self.port, -self.proc.returncode, cores or "none (see /proc/sys/kernel/core_pattern)"))
+        if not cores or not shutil.which("gdb"):
+            return
+        try:
+            r = subprocess.run(["gdb", "-batch", "-nx", "-ex", "bt", "-ex", "thread apply all bt 12",
+                                self.argv[0], cores[0]], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            lines = [l for l in r.stdout.decode("utf-8", "replace").splitlines()
+                     if l.startswith(("#", "Thread", "Program terminated", "Core was"))]
+            log("---- gdb backtrace of the crashed broker ----")
+            for l in lines[:80]:
+                log("| " + l)
+            log("---- end of backtrace ----")
+        except (subprocess.TimeoutExpired, OSError) as e:
+            log("# gdb failed: %r" % e)
 
     def sanitizer_reports(self):
         out = []
