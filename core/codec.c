@@ -479,8 +479,10 @@ static int props_decode(struct rd *r, enum prop_ctx ctx, struct mqtt_props *p)
         if (id >= 64 || prop_type[id] == PT_NONE)
             return MALFORMED;
         uint64_t bit = MQTT_PROP_BIT(id);
-        if ((allowed & bit) == 0) /* 2.2.2.2: not a property of this packet */
-            return PROTOCOL;
+        /* 2.2.2.2: "an Identifier which is not valid for its packet type
+         * ... is a Malformed Packet". */
+        if ((allowed & bit) == 0)
+            return MALFORMED;
         if ((p->present & bit) != 0 && (repeatable & bit) == 0)
             return PROTOCOL;
         p->present |= bit;
@@ -1103,8 +1105,8 @@ static int decode_subscribe(bool sub, struct rd *r, bool v5, struct mqtt_subscri
         if (sub) {
             uint8_t opt;
             TRY(rd_u8(r, &opt));
-            if ((opt & 3) == 3) /* 3.8.3.1; (3.1.1) [MQTT-3-8.3-4] */
-                return MALFORMED;
+            if ((opt & 3) == 3) /* 3.8.3.1: a Protocol Error; (3.1.1) [MQTT-3-8.3-4] */
+                return v5 ? PROTOCOL : MALFORMED;
             if (!v5 && (opt & 0xFC)) /* (3.1.1) [MQTT-3-8.3-4] */
                 return MALFORMED;
             if (v5 && (opt & 0xC0)) /* [MQTT-3.8.3-5] */

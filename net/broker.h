@@ -114,6 +114,8 @@ struct conn {
     struct conn *prev, *next;   /* shard's connection list */
     struct conn *dirty_next;    /* shard's to-flush list */
     struct conn *deferred_next; /* shard's input-left-over list */
+    struct conn *reap_next;     /* shard's to-free list */
+    bool reaping;
 };
 
 /* One subscription of a client, kept to remove it at session end. */
@@ -216,6 +218,7 @@ struct shard {
     struct conn *conns;
     struct conn *dirty;
     struct conn *deferred;
+    struct conn *reap;
     uint64_t next_conn_id;
 
     struct xq *inq[SHARDS_MAX]; /* inq[j]: from shard j to this one */

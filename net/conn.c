@@ -579,7 +579,8 @@ static struct client_sub *find_sub(struct client *cl, const uint8_t *group, size
     struct client_sub **pp = &cl->subs;
     for (; *pp; pp = &(*pp)->next) {
         struct client_sub *s = *pp;
-        if (s->group_len == glen && s->filter_len == flen && memcmp(s->data, group, glen) == 0 &&
+        if (s->group_len == glen && s->filter_len == flen &&
+            (glen == 0 || memcmp(s->data, group, glen) == 0) &&
             memcmp(s->data + glen, filter, flen) == 0) {
             if (prev)
                 *prev = pp;
@@ -766,7 +767,16 @@ static void resend_one(void *ctx, const struct session_inflight *e)
 static void connack_fail(struct conn *c, uint8_t reason, const char *why)
 {
     LOG(LOG_LEVEL_INFO, "CONNECT from %s refused: %s (0x%02x)", c->peer, why, reason);
-    send_connack(c, false, reason, NULL);
+    /* 3.1.1 has return codes for a few refusals only; a malformed or
+     * otherwise violating CONNECT is closed without CONNACK [MQTT-3.1.4-1],
+     * [MQTT-4.8.0-1]. 5.0 may say why [MQTT-3.2.2-8]. */
+    bool v311_code = reason == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION ||
+                     reason == MQTT_RC_CLIENT_ID_NOT_VALID ||
+                     reason == MQTT_RC_SERVER_UNAVAILABLE || reason == MQTT_RC_SERVER_BUSY ||
+                     reason == MQTT_RC_BAD_USERNAME_OR_PASSWORD ||
+                     reason == MQTT_RC_NOT_AUTHORIZED || reason == MQTT_RC_BANNED;
+    if (c->version == MQTT_V5 || v311_code)
+        send_connack(c, false, reason, NULL);
     conn_close(c, NULL);
 }
 
@@ -793,6 +803,11 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
     bool was_assigned = false;
 
     if (id_len == 0) {
+        if (cn->version == MQTT_V31) {
+            /* 3.1 requires 1 to 23 characters. */
+            connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "empty client id (MQTT 3.1)");
+            return -1;
+        }
         if (cn->version != MQTT_V5 && !cn->clean_start) {
             /* [MQTT-3.1.3-8] */
             connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "empty client id without clean session");
@@ -969,6 +984,12 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
         }
         props.present |= MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE);
         props.maximum_packet_size = cfg->max_packet_size;
+        if (cfg->max_inflight_messages < 65535) {
+            /* As mosquitto: the same bound both ways. Incoming QoS 2 over
+             * it is refused with 0x93 [MQTT-3.3.4-9]. */
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM);
+            props.receive_maximum = (uint16_t)cfg->max_inflight_messages;
+        }
         if (cfg->max_qos < 2) {
             props.present |= MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_QOS);
             props.maximum_qos = cfg->max_qos;
@@ -1057,7 +1078,8 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *p)
         return;
     }
     if (p->qos == 2) {
-        int r = session_qos2_seen(&cl->s, p->packet_id, 65535);
+        int r = session_qos2_seen(&cl->s, p->packet_id,
+                                  c->version == MQTT_V5 ? cfg->max_inflight_messages : 65535);
         if (r == 0) {
             /* A resend before PUBREL: acknowledge, do not deliver twice
              * [MQTT-4.3.3-9]. */
@@ -1154,12 +1176,14 @@ static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
 /* ---- the packet loop --------------------------------------------------------- */
 
 /* The protocol level of a CONNECT that did not decode, to answer in its
- * language: an unknown level gets the 3.1.1 CONNACK 0x01 [MQTT-3.1.2-2]. */
+ * language; 0 when the protocol name is not MQTT's. */
 static uint8_t connect_level(const uint8_t *body, size_t len)
 {
     if (len >= 7 && body[0] == 0 && body[1] == 4 && memcmp(body + 2, "MQTT", 4) == 0)
         return body[6] == MQTT_V5 ? MQTT_V5 : MQTT_V311;
-    return MQTT_V311;
+    if (len >= 9 && body[0] == 0 && body[1] == 6 && memcmp(body + 2, "MQIsdp", 6) == 0)
+        return MQTT_V31;
+    return 0;
 }
 
 static int handle_packet(struct conn *c, const struct mqtt_fixed *fh, const uint8_t *body)
@@ -1173,10 +1197,17 @@ static int handle_packet(struct conn *c, const struct mqtt_fixed *fh, const uint
             return -1;
         }
         if (rc != MQTT_RC_SUCCESS) {
-            c->version = connect_level(body, fh->remaining_len);
+            uint8_t level = connect_level(body, fh->remaining_len);
             atomic_fetch_add_explicit(&c->sh->st.protocol_errors, 1, memory_order_relaxed);
-            if (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION)
-                c->version = MQTT_V311; /* [MQTT-3.1.2-2] */
+            if (level == 0) {
+                /* Not MQTT at all: no CONNACK in any version's format
+                 * [MQTT-3.1.2-1]. */
+                conn_close(c, "CONNECT with an unknown protocol name");
+                return -1;
+            }
+            /* An unknown level is answered in 3.1.1's format, 0x01
+             * [MQTT-3.1.2-2]. */
+            c->version = rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION ? MQTT_V311 : level;
             connack_fail(c, (uint8_t)rc, "malformed CONNECT");
             return -1;
         }

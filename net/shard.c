@@ -378,11 +378,35 @@ static void conn_free(struct conn *c)
     free(c);
 }
 
-/* Frees the connection once nothing refers to it any more. */
+static bool conn_freeable(const struct conn *c)
+{
+    return c->state == CONN_CLOSING && c->ops == 0 && !c->dirty && !c->deferred;
+}
+
+/* Schedules the connection to be freed once nothing refers to it any more.
+ * Never frees on the spot: the caller, or one further up the stack (a
+ * completion handler, the parser), may still be looking at it. The loop
+ * frees at the end of its turn. */
 static void conn_maybe_free(struct conn *c)
 {
-    if (c->state == CONN_CLOSING && c->ops == 0 && !c->dirty && !c->deferred)
-        conn_free(c);
+    if (!c->reaping && conn_freeable(c)) {
+        c->reaping = true;
+        c->reap_next = c->sh->reap;
+        c->sh->reap = c;
+    }
+}
+
+static void reap_conns(struct shard *sh)
+{
+    struct conn *c = sh->reap;
+    sh->reap = NULL;
+    while (c) {
+        struct conn *next = c->reap_next;
+        c->reaping = false;
+        if (conn_freeable(c))
+            conn_free(c);
+        c = next;
+    }
 }
 
 void conn_hold(struct conn *c)
@@ -903,6 +927,8 @@ static void *shard_main(void *arg)
             }
         }
         flush_dirty(sh);
+        if (sh->reap)
+            reap_conns(sh);
         if (sh->notify_mask)
             notify_shards(sh);
 

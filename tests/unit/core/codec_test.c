@@ -1034,7 +1034,7 @@ Test(codec, connect_will_property_in_connect_props)
 {
     /* Will Delay Interval belongs to the will properties, not CONNECT's. */
     assert_rc(DEC(0, 0x10, 18, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 60, 5, 0x18, 0, 0, 0, 1, 0, 0),
-              MQTT_RC_PROTOCOL_ERROR);
+              MQTT_RC_MALFORMED_PACKET);
 }
 
 Test(codec, connect_trailing_bytes_malformed)
@@ -1209,7 +1209,7 @@ Test(codec, publish_response_topic_wildcard_MQTT_3_3_2_14)
 Test(codec, publish_property_not_allowed)
 {
     /* Session Expiry Interval is not a PUBLISH property (2.2.2.2). */
-    assert_rc(DEC(V5, 0x30, 9, 0, 1, 't', 5, 0x11, 0, 0, 0, 1), MQTT_RC_PROTOCOL_ERROR);
+    assert_rc(DEC(V5, 0x30, 9, 0, 1, 't', 5, 0x11, 0, 0, 0, 1), MQTT_RC_MALFORMED_PACKET);
 }
 
 Test(codec, publish_property_duplicated)
@@ -1246,7 +1246,7 @@ Test(codec, property_duplicated)
 
 Test(codec, property_not_allowed_in_packet)
 {
-    assert_rc(DEC(V5, 0xE0, 5, 0, 3, 0x23, 0, 1), MQTT_RC_PROTOCOL_ERROR);
+    assert_rc(DEC(V5, 0xE0, 5, 0, 3, 0x23, 0, 1), MQTT_RC_MALFORMED_PACKET);
 }
 
 Test(codec, property_user_repeated_allowed)
@@ -1316,7 +1316,7 @@ Test(codec, pubrel_pubcomp_reason_codes_MQTT_3_6_2_1)
 
 Test(codec, ack_v5_property_not_allowed)
 {
-    assert_rc(DEC(V5, 0x40, 7, 0, 1, 0, 3, 0x23, 0, 1), MQTT_RC_PROTOCOL_ERROR);
+    assert_rc(DEC(V5, 0x40, 7, 0, 1, 0, 3, 0x23, 0, 1), MQTT_RC_MALFORMED_PACKET);
 }
 
 Test(codec, ack_v5_trailing_bytes)
@@ -1370,7 +1370,7 @@ Test(codec, subscribe_v311_reserved_option_bits_MQTT_3_8_3_4)
 Test(codec, subscribe_qos3)
 {
     assert_rc(DEC(V4, 0x82, 6, 0, 1, 0, 1, 'a', 3), MQTT_RC_MALFORMED_PACKET);
-    assert_rc(DEC(V5, 0x82, 7, 0, 1, 0, 0, 1, 'a', 3), MQTT_RC_MALFORMED_PACKET);
+    assert_rc(DEC(V5, 0x82, 7, 0, 1, 0, 0, 1, 'a', 3), MQTT_RC_PROTOCOL_ERROR);
 }
 
 Test(codec, subscribe_v5_retain_handling_3)
@@ -1422,7 +1422,7 @@ Test(codec, unsubscribe_packet_id_zero)
 
 Test(codec, unsubscribe_only_user_properties)
 {
-    assert_rc(DEC(V5, 0xA2, 8, 0, 1, 2, 0x0B, 1, 0, 1, 'a'), MQTT_RC_PROTOCOL_ERROR);
+    assert_rc(DEC(V5, 0xA2, 8, 0, 1, 2, 0x0B, 1, 0, 1, 'a'), MQTT_RC_MALFORMED_PACKET);
 }
 
 Test(codec, suback_v311_reserved_return_code_MQTT_3_9_3_2)
