@@ -166,6 +166,8 @@ struct bench_result {
     uint64_t expected;                /* deliveries the subscribers should have had */
     uint64_t lost;                    /* expected - unique (final) */
     double connect_s;                 /* first connect started -> last CONNACK */
+    double drain_s;                   /* how long the drain phase took */
+    bool drain_timed_out;             /* deliveries were still arriving at --drain */
     double bench_user_s, bench_sys_s; /* own CPU over the window */
     double broker_cpu_s;              /* -1 without --broker-pid */
     bool interrupted;

@@ -656,8 +656,12 @@ int main(int argc, char **argv)
             bool quiet = a->c.pending == 0 && quiet_since && now - quiet_since >= QUIET_DRAIN_NS;
             if (quiet_since == 0)
                 quiet_since = now;
-            if (quiet || now - drain_start >= (uint64_t)(o.drain_s * 1e9) || interrupted > 0)
+            bool timed_out = now - drain_start >= (uint64_t)(o.drain_s * 1e9);
+            if (quiet || timed_out || interrupted > 0) {
                 phase = PHASE_STOP;
+                res->drain_s = (double)(now - drain_start) / 1e9;
+                res->drain_timed_out = !quiet && timed_out;
+            }
         }
     }
     atomic_store_explicit(&ctl.phase, PHASE_STOP, memory_order_release);

@@ -82,6 +82,12 @@ void report_print(const struct bench_result *r)
         if (r->expected)
             printf("  (%.4f %%)", 100.0 * (double)r->lost / (double)r->expected);
         printf("\n");
+        if (r->lost && !o->shared)
+            printf("%-18s %14llu in gaps (dropped mid-stream), %llu at the tail (not "
+                   "delivered by the end of the %.1f s drain%s)\n",
+                   "  of which", (unsigned long long)t->lost_now,
+                   (unsigned long long)(r->lost > t->lost_now ? r->lost - t->lost_now : 0),
+                   r->drain_s, r->drain_timed_out ? ", which hit --drain" : "");
         printf("%-18s %14llu\n", "duplicated", (unsigned long long)t->duplicate);
         printf("%-18s %14llu\n", "out of order", (unsigned long long)t->out_of_order);
         if (t->too_old)
@@ -169,12 +175,15 @@ int report_json(const struct bench_result *r, const char *path)
             "  \"offered\": %llu,\n  \"sent\": %llu,\n  \"accepted\": %llu,\n"
             "  \"delivered\": %llu,\n  \"unique\": %llu,\n  \"expected\": %llu,\n"
             "  \"lost\": %llu,\n  \"duplicated\": %llu,\n  \"out_of_order\": %llu,\n"
-            "  \"too_old\": %llu,\n",
+            "  \"too_old\": %llu,\n  \"lost_in_gaps\": %llu,\n  \"drain_s\": %.3f,\n"
+            "  \"drain_timed_out\": %s,\n",
             (unsigned long long)t->offered, (unsigned long long)t->sent,
             (unsigned long long)t->accepted, (unsigned long long)t->delivered,
             (unsigned long long)t->unique, (unsigned long long)r->expected,
             (unsigned long long)r->lost, (unsigned long long)t->duplicate,
-            (unsigned long long)t->out_of_order, (unsigned long long)t->too_old);
+            (unsigned long long)t->out_of_order, (unsigned long long)t->too_old,
+            (unsigned long long)(o->shared ? 0 : t->lost_now), r->drain_s,
+            r->drain_timed_out ? "true" : "false");
     fprintf(f,
             "  \"window\": {\"offered\": %llu, \"sent\": %llu, \"accepted\": %llu, "
             "\"delivered\": %llu},\n",
