@@ -40,7 +40,9 @@ struct msg *msg_create(const struct mqtt_publish *p, const uint8_t *topic, size_
     struct msg *m = malloc(total);
     if (!m)
         return NULL;
-    memset(m, 0, sizeof(*m));
+    /* offsetof, not sizeof: the allocation may end inside the struct's
+     * trailing padding when the variable part is short. */
+    memset(m, 0, offsetof(struct msg, data));
     atomic_init(&m->refs, 1);
     m->qos = p->qos;
     m->retain = p->retain;
@@ -111,7 +113,7 @@ void msg_unref(struct msg *m)
 
 size_t msg_size(const struct msg *m)
 {
-    return sizeof(*m) + m->topic_len + m->payload_len + m->content_type_len +
+    return offsetof(struct msg, data) + m->topic_len + m->payload_len + m->content_type_len +
            m->response_topic_len + m->correlation_len + m->user_props_len;
 }
 
