@@ -850,6 +850,7 @@ class Packet:
         self.body = body
         self.raw = raw
         self.props = {}
+        self.user_props = []
         self.rc = None
         b = body
         v5 = version == 5
@@ -870,7 +871,7 @@ class Packet:
                 self.pid = struct.unpack_from(">H", b, i)[0]
                 i += 2
             if v5:
-                self.props, _, i = decode_props(b, i)
+                self.props, self.user_props, i = decode_props(b, i)
             self.payload = bytes(b[i:])
         elif ptype in (4, 5, 6, 7):
             self.pid = struct.unpack_from(">H", b, 0)[0]
