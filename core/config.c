@@ -68,6 +68,7 @@ void config_init(struct config *c)
     c->max_output_buffer = 1024u * 1024u;
     c->retain_available = true;
     c->max_qos = 2;
+    c->max_topic_alias = 10;
     c->max_topic_levels = TOPIC_LEVELS_MAX;
     c->sys_interval_s = 10;
     c->listener_count = 0;
@@ -367,6 +368,17 @@ static int set_retain_available(struct parser *p)
     return value_bool(p, &p->c->retain_available);
 }
 
+/* Topic aliases a 5.0 client may create towards the broker (mosquitto's
+ * key and default); 0 disables them. */
+static int set_max_topic_alias(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, TOPIC_ALIAS_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_topic_alias = (uint16_t)n;
+    return 0;
+}
+
 static int set_max_qos(struct parser *p)
 {
     uint64_t n = 0;
@@ -529,6 +541,7 @@ static const struct option options[] = {
     {"max_output_buffer", set_max_output_buffer, SCOPE_GLOBAL, 1},
     {"retain_available", set_retain_available, SCOPE_GLOBAL, 1},
     {"max_qos", set_max_qos, SCOPE_GLOBAL, 1},
+    {"max_topic_alias", set_max_topic_alias, SCOPE_GLOBAL, 1},
     {"max_topic_levels", set_max_topic_levels, SCOPE_GLOBAL, 1},
     {"sys_interval", set_sys_interval, SCOPE_GLOBAL, 1},
     {"listener", set_listener, SCOPE_GLOBAL, 2},
@@ -584,7 +597,6 @@ static const char *const mosquitto_only[] = {
     "log_timestamp_format",
     "log_type",
     "max_inflight_bytes",
-    "max_topic_alias",
     "memory_limit",
     "message_size_limit",
     "mount_point",

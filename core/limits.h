@@ -14,24 +14,30 @@
 #define LISTENERS_MAX 16
 
 /* The MQTT variable byte integer tops out at 268,435,455 [MQTT-1.5.5]. */
-#define PACKET_SIZE_MAX 268435455u
+#define PACKET_SIZE_MAX     268435455u
 #define PACKET_SIZE_DEFAULT (1024u * 1024u)
 
 /* Topic names and filters: UTF-8 strings are at most 65535 bytes [MQTT-1.5.4]. */
-#define TOPIC_LEN_MAX 65535u
+#define TOPIC_LEN_MAX    65535u
 #define TOPIC_LEVELS_MAX 128u
+
+/* Topic aliases per connection and direction (two-byte field). The
+ * broker-to-client table is bounded separately: it costs memory per
+ * connection. */
+#define TOPIC_ALIAS_MAX     65535u
+#define TOPIC_ALIAS_OUT_MAX 64u
 
 /* Client identifiers: the spec requires 23, we allow up to this many bytes. */
 #define CLIENT_ID_LEN_MAX 256u
 
 /* Subscription identifiers carried on one delivered PUBLISH. */
 #define SUBID_PER_PUBLISH_MAX 8u
-#define SUBID_VALUE_MAX 268435455u
+#define SUBID_VALUE_MAX       268435455u
 
 /* Per-session QoS 1/2 state. */
-#define INFLIGHT_MAX 65535u
+#define INFLIGHT_MAX        65535u
 #define QUEUED_MESSAGES_MAX 1000000u
-#define QUEUED_BYTES_MAX (1ull << 34)
+#define QUEUED_BYTES_MAX    (1ull << 34)
 
 /* Per-connection output buffered in user space before reads are paused. */
 #define OUTPUT_BUFFER_MAX (64u * 1024u * 1024u)
@@ -48,7 +54,7 @@
 #define XQ_CAPACITY 4096u
 
 /* Provided buffer ring per shard. */
-#define BUF_RING_ENTRIES 512u
+#define BUF_RING_ENTRIES  512u
 #define BUF_RING_BUF_SIZE 16384u
 
 /* Config file lines. */
@@ -56,7 +62,8 @@
 
 _Static_assert(SHARDS_MAX <= 64, "shard masks are uint64_t");
 _Static_assert((XQ_CAPACITY & (XQ_CAPACITY - 1)) == 0, "XQ_CAPACITY must be a power of two");
-_Static_assert((BUF_RING_ENTRIES & (BUF_RING_ENTRIES - 1)) == 0, "buffer ring size is a power of two");
+_Static_assert((BUF_RING_ENTRIES & (BUF_RING_ENTRIES - 1)) == 0,
+               "buffer ring size is a power of two");
 _Static_assert(PACKET_SIZE_DEFAULT <= PACKET_SIZE_MAX, "default packet size within the spec");
 
 #endif

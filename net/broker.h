@@ -67,6 +67,12 @@ enum conn_pause {
     CONN_PAUSE_CONGEST = 4 /* the shard's cross-shard overflow is over its bound */
 };
 
+/* A topic in an alias table. */
+struct alias_out {
+    uint8_t *topic; /* owned, NULL when unused */
+    uint32_t len;
+};
+
 struct conn {
     struct shard *sh;
     uint64_t id;
@@ -109,6 +115,15 @@ struct conn {
     char *assigned_id; /* a server-assigned client id, kept across the hand-off */
     struct msg *will;
     uint32_t will_delay_s;
+
+    /* 5.0 topic aliases: client-to-broker (alias -> topic, up to the
+     * max_topic_alias we advertised) and broker-to-client (topic -> alias,
+     * up to the client's maximum, at most TOPIC_ALIAS_OUT_MAX). */
+    struct alias_out *alias_in; /* index alias-1 */
+    uint16_t alias_in_max;
+    struct alias_out *alias_out; /* index alias-1 */
+    uint16_t alias_out_max;
+    uint16_t alias_out_next;
 
     struct client *client;
     struct conn *prev, *next;   /* shard's connection list */

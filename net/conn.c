@@ -132,6 +132,39 @@ static void wrote(struct conn *c)
         conn_pause(c, CONN_PAUSE_OUTPUT);
 }
 
+/* Broker-to-client topic aliases, where the client allows them and they
+ * save bytes (the alias property costs 3): a topic seen before goes as an
+ * empty topic with its alias; a new one takes the next slot, replacing
+ * the oldest mapping, and goes in full with the alias that now means it. */
+static void apply_alias_out(struct conn *c, struct mqtt_publish *p)
+{
+    if (!c->alias_out) {
+        c->alias_out = calloc(c->alias_out_max, sizeof(*c->alias_out));
+        if (!c->alias_out)
+            return; /* no alias: still correct */
+    }
+    for (uint16_t i = 0; i < c->alias_out_max; i++) {
+        struct alias_out *e = &c->alias_out[i];
+        if (e->topic && e->len == p->topic.len && memcmp(e->topic, p->topic.ptr, e->len) == 0) {
+            p->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+            p->props.topic_alias = (uint16_t)(i + 1);
+            p->topic.len = 0;
+            return;
+        }
+    }
+    uint8_t *t = malloc(p->topic.len);
+    if (!t)
+        return;
+    memcpy(t, p->topic.ptr, p->topic.len);
+    struct alias_out *e = &c->alias_out[c->alias_out_next];
+    free(e->topic);
+    e->topic = t;
+    e->len = p->topic.len;
+    p->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+    p->props.topic_alias = (uint16_t)(c->alias_out_next + 1);
+    c->alias_out_next = (uint16_t)((c->alias_out_next + 1) % c->alias_out_max);
+}
+
 /*
  * The shard's encoding cache: a message fanned out to many receivers is
  * encoded once per (protocol, QoS, retain) and copied, with the packet id
@@ -142,7 +175,7 @@ static void wrote(struct conn *c)
  */
 static struct enc_slot *enc_slot_for(struct conn *c, const struct delivery *d, bool dup)
 {
-    if (dup || d->subid_count || d->msg->expiry_at_ms ||
+    if (dup || d->subid_count || d->msg->expiry_at_ms || c->alias_out_max ||
         d->msg->payload_len > ENC_CACHE_PAYLOAD_MAX)
         return NULL;
     unsigned v = (c->version == MQTT_V5 ? 6u : 0u) + d->qos * 2u + (d->retain ? 1u : 0u);
@@ -188,6 +221,8 @@ static bool write_publish(struct conn *c, const struct delivery *d, uint16_t pac
     }
 direct:
     encode_publish(c, d, packet_id, dup, &p);
+    if (c->alias_out_max && d->msg->topic_len > 3)
+        apply_alias_out(c, &p.u.publish);
     size_t n = codec_encoded_size(&p, c->version);
     if (c->client_max_packet && n > c->client_max_packet)
         return false;
@@ -1000,6 +1035,15 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
         }
         props.present |= MQTT_PROP_BIT(MQTT_PROP_SHARED_SUB_AVAILABLE);
         props.shared_sub_available = 0;
+        if (cfg->max_topic_alias) {
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM);
+            props.topic_alias_maximum = cfg->max_topic_alias;
+        }
+        c->alias_in_max = cfg->max_topic_alias;
+        if (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
+            c->alias_out_max = cn->props.topic_alias_maximum < TOPIC_ALIAS_OUT_MAX
+                                   ? cn->props.topic_alias_maximum
+                                   : TOPIC_ALIAS_OUT_MAX;
     }
 
     if (cn->will_flag) {
@@ -1030,20 +1074,58 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
 
 /* ---- PUBLISH and acknowledgements ------------------------------------------ */
 
-static void handle_publish(struct conn *c, const struct mqtt_publish *p)
+/* Resolves a 5.0 topic alias in *p: an alias with a topic (re)defines it,
+ * an alias with an empty topic uses it. Returns 0 or the reason to
+ * disconnect with. */
+static int resolve_alias(struct conn *c, struct mqtt_publish *p)
+{
+    uint16_t a = p->props.topic_alias;
+    if (a == 0 || a > c->alias_in_max)
+        return MQTT_RC_TOPIC_ALIAS_INVALID; /* [MQTT-3.3.2-8], [MQTT-3.3.2-9] */
+    if (!c->alias_in) {
+        c->alias_in = calloc(c->alias_in_max, sizeof(*c->alias_in));
+        if (!c->alias_in)
+            return MQTT_RC_SERVER_BUSY;
+    }
+    struct alias_out *e = &c->alias_in[a - 1];
+    if (p->topic.len == 0) {
+        if (!e->topic)
+            return MQTT_RC_PROTOCOL_ERROR; /* an alias never defined */
+        p->topic.ptr = e->topic;
+        p->topic.len = e->len;
+        return 0;
+    }
+    uint8_t *t = malloc(p->topic.len);
+    if (!t)
+        return MQTT_RC_SERVER_BUSY;
+    memcpy(t, p->topic.ptr, p->topic.len);
+    free(e->topic);
+    e->topic = t;
+    e->len = p->topic.len;
+    return 0;
+}
+
+static void handle_publish(struct conn *c, const struct mqtt_publish *in)
 {
     struct shard *sh = c->sh;
     const struct config *cfg = cfg_of(c);
     struct client *cl = c->client;
+    struct mqtt_publish pub = *in;
+    const struct mqtt_publish *p = &pub;
     if (c->version == MQTT_V5) {
         if (p->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)) {
             violation(c, MQTT_RC_PROTOCOL_ERROR, "PUBLISH with a subscription identifier");
             return; /* [MQTT-3.3.4-6] */
         }
         if (p->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
-            /* Our topic alias maximum is 0 [MQTT-3.3.2-9]. */
-            violation(c, MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias");
-            return;
+            int rc = resolve_alias(c, &pub);
+            if (rc) {
+                violation(c, (uint8_t)rc, "topic alias");
+                return;
+            }
+            /* The alias is the connection's business; it does not travel
+             * with the message. */
+            pub.props.present &= ~MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
         }
     }
     if (p->topic.len == 0) {

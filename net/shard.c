@@ -372,6 +372,12 @@ static void conn_free(struct conn *c)
     buf_free(&c->sending);
     free(c->username);
     free(c->assigned_id);
+    for (uint32_t i = 0; c->alias_in && i < c->alias_in_max; i++)
+        free(c->alias_in[i].topic);
+    free(c->alias_in);
+    for (uint32_t i = 0; c->alias_out && i < c->alias_out_max; i++)
+        free(c->alias_out[i].topic);
+    free(c->alias_out);
     msg_unref(c->will);
     atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&sh->st.connections, 1, memory_order_relaxed);

@@ -66,6 +66,7 @@ Test(config, defaults)
     cr_expect(cfg.retain_available);
     cr_expect_eq(cfg.max_qos, 2);
     cr_expect_eq(cfg.max_topic_levels, TOPIC_LEVELS_MAX);
+    cr_expect_eq(cfg.max_topic_alias, 10);
     cr_expect_eq(cfg.sys_interval_s, 10);
     cr_expect_eq(cfg.listener_count, 0);
 }
@@ -466,6 +467,16 @@ Test(config, max_qos)
         cr_expect_eq(cfg.max_qos, q);
     }
     expect_error("max_qos 3\n", "t.conf:1: `max_qos' value `3' is out of range 0..2");
+}
+
+Test(config, max_topic_alias)
+{
+    expect_ok("max_topic_alias 0\n");
+    cr_expect_eq(cfg.max_topic_alias, 0);
+    expect_ok("max_topic_alias 65535\n");
+    cr_expect_eq(cfg.max_topic_alias, 65535);
+    expect_error("max_topic_alias 65536\n",
+                 "t.conf:1: `max_topic_alias' value `65536' is out of range 0..65535");
 }
 
 Test(config, max_topic_levels)
