@@ -49,6 +49,20 @@
 #define LOOP_CQES_MAX 256u
 /* One connection's input parsed per turn before yielding to others. */
 #define LOOP_READ_BYTES_MAX (256u * 1024u)
+/* A shard's input parsed per loop turn, all connections together. Turns
+ * stay short, so acknowledgements and output are not starved by a flood of
+ * publishes: QoS 1 delivery, limited by the inflight window per round trip,
+ * depends on it. */
+#define LOOP_TURN_INPUT_BYTES_MAX (128u * 1024u)
+
+/* Back-pressure from slow delivery to publishers: a shard whose connected
+ * sessions have this many QoS 1/2 messages queued (each session counting
+ * at most BACKLOG_SESSION_CAP, so one stuck client cannot trip it alone)
+ * holds PUBLISH input on every shard until it is back under the low mark. */
+#define BACKLOG_SESSION_CAP 4096u
+#define BACKLOG_HIGH        6144u
+#define BACKLOG_LOW         3072u
+_Static_assert(BACKLOG_LOW < BACKLOG_HIGH, "hysteresis");
 
 /* Cross-shard queue capacity per ordered pair (power of two). */
 #define XQ_CAPACITY 4096u

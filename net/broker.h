@@ -156,6 +156,7 @@ struct client {
     struct session s;
     struct client_sub *subs;
     uint32_t sub_count;
+    uint32_t backlog; /* this session's share of the shard's backlog */
     /* Delivery de-duplication: one copy per client per message. */
     uint64_t match_seq;
     uint32_t match_idx;
@@ -239,6 +240,9 @@ struct shard {
     struct xq *inq[SHARDS_MAX]; /* inq[j]: from shard j to this one */
     struct overflow_node *ovf_head[SHARDS_MAX], *ovf_tail[SHARDS_MAX];
     uint32_t ovf_count;
+    size_t turn_in_bytes; /* input parsed this loop turn */
+    uint64_t backlog;     /* QoS 1/2 queued for connected sessions (capped each) */
+    bool backlogged;
     uint64_t notify_mask; /* shards pushed to this turn */
 
     atomic_int sleeping;
@@ -265,6 +269,7 @@ struct broker {
     struct retain *retain;
     atomic_bool stopping;
     atomic_uint_fast64_t conn_count;
+    atomic_uint backlogged_shards;       /* shards over BACKLOG_HIGH: PUBLISH input waits */
     uint16_t listen_port[LISTENERS_MAX]; /* resolved ports (0 in config = ephemeral) */
     uint64_t start_ms;
 };

@@ -234,6 +234,27 @@ direct:
     return true;
 }
 
+/* Keeps the shard's backlog of undelivered QoS 1/2 messages for
+ * connected sessions, and the broker-wide flag that holds publishers while
+ * any shard is over its high mark. */
+static void backlog_update(struct shard *sh, struct client *cl)
+{
+    uint32_t v = 0;
+    if (cl->conn && cl->conn->state == CONN_ACTIVE)
+        v = cl->s.queued < BACKLOG_SESSION_CAP ? cl->s.queued : BACKLOG_SESSION_CAP;
+    if (v == cl->backlog)
+        return;
+    sh->backlog = sh->backlog + v - cl->backlog;
+    cl->backlog = v;
+    if (!sh->backlogged && sh->backlog >= BACKLOG_HIGH) {
+        sh->backlogged = true;
+        atomic_fetch_add_explicit(&sh->b->backlogged_shards, 1, memory_order_relaxed);
+    } else if (sh->backlogged && sh->backlog < BACKLOG_LOW) {
+        sh->backlogged = false;
+        atomic_fetch_sub_explicit(&sh->b->backlogged_shards, 1, memory_order_relaxed);
+    }
+}
+
 /* Sends what the session's window allows. */
 static void pump(struct client *cl)
 {
@@ -252,6 +273,7 @@ static void pump(struct client *cl)
             atomic_fetch_add_explicit(&c->sh->st.msgs_dropped, 1, memory_order_relaxed);
         }
     }
+    backlog_update(c->sh, cl);
 }
 
 static void deliver(struct shard *sh, struct client *cl, struct delivery *d)
@@ -342,8 +364,14 @@ static void unsubscribe_one(struct shard *sh, struct client *cl, struct client_s
 }
 
 /* Ends a session: subscriptions, queued and inflight messages go. */
+static void backlog_update(struct shard *sh, struct client *cl);
+
 static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
 {
+    struct conn *live = cl->conn;
+    cl->conn = NULL;
+    backlog_update(sh, cl);
+    cl->conn = live;
     struct client **pp = &sh->ctab[cl->hash & sh->ctab_mask];
     while (*pp && *pp != cl)
         pp = &(*pp)->hnext;
@@ -387,6 +415,7 @@ static void conn_detach(struct conn *c)
         goto will;
     if (cl->conn == c)
         cl->conn = NULL;
+    backlog_update(sh, cl);
     cl->disconnected_ms = sh->now_ms;
     if (will && c->will_delay_s && cl->expiry_s) {
         /* 5.0 will delay: sent when the delay or the session ends,
@@ -1338,6 +1367,13 @@ static int handle_packet(struct conn *c, const struct mqtt_fixed *fh, const uint
     return 0;
 }
 
+/* Input waits while another shard's queue is full (back-pressure) or this
+ * turn's input budget is spent (fairness to output). */
+static bool input_held(const struct shard *sh)
+{
+    return sh->ovf_count || sh->turn_in_bytes >= LOOP_TURN_INPUT_BYTES_MAX;
+}
+
 /* Parses whole packets from p[0..len); returns the bytes consumed. Stops
  * at an incomplete packet, when the connection closes or moves, and after
  * LOOP_READ_BYTES_MAX bytes (the rest waits for the next loop turn). */
@@ -1354,7 +1390,7 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
             *stop = true;
             break;
         }
-        if (off >= LOOP_READ_BYTES_MAX || c->sh->ovf_count) {
+        if (off >= LOOP_READ_BYTES_MAX || input_held(c->sh)) {
             /* This turn's share is used up, or another shard's queue is
              * full: the rest waits (conn_input keeps it in order). */
             *stop = true;
@@ -1385,6 +1421,15 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
         }
         if (len - off < total)
             break;
+        if (fh.type == MQTT_PUBLISH && c->state == CONN_ACTIVE &&
+            atomic_load_explicit(&c->sh->b->backlogged_shards, memory_order_relaxed)) {
+            /* Deliveries are behind: publishes wait, acknowledgements and
+             * everything else still flow so the backlog can drain. */
+            *stop = true;
+            shard_defer(c);
+            break;
+        }
+        c->sh->turn_in_bytes += (size_t)total;
         int hr = handle_packet(c, &fh, p + off + fh.header_len);
         if (hr == PARSE_HANDOFF) {
             c->state = CONN_HANDOFF;
@@ -1436,14 +1481,14 @@ void conn_process_buffered(struct conn *c)
 
 void conn_input(struct conn *c, const uint8_t *data, size_t len)
 {
-    if (c->in.len > c->in_off || c->deferred || c->sh->ovf_count) {
-        /* Earlier bytes wait, or the shard is congested: keep the order,
-         * and stop reading once a bounded amount waits. */
+    if (c->in.len > c->in_off || c->deferred || input_held(c->sh)) {
+        /* Earlier bytes wait, or input is held: keep the order, and stop
+         * reading once a bounded amount waits. */
         if (stash(c, data, len)) {
             conn_close(c, "out of memory");
             return;
         }
-        if (c->sh->ovf_count) {
+        if (input_held(c->sh)) {
             shard_defer(c);
             if (c->in.len - c->in_off >= CONGEST_STASH_MAX)
                 conn_pause(c, CONN_PAUSE_CONGEST);
@@ -1460,6 +1505,8 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len)
          * is copied; its length was already checked against the limit. */
         if (stash(c, data + n, len - n))
             conn_close(c, "out of memory");
+        else if (c->deferred && c->in.len - c->in_off >= CONGEST_STASH_MAX)
+            conn_pause(c, CONN_PAUSE_CONGEST);
     }
     if (c->state == CONN_HANDOFF)
         shard_handoff(c);

@@ -906,6 +906,12 @@ static void *shard_main(void *arg)
         if (sh->stopping && (!sh->conns || sh->now_ms >= sh->stop_deadline_ms))
             break;
 
+        /* Input left over from earlier turns goes first, with a fresh
+         * budget. */
+        sh->turn_in_bytes = 0;
+        if (sh->deferred)
+            run_deferred(sh);
+
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&sh->ring, head, cqe)
@@ -919,8 +925,6 @@ static void *shard_main(void *arg)
         drain_queues(sh);
         if (sh->ovf_count)
             retry_overflow(sh);
-        if (sh->deferred)
-            run_deferred(sh);
         if (sh->now_ms >= sh->next_tick_ms) {
             /* The loop wakes every 100 ms (that bounds how long a stop
              * request waits); the O(connections + sessions) scan for
@@ -938,14 +942,17 @@ static void *shard_main(void *arg)
         if (sh->notify_mask)
             notify_shards(sh);
 
-        bool busy = seen == LOOP_CQES_MAX || (sh->deferred && !sh->ovf_count) || sh->dirty;
+        /* Held input (a full peer queue, or deliveries behind) is retried
+         * soon; other shards do not signal when that clears. */
+        bool held =
+            sh->ovf_count ||
+            (sh->deferred && atomic_load_explicit(&sh->b->backlogged_shards, memory_order_relaxed));
+        bool busy = seen == LOOP_CQES_MAX || (sh->deferred && !held) || sh->dirty;
         if (busy) {
             io_uring_submit_and_get_events(&sh->ring);
             continue;
         }
-        if (sh->ovf_count) {
-            /* Congested: the consumer does not signal when it drained, so
-             * look again soon, but without spinning on a shared core. */
+        if (held) {
             struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 200000};
             struct io_uring_cqe *w;
             io_uring_submit_and_wait_timeout(&sh->ring, &w, 1, &ts, NULL);
