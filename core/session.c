@@ -204,6 +204,44 @@ void session_for_each_inflight(const struct session *s, session_inflight_fn fn, 
     }
 }
 
+uint32_t session_take_shared(struct session *s, session_take_fn fn, void *ctx)
+{
+    uint32_t taken = 0;
+    for (struct session_qnode **pp = &s->q_head; *pp;) {
+        struct session_qnode *n = *pp;
+        if (!n->d.share_key) {
+            pp = &n->next;
+            continue;
+        }
+        *pp = n->next;
+        if (s->q_tail == n)
+            s->q_tail = NULL;
+        s->queued--;
+        s->queued_bytes -= msg_size(n->d.msg);
+        fn(ctx, &n->d);
+        free(n);
+        taken++;
+    }
+    if (!s->q_tail) {
+        /* Re-find the tail after removals in the middle. */
+        for (struct session_qnode *n = s->q_head; n; n = n->next)
+            s->q_tail = n;
+    }
+    for (uint32_t i = 0; i < s->inflight_count; i++) {
+        struct session_inflight *e = slot(s, i);
+        if (e->state != SESSION_AWAIT_PUBACK || !e->d.share_key)
+            continue;
+        struct delivery d = e->d;
+        e->d.msg = NULL;
+        e->state = 0;
+        s->inflight_live--;
+        fn(ctx, &d);
+        taken++;
+    }
+    compact_head(s);
+    return taken;
+}
+
 int session_qos2_seen(struct session *s, uint16_t packet_id, uint32_t max_ids)
 {
     for (uint32_t i = 0; i < s->qos2_in_count; i++)

@@ -25,6 +25,7 @@ struct delivery {
     bool retain;     /* retain flag as sent to this receiver */
     uint8_t subid_count;
     uint32_t subids[SUBID_PER_PUBLISH_MAX];
+    uint64_t share_key; /* the share group it came through, 0 for none */
 };
 
 enum session_inflight_state {
@@ -110,6 +111,15 @@ int session_acked(struct session *s, uint8_t packet_type, uint16_t packet_id);
  * entry (state tells whether to resend PUBLISH with DUP or PUBREL). */
 typedef void (*session_inflight_fn)(void *ctx, const struct session_inflight *e);
 void session_for_each_inflight(const struct session *s, session_inflight_fn fn, void *ctx);
+
+/* Takes out the deliveries that came through a shared subscription and may
+ * go to another member when this one's connection is gone (MQTT 4.8.2):
+ * queued ones of any QoS, and inflight QoS 1 ones not yet acknowledged. An
+ * inflight QoS 2 message stays: its delivery must complete with this client
+ * [MQTT-4.8.2-4]. fn receives each delivery and owns its reference. Returns
+ * how many were taken. */
+typedef void (*session_take_fn)(void *ctx, struct delivery *d);
+uint32_t session_take_shared(struct session *s, session_take_fn fn, void *ctx);
 
 /* Incoming QoS 2. session_qos2_seen: true if the id was new (deliver the
  * message) and is now recorded, false if it is already awaiting PUBREL (a

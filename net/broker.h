@@ -32,6 +32,9 @@
 struct shard;
 struct conn;
 struct client;
+struct share_group;
+
+#define SHARE_TABLE_SIZE 256u /* buckets of a shard's share-group table */
 
 /* A growable byte buffer with an explicit bound checked by its users. */
 struct buf {
@@ -156,7 +159,8 @@ struct client {
     struct session s;
     struct client_sub *subs;
     uint32_t sub_count;
-    uint32_t backlog; /* this session's share of the shard's backlog */
+    uint32_t backlog;     /* this session's share of the shard's backlog */
+    uint32_t share_count; /* shared subscriptions it holds */
     /* Delivery de-duplication: one copy per client per message. */
     uint64_t match_seq;
     uint32_t match_idx;
@@ -172,6 +176,7 @@ enum xenv_type {
     XENV_ROUTE = 1,     /* route replica change */
     XENV_ROUTE_ACK = 2, /* applied: count down a pending SUBACK */
     XENV_ADOPT = 3,     /* a connection moving to its home shard */
+    XENV_SHARED = 4,    /* a message for one member of a share group here */
 };
 
 struct pending_suback;
@@ -182,6 +187,9 @@ struct xenv {
     uint16_t from_shard;
     struct pending_suback *pending;
     struct conn *conn;
+    struct msg *msg;    /* XENV_SHARED: one reference */
+    uint64_t key;       /* XENV_SHARED: the share group */
+    uint16_t group_len; /* XENV_ROUTE of a shared subscription: group, then filter */
     uint16_t filter_len;
     uint8_t filter[];
 };
@@ -226,6 +234,11 @@ struct shard {
 
     struct trie *subs;
     struct route *routes;
+    /* Shared subscriptions (share.c): members homed here, and the replica
+     * of which shards hold members of which groups. */
+    struct share_group *share_tab[SHARE_TABLE_SIZE];
+    struct trie *share_routes;
+    uint32_t share_rr;
 
     struct client **ctab;
     uint32_t ctab_mask;
@@ -312,6 +325,25 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms);
 void mqtt_shard_fini(struct shard *sh);
 /* Frees the calling shard thread's scratch memory. */
 void mqtt_thread_exit(void);
+
+/* Hands a delivery to a client's session (sends now or queues; QoS 0 to an
+ * absent or slow client is dropped). Takes d->msg's reference. */
+void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d);
+
+/* share.c: shared subscriptions. */
+uint64_t share_key(const uint8_t *group, size_t glen, const uint8_t *filter, size_t flen);
+/* 0 joined, 1 options updated, -ENOMEM; *first: the group is new here. */
+int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
+               const uint8_t *filter, size_t flen, uint64_t opts, bool *first);
+/* true if cl was a member; *last: the group has no member here any more. */
+bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
+                 const uint8_t *filter, size_t flen, bool *last);
+void share_route_publish(struct shard *sh, struct msg *m);
+void share_deliver(struct shard *sh, uint64_t key, struct msg *m);
+/* The client's connection is gone: pass its movable shared messages on. */
+void share_member_gone(struct shard *sh, struct client *cl);
+void share_fini(struct shard *sh);
+void share_thread_exit(void);
 
 /* sys.c: $SYS statistics, published by shard 0. */
 void sys_tick(struct shard *sh, uint64_t now_ms);

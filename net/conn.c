@@ -276,7 +276,7 @@ static void pump(struct client *cl)
     backlog_update(c->sh, cl);
 }
 
-static void deliver(struct shard *sh, struct client *cl, struct delivery *d)
+void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d)
 {
     if (d->qos == 0) {
         struct conn *c = cl->conn;
@@ -351,6 +351,9 @@ static struct client *client_create(struct shard *sh, const uint8_t *id, size_t 
 
 static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len, bool present,
                             struct pending_suback *pending);
+static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t glen,
+                                  const uint8_t *filter, size_t len, bool present,
+                                  struct pending_suback *pending);
 
 /* Removes one subscription from the trie and, when it was this shard's last
  * one for the filter, from every shard's route replica. */
@@ -358,7 +361,15 @@ static void unsubscribe_one(struct shard *sh, struct client *cl, struct client_s
 {
     const uint8_t *group = s->data;
     const uint8_t *filter = s->data + s->group_len;
-    trie_remove(sh->subs, filter, s->filter_len, group, s->group_len, cl);
+    if (s->group_len) {
+        bool last;
+        share_leave(sh, cl, group, s->group_len, filter, s->filter_len, &last);
+        cl->share_count--;
+        if (last && !sh->stopping)
+            route_broadcast_group(sh, group, s->group_len, filter, s->filter_len, false, NULL);
+        return;
+    }
+    trie_remove(sh->subs, filter, s->filter_len, NULL, 0, cl);
     if (trie_filter_count(sh->subs, filter, s->filter_len) == 0 && !sh->stopping)
         route_broadcast(sh, filter, s->filter_len, false, NULL);
 }
@@ -416,6 +427,8 @@ static void conn_detach(struct conn *c)
     if (cl->conn == c)
         cl->conn = NULL;
     backlog_update(sh, cl);
+    if (!cl->conn)
+        share_member_gone(sh, cl);
     cl->disconnected_ms = sh->now_ms;
     if (will && c->will_delay_s && cl->expiry_s) {
         /* 5.0 will delay: sent when the delay or the session ends,
@@ -525,12 +538,14 @@ void mqtt_deliver_local(struct shard *sh, struct msg *m)
         d.retain = e->rap && m->retain;
         d.subid_count = cl->version == MQTT_V5 ? e->subid_count : 0;
         memcpy(d.subids, e->subids, d.subid_count * sizeof(uint32_t));
-        deliver(sh, cl, &d);
+        mqtt_deliver(sh, cl, &d);
     }
 }
 
 void mqtt_route_publish(struct shard *sh, struct msg *m)
 {
+    if (trie_size(sh->share_routes))
+        share_route_publish(sh, m);
     uint64_t mask = route_match(sh->routes, msg_topic(m), m->topic_len);
     uint64_t self = 1ull << sh->id;
     if (mask & self)
@@ -555,14 +570,33 @@ struct pending_suback {
     uint8_t reasons[];
 };
 
-static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len, bool present,
-                            struct pending_suback *pending)
+/* Applies a route change here and sends it to every other shard; with a
+ * group it is a shared subscription's (share.c), else a plain one. With
+ * pending, each shard's acknowledgement counts the SUBACK down. */
+static void route_apply(struct shard *sh, const uint8_t *group, size_t glen, const uint8_t *filter,
+                        size_t flen, unsigned shard, bool present)
 {
-    route_set(sh->routes, filter, len, sh->id, present);
+    if (glen == 0) {
+        route_set(sh->routes, filter, flen, shard, present);
+        return;
+    }
+    void *owner = (void *)(uintptr_t)(shard + 1);
+    if (present)
+        trie_insert(sh->share_routes, filter, flen, group, glen, owner,
+                    share_key(group, glen, filter, flen));
+    else
+        trie_remove(sh->share_routes, filter, flen, group, glen, owner);
+}
+
+static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t glen,
+                                  const uint8_t *filter, size_t len, bool present,
+                                  struct pending_suback *pending)
+{
+    route_apply(sh, group, glen, filter, len, sh->id, present);
     for (unsigned j = 0; j < sh->b->shard_count; j++) {
         if (j == sh->id)
             continue;
-        struct xenv *e = malloc(sizeof(*e) + len);
+        struct xenv *e = malloc(sizeof(*e) + glen + len);
         if (!e) {
             LOG(LOG_LEVEL_ERROR, "out of memory for a route change");
             abort();
@@ -572,12 +606,21 @@ static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len,
         e->present = present;
         e->from_shard = (uint16_t)sh->id;
         e->pending = pending;
+        e->group_len = (uint16_t)glen;
         e->filter_len = (uint16_t)len;
-        memcpy(e->filter, filter, len);
+        if (glen)
+            memcpy(e->filter, group, glen);
+        memcpy(e->filter + glen, filter, len);
         if (pending)
             pending->remaining++;
         shard_post(sh, j, (void *)((uintptr_t)e | 1u));
     }
+}
+
+static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len, bool present,
+                            struct pending_suback *pending)
+{
+    route_broadcast_group(sh, NULL, 0, filter, len, present, pending);
 }
 
 static void suback_complete(struct shard *sh, struct pending_suback *ps)
@@ -593,7 +636,7 @@ static void suback_complete(struct shard *sh, struct pending_suback *ps)
         write_packet(c, &p);
         /* Retained messages follow the SUBACK [MQTT-3.8.4-4]. */
         for (uint32_t i = 0; i < ps->retained_n; i++)
-            deliver(sh, c->client, &ps->retained[i]);
+            mqtt_deliver(sh, c->client, &ps->retained[i]);
     } else {
         for (uint32_t i = 0; i < ps->retained_n; i++)
             msg_unref(ps->retained[i].msg);
@@ -654,6 +697,44 @@ static struct client_sub *find_sub(struct client *cl, const uint8_t *group, size
     return NULL;
 }
 
+/* Adds a shared subscription: the membership here, the client's record
+ * of it, and (first member here) the replica change on every shard.
+ * Returns a SUBACK reason (< 0x80: granted). */
+static uint8_t subscribe_shared(struct shard *sh, struct client *cl, const uint8_t *group,
+                                size_t glen, const uint8_t *filter, size_t flen, uint64_t opts,
+                                struct pending_suback *ps)
+{
+    struct client_sub *s = find_sub(cl, group, glen, filter, flen, NULL);
+    if (!s) {
+        s = malloc(sizeof(*s) + glen + flen);
+        if (!s)
+            return MQTT_RC_UNSPECIFIED_ERROR;
+    }
+    bool first;
+    int r = share_join(sh, cl, group, glen, filter, flen, opts, &first);
+    if (r < 0) {
+        bool last;
+        share_leave(sh, cl, group, glen, filter, flen, &last); /* reap an empty new group */
+        if (!find_sub(cl, group, glen, filter, flen, NULL))
+            free(s);
+        return MQTT_RC_UNSPECIFIED_ERROR;
+    }
+    if (r == 0) {
+        s->group_len = (uint16_t)glen;
+        s->filter_len = (uint16_t)flen;
+        memcpy(s->data, group, glen);
+        memcpy(s->data + glen, filter, flen);
+        s->next = cl->subs;
+        cl->subs = s;
+        cl->sub_count++;
+        cl->share_count++;
+    }
+    s->opts = opts;
+    if (first)
+        route_broadcast_group(sh, group, glen, filter, flen, true, ps);
+    return 0;
+}
+
 static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
 {
     struct shard *sh = c->sh;
@@ -689,13 +770,7 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
         uint8_t *reason = &ps->reasons[i++];
         const uint8_t *group = NULL, *filter = e.filter.ptr;
         size_t glen = 0, flen = e.filter.len;
-        if (topic_shared_split(e.filter.ptr, e.filter.len, &group, &glen, &filter, &flen)) {
-            /* Shared subscriptions are advertised as unavailable until they
-             * are implemented across shards. */
-            *reason = c->version == MQTT_V5 ? MQTT_RC_SHARED_SUBS_NOT_SUPPORTED
-                                            : MQTT_RC_UNSPECIFIED_ERROR;
-            continue;
-        }
+        topic_shared_split(e.filter.ptr, e.filter.len, &group, &glen, &filter, &flen);
         if (!auth_allowed(snap, &ac, AUTH_SUBSCRIBE, filter, flen)) {
             *reason = MQTT_RC_NOT_AUTHORIZED;
             continue;
@@ -704,6 +779,12 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
         uint64_t opts = (uint64_t)qos | (e.no_local ? OPT_NO_LOCAL : 0) |
                         (e.retain_as_published ? OPT_RAP : 0) | ((uint64_t)e.retain_handling << 4) |
                         ((uint64_t)subid << 8);
+        if (glen) {
+            *reason = subscribe_shared(sh, cl, group, glen, filter, flen, opts, ps);
+            if (*reason < 0x80)
+                *reason = qos;
+            continue; /* no retained messages on a shared subscription [MQTT-4.8.2-?] */
+        }
         bool first_here = trie_filter_count(sh->subs, filter, flen) == 0;
         int r = trie_insert(sh->subs, filter, flen, NULL, 0, cl, opts);
         if (r < 0) {
@@ -765,7 +846,7 @@ static void handle_unsubscribe(struct conn *c, const struct mqtt_subscribe *sp)
         size_t glen = 0, flen = f.len;
         topic_shared_split(f.ptr, f.len, &group, &glen, &filter, &flen);
         struct client_sub **pp = NULL;
-        struct client_sub *s = glen ? NULL : find_sub(cl, NULL, 0, filter, flen, &pp);
+        struct client_sub *s = find_sub(cl, group, glen, filter, flen, &pp);
         if (!s) {
             rv[i++] = MQTT_RC_NO_SUBSCRIPTION_EXISTED;
             continue;
@@ -791,7 +872,8 @@ void mqtt_handle_env(struct shard *sh, struct xenv *e)
 {
     switch (e->type) {
     case XENV_ROUTE:
-        route_set(sh->routes, e->filter, e->filter_len, e->from_shard, e->present);
+        route_apply(sh, e->filter, e->group_len, e->filter + e->group_len, e->filter_len,
+                    e->from_shard, e->present);
         if (e->pending) {
             /* The envelope goes back as the acknowledgement. */
             unsigned to = e->from_shard;
@@ -807,6 +889,10 @@ void mqtt_handle_env(struct shard *sh, struct xenv *e)
         break;
     case XENV_ADOPT:
         shard_adopt(sh, e->conn);
+        break;
+    case XENV_SHARED:
+        share_deliver(sh, e->key, e->msg);
+        msg_unref(e->msg);
         break;
     default:
         LOG(LOG_LEVEL_ERROR, "unknown cross-shard envelope %u", e->type);
@@ -1062,8 +1148,6 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
             props.present |= MQTT_PROP_BIT(MQTT_PROP_RETAIN_AVAILABLE);
             props.retain_available = 0;
         }
-        props.present |= MQTT_PROP_BIT(MQTT_PROP_SHARED_SUB_AVAILABLE);
-        props.shared_sub_available = 0;
         if (cfg->max_topic_alias) {
             props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM);
             props.topic_alias_maximum = cfg->max_topic_alias;
@@ -1565,6 +1649,7 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms)
 
 void mqtt_shard_fini(struct shard *sh)
 {
+    share_fini(sh);
     for (unsigned i = 0; i < ENC_SLOTS; i++) {
         msg_unref(sh->enc[i].msg);
         sh->enc[i].msg = NULL;

@@ -170,9 +170,10 @@ int shard_create(struct broker *b, unsigned id, struct shard **out)
         sh->listen_fd[i] = -1;
     sh->subs = trie_create();
     sh->routes = route_create();
+    sh->share_routes = trie_create();
     sh->ctab_mask = 1023;
     sh->ctab = calloc(sh->ctab_mask + 1, sizeof(*sh->ctab));
-    if (!sh->subs || !sh->routes || !sh->ctab)
+    if (!sh->subs || !sh->routes || !sh->share_routes || !sh->ctab)
         goto fail;
     for (unsigned j = 0; j < b->shard_count; j++) {
         if (j == id)
@@ -201,6 +202,14 @@ fail:
     return -ENOMEM;
 }
 
+/* An envelope left in a queue at shutdown: release what it holds. */
+static void xenv_discard(struct xenv *e)
+{
+    if (e->type == XENV_SHARED)
+        msg_unref(e->msg);
+    free(e);
+}
+
 void shard_destroy(struct shard *sh)
 {
     if (!sh)
@@ -219,7 +228,7 @@ void shard_destroy(struct shard *sh)
                 if (((uintptr_t)items[i] & 1u) == 0)
                     msg_unref(items[i]);
                 else
-                    free((void *)((uintptr_t)items[i] & ~(uintptr_t)1));
+                    xenv_discard((void *)((uintptr_t)items[i] & ~(uintptr_t)1));
             }
         }
         xq_destroy(sh->inq[j]);
@@ -228,12 +237,13 @@ void shard_destroy(struct shard *sh)
             if (((uintptr_t)o->item & 1u) == 0)
                 msg_unref(o->item);
             else
-                free((void *)((uintptr_t)o->item & ~(uintptr_t)1));
+                xenv_discard((void *)((uintptr_t)o->item & ~(uintptr_t)1));
             free(o);
         }
     }
     trie_destroy(sh->subs);
     route_destroy(sh->routes);
+    trie_destroy(sh->share_routes);
     free(sh->ctab);
     if (sh->bufs)
         munmap(sh->bufs, (size_t)BUF_RING_ENTRIES * BUF_RING_BUF_SIZE);
@@ -986,6 +996,7 @@ static void *shard_main(void *arg)
         conn_free(c);
     }
     mqtt_thread_exit();
+    share_thread_exit();
     return NULL;
 }
 

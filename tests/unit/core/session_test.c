@@ -167,3 +167,38 @@ Test(session, incoming_qos2_ids, .fini = fini)
         cr_assert_eq(session_qos2_seen(&s, i, 3), 1);
     cr_assert_eq(session_qos2_seen(&s, 4, 3), -ENOSPC);
 }
+
+static void collect(void *ctx, struct delivery *d)
+{
+    int *n = ctx;
+    (*n)++;
+    msg_unref(d->msg);
+}
+
+Test(session, take_shared_moves_queued_and_unacked_qos1_only, .fini = fini)
+{
+    init(3, 10, 0);
+    struct delivery out;
+    uint16_t id1, id2, id3;
+    struct delivery a = dl(1, "a"), b = dl(2, "b"), c = dl(1, "c");
+    a.share_key = 7;
+    b.share_key = 7;
+    session_enqueue(&s, &a);
+    session_enqueue(&s, &b);
+    session_enqueue(&s, &c);
+    cr_assert(session_next(&s, 0, &out, &id1)); /* a: QoS 1 shared, inflight */
+    cr_assert(session_next(&s, 0, &out, &id2)); /* b: QoS 2 shared, inflight */
+    struct delivery d = dl(1, "d"), e = dl(2, "e");
+    d.share_key = 9;
+    e.share_key = 9;
+    session_enqueue(&s, &d);
+    session_enqueue(&s, &e);
+    int n = 0;
+    cr_assert_eq(session_take_shared(&s, collect, &n), 3, "a (inflight QoS 1), d and e (queued)");
+    cr_assert_eq(n, 3);
+    cr_assert_eq(s.queued, 1, "c, not shared, stays queued");
+    cr_assert_eq(s.inflight_live, 1, "b stays: QoS 2 completes with this client [MQTT-4.8.2-4]");
+    cr_assert_eq(session_acked(&s, MQTT_PUBACK, id1), -ENOENT, "a is gone from inflight");
+    cr_assert(session_next(&s, 0, &out, &id3));
+    cr_assert_eq(msg_payload(out.msg)[0], 'c');
+}

@@ -1,0 +1,349 @@
+/*
+ * Shared subscriptions ($share/{group}/{filter}, MQTT 4.8.2) across shards.
+ *
+ * A share group is (group, filter), named by a 64-bit key. Each shard keeps
+ * the members it owns (sessions homed here) in a small table, and a
+ * replica of which shards have members of which groups (sh->share_routes: a
+ * subscription trie whose owners are shard numbers + 1 and whose opaque
+ * value is the key). Replica changes travel as route envelopes with the
+ * group set, exactly like plain route changes, and SUBACK waits for them.
+ *
+ * A publish is matched against the replica once; for every group it hits,
+ * the publishing shard picks one of the group's shards round-robin and
+ * hands the message to it; that shard picks one member, preferring a
+ * connected one with room in its window. A member whose connection goes
+ * away hands its not-yet-acknowledged QoS 1 and its queued messages on to
+ * another member [MQTT-4.8.2-4..6 allow it; QoS 2 in flight stays].
+ *
+ * Everything here runs on the owning shard's thread.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "log.h"
+
+struct share_member {
+    struct client *cl;
+    uint64_t opts;
+};
+
+struct share_group {
+    struct share_group *next; /* hash chain */
+    uint64_t key;
+    uint32_t rr;
+    uint32_t count, cap;
+    struct share_member *members;
+    uint16_t group_len, filter_len;
+    uint8_t data[]; /* group, then filter */
+};
+
+uint64_t share_key(const uint8_t *group, size_t glen, const uint8_t *filter, size_t flen)
+{
+    /* FNV-1a over group, a separator no UTF-8 topic contains, filter. */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < glen; i++)
+        h = (h ^ group[i]) * 0x100000001b3ull;
+    h = (h ^ 0xff) * 0x100000001b3ull;
+    for (size_t i = 0; i < flen; i++)
+        h = (h ^ filter[i]) * 0x100000001b3ull;
+    return h ? h : 1; /* 0 means "not shared" in a delivery */
+}
+
+static struct share_group **bucket(struct shard *sh, uint64_t key)
+{
+    return &sh->share_tab[key & (SHARE_TABLE_SIZE - 1)];
+}
+
+static struct share_group *group_find(struct shard *sh, uint64_t key)
+{
+    for (struct share_group *g = *bucket(sh, key); g; g = g->next)
+        if (g->key == key)
+            return g;
+    return NULL;
+}
+
+int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
+               const uint8_t *filter, size_t flen, uint64_t opts, bool *first)
+{
+    uint64_t key = share_key(group, glen, filter, flen);
+    struct share_group *g = group_find(sh, key);
+    *first = false;
+    if (!g) {
+        g = calloc(1, sizeof(*g) + glen + flen);
+        if (!g)
+            return -ENOMEM;
+        g->key = key;
+        g->group_len = (uint16_t)glen;
+        g->filter_len = (uint16_t)flen;
+        memcpy(g->data, group, glen);
+        memcpy(g->data + glen, filter, flen);
+        g->next = *bucket(sh, key);
+        *bucket(sh, key) = g;
+        *first = true;
+    }
+    for (uint32_t i = 0; i < g->count; i++) {
+        if (g->members[i].cl == cl) {
+            g->members[i].opts = opts;
+            return 1;
+        }
+    }
+    if (g->count == g->cap) {
+        uint32_t cap = g->cap ? g->cap * 2 : 4;
+        struct share_member *m = realloc(g->members, cap * sizeof(*m));
+        if (!m)
+            return -ENOMEM; /* an empty new group is reaped by share_leave's caller */
+        g->members = m;
+        g->cap = cap;
+    }
+    g->members[g->count].cl = cl;
+    g->members[g->count].opts = opts;
+    g->count++;
+    return 0;
+}
+
+bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
+                 const uint8_t *filter, size_t flen, bool *last)
+{
+    uint64_t key = share_key(group, glen, filter, flen);
+    struct share_group *g = group_find(sh, key);
+    bool removed = false;
+    *last = false;
+    if (!g)
+        return false;
+    for (uint32_t i = 0; i < g->count; i++) {
+        if (g->members[i].cl == cl) {
+            g->members[i] = g->members[--g->count];
+            removed = true;
+            break;
+        }
+    }
+    if (g->count == 0) {
+        struct share_group **pp = bucket(sh, key);
+        while (*pp != g)
+            pp = &(*pp)->next;
+        *pp = g->next;
+        free(g->members);
+        free(g);
+        *last = true;
+    }
+    return removed;
+}
+
+/* Can this member take a message now without queueing it? */
+static bool member_ready(const struct share_member *m, uint8_t qos)
+{
+    const struct client *cl = m->cl;
+    if (!cl->conn || cl->conn->state != CONN_ACTIVE)
+        return false;
+    if (qos == 0)
+        return cl->conn->out.len < cl->conn->sh->b->cfg.max_output_buffer;
+    return cl->s.queued == 0 && cl->s.inflight_live < cl->s.window;
+}
+
+static void deliver_to_member(struct shard *sh, struct share_group *g, struct share_member *m,
+                              struct msg *msg)
+{
+    uint64_t o = m->opts;
+    struct delivery d;
+    memset(&d, 0, sizeof(d));
+    d.msg = msg_ref(msg);
+    d.qos = msg->qos < (o & 3u) ? msg->qos : (uint8_t)(o & 3u);
+    d.retain = (o & 8u) && msg->retain; /* retain as published */
+    uint32_t subid = (uint32_t)(o >> 8);
+    if (subid && m->cl->version == MQTT_V5) {
+        d.subids[0] = subid;
+        d.subid_count = 1;
+    }
+    d.share_key = g->key;
+    mqtt_deliver(sh, m->cl, &d);
+}
+
+/* Picks a member round-robin: the next one that can take the message now,
+ * else the next connected one, else the next one (its session queues it). */
+static void group_deliver(struct shard *sh, struct share_group *g, struct msg *msg,
+                          const struct client *avoid)
+{
+    uint32_t n = g->count;
+    if (n == 0)
+        return;
+    struct share_member *pick = NULL;
+    for (int pass = 0; pass < 3 && !pick; pass++) {
+        for (uint32_t k = 0; k < n; k++) {
+            struct share_member *m = &g->members[(g->rr + k) % n];
+            if (m->cl == avoid && n > 1)
+                continue;
+            bool ok = pass == 0   ? member_ready(m, msg->qos)
+                      : pass == 1 ? (m->cl->conn && m->cl->conn->state == CONN_ACTIVE)
+                                  : true;
+            if (ok) {
+                pick = m;
+                g->rr = (uint32_t)((m - g->members) + 1) % n;
+                break;
+            }
+        }
+    }
+    if (pick)
+        deliver_to_member(sh, g, pick, msg);
+}
+
+void share_deliver(struct shard *sh, uint64_t key, struct msg *msg)
+{
+    struct share_group *g = group_find(sh, key);
+    if (!g) {
+        /* The group's last member here left after the sender chose us. */
+        atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    group_deliver(sh, g, msg, NULL);
+}
+
+/* Collected replica matches for one publish: (key, shard) pairs. */
+struct share_hit {
+    uint64_t key;
+    unsigned shard;
+};
+
+struct hits {
+    struct share_hit *v;
+    uint32_t n, cap;
+};
+
+static _Thread_local struct hits share_scratch;
+
+static void on_share_route(void *ctx, void *owner, uint64_t opts, const uint8_t *group, size_t glen)
+{
+    struct hits *h = ctx;
+    (void)group;
+    (void)glen;
+    if (h->n == h->cap) {
+        uint32_t cap = h->cap ? h->cap * 2 : 16;
+        struct share_hit *v = realloc(h->v, cap * sizeof(*v));
+        if (!v)
+            return;
+        h->v = v;
+        h->cap = cap;
+    }
+    h->v[h->n].key = opts;
+    h->v[h->n].shard = (unsigned)((uintptr_t)owner - 1);
+    h->n++;
+}
+
+static void send_to_shard(struct shard *sh, unsigned to, uint64_t key, struct msg *msg)
+{
+    if (to == sh->id) {
+        share_deliver(sh, key, msg);
+        return;
+    }
+    struct xenv *e = calloc(1, sizeof(*e));
+    if (!e) {
+        LOG(LOG_LEVEL_ERROR, "out of memory for a shared delivery");
+        abort();
+    }
+    e->type = XENV_SHARED;
+    e->from_shard = (uint16_t)sh->id;
+    e->key = key;
+    e->msg = msg_ref(msg);
+    shard_post(sh, to, (void *)((uintptr_t)e | 1u));
+}
+
+/* Among the hits for one key, the shards holding members: one is chosen
+ * round-robin (prefer_other: another shard than this one if there is). */
+static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg *msg,
+                     bool prefer_other)
+{
+    unsigned cand[SHARDS_MAX];
+    unsigned nc = 0;
+    for (uint32_t i = 0; i < h->n; i++)
+        if (h->v[i].key == key && nc < SHARDS_MAX)
+            cand[nc++] = h->v[i].shard;
+    if (nc == 0)
+        return;
+    if (prefer_other && nc > 1) {
+        for (unsigned i = 0; i < nc; i++) {
+            if (cand[i] == sh->id) {
+                cand[i] = cand[--nc];
+                break;
+            }
+        }
+    }
+    send_to_shard(sh, cand[sh->share_rr++ % nc], key, msg);
+}
+
+void share_route_publish(struct shard *sh, struct msg *msg)
+{
+    struct hits *h = &share_scratch;
+    h->n = 0;
+    trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
+    /* One copy per group: each distinct key once (hits are few). */
+    for (uint32_t i = 0; i < h->n; i++) {
+        bool seen = false;
+        for (uint32_t j = 0; j < i && !seen; j++)
+            seen = h->v[j].key == h->v[i].key;
+        if (!seen)
+            dispatch(sh, h, h->v[i].key, msg, false);
+    }
+}
+
+struct redispatch_ctx {
+    struct shard *sh;
+    struct client *from;
+    uint32_t moved;
+};
+
+static void redispatch_one(void *ctx, struct delivery *d)
+{
+    struct redispatch_ctx *rc = ctx;
+    struct shard *sh = rc->sh;
+    struct msg *msg = d->msg;
+    struct share_group *g = group_find(sh, d->share_key);
+    /* Another member here that is connected takes it; otherwise one on
+     * another shard, found through the replica. */
+    bool local = false;
+    if (g) {
+        for (uint32_t i = 0; i < g->count && !local; i++)
+            local = g->members[i].cl != rc->from && g->members[i].cl->conn &&
+                    g->members[i].cl->conn->state == CONN_ACTIVE;
+    }
+    if (local) {
+        group_deliver(sh, g, msg, rc->from);
+    } else {
+        struct hits *h = &share_scratch;
+        h->n = 0;
+        trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
+        dispatch(sh, h, d->share_key, msg, true);
+    }
+    msg_unref(msg);
+    d->msg = NULL;
+    rc->moved++;
+}
+
+void share_member_gone(struct shard *sh, struct client *cl)
+{
+    if (!cl->share_count)
+        return;
+    struct redispatch_ctx rc = {.sh = sh, .from = cl, .moved = 0};
+    session_take_shared(&cl->s, redispatch_one, &rc);
+    if (rc.moved)
+        LOGC(LOG_LEVEL_DEBUG, cl->id, cl->id_len,
+             "%u shared-subscription messages handed to other members", rc.moved);
+}
+
+void share_fini(struct shard *sh)
+{
+    for (uint32_t i = 0; i < SHARE_TABLE_SIZE; i++) {
+        for (struct share_group *g = sh->share_tab[i], *next; g; g = next) {
+            next = g->next;
+            free(g->members);
+            free(g);
+        }
+        sh->share_tab[i] = NULL;
+    }
+}
+
+void share_thread_exit(void)
+{
+    free(share_scratch.v);
+    memset(&share_scratch, 0, sizeof(share_scratch));
+}
