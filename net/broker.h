@@ -190,6 +190,7 @@ struct xenv {
     struct msg *msg;    /* XENV_SHARED: one reference */
     uint64_t key;       /* XENV_SHARED: the share group */
     uint16_t group_len; /* XENV_ROUTE of a shared subscription: group, then filter */
+    uint16_t slot;      /* ... and the member slot it adds or removes */
     uint16_t filter_len;
     uint8_t filter[];
 };
@@ -332,12 +333,12 @@ void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d);
 
 /* share.c: shared subscriptions. */
 uint64_t share_key(const uint8_t *group, size_t glen, const uint8_t *filter, size_t flen);
-/* 0 joined, 1 options updated, -ENOMEM; *first: the group is new here. */
+/* 0 joined, 1 options updated, -ENOMEM; *count: members here now. */
 int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
-               const uint8_t *filter, size_t flen, uint64_t opts, bool *first);
-/* true if cl was a member; *last: the group has no member here any more. */
+               const uint8_t *filter, size_t flen, uint64_t opts, uint32_t *count);
+/* true if cl was a member; *count: members left here. */
 bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
-                 const uint8_t *filter, size_t flen, bool *last);
+                 const uint8_t *filter, size_t flen, uint32_t *count);
 void share_route_publish(struct shard *sh, struct msg *m);
 void share_deliver(struct shard *sh, uint64_t key, struct msg *m);
 /* The client's connection is gone: pass its movable shared messages on. */

@@ -352,7 +352,7 @@ static struct client *client_create(struct shard *sh, const uint8_t *id, size_t 
 static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len, bool present,
                             struct pending_suback *pending);
 static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t glen,
-                                  const uint8_t *filter, size_t len, bool present,
+                                  uint32_t slot, const uint8_t *filter, size_t len, bool present,
                                   struct pending_suback *pending);
 
 /* Removes one subscription from the trie and, when it was this shard's last
@@ -362,11 +362,11 @@ static void unsubscribe_one(struct shard *sh, struct client *cl, struct client_s
     const uint8_t *group = s->data;
     const uint8_t *filter = s->data + s->group_len;
     if (s->group_len) {
-        bool last;
-        share_leave(sh, cl, group, s->group_len, filter, s->filter_len, &last);
+        uint32_t left;
+        if (share_leave(sh, cl, group, s->group_len, filter, s->filter_len, &left) && !sh->stopping)
+            route_broadcast_group(sh, group, s->group_len, left, filter, s->filter_len, false,
+                                  NULL);
         cl->share_count--;
-        if (last && !sh->stopping)
-            route_broadcast_group(sh, group, s->group_len, filter, s->filter_len, false, NULL);
         return;
     }
     trie_remove(sh->subs, filter, s->filter_len, NULL, 0, cl);
@@ -573,14 +573,15 @@ struct pending_suback {
 /* Applies a route change here and sends it to every other shard; with a
  * group it is a shared subscription's (share.c), else a plain one. With
  * pending, each shard's acknowledgement counts the SUBACK down. */
-static void route_apply(struct shard *sh, const uint8_t *group, size_t glen, const uint8_t *filter,
-                        size_t flen, unsigned shard, bool present)
+static void route_apply(struct shard *sh, const uint8_t *group, size_t glen, uint32_t slot,
+                        const uint8_t *filter, size_t flen, unsigned shard, bool present)
 {
     if (glen == 0) {
         route_set(sh->routes, filter, flen, shard, present);
         return;
     }
-    void *owner = (void *)(uintptr_t)(shard + 1);
+    /* One entry per member slot (share.c weighs shards by it). */
+    void *owner = (void *)(uintptr_t)(shard + 1 + (uintptr_t)SHARDS_MAX * slot);
     if (present)
         trie_insert(sh->share_routes, filter, flen, group, glen, owner,
                     share_key(group, glen, filter, flen));
@@ -589,10 +590,10 @@ static void route_apply(struct shard *sh, const uint8_t *group, size_t glen, con
 }
 
 static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t glen,
-                                  const uint8_t *filter, size_t len, bool present,
+                                  uint32_t slot, const uint8_t *filter, size_t len, bool present,
                                   struct pending_suback *pending)
 {
-    route_apply(sh, group, glen, filter, len, sh->id, present);
+    route_apply(sh, group, glen, slot, filter, len, sh->id, present);
     for (unsigned j = 0; j < sh->b->shard_count; j++) {
         if (j == sh->id)
             continue;
@@ -607,6 +608,7 @@ static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t
         e->from_shard = (uint16_t)sh->id;
         e->pending = pending;
         e->group_len = (uint16_t)glen;
+        e->slot = (uint16_t)slot;
         e->filter_len = (uint16_t)len;
         if (glen)
             memcpy(e->filter, group, glen);
@@ -620,7 +622,7 @@ static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t
 static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len, bool present,
                             struct pending_suback *pending)
 {
-    route_broadcast_group(sh, NULL, 0, filter, len, present, pending);
+    route_broadcast_group(sh, NULL, 0, 0, filter, len, present, pending);
 }
 
 static void suback_complete(struct shard *sh, struct pending_suback *ps)
@@ -710,11 +712,10 @@ static uint8_t subscribe_shared(struct shard *sh, struct client *cl, const uint8
         if (!s)
             return MQTT_RC_UNSPECIFIED_ERROR;
     }
-    bool first;
-    int r = share_join(sh, cl, group, glen, filter, flen, opts, &first);
+    uint32_t count;
+    int r = share_join(sh, cl, group, glen, filter, flen, opts, &count);
     if (r < 0) {
-        bool last;
-        share_leave(sh, cl, group, glen, filter, flen, &last); /* reap an empty new group */
+        share_leave(sh, cl, group, glen, filter, flen, &count); /* reap an empty new group */
         if (!find_sub(cl, group, glen, filter, flen, NULL))
             free(s);
         return MQTT_RC_UNSPECIFIED_ERROR;
@@ -730,8 +731,8 @@ static uint8_t subscribe_shared(struct shard *sh, struct client *cl, const uint8
         cl->share_count++;
     }
     s->opts = opts;
-    if (first)
-        route_broadcast_group(sh, group, glen, filter, flen, true, ps);
+    if (r == 0)
+        route_broadcast_group(sh, group, glen, count - 1, filter, flen, true, ps);
     return 0;
 }
 
@@ -872,7 +873,7 @@ void mqtt_handle_env(struct shard *sh, struct xenv *e)
 {
     switch (e->type) {
     case XENV_ROUTE:
-        route_apply(sh, e->filter, e->group_len, e->filter + e->group_len, e->filter_len,
+        route_apply(sh, e->filter, e->group_len, e->slot, e->filter + e->group_len, e->filter_len,
                     e->from_shard, e->present);
         if (e->pending) {
             /* The envelope goes back as the acknowledgement. */

@@ -4,12 +4,12 @@
  * A share group is (group, filter), named by a 64-bit key. Each shard keeps
  * the members it owns (sessions homed here) in a small table, and a
  * replica of which shards have members of which groups (sh->share_routes: a
- * subscription trie whose owners are shard numbers + 1 and whose opaque
- * value is the key). Replica changes travel as route envelopes with the
- * group set, exactly like plain route changes, and SUBACK waits for them.
+ * subscription trie with one entry per member, whose owner encodes the
+ * shard and a slot, and whose opaque value is the key). Replica changes travel as route envelopes
+ * with the group set, exactly like plain route changes, and SUBACK waits for them.
  *
  * A publish is matched against the replica once; for every group it hits,
- * the publishing shard picks one of the group's shards round-robin and
+ * the publishing shard picks one of the group's members' shards in turn and
  * hands the message to it; that shard picks one member, preferring a
  * connected one with room in its window. A member whose connection goes
  * away hands its not-yet-acknowledged QoS 1 and its queued messages on to
@@ -65,11 +65,11 @@ static struct share_group *group_find(struct shard *sh, uint64_t key)
 }
 
 int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
-               const uint8_t *filter, size_t flen, uint64_t opts, bool *first)
+               const uint8_t *filter, size_t flen, uint64_t opts, uint32_t *count)
 {
     uint64_t key = share_key(group, glen, filter, flen);
     struct share_group *g = group_find(sh, key);
-    *first = false;
+    *count = 0;
     if (!g) {
         g = calloc(1, sizeof(*g) + glen + flen);
         if (!g)
@@ -81,11 +81,11 @@ int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t
         memcpy(g->data + glen, filter, flen);
         g->next = *bucket(sh, key);
         *bucket(sh, key) = g;
-        *first = true;
     }
     for (uint32_t i = 0; i < g->count; i++) {
         if (g->members[i].cl == cl) {
             g->members[i].opts = opts;
+            *count = g->count;
             return 1;
         }
     }
@@ -100,16 +100,17 @@ int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t
     g->members[g->count].cl = cl;
     g->members[g->count].opts = opts;
     g->count++;
+    *count = g->count;
     return 0;
 }
 
 bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
-                 const uint8_t *filter, size_t flen, bool *last)
+                 const uint8_t *filter, size_t flen, uint32_t *count)
 {
     uint64_t key = share_key(group, glen, filter, flen);
     struct share_group *g = group_find(sh, key);
     bool removed = false;
-    *last = false;
+    *count = 0;
     if (!g)
         return false;
     for (uint32_t i = 0; i < g->count; i++) {
@@ -119,6 +120,7 @@ bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size
             break;
         }
     }
+    *count = g->count;
     if (g->count == 0) {
         struct share_group **pp = bucket(sh, key);
         while (*pp != g)
@@ -126,7 +128,6 @@ bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size
         *pp = g->next;
         free(g->members);
         free(g);
-        *last = true;
     }
     return removed;
 }
@@ -225,8 +226,10 @@ static void on_share_route(void *ctx, void *owner, uint64_t opts, const uint8_t 
         h->v = v;
         h->cap = cap;
     }
+    /* One replica entry per member: owner = shard + 1 + SHARDS_MAX x slot,
+     * so drawing among hits weighs shards by their member count. */
     h->v[h->n].key = opts;
-    h->v[h->n].shard = (unsigned)((uintptr_t)owner - 1);
+    h->v[h->n].shard = (unsigned)(((uintptr_t)owner - 1) % SHARDS_MAX);
     h->n++;
 }
 
@@ -253,22 +256,25 @@ static void send_to_shard(struct shard *sh, unsigned to, uint64_t key, struct ms
 static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg *msg,
                      bool prefer_other)
 {
-    unsigned cand[SHARDS_MAX];
-    unsigned nc = 0;
-    for (uint32_t i = 0; i < h->n; i++)
-        if (h->v[i].key == key && nc < SHARDS_MAX)
-            cand[nc++] = h->v[i].shard;
-    if (nc == 0)
-        return;
-    if (prefer_other && nc > 1) {
-        for (unsigned i = 0; i < nc; i++) {
-            if (cand[i] == sh->id) {
-                cand[i] = cand[--nc];
-                break;
-            }
+    uint32_t nc = 0, others = 0;
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (h->v[i].key == key) {
+            nc++;
+            others += h->v[i].shard != sh->id;
         }
     }
-    send_to_shard(sh, cand[sh->share_rr++ % nc], key, msg);
+    if (nc == 0)
+        return;
+    bool skip_self = prefer_other && others > 0;
+    uint32_t pick = sh->share_rr++ % (skip_self ? others : nc);
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (h->v[i].key != key || (skip_self && h->v[i].shard == sh->id))
+            continue;
+        if (pick-- == 0) {
+            send_to_shard(sh, h->v[i].shard, key, msg);
+            return;
+        }
+    }
 }
 
 void share_route_publish(struct shard *sh, struct msg *msg)
