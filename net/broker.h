@@ -319,7 +319,8 @@ void conn_process_buffered(struct conn *c);
 void conn_on_closed(struct conn *c);
 void conn_tick(struct conn *c, uint64_t now_ms);
 void conn_shutdown_notice(struct conn *c);
-void mqtt_route_publish(struct shard *sh, struct msg *m);
+/* Routes a message to every subscriber; true if any subscription matched. */
+bool mqtt_route_publish(struct shard *sh, struct msg *m);
 void mqtt_deliver_local(struct shard *sh, struct msg *m);
 void mqtt_handle_env(struct shard *sh, struct xenv *e);
 void mqtt_tick(struct shard *sh, uint64_t now_ms);
@@ -339,7 +340,8 @@ int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t
 /* true if cl was a member; *count: members left here. */
 bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
                  const uint8_t *filter, size_t flen, uint32_t *count);
-void share_route_publish(struct shard *sh, struct msg *m);
+/* Returns the number of share groups the message went to. */
+uint32_t share_route_publish(struct shard *sh, struct msg *m);
 void share_deliver(struct shard *sh, uint64_t key, struct msg *m);
 /* The client's connection is gone: pass its movable shared messages on. */
 void share_member_gone(struct shard *sh, struct client *cl);

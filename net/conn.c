@@ -70,7 +70,7 @@ static void send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t r
     write_packet(c, &p);
 }
 
-static void send_disconnect(struct conn *c, uint8_t reason)
+static void send_disconnect_why(struct conn *c, uint8_t reason, const char *why)
 {
     /* Only 5.0 has a server DISCONNECT [MQTT-3.14.0-1]. */
     if (c->version != MQTT_V5)
@@ -79,7 +79,22 @@ static void send_disconnect(struct conn *c, uint8_t reason)
     memset(&p, 0, sizeof(p));
     p.type = MQTT_DISCONNECT;
     p.u.disconnect.reason = reason;
+    if (why) {
+        /* A reason string is allowed on DISCONNECT whatever the client's
+         * Request Problem Information [MQTT-3.1.2-29], but never past its
+         * maximum packet size [MQTT-3.14.2-3]. */
+        p.u.disconnect.props.present = MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
+        p.u.disconnect.props.reason_string.ptr = (const uint8_t *)why;
+        p.u.disconnect.props.reason_string.len = (uint32_t)strlen(why);
+        if (c->client_max_packet && codec_encoded_size(&p, MQTT_V5) > c->client_max_packet)
+            p.u.disconnect.props.present = 0;
+    }
     write_packet(c, &p);
+}
+
+static void send_disconnect(struct conn *c, uint8_t reason)
+{
+    send_disconnect_why(c, reason, NULL);
 }
 
 static void send_connack(struct conn *c, bool session_present, uint8_t reason,
@@ -101,7 +116,7 @@ static void violation(struct conn *c, uint8_t reason, const char *what)
     atomic_fetch_add_explicit(&c->sh->st.protocol_errors, 1, memory_order_relaxed);
     LOGCL(LOG_LEVEL_DEBUG, c, "%s from %s: reason 0x%02x, closing", what, c->peer, reason);
     if (c->state == CONN_ACTIVE)
-        send_disconnect(c, reason);
+        send_disconnect_why(c, reason, what);
     conn_close(c, NULL);
 }
 
@@ -542,11 +557,13 @@ void mqtt_deliver_local(struct shard *sh, struct msg *m)
     }
 }
 
-void mqtt_route_publish(struct shard *sh, struct msg *m)
+bool mqtt_route_publish(struct shard *sh, struct msg *m)
 {
+    bool matched = false;
     if (trie_size(sh->share_routes))
-        share_route_publish(sh, m);
+        matched = share_route_publish(sh, m) > 0;
     uint64_t mask = route_match(sh->routes, msg_topic(m), m->topic_len);
+    matched = matched || mask != 0;
     uint64_t self = 1ull << sh->id;
     if (mask & self)
         mqtt_deliver_local(sh, m);
@@ -556,6 +573,7 @@ void mqtt_route_publish(struct shard *sh, struct msg *m)
         mask &= mask - 1;
         shard_post(sh, to, msg_ref(m));
     }
+    return matched;
 }
 
 /* ---- SUBSCRIBE and the route replica --------------------------------------- */
@@ -1120,6 +1138,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
         cn->props.request_problem_info;
     c->keepalive_s = cn->keepalive_s;
     struct mqtt_props props;
+    char resp[CLIENT_ID_LEN_MAX + 16]; /* lives until the CONNACK is encoded */
     memset(&props, 0, sizeof(props));
     if (cn->version == MQTT_V5) {
         if (cn->keepalive_s > cfg->max_keepalive_s ||
@@ -1152,6 +1171,15 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
         if (cfg->max_topic_alias) {
             props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM);
             props.topic_alias_maximum = cfg->max_topic_alias;
+        }
+        if ((cn->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_RESPONSE_INFO)) &&
+            cn->props.request_response_info) {
+            /* A topic prefix for this client's responses, under '$' so no
+             * leading wildcard subscription ever sees them [MQTT-3.2.2-?]. */
+            int n = snprintf(resp, sizeof(resp), "$response/%.*s", (int)id_len, (const char *)id);
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_INFO);
+            props.response_info.ptr = (const uint8_t *)resp;
+            props.response_info.len = (uint32_t)n;
         }
         c->alias_in_max = cfg->max_topic_alias;
         if (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
@@ -1291,6 +1319,7 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
      * acknowledged and dropped, as mosquitto does. */
     atomic_fetch_add_explicit(&sh->st.msgs_received, 1, memory_order_relaxed);
     bool sys = p->topic.len >= 4 && memcmp(p->topic.ptr, "$SYS", 4) == 0;
+    bool matched = false;
     if (!sys) {
         struct msg *m = msg_create(p, p->topic.ptr, p->topic.len, cl, sh->now_ms);
         if (!m) {
@@ -1302,11 +1331,15 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
             retain_set(sh->b->retain, m);
             pthread_rwlock_unlock(&sh->b->retain_lock);
         }
-        mqtt_route_publish(sh, m);
+        matched = mqtt_route_publish(sh, m);
         msg_unref(m);
     }
+    /* 5.0 tells the publisher when nobody subscribed (0x10), as mosquitto
+     * does; the message was accepted all the same. */
     if (p->qos)
-        send_ack(c, ack_type, p->packet_id, MQTT_RC_SUCCESS);
+        send_ack(c, ack_type, p->packet_id,
+                 c->version == MQTT_V5 && !matched ? MQTT_RC_NO_MATCHING_SUBSCRIBERS
+                                                   : MQTT_RC_SUCCESS);
 }
 
 static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)

@@ -277,8 +277,9 @@ static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg 
     }
 }
 
-void share_route_publish(struct shard *sh, struct msg *msg)
+uint32_t share_route_publish(struct shard *sh, struct msg *msg)
 {
+    uint32_t groups = 0;
     struct hits *h = &share_scratch;
     h->n = 0;
     trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
@@ -287,9 +288,12 @@ void share_route_publish(struct shard *sh, struct msg *msg)
         bool seen = false;
         for (uint32_t j = 0; j < i && !seen; j++)
             seen = h->v[j].key == h->v[i].key;
-        if (!seen)
+        if (!seen) {
             dispatch(sh, h, h->v[i].key, msg, false);
+            groups++;
+        }
     }
+    return groups;
 }
 
 struct redispatch_ctx {
