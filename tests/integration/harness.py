@@ -302,6 +302,14 @@ class Broker:
                     raise Fail("broker did not accept connections on port %d within %.1f s" %
                                (self.port, ready_timeout))
                 time.sleep(0.05)
+        # Every shard has its own SO_REUSEPORT socket, and the kernel queues
+        # connections on a shard's socket before that shard runs: a TCP accept
+        # only says one socket exists. ringmq logs "running with N shards" once
+        # all of them run; wait for that too (bounded, not fatal if missing).
+        if FLAVOUR == "ringmq":
+            if not wait_until(lambda: "running with" in self.log_text(),
+                              max(0.5, deadline - time.monotonic())):
+                log("# broker log has no 'running with' line yet; going on")
         return self
 
     def alive(self):
