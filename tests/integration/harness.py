@@ -923,9 +923,15 @@ class Closed(Exception):
 class Raw:
     """A raw TCP MQTT connection to the broker."""
 
-    def __init__(self, broker, version=4, timeout=5.0):
+    def __init__(self, broker, version=4, timeout=5.0, rcvbuf=None):
+        """rcvbuf: a small SO_RCVBUF, set before connecting, makes a client
+        whose kernel buffer fills fast when it stops reading."""
         port = broker if isinstance(broker, int) else broker.port
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((HOST, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.version = version
