@@ -693,22 +693,19 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
                  (unsigned long long)c->id);
             conn_shutdown(c);
         }
-    } else if (res < 0 && !more) {
-        if (res == -ENOBUFS) {
-            /* Buffers ran dry: they come back as we process; re-arm. */
-            if (c->state != CONN_CLOSING && !c->close_after_flush && !c->pause &&
-                c->state != CONN_HANDOFF)
-                arm_recv(c);
-        } else if (res != -ECANCELED && c->state != CONN_CLOSING) {
-            LOG(LOG_LEVEL_DEBUG, "recv from %s: %s", c->peer, strerror(-res));
-            if (c->state == CONN_HANDOFF)
-                c->state = CONN_NEW;
-            conn_shutdown(c);
-        }
-    } else if (!more && res > 0 && c->state != CONN_CLOSING && !c->pause &&
-               c->state != CONN_HANDOFF && !c->close_after_flush) {
-        arm_recv(c);
+    } else if (res < 0 && !more && res != -ENOBUFS && res != -ECANCELED &&
+               c->state != CONN_CLOSING) {
+        LOG(LOG_LEVEL_DEBUG, "recv from %s: %s", c->peer, strerror(-res));
+        if (c->state == CONN_HANDOFF)
+            c->state = CONN_NEW;
+        conn_shutdown(c);
     }
+    /* The receive ended (buffers ran dry, a cancel for a pause that has
+     * since been lifted, or the kernel just stopped the multishot): re-arm
+     * whenever the connection should be reading. */
+    if (!more && !c->recv_armed && c->state != CONN_CLOSING && c->state != CONN_HANDOFF &&
+        !c->close_after_flush && !c->pause)
+        arm_recv(c);
     if (c->state == CONN_HANDOFF) {
         if (!c->recv_armed && c->ops == 0 && !c->deferred)
             handoff_complete(sh, c);
