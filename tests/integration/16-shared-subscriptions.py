@@ -62,6 +62,10 @@ def main():
         log("# %s share per member: %s" % (name, [len(p) for p in per]))
         check_eq(allseq, want, "group %s: every message delivered to exactly one member" % name)
         check(all(p == sorted(p) for p in per), "group %s: each member's share in order" % name)
+        # Not a spec rule, but what shared subscriptions are for: spreading
+        # load. A member that never gets anything out of hundreds is a bug.
+        check(all(len(p) > 0 for p in per), "group %s: every member gets part of the load "
+              "(shares %s)" % (name, [len(p) for p in per]))
         return per
 
     group_ok(g1, "g1", list(range(N)))
