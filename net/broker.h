@@ -14,6 +14,7 @@
 
 #include <liburing.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,6 +36,12 @@ struct client;
 struct share_group;
 
 #define SHARE_TABLE_SIZE 256u /* buckets of a shard's share-group table */
+#define SHARE_RR_SLOTS   256u /* per-group turn counters of a publishing shard */
+
+struct share_rr {
+    uint64_t key;
+    uint32_t next;
+};
 
 /* A growable byte buffer with an explicit bound checked by its users. */
 struct buf {
@@ -239,7 +246,7 @@ struct shard {
      * of which shards hold members of which groups. */
     struct share_group *share_tab[SHARE_TABLE_SIZE];
     struct trie *share_routes;
-    uint32_t share_rr;
+    struct share_rr share_rr_tab[SHARE_RR_SLOTS];
 
     struct client **ctab;
     uint32_t ctab_mask;
@@ -272,6 +279,7 @@ struct shard {
 
     struct shard_stats st;
     atomic_int started; /* 1 ok, -errno failed */
+    sem_t ready;        /* posted once started is set */
 };
 
 struct broker {

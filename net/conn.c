@@ -1202,6 +1202,9 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
     cl->conn = c;
     c->client = cl;
     c->state = CONN_ACTIVE;
+    /* Keepalive counts from the CONNECT's acceptance here, not from bytes
+     * that reached another shard before the hand-off [MQTT-3.1.2-24]. */
+    c->last_rx_ms = sh->now_ms;
     LOGCL(LOG_LEVEL_INFO, c, "connected from %s (MQTT %s, keepalive %u, %s)", c->peer,
           cn->version == MQTT_V5     ? "5.0"
           : cn->version == MQTT_V311 ? "3.1.1"

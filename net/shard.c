@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,7 @@ int shard_create(struct broker *b, unsigned id, struct shard **out)
         return -ENOMEM;
     sh->b = b;
     sh->id = id;
+    sem_init(&sh->ready, 0, 0);
     sh->ring_fd = -1;
     for (unsigned i = 0; i < LISTENERS_MAX; i++)
         sh->listen_fd[i] = -1;
@@ -244,6 +246,7 @@ void shard_destroy(struct shard *sh)
     trie_destroy(sh->subs);
     route_destroy(sh->routes);
     trie_destroy(sh->share_routes);
+    sem_destroy(&sh->ready);
     free(sh->ctab);
     if (sh->bufs)
         munmap(sh->bufs, (size_t)BUF_RING_ENTRIES * BUF_RING_BUF_SIZE);
@@ -897,6 +900,7 @@ static void *shard_main(void *arg)
     int err = ring_setup(sh);
     if (err) {
         atomic_store(&sh->started, err < 0 ? err : -EIO);
+        sem_post(&sh->ready);
         return NULL;
     }
     sh->now_ms = broker_now_ms();
@@ -905,6 +909,7 @@ static void *shard_main(void *arg)
         arm_accept(sh, li);
     io_uring_submit(&sh->ring);
     atomic_store(&sh->started, 1);
+    sem_post(&sh->ready);
 
     for (;;) {
         sh->now_ms = broker_now_ms();
@@ -1010,8 +1015,10 @@ int shard_start(struct shard *sh)
         /* Pinning is a performance hint; a restricted cpuset may refuse it. */
         pthread_setaffinity_np(sh->thread, sizeof(set), &set);
     }
-    while (atomic_load(&sh->started) == 0)
-        sched_yield();
+    /* Block, not spin: on a loaded machine a spinning main thread can keep
+     * the new shard thread off the CPU it is pinned to for seconds. */
+    while (sem_wait(&sh->ready) != 0 && errno == EINTR)
+        ;
     return atomic_load(&sh->started) == 1 ? 0 : atomic_load(&sh->started);
 }
 

@@ -266,7 +266,16 @@ static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg 
     if (nc == 0)
         return;
     bool skip_self = prefer_other && others > 0;
-    uint32_t pick = sh->share_rr++ % (skip_self ? others : nc);
+    /* A turn counter per group: one shared by all groups would hand each
+     * of two groups matching the same topics only every other value. A
+     * small direct-mapped table is enough: a collision only restarts a
+     * group's rotation. */
+    struct share_rr *rr = &sh->share_rr_tab[key & (SHARE_RR_SLOTS - 1)];
+    if (rr->key != key) {
+        rr->key = key;
+        rr->next = 0;
+    }
+    uint32_t pick = rr->next++ % (skip_self ? others : nc);
     for (uint32_t i = 0; i < h->n; i++) {
         if (h->v[i].key != key || (skip_self && h->v[i].shard == sh->id))
             continue;
