@@ -236,9 +236,15 @@ static bool write_publish(struct conn *c, const struct delivery *d, uint16_t pac
     }
 direct:
     encode_publish(c, d, packet_id, dup, &p);
-    if (c->alias_out_max && d->msg->topic_len > 3)
-        apply_alias_out(c, &p.u.publish);
     size_t n = codec_encoded_size(&p, c->version);
+    /* An alias is assigned only to a message that will be sent: one
+     * dropped for the client's maximum packet size must not leave a
+     * mapping the client never saw. A new mapping adds 3 bytes. */
+    if (c->alias_out_max && d->msg->topic_len > 3 &&
+        (!c->client_max_packet || n + 3 <= c->client_max_packet)) {
+        apply_alias_out(c, &p.u.publish);
+        n = codec_encoded_size(&p, c->version);
+    }
     if (c->client_max_packet && n > c->client_max_packet)
         return false;
     if (buf_reserve(&c->out, n))
