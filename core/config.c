@@ -69,6 +69,7 @@ void config_init(struct config *c)
     c->retain_available = true;
     c->max_qos = 2;
     c->max_topic_alias = 10;
+    c->max_subscriptions = 10000;
     c->max_topic_levels = TOPIC_LEVELS_MAX;
     c->sys_interval_s = 10;
     c->listener_count = 0;
@@ -379,6 +380,17 @@ static int set_max_topic_alias(struct parser *p)
     return 0;
 }
 
+/* Subscriptions one client may hold (a bound on the memory and trie work a
+ * client can cause); SUBACK says 0x97 beyond it. */
+static int set_max_subscriptions(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 1, SUBSCRIPTIONS_PER_CLIENT_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_subscriptions = (uint32_t)n;
+    return 0;
+}
+
 static int set_max_qos(struct parser *p)
 {
     uint64_t n = 0;
@@ -542,6 +554,7 @@ static const struct option options[] = {
     {"retain_available", set_retain_available, SCOPE_GLOBAL, 1},
     {"max_qos", set_max_qos, SCOPE_GLOBAL, 1},
     {"max_topic_alias", set_max_topic_alias, SCOPE_GLOBAL, 1},
+    {"max_subscriptions", set_max_subscriptions, SCOPE_GLOBAL, 1},
     {"max_topic_levels", set_max_topic_levels, SCOPE_GLOBAL, 1},
     {"sys_interval", set_sys_interval, SCOPE_GLOBAL, 1},
     {"listener", set_listener, SCOPE_GLOBAL, 2},

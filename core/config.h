@@ -52,9 +52,12 @@ struct config {
     uint32_t max_output_buffer; /* bytes queued to one client before it counts as slow */
     bool retain_available;
     uint8_t max_qos;
-    uint16_t max_topic_alias;  /* aliases a 5.0 client may set, 0..TOPIC_ALIAS_MAX */
-    uint32_t max_topic_levels; /* 1..TOPIC_LEVELS_MAX */
-    uint32_t sys_interval_s;   /* $SYS publication period, 0 = off */
+    uint16_t max_topic_alias;
+    uint32_t max_subscriptions;
+        /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */ /* aliases a 5.0 client may set,
+                                                             0..TOPIC_ALIAS_MAX */
+    uint32_t max_topic_levels;                            /* 1..TOPIC_LEVELS_MAX */
+    uint32_t sys_interval_s;                              /* $SYS publication period, 0 = off */
 
     uint32_t listener_count;
     struct config_listener listeners[LISTENERS_MAX];

@@ -27,6 +27,9 @@
 #define TOPIC_ALIAS_MAX     65535u
 #define TOPIC_ALIAS_OUT_MAX 64u
 
+/* Subscriptions one client may hold. */
+#define SUBSCRIPTIONS_PER_CLIENT_MAX 1000000u
+
 /* Client identifiers: the spec requires 23, we allow up to this many bytes. */
 #define CLIENT_ID_LEN_MAX 256u
 
@@ -41,6 +44,11 @@
 
 /* Per-connection output buffered in user space before reads are paused. */
 #define OUTPUT_BUFFER_MAX (64u * 1024u * 1024u)
+
+/* A closing connection's queued output (a DISCONNECT, a CONNACK) gets this
+ * long to drain before the socket is cut: a peer that does not read cannot
+ * hold a connection open. */
+#define CLOSE_FLUSH_MAX_MS 2000u
 
 /* Keepalive in seconds (two-byte field). */
 #define KEEPALIVE_MAX_S 65535u
@@ -60,6 +68,7 @@
  * at most BACKLOG_SESSION_CAP, so one stuck client cannot trip it alone)
  * holds PUBLISH input on every shard until it is back under the low mark. */
 #define BACKLOG_SESSION_CAP 4096u
+#define BACKLOG_STALE_MS    1000u
 #define BACKLOG_HIGH        6144u
 #define BACKLOG_LOW         3072u
 _Static_assert(BACKLOG_LOW < BACKLOG_HIGH, "hysteresis");

@@ -91,6 +91,13 @@ struct msg *msg_create_simple(const uint8_t *topic, size_t topic_len, const uint
     return msg_create(&p, topic, topic_len, NULL, 0);
 }
 
+void msg_start_expiry(struct msg *m, uint64_t now_ms)
+{
+    assert(atomic_load_explicit(&m->refs, memory_order_relaxed) == 1);
+    if (m->expiry_at_ms)
+        m->expiry_at_ms += now_ms;
+}
+
 struct msg *msg_ref(struct msg *m)
 {
     unsigned old = atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);

@@ -41,6 +41,10 @@ struct msg *msg_create(const struct mqtt_publish *p, const uint8_t *topic, size_
 struct msg *msg_create_simple(const uint8_t *topic, size_t topic_len, const uint8_t *payload,
                               size_t payload_len, uint8_t qos, bool retain);
 
+/* For a message built with now_ms 0 and kept private until published (a
+ * will): its expiry interval starts now. Only while refs == 1. */
+void msg_start_expiry(struct msg *m, uint64_t now_ms);
+
 struct msg *msg_ref(struct msg *m);
 void msg_unref(struct msg *m);
 

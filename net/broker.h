@@ -112,6 +112,7 @@ struct conn {
     size_t sending_off;
 
     uint64_t created_ms;
+    uint64_t close_deadline_ms; /* set by conn_close */
     uint64_t last_rx_ms;
     uint16_t keepalive_s;
 
@@ -167,6 +168,7 @@ struct client {
     struct client_sub *subs;
     uint32_t sub_count;
     uint32_t backlog;     /* this session's share of the shard's backlog */
+    uint64_t last_ack_ms; /* last PUBACK/PUBREC/PUBCOMP from its client */
     uint32_t share_count; /* shared subscriptions it holds */
     /* Delivery de-duplication: one copy per client per message. */
     uint64_t match_seq;
@@ -184,6 +186,7 @@ enum xenv_type {
     XENV_ROUTE_ACK = 2, /* applied: count down a pending SUBACK */
     XENV_ADOPT = 3,     /* a connection moving to its home shard */
     XENV_SHARED = 4,    /* a message for one member of a share group here */
+    XENV_BARRIER = 5,   /* answer with XENV_ROUTE_ACK once everything before it is applied */
 };
 
 struct pending_suback;
@@ -247,6 +250,9 @@ struct shard {
     struct share_group *share_tab[SHARE_TABLE_SIZE];
     struct trie *share_routes;
     struct share_rr share_rr_tab[SHARE_RR_SLOTS];
+    uint32_t route_acks_due; /* acknowledgements of our route changes still coming */
+    uint32_t accept_paused;  /* listeners whose accept waits for the tick (EMFILE ...) */
+    uint64_t accept_warned_ms;
 
     struct client **ctab;
     uint32_t ctab_mask;
@@ -311,8 +317,11 @@ void shard_mark_dirty(struct conn *c);
 void shard_defer(struct conn *c);
 void conn_pause(struct conn *c, uint8_t reason);
 void conn_resume(struct conn *c, uint8_t reason);
-/* Shuts the socket down after flushing what is queued. */
+/* Shuts the socket down after flushing what is queued (at most
+ * CLOSE_FLUSH_MAX_MS, then it is cut). */
 void conn_close(struct conn *c, const char *why);
+/* Shuts the socket down now. */
+void conn_abort(struct conn *c);
 void conn_hold(struct conn *c);
 void conn_release(struct conn *c);
 void shard_adopt(struct shard *sh, struct conn *c);

@@ -57,6 +57,10 @@ static int write_packet(struct conn *c, const struct mqtt_packet *p)
     codec_encode(c->out.data + c->out.len, p, c->version ? c->version : MQTT_V311);
     c->out.len += n;
     shard_mark_dirty(c);
+    /* Replies count against the output bound too: a client that sends
+     * PINGREQs or publishes but never reads is paused, not buffered for. */
+    if (c->out.len > cfg_of(c)->max_output_buffer)
+        conn_pause(c, CONN_PAUSE_OUTPUT);
     return 0;
 }
 
@@ -261,7 +265,11 @@ direct:
 static void backlog_update(struct shard *sh, struct client *cl)
 {
     uint32_t v = 0;
-    if (cl->conn && cl->conn->state == CONN_ACTIVE)
+    /* Only a session that is draining counts: one that has acknowledged
+     * nothing for BACKLOG_STALE_MS is stuck, not slow, and its own queue
+     * bound is what limits it; it must not hold everyone else's publishes. */
+    if (cl->conn && cl->conn->state == CONN_ACTIVE && !cl->conn->close_after_flush &&
+        sh->now_ms - cl->last_ack_ms < BACKLOG_STALE_MS)
         v = cl->s.queued < BACKLOG_SESSION_CAP ? cl->s.queued : BACKLOG_SESSION_CAP;
     if (v == cl->backlog)
         return;
@@ -425,6 +433,7 @@ static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
 /* Publishes a will (or a due delayed will). */
 static void publish_will(struct shard *sh, struct msg *will)
 {
+    msg_start_expiry(will, sh->now_ms);
     if (will->retain && sh->b->cfg.retain_available) {
         pthread_rwlock_wrlock(&sh->b->retain_lock);
         retain_set(sh->b->retain, will);
@@ -637,8 +646,10 @@ static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t
         if (glen)
             memcpy(e->filter, group, glen);
         memcpy(e->filter + glen, filter, len);
-        if (pending)
+        if (pending) {
             pending->remaining++;
+            sh->route_acks_due++;
+        }
         shard_post(sh, j, (void *)((uintptr_t)e | 1u));
     }
 }
@@ -731,6 +742,8 @@ static uint8_t subscribe_shared(struct shard *sh, struct client *cl, const uint8
                                 struct pending_suback *ps)
 {
     struct client_sub *s = find_sub(cl, group, glen, filter, flen, NULL);
+    if (!s && cl->sub_count >= sh->b->cfg.max_subscriptions)
+        return cl->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED_ERROR;
     if (!s) {
         s = malloc(sizeof(*s) + glen + flen);
         if (!s)
@@ -816,7 +829,15 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
             *reason = MQTT_RC_UNSPECIFIED_ERROR;
             continue;
         }
-        struct client_sub *s = find_sub(cl, NULL, 0, filter, flen, NULL);
+        if (r == 0 && cl->sub_count >= cfg->max_subscriptions) {
+            trie_remove(sh->subs, filter, flen, NULL, 0, cl);
+            *reason = c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED_ERROR;
+            continue;
+        }
+        /* The trie knows whether this is new: only a replaced subscription
+         * needs the client's list searched, so a client subscribing
+         * thousands of filters costs O(1) each. */
+        struct client_sub *s = r == 1 ? find_sub(cl, NULL, 0, filter, flen, NULL) : NULL;
         if (!s) {
             s = malloc(sizeof(*s) + flen);
             if (!s) {
@@ -846,6 +867,27 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
             pthread_rwlock_rdlock(&sh->b->retain_lock);
             retain_match(sh->b->retain, filter, flen, on_retained, &rc);
             pthread_rwlock_unlock(&sh->b->retain_lock);
+        }
+    }
+    if (ps->remaining == 0 && sh->route_acks_due > 0) {
+        /* Nothing new to broadcast, but an earlier route change from this
+         * shard (perhaps for this very filter) is still on its way: a
+         * barrier behind it on every queue keeps the promise that a client
+         * holding its SUBACK receives every later publish. */
+        for (unsigned j = 0; j < sh->b->shard_count; j++) {
+            if (j == sh->id)
+                continue;
+            struct xenv *bar = calloc(1, sizeof(*bar));
+            if (!bar) {
+                LOG(LOG_LEVEL_ERROR, "out of memory for a route barrier");
+                abort();
+            }
+            bar->type = XENV_BARRIER;
+            bar->from_shard = (uint16_t)sh->id;
+            bar->pending = ps;
+            ps->remaining++;
+            sh->route_acks_due++;
+            shard_post(sh, j, (void *)((uintptr_t)bar | 1u));
         }
     }
     conn_hold(c);
@@ -908,7 +950,18 @@ void mqtt_handle_env(struct shard *sh, struct xenv *e)
             return;
         }
         break;
+    case XENV_BARRIER:
+        /* Everything the sender posted before this has been applied here
+         * (the queue is FIFO): say so. */
+        e->type = XENV_ROUTE_ACK;
+        {
+            unsigned to = e->from_shard;
+            e->from_shard = (uint16_t)sh->id;
+            shard_post(sh, to, (void *)((uintptr_t)e | 1u));
+        }
+        return;
     case XENV_ROUTE_ACK:
+        sh->route_acks_due--;
         if (--e->pending->remaining == 0)
             suback_complete(sh, e->pending);
         break;
@@ -964,7 +1017,10 @@ static struct msg *will_create(struct conn *c, const struct mqtt_connect *cn)
     p.payload = cn->will_payload;
     if (cn->version == MQTT_V5)
         p.props = cn->will_props;
-    return msg_create(&p, cn->will_topic.ptr, cn->will_topic.len, NULL, c->sh->now_ms);
+    /* The will's Message Expiry Interval counts from its publication, not
+     * from CONNECT (3.1.3.2.4): built with time 0, started in
+     * publish_will(). */
+    return msg_create(&p, cn->will_topic.ptr, cn->will_topic.len, NULL, 0);
 }
 
 static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
@@ -1208,6 +1264,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
     cl->conn = c;
     c->client = cl;
     c->state = CONN_ACTIVE;
+    cl->last_ack_ms = sh->now_ms;
     /* Keepalive counts from the CONNECT's acceptance here, not from bytes
      * that reached another shard before the hand-off [MQTT-3.1.2-24]. */
     c->last_rx_ms = sh->now_ms;
@@ -1354,6 +1411,8 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
 static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)
 {
     struct client *cl = c->client;
+    if (type != MQTT_PUBREL)
+        cl->last_ack_ms = c->sh->now_ms;
     switch (type) {
     case MQTT_PUBACK:
     case MQTT_PUBCOMP:
@@ -1517,6 +1576,12 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
             *stop = true;
             break;
         }
+        if (c->pause & CONN_PAUSE_OUTPUT) {
+            /* Its replies are not being read: stop reading it too. */
+            *stop = true;
+            shard_defer(c);
+            break;
+        }
         if (off >= LOOP_READ_BYTES_MAX || input_held(c->sh)) {
             /* This turn's share is used up, or another shard's queue is
              * full: the rest waits (conn_input keeps it in order). */
@@ -1615,10 +1680,10 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len)
             conn_close(c, "out of memory");
             return;
         }
+        if (c->in.len - c->in_off >= CONGEST_STASH_MAX)
+            conn_pause(c, CONN_PAUSE_CONGEST); /* whatever the reason input waits */
         if (input_held(c->sh)) {
             shard_defer(c);
-            if (c->in.len - c->in_off >= CONGEST_STASH_MAX)
-                conn_pause(c, CONN_PAUSE_CONGEST);
             return;
         }
         if (!c->deferred)
@@ -1650,6 +1715,13 @@ void conn_shutdown_notice(struct conn *c)
 
 void conn_tick(struct conn *c, uint64_t now_ms)
 {
+    if (c->close_after_flush) {
+        /* Closing, waiting for the output to drain: a peer that does not
+         * read gets a bounded wait, then the socket is cut. */
+        if (now_ms >= c->close_deadline_ms)
+            conn_abort(c);
+        return;
+    }
     if (c->state == CONN_NEW && now_ms - c->created_ms > cfg_of(c)->connect_timeout_ms) {
         conn_close(c, "no CONNECT within connect_timeout");
         return;
@@ -1674,8 +1746,10 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms)
     for (uint32_t i = 0; i <= sh->ctab_mask; i++) {
         for (struct client *cl = sh->ctab[i], *next; cl; cl = next) {
             next = cl->hnext;
-            if (cl->conn)
+            if (cl->conn) {
+                backlog_update(sh, cl); /* a session may have gone stale */
                 continue;
+            }
             if (cl->pending_will && now_ms >= cl->will_at_ms) {
                 struct msg *w = cl->pending_will;
                 cl->pending_will = NULL;

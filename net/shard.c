@@ -204,11 +204,15 @@ fail:
     return -ENOMEM;
 }
 
+static void conn_free_memory(struct conn *c);
+
 /* An envelope left in a queue at shutdown: release what it holds. */
 static void xenv_discard(struct xenv *e)
 {
     if (e->type == XENV_SHARED)
         msg_unref(e->msg);
+    else if (e->type == XENV_ADOPT)
+        conn_free_memory(e->conn); /* in transit: on no shard's list */
     free(e);
 }
 
@@ -372,10 +376,9 @@ static void conn_unlink(struct shard *sh, struct conn *c)
     c->prev = c->next = NULL;
 }
 
-static void conn_free(struct conn *c)
+/* Releases what a connection owns, the struct included. */
+static void conn_free_memory(struct conn *c)
 {
-    struct shard *sh = c->sh;
-    conn_unlink(sh, c);
     if (c->tp && c->tp->destroy)
         c->tp->destroy(c);
     if (c->fd >= 0)
@@ -392,9 +395,16 @@ static void conn_free(struct conn *c)
         free(c->alias_out[i].topic);
     free(c->alias_out);
     msg_unref(c->will);
+    free(c);
+}
+
+static void conn_free(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    conn_unlink(sh, c);
     atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&sh->st.connections, 1, memory_order_relaxed);
-    free(c);
+    conn_free_memory(c);
 }
 
 static bool conn_freeable(const struct conn *c)
@@ -462,6 +472,7 @@ void conn_close(struct conn *c, const char *why)
              c->client ? c->client->id_len : 0, "closing connection %llu from %s: %s",
              (unsigned long long)c->id, c->peer, why);
     c->close_after_flush = true;
+    c->close_deadline_ms = c->sh->now_ms + CLOSE_FLUSH_MAX_MS;
     /* Stop reading now: nothing more from this peer is processed. */
     if (c->recv_armed)
         cancel_recv(c);
@@ -469,6 +480,11 @@ void conn_close(struct conn *c, const char *why)
         conn_shutdown(c);
     else
         shard_mark_dirty(c);
+}
+
+void conn_abort(struct conn *c)
+{
+    conn_shutdown(c);
 }
 
 void shard_mark_dirty(struct conn *c)
@@ -575,12 +591,28 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 
 static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 {
-    if (!(cqe->flags & IORING_CQE_F_MORE) && !sh->stopping)
-        arm_accept(sh, li);
     int fd = cqe->res;
+    bool resource = fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM || fd == -ENOBUFS;
+    if (!(cqe->flags & IORING_CQE_F_MORE) && !sh->stopping) {
+        if (resource) {
+            /* Out of descriptors or memory: re-arming now would fail again
+             * at once and spin. The tick re-arms after a pause, and the
+             * kernel's backlog holds the waiting connections meanwhile. */
+            sh->accept_paused |= 1u << li;
+        } else {
+            arm_accept(sh, li);
+        }
+    }
     if (fd < 0) {
-        if (fd != -ECANCELED && fd != -EINTR)
+        if (resource) {
+            if (sh->now_ms >= sh->accept_warned_ms + 1000) {
+                sh->accept_warned_ms = sh->now_ms;
+                LOG(LOG_LEVEL_WARNING, "accept: %s (retrying; raise the open-files limit?)",
+                    strerror(-fd));
+            }
+        } else if (fd != -ECANCELED && fd != -EINTR) {
             LOG(LOG_LEVEL_WARNING, "accept: %s", strerror(-fd));
+        }
         return;
     }
     if (sh->stopping) {
@@ -633,6 +665,10 @@ void shard_adopt(struct shard *sh, struct conn *c)
     conn_link(sh, c);
     c->state = CONN_NEW;
     atomic_fetch_add_explicit(&sh->st.connections, 1, memory_order_relaxed);
+    if (sh->stopping) {
+        conn_shutdown(c); /* arrived after the stop began */
+        return;
+    }
     arm_recv(c);
     conn_process_buffered(c);
 }
@@ -942,6 +978,11 @@ static void *shard_main(void *arg)
              * request waits); the O(connections + sessions) scan for
              * timeouts and expiry runs once a second. */
             sh->next_tick_ms = sh->now_ms + 100;
+            for (unsigned li = 0; sh->accept_paused && li < sh->b->cfg.listener_count; li++) {
+                if ((sh->accept_paused & (1u << li)) && !sh->stopping)
+                    arm_accept(sh, li);
+            }
+            sh->accept_paused = 0;
             if (sh->now_ms >= sh->next_scan_ms) {
                 sh->next_scan_ms = sh->now_ms + 1000;
                 mqtt_tick(sh, sh->now_ms);

@@ -67,6 +67,7 @@ Test(config, defaults)
     cr_expect_eq(cfg.max_qos, 2);
     cr_expect_eq(cfg.max_topic_levels, TOPIC_LEVELS_MAX);
     cr_expect_eq(cfg.max_topic_alias, 10);
+    cr_expect_eq(cfg.max_subscriptions, 10000);
     cr_expect_eq(cfg.sys_interval_s, 10);
     cr_expect_eq(cfg.listener_count, 0);
 }
@@ -477,6 +478,14 @@ Test(config, max_topic_alias)
     cr_expect_eq(cfg.max_topic_alias, 65535);
     expect_error("max_topic_alias 65536\n",
                  "t.conf:1: `max_topic_alias' value `65536' is out of range 0..65535");
+}
+
+Test(config, max_subscriptions)
+{
+    expect_ok("max_subscriptions 1\n");
+    cr_expect_eq(cfg.max_subscriptions, 1);
+    expect_error("max_subscriptions 0\n",
+                 "t.conf:1: `max_subscriptions' value `0' is out of range 1..1000000");
 }
 
 Test(config, max_topic_levels)

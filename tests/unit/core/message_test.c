@@ -78,3 +78,16 @@ Test(message, no_expiry_never_expires)
     cr_assert_eq(out.props.present, 0);
     msg_unref(m);
 }
+
+Test(message, will_expiry_starts_at_publication)
+{
+    struct mqtt_publish p;
+    memset(&p, 0, sizeof(p));
+    p.props.present = MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+    p.props.message_expiry_s = 2;
+    struct msg *m = msg_create(&p, (const uint8_t *)"w", 1, NULL, 0);
+    msg_start_expiry(m, 100000);
+    cr_assert_not(msg_expired(m, 101999));
+    cr_assert(msg_expired(m, 102000));
+    msg_unref(m);
+}
