@@ -36,7 +36,8 @@ struct config_listener {
 struct config {
     char source[256]; /* file name for messages, "<default>" when embedded */
 
-    uint32_t shards; /* 0 = auto: one per online CPU */
+    uint32_t shards;   /* 0 = auto: one per online CPU */
+    bool cpu_affinity; /* pin shard N to CPU N mod online CPUs */
     enum config_log_level log_level;
 
     int allow_anonymous; /* global default, enum config_tristate */
@@ -54,10 +55,10 @@ struct config {
     uint8_t max_qos;
     uint16_t max_topic_alias;
     uint32_t max_subscriptions;
-        /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */ /* aliases a 5.0 client may set,
-                                                             0..TOPIC_ALIAS_MAX */
-    uint32_t max_topic_levels;                            /* 1..TOPIC_LEVELS_MAX */
-    uint32_t sys_interval_s;                              /* $SYS publication period, 0 = off */
+    /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */ /* aliases a 5.0 client may set,
+                                                         0..TOPIC_ALIAS_MAX */
+    uint32_t max_topic_levels;                        /* 1..TOPIC_LEVELS_MAX */
+    uint32_t sys_interval_s;                          /* $SYS publication period, 0 = off */
 
     uint32_t listener_count;
     struct config_listener listeners[LISTENERS_MAX];

@@ -1049,7 +1049,7 @@ int shard_start(struct shard *sh)
     if (err)
         return -err;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (ncpu > 0) {
+    if (sh->b->cfg.cpu_affinity && ncpu > 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
         CPU_SET(sh->id % (unsigned)ncpu, &set);

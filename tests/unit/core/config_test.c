@@ -480,6 +480,14 @@ Test(config, max_topic_alias)
                  "t.conf:1: `max_topic_alias' value `65536' is out of range 0..65535");
 }
 
+Test(config, cpu_affinity)
+{
+    cr_expect_not(cfg.cpu_affinity, "off until configured");
+    expect_ok("cpu_affinity true\n");
+    cr_expect(cfg.cpu_affinity);
+    expect_error("cpu_affinity yes\n", "t.conf:1: `cpu_affinity' value `yes' is not true or false");
+}
+
 Test(config, max_subscriptions)
 {
     expect_ok("max_subscriptions 1\n");
