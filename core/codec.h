@@ -268,8 +268,8 @@ struct mqtt_packet {
         struct mqtt_connack connack;
         struct mqtt_publish publish;
         struct mqtt_ack ack;
-        struct mqtt_subscribe subscribe; /* also UNSUBSCRIBE */
-        struct mqtt_suback suback;       /* also UNSUBACK */
+        struct mqtt_subscribe subscribe;   /* also UNSUBSCRIBE */
+        struct mqtt_suback suback;         /* also UNSUBACK */
         struct mqtt_disconnect disconnect; /* also AUTH */
     } u;
 };
@@ -321,8 +321,7 @@ int codec_decode(const struct mqtt_fixed *fh, const uint8_t *body, uint8_t versi
 bool codec_subscribe_next(const struct mqtt_subscribe *s, size_t *off, uint8_t version,
                           struct mqtt_sub_entry *out);
 /* Iterates the filters of a decoded UNSUBSCRIBE. */
-bool codec_unsubscribe_next(const struct mqtt_subscribe *s, size_t *off,
-                            struct mqtt_bytes *filter);
+bool codec_unsubscribe_next(const struct mqtt_subscribe *s, size_t *off, struct mqtt_bytes *filter);
 
 /* Iterates the user properties of decoded props; start with *off = 0. */
 bool codec_props_next_user(const struct mqtt_props *p, size_t *off, struct mqtt_bytes *key,

@@ -27,8 +27,8 @@ bool topic_match(const uint8_t *filter, size_t flen, const uint8_t *name, size_t
 
 /* Splits "$share/{group}/{filter}". Returns true for a shared filter and sets
  * the views; false (views untouched) for a plain one. Assumes a valid filter. */
-bool topic_shared_split(const uint8_t *filter, size_t len, const uint8_t **group,
-                        size_t *group_len, const uint8_t **inner, size_t *inner_len);
+bool topic_shared_split(const uint8_t *filter, size_t len, const uint8_t **group, size_t *group_len,
+                        const uint8_t **inner, size_t *inner_len);
 
 /* Does the filter contain '+' or '#'? */
 bool topic_has_wildcard(const uint8_t *filter, size_t len);
