@@ -334,7 +334,6 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len);
 void conn_process_buffered(struct conn *c);
 /* The connection is gone: detach from its client, publish the will. */
 void conn_on_closed(struct conn *c);
-void conn_tick(struct conn *c, uint64_t now_ms);
 void conn_shutdown_notice(struct conn *c);
 /* Routes a message to every subscriber; true if any subscription matched. */
 bool mqtt_route_publish(struct shard *sh, struct msg *m);

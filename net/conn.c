@@ -262,15 +262,8 @@ direct:
 /* Keeps the shard's backlog of undelivered QoS 1/2 messages for
  * connected sessions, and the broker-wide flag that holds publishers while
  * any shard is over its high mark. */
-static void backlog_update(struct shard *sh, struct client *cl)
+static void backlog_set(struct shard *sh, struct client *cl, uint32_t v)
 {
-    uint32_t v = 0;
-    /* Only a session that is draining counts: one that has acknowledged
-     * nothing for BACKLOG_STALE_MS is stuck, not slow, and its own queue
-     * bound is what limits it; it must not hold everyone else's publishes. */
-    if (cl->conn && cl->conn->state == CONN_ACTIVE && !cl->conn->close_after_flush &&
-        sh->now_ms - cl->last_ack_ms < BACKLOG_STALE_MS)
-        v = cl->s.queued < BACKLOG_SESSION_CAP ? cl->s.queued : BACKLOG_SESSION_CAP;
     if (v == cl->backlog)
         return;
     sh->backlog = sh->backlog + v - cl->backlog;
@@ -282,6 +275,18 @@ static void backlog_update(struct shard *sh, struct client *cl)
         sh->backlogged = false;
         atomic_fetch_sub_explicit(&sh->b->backlogged_shards, 1, memory_order_relaxed);
     }
+}
+
+static void backlog_update(struct shard *sh, struct client *cl)
+{
+    uint32_t v = 0;
+    /* Only a session that is draining counts: one that has acknowledged
+     * nothing for BACKLOG_STALE_MS is stuck, not slow, and its own queue
+     * bound is what limits it; it must not hold everyone else's publishes. */
+    if (cl->conn && cl->conn->state == CONN_ACTIVE && !cl->conn->close_after_flush &&
+        sh->now_ms - cl->last_ack_ms < BACKLOG_STALE_MS)
+        v = cl->s.queued < BACKLOG_SESSION_CAP ? cl->s.queued : BACKLOG_SESSION_CAP;
+    backlog_set(sh, cl, v);
 }
 
 /* Sends what the session's window allows. */
@@ -404,14 +409,9 @@ static void unsubscribe_one(struct shard *sh, struct client *cl, struct client_s
 }
 
 /* Ends a session: subscriptions, queued and inflight messages go. */
-static void backlog_update(struct shard *sh, struct client *cl);
-
 static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
 {
-    struct conn *live = cl->conn;
-    cl->conn = NULL;
-    backlog_update(sh, cl);
-    cl->conn = live;
+    backlog_set(sh, cl, 0);
     struct client **pp = &sh->ctab[cl->hash & sh->ctab_mask];
     while (*pp && *pp != cl)
         pp = &(*pp)->hnext;
@@ -553,12 +553,12 @@ void mqtt_deliver_local(struct shard *sh, struct msg *m)
     trie_match(sh->subs, msg_topic(m), m->topic_len, on_match, &mc);
     match_scratch = mc.v;
     match_scratch_cap = mc.cap;
+    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
     for (uint32_t i = 0; i < mc.n; i++) {
         struct match_entry *e = &mc.v[i];
         struct client *cl = e->cl;
         struct auth_client ac = {.client_id = cl->id, .client_id_len = cl->id_len};
-        if (!auth_allowed(atomic_load_explicit(&sh->b->auth, memory_order_acquire), &ac, AUTH_READ,
-                          msg_topic(m), m->topic_len))
+        if (!auth_allowed(snap, &ac, AUTH_READ, msg_topic(m), m->topic_len))
             continue;
         struct delivery d;
         d.msg = msg_ref(m);
@@ -1713,7 +1713,7 @@ void conn_shutdown_notice(struct conn *c)
     conn_close(c, "shutting down");
 }
 
-void conn_tick(struct conn *c, uint64_t now_ms)
+static void conn_tick(struct conn *c, uint64_t now_ms)
 {
     if (c->close_after_flush) {
         /* Closing, waiting for the output to drain: a peer that does not
