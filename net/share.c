@@ -132,6 +132,41 @@ bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size
     return removed;
 }
 
+/* Collected replica matches for one publish: (key, shard) pairs. */
+struct share_hit {
+    uint64_t key;
+    unsigned shard;
+};
+
+struct hits {
+    struct share_hit *v;
+    uint32_t n, cap;
+};
+
+/* share_scratch serves a publish's match; share_retry a message passed on
+ * by share_deliver, which can run inside a dispatch over share_scratch. */
+static _Thread_local struct hits share_scratch, share_retry;
+
+static void on_share_route(void *ctx, void *owner, uint64_t opts, const uint8_t *group, size_t glen)
+{
+    struct hits *h = ctx;
+    (void)group;
+    (void)glen;
+    if (h->n == h->cap) {
+        uint32_t cap = h->cap ? h->cap * 2 : 16;
+        struct share_hit *v = realloc(h->v, cap * sizeof(*v));
+        if (!v)
+            return;
+        h->v = v;
+        h->cap = cap;
+    }
+    /* One replica entry per member: owner = shard + 1 + SHARDS_MAX x slot,
+     * so drawing among hits weighs shards by their member count. */
+    h->v[h->n].key = opts;
+    h->v[h->n].shard = (unsigned)(((uintptr_t)owner - 1) % SHARDS_MAX);
+    h->n++;
+}
+
 /* Can this member take a message now without queueing it? */
 static bool member_ready(const struct share_member *m, uint8_t qos)
 {
@@ -189,48 +224,34 @@ static void group_deliver(struct shard *sh, struct share_group *g, struct msg *m
         deliver_to_member(sh, g, pick, msg);
 }
 
+static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg *msg,
+                     bool prefer_other);
+
 void share_deliver(struct shard *sh, uint64_t key, struct msg *msg)
 {
     struct share_group *g = group_find(sh, key);
-    if (!g) {
-        /* The group's last member here left after the sender chose us. */
+    if (g) {
+        group_deliver(sh, g, msg, NULL);
+        return;
+    }
+    /* The group's last member here left after the sender chose us: its
+     * replica entries here are gone already (share_leave updates this
+     * shard's replica before it tells the others), so the message goes on
+     * to a member on another shard. Route changes and messages between two
+     * shards travel in one FIFO queue, so the next shard has applied this
+     * one's removal before it sees the message: no ping-pong. Dropped only
+     * when the group has no member left anywhere. */
+    struct hits *h = &share_retry;
+    h->n = 0;
+    trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
+    bool elsewhere = false;
+    for (uint32_t i = 0; i < h->n && !elsewhere; i++)
+        elsewhere = h->v[i].key == key && h->v[i].shard != sh->id;
+    if (!elsewhere) {
         atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
         return;
     }
-    group_deliver(sh, g, msg, NULL);
-}
-
-/* Collected replica matches for one publish: (key, shard) pairs. */
-struct share_hit {
-    uint64_t key;
-    unsigned shard;
-};
-
-struct hits {
-    struct share_hit *v;
-    uint32_t n, cap;
-};
-
-static _Thread_local struct hits share_scratch;
-
-static void on_share_route(void *ctx, void *owner, uint64_t opts, const uint8_t *group, size_t glen)
-{
-    struct hits *h = ctx;
-    (void)group;
-    (void)glen;
-    if (h->n == h->cap) {
-        uint32_t cap = h->cap ? h->cap * 2 : 16;
-        struct share_hit *v = realloc(h->v, cap * sizeof(*v));
-        if (!v)
-            return;
-        h->v = v;
-        h->cap = cap;
-    }
-    /* One replica entry per member: owner = shard + 1 + SHARDS_MAX x slot,
-     * so drawing among hits weighs shards by their member count. */
-    h->v[h->n].key = opts;
-    h->v[h->n].shard = (unsigned)(((uintptr_t)owner - 1) % SHARDS_MAX);
-    h->n++;
+    dispatch(sh, h, key, msg, true);
 }
 
 static void send_to_shard(struct shard *sh, unsigned to, uint64_t key, struct msg *msg)
@@ -365,4 +386,6 @@ void share_thread_exit(void)
 {
     free(share_scratch.v);
     memset(&share_scratch, 0, sizeof(share_scratch));
+    free(share_retry.v);
+    memset(&share_retry, 0, sizeof(share_retry));
 }

@@ -2,8 +2,10 @@
 """16: shared subscriptions ($share/group/filter). Members of one group spread
 over shards: each message goes to exactly one member of each group, none is
 lost, each member sees its share in order; a plain subscriber still gets
-everything; when a member leaves, the others take over its share. No Local on
-a shared subscription is a Protocol Error [MQTT-3.8.3-4]."""
+everything; when a member leaves, the others take over its share, including
+messages already on their way to the leaver's shard. No Local on a shared
+subscription is a Protocol Error [MQTT-3.8.3-4]."""
+import re
 from harness import *
 
 N = 300
@@ -12,6 +14,12 @@ N = 300
 def publish_n(pub, topic, start, n):
     mids = [pub.publish(topic, str(i), qos=1, wait=False) for i in range(start, start + n)]
     pub.wait_acked(mids, 20)
+
+
+def shard_of(b, cid):
+    lines = b.log_grep("client '%s': connected" % cid)
+    m = re.search(r"\[shard (\d+)\]", lines[-1]) if lines else None
+    return int(m.group(1)) if m else None
 
 
 def seqs(c, topic):
@@ -79,6 +87,42 @@ def main():
     publish_n(pub, "it16/x", N, 100)
     group_ok(g1[1:], "g1 without m0", list(range(N, N + 100)))
 
+    # A member leaves while a stream is flowing. It is the only member on its
+    # shard, so messages the publisher's shard already sent there find no
+    # member when they arrive: they must go on to the member on another
+    # shard, not be dropped (they were acknowledged to the publisher). The
+    # leaver never acknowledges, so everything it got is handed over too:
+    # the stayer ends up with every message exactly once.
+    stay = connected(b, "it16-g4-stay", version=5)
+    check_eq(stay.subscribe("$share/g4/it16/s", qos=1), [1], "it16-g4-stay joined g4")
+    avoid = {shard_of(b, "it16-g4-stay"), shard_of(b, "it16-pub")}
+    M, rounds, nxt = 400, 0, 0
+    for i in range(60):
+        if rounds == 10:
+            break
+        cid = "it16-g4-l%d" % i
+        leaver = Raw(b, version=4)
+        leaver.connect(cid)
+        if shard_of(b, cid) in avoid:
+            leaver.close()
+            continue
+        leaver.subscribe([("$share/g4/it16/s", 1)])
+        with stay.cv:
+            stay.msgs.clear()
+        mids = [pub.publish("it16/s", str(k), qos=1, wait=False) for k in range(nxt, nxt + M)]
+        wait_until(lambda: len(seqs(stay, "it16/s")) >= M // 4, 10, 0.001)
+        leaver.close()
+        pub.wait_acked(mids, 20)
+        wait_until(lambda: len(seqs(stay, "it16/s")) >= M, 10)
+        time.sleep(0.2)
+        got = seqs(stay, "it16/s")
+        check_eq(sorted(got), list(range(nxt, nxt + M)),
+                 "round %d: member %s left mid-stream (shard %s): the other member got all "
+                 "%d exactly once" % (rounds, cid, shard_of(b, cid), M))
+        nxt += M
+        rounds += 1
+    check(rounds == 10, "10 rounds with the leaver on a shard of its own (%d)" % rounds)
+
     # No Local on a shared subscription.
     r = Raw(b, version=5)
     r.connect("it16-nolocal", version=5)
@@ -87,7 +131,7 @@ def main():
     check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
           "5.0 shared subscription with No Local: DISCONNECT 0x82", got)
 
-    for c in g1[1:] + g2 + [plain, pub]:
+    for c in g1[1:] + g2 + [plain, pub, stay]:
         c.disconnect()
 
 
