@@ -1,0 +1,54 @@
+/*
+ * mosquitto's password file, read as mosquitto 2.0 reads it: one
+ * "username:hash" per line, hashes as mosquitto_passwd writes them:
+ *
+ *   $6$<base64 salt>$<base64 SHA-512(password || salt)>            (1.x)
+ *   $7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>       (2.0)
+ *
+ * Loaded once into an immutable table that shard threads read without
+ * locks (it hangs off the security snapshot). Plain-text passwords are
+ * refused with a hint to run `mosquitto_passwd -U`.
+ */
+#ifndef RINGMQ_PASSWD_H
+#define RINGMQ_PASSWD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bounds on what a file may ask for: a huge iteration count would stall a
+ * shard on every CONNECT. */
+#define PASSWD_ITERATIONS_MAX 1000000u
+#define PASSWD_SALT_MAX       64u
+#define PASSWD_USER_MAX       65535u
+
+enum passwd_kind {
+    PASSWD_SHA512 = 6,        /* $6$ */
+    PASSWD_PBKDF2_SHA512 = 7, /* $7$: also SCRAM-SHA-512's SaltedPassword */
+};
+
+struct passwd_entry {
+    const uint8_t *user; /* not NUL-terminated */
+    size_t user_len;
+    uint8_t kind;        /* enum passwd_kind */
+    uint32_t iterations; /* $7$ only */
+    uint8_t salt[PASSWD_SALT_MAX];
+    size_t salt_len;
+    uint8_t hash[64];
+};
+
+struct passwd_db;
+
+/* Loads path. NULL on failure, with "path:line: what is wrong" (or
+ * "path: what is wrong" for the file as a whole) in err. */
+struct passwd_db *passwd_load(const char *path, char *err, size_t errlen);
+void passwd_free(struct passwd_db *db);
+size_t passwd_count(const struct passwd_db *db);
+
+/* The entry for a username, or NULL. */
+const struct passwd_entry *passwd_find(const struct passwd_db *db, const uint8_t *user, size_t len);
+
+/* Does this password match the entry? Constant time in the comparison. */
+bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t len);
+
+#endif
