@@ -40,15 +40,24 @@ struct passwd_entry {
 struct passwd_db;
 
 /* Loads path. NULL on failure, with "path:line: what is wrong" (or
- * "path: what is wrong" for the file as a whole) in err. */
+ * "path: what is wrong" for the file as a whole) in err; err never holds a
+ * password or hash. Stricter than mosquitto, which skips or drops what it
+ * cannot use: a line without ':', an empty, duplicate or non-UTF-8 name, a
+ * second ':', an unknown or garbled hash, bad base64, an empty salt or one
+ * over PASSWD_SALT_MAX, a hash that is not 64 bytes, iterations outside
+ * 1..PASSWD_ITERATIONS_MAX, a plain-text password, a line over 65 KiB or a
+ * file over 64 MiB all fail the load. '#' in the first column and blank
+ * lines are skipped; blanks around name and hash ('\r' too) are trimmed.
+ * Reads the file: call it from the config thread, not from a shard. */
 struct passwd_db *passwd_load(const char *path, char *err, size_t errlen);
 void passwd_free(struct passwd_db *db);
 size_t passwd_count(const struct passwd_db *db);
 
-/* The entry for a username, or NULL. */
+/* The entry for a username, or NULL. O(log n), any thread. */
 const struct passwd_entry *passwd_find(const struct passwd_db *db, const uint8_t *user, size_t len);
 
-/* Does this password match the entry? Constant time in the comparison. */
+/* Does this password match the entry? Constant time in the comparison; a
+ * $7$ entry costs its iteration count in HMAC-SHA512 rounds. */
 bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t len);
 
 #endif
