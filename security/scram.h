@@ -35,18 +35,25 @@ struct scram;
 /* Starts an exchange on the client-first message (gs2 header "n,," or
  * "y,,"; channel binding "p=" and an authzid other than the username are
  * refused). On SCRAM_CONTINUE *state is set and out[0..*outlen) holds the
- * server-first message. A user that is unknown, or whose entry cannot
- * serve SCRAM ($6$), still gets a server-first message with a salt derived
- * from the name under a per-process secret, so a client cannot tell it from
- * a real one; such an exchange fails in scram_finish. On SCRAM_FAIL
- * nothing is allocated and *why names the problem (a static string). */
+ * server-first message; out must hold SCRAM_MSG_MAX bytes. A user that is
+ * unknown, or whose entry cannot serve SCRAM ($6$), still gets a
+ * server-first message with a 12-byte salt derived from the name under a
+ * per-process secret and the iteration count most $7$ entries of db use
+ * (4096 if none), so a client cannot tell it from a real one; such an
+ * exchange fails in scram_finish. db may be NULL (no user is known). On
+ * SCRAM_FAIL nothing is allocated and *why names the problem (a static
+ * string).
+ *
+ * *why is for the broker's log. Do not send scram_finish's to the client:
+ * "unknown user or no SCRAM credentials" and "wrong password: ..." differ
+ * on purpose, and a reason string would tell a client which names exist. */
 enum scram_result scram_start(const struct passwd_db *db, const uint8_t *in, size_t len,
                               struct scram **state, uint8_t *out, size_t *outlen, const char **why);
 
 /* The client-final message: channel binding and nonce must match, the
- * proof must verify. SCRAM_OK: out holds the server-final message
- * ("v=<signature>"). SCRAM_FAIL: *why says why. Either way the state is
- * spent: free it. */
+ * proof must verify. SCRAM_OK: out (SCRAM_MSG_MAX bytes) holds the
+ * server-final message ("v=<signature>"). SCRAM_FAIL: *why says why. Either
+ * way the state is spent: free it. */
 enum scram_result scram_finish(struct scram *s, const uint8_t *in, size_t len, uint8_t *out,
                                size_t *outlen, const char **why);
 

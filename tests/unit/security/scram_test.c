@@ -1,0 +1,844 @@
+/*
+ * scram: SCRAM-SHA-512 server side, driven by a client written here from
+ * RFC 5802 with BoringSSL's PBKDF2, HMAC and SHA-512. The users and
+ * passwords are data/passwd's (see passwd_test.c): alice "correct horse"
+ * ($7$), bob "hunter2" ($6$), d,a=ve "dave-pw", zoë "ünïcode", emptypw "".
+ *
+ * kat_* checks the server against values computed independently with
+ * Python's hashlib.pbkdf2_hmac and hmac for a fixed salt, iteration count,
+ * password and nonces.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/base64.h>
+#include <openssl/digest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include "scram.h"
+
+#define DATA_FILE TEST_DATA_DIR "/passwd"
+
+/* Internal entry point of scram.c: scram_start with a fixed server nonce. */
+enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
+                                         const uint8_t *server_nonce, size_t server_nonce_len,
+                                         struct scram **state, uint8_t *out, size_t *outlen,
+                                         const char **why);
+
+static struct passwd_db *db;
+
+static void db_init(void)
+{
+    char err[256] = "";
+    db = passwd_load(DATA_FILE, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+}
+
+static void db_fini(void)
+{
+    passwd_free(db);
+    db = NULL;
+}
+
+TestSuite(scram, .init = db_init, .fini = db_fini);
+
+/* ------------------------------------------------------------------------ */
+/* The client                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct client {
+    char gs2[256];
+    char bare[2048];
+    char server_first[2048];
+    char nonce[2048]; /* combined */
+    uint8_t salt[128];
+    size_t salt_len;
+    unsigned iterations;
+    char final[8192];
+    uint8_t server_sig[64];
+};
+
+static void b64(char *out, const uint8_t *in, size_t len)
+{
+    EVP_EncodeBlock((uint8_t *)out, in, len);
+}
+
+static enum scram_result start_msg(const struct passwd_db *d, const char *msg, struct scram **s,
+                                   char *out, const char **why)
+{
+    uint8_t buf[SCRAM_MSG_MAX];
+    size_t len = 12345;
+    *why = NULL;
+    enum scram_result r = scram_start(d, (const uint8_t *)msg, strlen(msg), s, buf, &len, why);
+    if (r == SCRAM_CONTINUE) {
+        cr_assert_leq(len, SCRAM_MSG_MAX);
+        cr_assert_not_null(*s);
+        memcpy(out, buf, len);
+        out[len] = 0;
+    } else {
+        cr_assert_eq(r, SCRAM_FAIL);
+        cr_assert_null(*s);
+        cr_assert_eq(len, 0);
+        cr_assert_not_null(*why);
+    }
+    return r;
+}
+
+/* Takes nonce, salt and iterations from server-first; with check_nonce,
+ * also that the server's half is 32 base64 characters. */
+static void parse_server_first_as(struct client *c, const char *cnonce, bool check_nonce)
+{
+    const char *sf = c->server_first;
+    size_t cn = strlen(cnonce);
+    cr_assert_eq(strncmp(sf, "r=", 2), 0, "%s", sf);
+    cr_assert_eq(strncmp(sf + 2, cnonce, cn), 0, "%s", sf);
+    const char *comma = strchr(sf, ',');
+    cr_assert_not_null(comma);
+    size_t nlen = (size_t)(comma - (sf + 2));
+    cr_assert_gt(nlen, cn);
+    if (check_nonce)
+        cr_assert_eq(nlen, cn + 32, "server nonce is 32 characters: %s", sf);
+    for (size_t i = cn; check_nonce && i < nlen; i++) {
+        char ch = sf[2 + i];
+        cr_assert(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", ch),
+                  "%s", sf);
+    }
+    memcpy(c->nonce, sf + 2, nlen);
+    c->nonce[nlen] = 0;
+    cr_assert_eq(strncmp(comma, ",s=", 3), 0, "%s", sf);
+    const char *s = comma + 3;
+    const char *icomma = strchr(s, ',');
+    cr_assert_not_null(icomma);
+    cr_assert_eq(EVP_DecodeBase64(c->salt, &c->salt_len, sizeof(c->salt), (const uint8_t *)s,
+                                  (size_t)(icomma - s)),
+                 1, "%s", sf);
+    cr_assert_eq(strncmp(icomma, ",i=", 3), 0, "%s", sf);
+    char *end;
+    unsigned long it = strtoul(icomma + 3, &end, 10);
+    cr_assert_eq(*end, 0, "nothing after i=: %s", sf);
+    cr_assert_gt(it, 0);
+    c->iterations = (unsigned)it;
+}
+
+static void parse_server_first(struct client *c, const char *cnonce)
+{
+    parse_server_first_as(c, cnonce, true);
+}
+
+static void hmac(const uint8_t *key, size_t key_len, const void *data, size_t len, uint8_t *out)
+{
+    unsigned n = 0;
+    cr_assert_not_null(HMAC(EVP_sha512(), key, key_len, data, len, out, &n));
+    cr_assert_eq(n, 64);
+}
+
+/* Builds client-final ("<cfwp>,p=<proof>") and the server signature to expect.
+ * cfwp_extra goes after the nonce (an extension, or "" for none). */
+static void build_final(struct client *c, const char *password, const char *cbind_gs2,
+                        const char *cfwp_extra)
+{
+    uint8_t salted[64];
+    uint8_t client_key[64];
+    uint8_t stored_key[64];
+    uint8_t server_key[64];
+    uint8_t client_sig[64];
+    uint8_t proof[64];
+    cr_assert_eq(PKCS5_PBKDF2_HMAC(password, strlen(password), c->salt, c->salt_len, c->iterations,
+                                   EVP_sha512(), 64, salted),
+                 1);
+    hmac(salted, 64, "Client Key", 10, client_key);
+    SHA512(client_key, 64, stored_key);
+    hmac(salted, 64, "Server Key", 10, server_key);
+
+    char cb[512];
+    b64(cb, (const uint8_t *)cbind_gs2, strlen(cbind_gs2));
+    char cfwp[4096];
+    snprintf(cfwp, sizeof(cfwp), "c=%s,r=%s%s", cb, c->nonce, cfwp_extra);
+    static char auth[8192];
+    snprintf(auth, sizeof(auth), "%s,%s,%s", c->bare, c->server_first, cfwp);
+    hmac(stored_key, 64, auth, strlen(auth), client_sig);
+    for (int i = 0; i < 64; i++)
+        proof[i] = client_key[i] ^ client_sig[i];
+    hmac(server_key, 64, auth, strlen(auth), c->server_sig);
+    char pb[128];
+    b64(pb, proof, 64);
+    snprintf(c->final, sizeof(c->final), "%s,p=%s", cfwp, pb);
+}
+
+static enum scram_result finish_msg(struct scram *s, const char *msg, char *out, const char **why)
+{
+    uint8_t buf[SCRAM_MSG_MAX];
+    size_t len = 12345;
+    *why = NULL;
+    enum scram_result r = scram_finish(s, (const uint8_t *)msg, strlen(msg), buf, &len, why);
+    if (r == SCRAM_OK) {
+        cr_assert_leq(len, SCRAM_MSG_MAX);
+        memcpy(out, buf, len);
+        out[len] = 0;
+    } else {
+        cr_assert_eq(r, SCRAM_FAIL);
+        cr_assert_eq(len, 0);
+        cr_assert_not_null(*why);
+        out[0] = 0;
+    }
+    return r;
+}
+
+/* Runs client-first up to server-first. gs2 is "n,,", "y,," or "n,a=..,". */
+static struct scram *begin(struct client *c, const char *gs2, const char *saslname,
+                           const char *cnonce, const char *bare_extra)
+{
+    snprintf(c->gs2, sizeof(c->gs2), "%s", gs2);
+    snprintf(c->bare, sizeof(c->bare), "n=%s,r=%s%s", saslname, cnonce, bare_extra);
+    char first[4096];
+    snprintf(first, sizeof(first), "%s%s", gs2, c->bare);
+    struct scram *s = NULL;
+    const char *why;
+    enum scram_result r = start_msg(db, first, &s, c->server_first, &why);
+    cr_assert_eq(r, SCRAM_CONTINUE, "%s: %s", first, why);
+    parse_server_first(c, cnonce);
+    return s;
+}
+
+/* A whole exchange; returns the result and why. On SCRAM_OK the server's
+ * signature has been checked against the client's own computation. */
+static enum scram_result exchange(const char *saslname, const char *password, const char **why)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,,", saslname, "fyko+d2lbbFgONRv9qkxdawL", "");
+    build_final(&c, password, "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    enum scram_result r = finish_msg(s, c.final, out, why);
+    if (r == SCRAM_OK) {
+        char want[128];
+        b64(want + 2, c.server_sig, 64);
+        memcpy(want, "v=", 2);
+        cr_assert_str_eq(out, want, "server signature");
+    }
+    scram_free(s);
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exchanges                                                                 */
+/* ------------------------------------------------------------------------ */
+
+Test(scram, right_password_succeeds_and_server_signature_verifies)
+{
+    const char *why;
+    cr_assert_eq(exchange("alice", "correct horse", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(exchange("carol", "p@ss:word,=x", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(exchange("zoë", "ünïcode", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(exchange("emptypw", "", &why), SCRAM_OK, "%s", why);
+}
+
+Test(scram, username_is_the_decoded_name)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "d=2Ca=3Dve", "abc", "");
+    size_t len = 0;
+    const uint8_t *u = scram_username(s, &len);
+    cr_assert_eq(len, 6);
+    cr_assert_eq(memcmp(u, "d,a=ve", 6), 0);
+    build_final(&c, "dave-pw", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    scram_free(s);
+}
+
+Test(scram, wrong_password_fails)
+{
+    const char *why;
+    cr_assert_eq(exchange("alice", "correct horsE", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+    cr_assert_eq(exchange("alice", "", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+    /* The unescaped name is another user. */
+    cr_assert_eq(exchange("emptypw", "x", &why), SCRAM_FAIL);
+}
+
+Test(scram, unknown_user_looks_like_a_real_one_and_fails_at_finish)
+{
+    struct client real;
+    struct client fake;
+    struct scram *sr = begin(&real, "n,,", "alice", "abc", "");
+    struct scram *sf = begin(&fake, "n,,", "mallory", "abc", "");
+    /* Same shape: 12-byte salt, the iteration count of the real entries. */
+    cr_assert_eq(real.salt_len, 12);
+    cr_assert_eq(fake.salt_len, 12);
+    cr_assert_eq(real.iterations, 101);
+    cr_assert_eq(fake.iterations, 101);
+    cr_assert_eq(strlen(real.server_first), strlen(fake.server_first));
+
+    build_final(&fake, "anything", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(sf, fake.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "unknown user or no SCRAM credentials");
+    cr_assert_str_eq(out, "");
+    scram_free(sr);
+    scram_free(sf);
+
+    /* The made-up salt is stable for a name and differs between names. */
+    struct client again;
+    struct client other;
+    sf = begin(&again, "n,,", "mallory", "xyz", "");
+    scram_free(sf);
+    cr_assert_eq(memcmp(again.salt, fake.salt, 12), 0);
+    sf = begin(&other, "n,,", "mallorz", "xyz", "");
+    scram_free(sf);
+    cr_assert_neq(memcmp(other.salt, fake.salt, 12), 0);
+}
+
+Test(scram, sha512_entry_cannot_do_scram)
+{
+    const struct passwd_entry *bob = passwd_find(db, (const uint8_t *)"bob", 3);
+    cr_assert_not_null(bob);
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "bob", "abc", "");
+    cr_assert_eq(c.salt_len, 12);
+    cr_assert_eq(c.iterations, 101);
+    cr_assert_neq(memcmp(c.salt, bob->salt, 12), 0, "bob's $6$ salt must not be shown");
+    build_final(&c, "hunter2", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "unknown user or no SCRAM credentials");
+    scram_free(s);
+}
+
+Test(scram, without_a_password_table_everyone_is_unknown)
+{
+    struct scram *s = NULL;
+    char sf[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(start_msg(NULL, "n,,n=alice,r=abc", &s, sf, &why), SCRAM_CONTINUE, "%s", why);
+    cr_assert_not_null(strstr(sf, ",i=4096"), "%s", sf);
+    struct client c;
+    snprintf(c.bare, sizeof(c.bare), "n=alice,r=abc");
+    snprintf(c.server_first, sizeof(c.server_first), "%s", sf);
+    parse_server_first(&c, "abc");
+    build_final(&c, "correct horse", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "unknown user or no SCRAM credentials");
+    scram_free(s);
+}
+
+Test(scram, server_nonce_is_fresh_each_time)
+{
+    struct client a;
+    struct client b;
+    struct scram *sa = begin(&a, "n,,", "alice", "abc", "");
+    struct scram *sb = begin(&b, "n,,", "alice", "abc", "");
+    cr_assert_str_neq(a.nonce, b.nonce);
+    /* A client-final made for one exchange does not finish another. */
+    build_final(&a, "correct horse", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(sb, a.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "nonce (r=) is not the one the server sent");
+    cr_assert_eq(finish_msg(sa, a.final, out, &why), SCRAM_OK, "%s", why);
+    scram_free(sa);
+    scram_free(sb);
+}
+
+Test(scram, state_outlives_the_password_table)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    passwd_free(db); /* a reload replaced it */
+    db = NULL;
+    build_final(&c, "correct horse", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    scram_free(s);
+}
+
+Test(scram, finish_runs_once)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    build_final(&c, "correct horse", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "SCRAM exchange already finished");
+    scram_free(s);
+    s = begin(&c, "n,,", "alice", "abc", "");
+    cr_assert_eq(finish_msg(s, "garbage", out, &why), SCRAM_FAIL);
+    build_final(&c, "correct horse", "n,,", "");
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL, "a failed state stays spent");
+    cr_assert_str_eq(why, "SCRAM exchange already finished");
+    scram_free(s);
+    scram_free(NULL);
+}
+
+Test(scram, extensions_are_ignored_but_signed)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "alice", "abc", ",x=one,y=t=w=o");
+    build_final(&c, "correct horse", "n,,", ",z=three");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    char want[128] = "v=";
+    b64(want + 2, c.server_sig, 64);
+    cr_assert_str_eq(out, want);
+    scram_free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* gs2 header, authzid, channel binding                                      */
+/* ------------------------------------------------------------------------ */
+
+Test(scram, y_flag_needs_matching_channel_binding)
+{
+    struct client c;
+    struct scram *s = begin(&c, "y,,", "alice", "abc", "");
+    build_final(&c, "correct horse", "y,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    scram_free(s);
+
+    s = begin(&c, "y,,", "alice", "abc", "");
+    build_final(&c, "correct horse", "n,,", ""); /* c=biws */
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "channel binding (c=) is not the gs2 header of client-first");
+    scram_free(s);
+}
+
+Test(scram, authzid_must_be_the_username)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,a=alice,", "alice", "abc", "");
+    build_final(&c, "correct horse", "n,a=alice,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    scram_free(s);
+
+    /* Escaped the same way. */
+    s = begin(&c, "n,a=d=2Ca=3Dve,", "d=2Ca=3Dve", "abc", "");
+    build_final(&c, "dave-pw", "n,a=d=2Ca=3Dve,", "");
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    scram_free(s);
+
+    /* c= must carry the authzid too. */
+    s = begin(&c, "n,a=alice,", "alice", "abc", "");
+    build_final(&c, "correct horse", "n,,", "");
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "channel binding (c=) is not the gs2 header of client-first");
+    scram_free(s);
+
+    char sf[SCRAM_MSG_MAX + 1];
+    cr_assert_eq(start_msg(db, "n,a=bob,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "authzid (a=) differs from the username");
+    cr_assert_eq(start_msg(db, "n,a=alic,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "authzid (a=) differs from the username");
+    cr_assert_eq(start_msg(db, "n,a=,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "authzid (a=) is empty or has an '=' other than =2C or =3D");
+    cr_assert_eq(start_msg(db, "n,a=al=ice,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "authzid (a=) is empty or has an '=' other than =2C or =3D");
+}
+
+Test(scram, channel_binding_and_mandatory_extensions_are_refused)
+{
+    struct scram *s = NULL;
+    char sf[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(start_msg(db, "p=tls-unique,,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "channel binding (p=) is not supported");
+    cr_assert_eq(start_msg(db, "p=tls-server-end-point,a=alice,n=alice,r=abc", &s, sf, &why),
+                 SCRAM_FAIL);
+    cr_assert_str_eq(why, "channel binding (p=) is not supported");
+    cr_assert_eq(start_msg(db, "n,,m=ext,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "mandatory extension (m=) is not supported");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Malformed messages                                                        */
+/* ------------------------------------------------------------------------ */
+
+Test(scram, saslname_escapes)
+{
+    static const char *const bad[] = {
+        "n,,n=d=2ca=3dve,r=abc", /* lower case */
+        "n,,n=a=41,r=abc",       /* only =2C and =3D exist */
+        "n,,n=alice=,r=abc",     /* trailing '=' */
+        "n,,n=alice=3,r=abc",    /* cut short */
+        "n,,n==,r=abc",          "n,,n==3D=,r=abc",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct scram *s = NULL;
+        char sf[SCRAM_MSG_MAX + 1];
+        const char *why;
+        cr_assert_eq(start_msg(db, bad[i], &s, sf, &why), SCRAM_FAIL, "%s", bad[i]);
+        cr_assert_str_eq(why, "username (n=) has an '=' other than =2C or =3D", "%s", bad[i]);
+    }
+    /* "=3D2C" is "=2C" spelled out, not a comma. */
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "a=3D2Cb", "abc", "");
+    size_t len;
+    const uint8_t *u = scram_username(s, &len);
+    cr_assert_eq(len, 5);
+    cr_assert_eq(memcmp(u, "a=2Cb", 5), 0);
+    scram_free(s);
+}
+
+struct bad_first {
+    const char *msg;
+    const char *why;
+};
+
+Test(scram, malformed_client_first)
+{
+    static const struct bad_first cases[] = {
+        {"", "empty client-first message"},
+        {"x,,n=alice,r=abc", "gs2 header must start with \"n,\" or \"y,\""},
+        {"n", "gs2 header must start with \"n,\" or \"y,\""},
+        {"n=alice,r=abc", "gs2 header must start with \"n,\" or \"y,\""},
+        {"N,,n=alice,r=abc", "gs2 header must start with \"n,\" or \"y,\""},
+        {"n,n=alice,r=abc",
+         "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the second ','"},
+        {"n,b=alice,n=alice,r=abc",
+         "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the second ','"},
+        {"n,a=alice", "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the "
+                      "second ','"},
+        {"n,,", "expected n=<username> after the gs2 header"},
+        {"n,,r=abc", "expected n=<username> after the gs2 header"},
+        {"n,, n=alice,r=abc", "expected n=<username> after the gs2 header"},
+        {"n,,n=,r=abc", "empty username (n=)"},
+        {"n,,n=alice", "expected ,r=<nonce> after the username"},
+        {"n,,n=alice,", "expected ,r=<nonce> after the username"},
+        {"n,,n=alice,s=abc", "expected ,r=<nonce> after the username"},
+        {"n,,n=alice,r=", "empty client nonce (r=)"},
+        {"n,,n=alice,r=,x=y", "empty client nonce (r=)"},
+        {"n,,n=alice,r=a b", "client nonce (r=) holds a character outside printable ASCII"},
+        {"n,,n=alice,r=ab\x7f", "client nonce (r=) holds a character outside printable ASCII"},
+        {"n,,n=alice,r=\xc3\xa9", "client nonce (r=) holds a character outside printable ASCII"},
+        {"n,,n=alice,r=abc,", "malformed extension after the nonce in client-first"},
+        {"n,,n=alice,r=abc,x", "malformed extension after the nonce in client-first"},
+        {"n,,n=alice,r=abc,x=", "malformed extension after the nonce in client-first"},
+        {"n,,n=alice,r=abc,1=x", "malformed extension after the nonce in client-first"},
+        {"n,,n=alice,r=abc,xy=z", "malformed extension after the nonce in client-first"},
+        {"n,,n=alice,r=abc,,x=y", "malformed extension after the nonce in client-first"},
+        {"n,,n=al\xff"
+         "ice,r=abc",
+         "client-first message is not valid UTF-8 (or holds a NUL)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct scram *s = NULL;
+        char sf[SCRAM_MSG_MAX + 1];
+        const char *why;
+        cr_assert_eq(start_msg(db, cases[i].msg, &s, sf, &why), SCRAM_FAIL, "%s", cases[i].msg);
+        cr_assert_str_eq(why, cases[i].why, "%s", cases[i].msg);
+    }
+    /* A NUL inside, which strlen-based helpers cannot send. */
+    static const char nul[] = "n,,n=al\0ice,r=abc";
+    struct scram *s = NULL;
+    uint8_t out[SCRAM_MSG_MAX];
+    size_t out_len = 1;
+    const char *why = NULL;
+    cr_assert_eq(scram_start(db, (const uint8_t *)nul, sizeof(nul) - 1, &s, out, &out_len, &why),
+                 SCRAM_FAIL);
+    cr_assert_null(s);
+    cr_assert_str_eq(why, "client-first message is not valid UTF-8 (or holds a NUL)");
+    cr_assert_eq(scram_start(db, NULL, 0, &s, out, &out_len, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "empty client-first message");
+}
+
+Test(scram, client_first_length_limits)
+{
+    char msg[2048];
+    struct scram *s = NULL;
+    char sf[SCRAM_MSG_MAX + 1];
+    const char *why;
+    /* server-first = "r=" + nonce + 32 + ",s=" + 16 + ",i=101": 59 + nonce
+     * bytes, so a 965-byte client nonce makes it exactly 1024. */
+    memcpy(msg, "n,,n=alice,r=", 13);
+    memset(msg + 13, 'N', 965);
+    msg[13 + 965] = 0;
+    cr_assert_eq(start_msg(db, msg, &s, sf, &why), SCRAM_CONTINUE, "%s", why);
+    cr_assert_eq(strlen(sf), SCRAM_MSG_MAX);
+    scram_free(s);
+    msg[13 + 965] = 'N';
+    msg[13 + 966] = 0;
+    cr_assert_eq(start_msg(db, msg, &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "client nonce too long: the server-first message would pass 1024 bytes");
+
+    /* The message itself: 1024 bytes are read, 1025 are not. */
+    memset(msg + 13, 'N', SCRAM_MSG_MAX - 13);
+    msg[SCRAM_MSG_MAX] = 0;
+    cr_assert_eq(start_msg(db, msg, &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "client nonce too long: the server-first message would pass 1024 bytes");
+    msg[SCRAM_MSG_MAX] = 'N';
+    msg[SCRAM_MSG_MAX + 1] = 0;
+    cr_assert_eq(start_msg(db, msg, &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "client-first message longer than 1024 bytes");
+}
+
+struct bad_final {
+    const char *fmt; /* %1$s: nonce, %2$s: proof */
+    const char *why;
+};
+
+Test(scram, malformed_client_final)
+{
+    /* Each case runs on a fresh exchange for alice whose proof is right for
+     * "c=biws,r=<nonce>" only. */
+    static const struct bad_final cases[] = {
+        {"", "client-final message is empty or not valid UTF-8"},
+        {"r=%1$s,p=%2$s", "client-final must start with c=<channel binding>"},
+        {"C=biws,r=%1$s,p=%2$s", "client-final must start with c=<channel binding>"},
+        {"c=,r=%1$s,p=%2$s", "channel binding (c=) is not valid base64"},
+        {"c=biw,r=%1$s,p=%2$s", "channel binding (c=) is not valid base64"},
+        {"c=bi*s,r=%1$s,p=%2$s", "channel binding (c=) is not valid base64"},
+        {"c=eSws,r=%1$s,p=%2$s", "channel binding (c=) is not the gs2 header of client-first"},
+        {"c=biwsbiws,r=%1$s,p=%2$s", "channel binding (c=) is not the gs2 header of client-first"},
+        {"c=biws", "expected ,r=<nonce> after c= in client-final"},
+        {"c=biws,p=%2$s", "expected ,r=<nonce> after c= in client-final"},
+        {"c=biws,r=%1$sX,p=%2$s", "nonce (r=) is not the one the server sent"},
+        {"c=biws,r=fyko,p=%2$s", "nonce (r=) is not the one the server sent"},
+        {"c=biws,r=,p=%2$s", "nonce (r=) is not the one the server sent"},
+        {"c=biws,r=%1$s", "client-final has no proof (p=)"},
+        {"c=biws,r=%1$s,x=y", "client-final has no proof (p=)"},
+        {"c=biws,r=%1$s,1=y,p=%2$s", "malformed extension after the nonce in client-final"},
+        {"c=biws,r=%1$s,,p=%2$s", "malformed extension after the nonce in client-final"},
+        {"c=biws,r=%1$s,p=%2$s,x=y", "proof (p=) must be the last attribute of client-final"},
+        {"c=biws,r=%1$s,p=%2$s,", "proof (p=) must be the last attribute of client-final"},
+        {"c=biws,r=%1$s,p=", "proof (p=) is not 64 bytes"},
+        {"c=biws,r=%1$s,p=%2$s=", "proof (p=) is not valid base64"},
+        {"c=biws,r=%1$s,p=AAAA%2$s", "proof (p=) is not 64 bytes"},
+        {"c=biws,r=%1$s,p=AAAA", "proof (p=) is not 64 bytes"},
+        {"c=biws,r=%1$s,p=!!!!", "proof (p=) is not valid base64"},
+        {"c=biws,r=%1$s,p=%2$s\xff", "client-final message is empty or not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct client c;
+        struct scram *s = begin(&c, "n,,", "alice", "fyko+d2lbbFgONRv9qkxdawL", "");
+        build_final(&c, "correct horse", "n,,", "");
+        const char *proof = strstr(c.final, ",p=") + 3;
+        char msg[4096];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        snprintf(msg, sizeof(msg), cases[i].fmt, c.nonce, proof);
+#pragma GCC diagnostic pop
+        char out[SCRAM_MSG_MAX + 1];
+        const char *why;
+        cr_assert_eq(finish_msg(s, msg, out, &why), SCRAM_FAIL, "%s", msg);
+        cr_assert_str_eq(why, cases[i].why, "%s", msg);
+        scram_free(s);
+    }
+}
+
+Test(scram, client_final_length_limit)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    build_final(&c, "correct horse", "n,,", "");
+    /* Padded with an extension to 1025 bytes: refused before parsing. */
+    char msg[2048];
+    size_t n = (size_t)snprintf(msg, sizeof(msg), "c=biws,r=%s,x=", c.nonce);
+    memset(msg + n, 'x', sizeof(msg) - n);
+    size_t plen = strlen(strstr(c.final, ",p="));
+    memcpy(msg + SCRAM_MSG_MAX + 1 - plen, strstr(c.final, ",p="), plen);
+    uint8_t out[SCRAM_MSG_MAX];
+    size_t out_len = 0;
+    const char *why = NULL;
+    cr_assert_eq(scram_finish(s, (const uint8_t *)msg, SCRAM_MSG_MAX + 1, out, &out_len, &why),
+                 SCRAM_FAIL);
+    cr_assert_str_eq(why, "client-final message longer than 1024 bytes");
+    scram_free(s);
+}
+
+Test(scram, a_flipped_proof_bit_fails)
+{
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    build_final(&c, "correct horse", "n,,", "");
+    char *p = strstr(c.final, ",p=") + 3;
+    p[10] = p[10] == 'A' ? 'B' : 'A';
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+    scram_free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Known answers                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* user "user", password "pencil", RFC 7677's salt and nonces, 4096 rounds;
+ * every value below from Python:
+ *   sp = hashlib.pbkdf2_hmac('sha512', b'pencil', salt, 4096, 64)
+ *   ck = hmac(sp, b'Client Key'); sk = sha512(ck); svk = hmac(sp, b'Server Key')
+ *   proof = ck ^ hmac(sk, auth); v = hmac(svk, auth)
+ * The same script with 'sha256' gives RFC 7677's published proof and
+ * signature, which checks the script itself. */
+#define KAT_ENTRY                                                                                  \
+    "user:$7$4096$W22ZaJ0SNY7soEsUEjb6gQ==$8W7+G+Z/HQlQLr1e2SYv3f+6Wjd6tPC2h+XtW6D1Boa4pK4WZHbair" \
+    "O5UdL6kji2OZj0VGG8M6RkgUlJzsljHQ==\n"
+#define KAT_CLIENT_FIRST "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+#define KAT_SERVER_NONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+#define KAT_SERVER_FIRST                                                                           \
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+#define KAT_CLIENT_FINAL                                                                           \
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=gMGXRcevScNtxZ6/"               \
+    "8lQYpGtnsNAc3mG"                                                                              \
+    "cmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ=="
+#define KAT_SERVER_FINAL                                                                           \
+    "v=ZQnYEgWQMFmmsM8aQMF0nDDCy/AgCzkwk8CmMZYcMg0vSVlKDanekLtifDSeVGT4+5ZxXnJq199RVG2rR7N7Zw=="
+
+static struct passwd_db *kat_db(char *path, size_t path_len)
+{
+    snprintf(path, path_len, "/tmp/scram_kat_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, KAT_ENTRY, strlen(KAT_ENTRY)), (ssize_t)strlen(KAT_ENTRY));
+    close(fd);
+    char err[256] = "";
+    struct passwd_db *d = passwd_load(path, err, sizeof(err));
+    unlink(path);
+    cr_assert_not_null(d, "%s", err);
+    return d;
+}
+
+static enum scram_result kat_run(const char *final, char *out, const char **why)
+{
+    char path[64];
+    *why = "";
+    struct passwd_db *d = kat_db(path, sizeof(path));
+    struct scram *s = NULL;
+    uint8_t sf[SCRAM_MSG_MAX];
+    size_t sf_len = 0;
+    cr_assert_eq(scram_start_with_nonce(d, (const uint8_t *)KAT_CLIENT_FIRST,
+                                        strlen(KAT_CLIENT_FIRST), (const uint8_t *)KAT_SERVER_NONCE,
+                                        strlen(KAT_SERVER_NONCE), &s, sf, &sf_len, why),
+                 SCRAM_CONTINUE, "%s", *why);
+    cr_assert_eq(sf_len, strlen(KAT_SERVER_FIRST));
+    cr_assert_eq(memcmp(sf, KAT_SERVER_FIRST, sf_len), 0, "%.*s", (int)sf_len, sf);
+    enum scram_result r = finish_msg(s, final, out, why);
+    scram_free(s);
+    passwd_free(d);
+    return r;
+}
+
+Test(scram, kat_python_values)
+{
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(kat_run(KAT_CLIENT_FINAL, out, &why), SCRAM_OK, "%s", why);
+    cr_assert_str_eq(out, KAT_SERVER_FINAL);
+}
+
+Test(scram, kat_client_in_this_file_agrees)
+{
+    /* The test's own client, on the KAT's inputs, computes Python's proof and
+     * signature: so the other tests' client is right too. */
+    struct client c;
+    snprintf(c.bare, sizeof(c.bare), "%s", &KAT_CLIENT_FIRST[3]); /* past "n,," */
+    snprintf(c.server_first, sizeof(c.server_first), "%s", KAT_SERVER_FIRST);
+    parse_server_first_as(&c, "rOprNGfwEbeRWgbNEkqO", false);
+    build_final(&c, "pencil", "n,,", "");
+    cr_assert_str_eq(c.final, KAT_CLIENT_FINAL);
+    char want[128] = "v=";
+    b64(want + 2, c.server_sig, 64);
+    cr_assert_str_eq(want, KAT_SERVER_FINAL);
+}
+
+Test(scram, kat_wrong_proof_fails)
+{
+    char final[] = KAT_CLIENT_FINAL;
+    char *p = strstr(final, ",p=") + 3;
+    p[0] = 'h'; /* 'g' -> 'h': one bit of the first byte */
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(kat_run(final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct thread_arg {
+    const struct passwd_db *db;
+    int ok;
+};
+
+/* A minimal exchange without Criterion asserts (they belong to the main
+ * thread). */
+static void *thread_main(void *p)
+{
+    struct thread_arg *a = p;
+    for (int i = 0; i < 20; i++) {
+        struct scram *s = NULL;
+        uint8_t sf[SCRAM_MSG_MAX + 1];
+        size_t sf_len = 0;
+        const char *why = NULL;
+        const char *first = "n,,n=alice,r=threadnonce";
+        if (scram_start(a->db, (const uint8_t *)first, strlen(first), &s, sf, &sf_len, &why) !=
+            SCRAM_CONTINUE)
+            continue;
+        sf[sf_len] = 0;
+        const char *ns = (const char *)sf + 2;
+        const char *ne = strchr(ns, ',');
+        const char *salt = strstr((const char *)sf, ",s=") + 3;
+        const char *se = strstr(salt, ",i=");
+        uint8_t raw_salt[64];
+        size_t salt_len = 0;
+        EVP_DecodeBase64(raw_salt, &salt_len, sizeof(raw_salt), (const uint8_t *)salt,
+                         (size_t)(se - salt));
+        unsigned it = (unsigned)strtoul(se + 3, NULL, 10);
+        uint8_t sp[64], ck[64], sk[64], cs[64], proof[64];
+        unsigned n;
+        PKCS5_PBKDF2_HMAC("correct horse", 13, raw_salt, salt_len, it, EVP_sha512(), 64, sp);
+        HMAC(EVP_sha512(), sp, 64, (const uint8_t *)"Client Key", 10, ck, &n);
+        SHA512(ck, 64, sk);
+        char cfwp[256];
+        snprintf(cfwp, sizeof(cfwp), "c=biws,r=%.*s", (int)(ne - ns), ns);
+        char auth[1024];
+        int alen = snprintf(auth, sizeof(auth), "%s,%s,%s", first + 3, (const char *)sf, cfwp);
+        HMAC(EVP_sha512(), sk, 64, (const uint8_t *)auth, (size_t)alen, cs, &n);
+        for (int k = 0; k < 64; k++)
+            proof[k] = ck[k] ^ cs[k];
+        char pb[128];
+        EVP_EncodeBlock((uint8_t *)pb, proof, 64);
+        char final[512];
+        int flen = snprintf(final, sizeof(final), "%s,p=%s", cfwp, pb);
+        uint8_t out[SCRAM_MSG_MAX];
+        size_t out_len = 0;
+        if (scram_finish(s, (const uint8_t *) final, (size_t)flen, out, &out_len, &why) == SCRAM_OK)
+            a->ok++;
+        scram_free(s);
+    }
+    return NULL;
+}
+
+Test(scram, exchanges_run_in_parallel_threads)
+{
+    enum { T = 4 };
+    pthread_t th[T];
+    struct thread_arg args[T];
+    for (int i = 0; i < T; i++) {
+        args[i].db = db;
+        args[i].ok = 0;
+        cr_assert_eq(pthread_create(&th[i], NULL, thread_main, &args[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        cr_assert_eq(pthread_join(th[i], NULL), 0);
+        cr_assert_eq(args[i].ok, 20, "thread %d", i);
+    }
+}
