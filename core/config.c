@@ -533,6 +533,35 @@ static int set_protocol(struct parser *p)
     return fail(p, "`protocol' value `%s' is not mqtt or websockets", p->values[0]);
 }
 
+/* Kept as written, relative to the working directory like mosquitto's; the
+ * security snapshot opens it and reports its own file:line errors. The
+ * value is one word: a path with spaces is refused, not cut short. */
+static int set_password_file(struct parser *p)
+{
+    const char *v = p->values[0];
+    if (strlen(v) >= sizeof(p->c->password_file))
+        return fail(p, "`password_file' path is longer than %u bytes",
+                    (unsigned)sizeof(p->c->password_file) - 1);
+    snprintf(p->c->password_file, sizeof(p->c->password_file), "%s", v);
+    p->c->password_file_line = p->line;
+    return 0;
+}
+
+static int set_auth_methods(struct parser *p)
+{
+    uint32_t m = 0;
+    for (unsigned i = 0; i < p->value_count; i++) {
+        if (strcmp(p->values[i], "SCRAM-SHA-512") == 0)
+            m |= CONFIG_AUTH_SCRAM_SHA512;
+        else
+            return fail(p, "`auth_methods' value `%s' is not a known method (SCRAM-SHA-512)",
+                        p->values[i]);
+    }
+    p->c->auth_methods = m;
+    p->c->auth_methods_line = p->line;
+    return 0;
+}
+
 enum option_scope {
     SCOPE_GLOBAL,   /* anywhere; always applies to the whole broker */
     SCOPE_ANY,      /* global before the first listener, per listener after */
@@ -568,6 +597,8 @@ static const struct option options[] = {
     {"max_topic_levels", set_max_topic_levels, SCOPE_GLOBAL, 1},
     {"sys_interval", set_sys_interval, SCOPE_GLOBAL, 1},
     {"listener", set_listener, SCOPE_GLOBAL, 2},
+    {"password_file", set_password_file, SCOPE_GLOBAL, 1},
+    {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
     {"protocol", set_protocol, SCOPE_LISTENER, 1},
 };
@@ -627,7 +658,6 @@ static const char *const mosquitto_only[] = {
     "notifications",
     "notifications_local_only",
     "password",
-    "password_file",
     "per_listener_settings",
     "persistence",
     "persistence_file",
@@ -797,6 +827,12 @@ int config_finish(struct config *c, char *err, size_t errlen)
         l->max_connections = 0;
         l->line = 0;
         c->listener_count = 1;
+    }
+    if (c->auth_methods && c->password_file[0] == '\0') {
+        snprintf(where, sizeof(where), "%s:%d", c->source, c->auth_methods_line);
+        return report(err, errlen, where,
+                      "`auth_methods' needs a password_file (SCRAM-SHA-512 works from its $7$ "
+                      "entries)");
     }
     if (c->listener_count > LISTENERS_MAX) {
         snprintf(where, sizeof(where), "%s:0", c->source);

@@ -22,6 +22,12 @@ enum config_log_level {
     LOG_LEVEL_DEBUG = 4,
 };
 
+#define CONFIG_PATH_MAX 1024
+
+enum config_auth_method {
+    CONFIG_AUTH_SCRAM_SHA512 = 1u << 0, /* "SCRAM-SHA-512" over password_file $7$ entries */
+};
+
 /* Tri-state for settings a listener may override. */
 enum config_tristate { CONFIG_UNSET = -1, CONFIG_FALSE = 0, CONFIG_TRUE = 1 };
 
@@ -53,13 +59,19 @@ struct config {
     uint32_t max_output_buffer; /* bytes queued to one client before it counts as slow */
     bool retain_available;
     uint8_t max_qos;
-    uint16_t max_topic_alias;
-    uint32_t max_subscriptions;
-    /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */ /* aliases a 5.0 client may set,
-                                                         0..TOPIC_ALIAS_MAX */
-    uint32_t max_topic_levels;                        /* 1..TOPIC_LEVELS_MAX */
-    uint32_t sys_interval_s;                          /* $SYS publication period, 0 = off */
+    uint16_t max_topic_alias;   /* aliases a 5.0 client may set, 0..TOPIC_ALIAS_MAX */
+    uint32_t max_subscriptions; /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */
+    uint32_t max_topic_levels;  /* 1..TOPIC_LEVELS_MAX */
+    uint32_t sys_interval_s;    /* $SYS publication period, 0 = off */
 
+    /* Credentials: mosquitto's password file (security/passwd.h), read at
+     * start-up by the security snapshot; "" = none. */
+    char password_file[CONFIG_PATH_MAX];
+    int password_file_line;
+    /* MQTT 5.0 enhanced authentication methods offered (enum
+     * config_auth_method bits); 0: a CONNECT naming a method gets 0x8C. */
+    uint32_t auth_methods;
+    int auth_methods_line;
     uint32_t listener_count;
     struct config_listener listeners[LISTENERS_MAX];
 };

@@ -215,8 +215,6 @@ Test(config, unsupported_mosquitto_options)
 {
     expect_error("persistence true\n",
                  "t.conf:1: `persistence' is a mosquitto option ringmq does not support yet");
-    expect_error("password_file /etc/mosquitto/passwd\n",
-                 "t.conf:1: `password_file' is a mosquitto option ringmq does not support yet");
     expect_error("listener 8883\ncertfile /x.pem\n",
                  "t.conf:2: `certfile' is a mosquitto option ringmq does not support yet");
     expect_error("connection bridge1\n",
@@ -649,6 +647,33 @@ Test(config, global_key_after_listener_is_global)
 {
     expect_ok("listener 1883\nmax_qos 1\n");
     cr_expect_eq(cfg.max_qos, 1);
+}
+
+/* ---- credentials ---- */
+
+Test(config, password_file_and_auth_methods)
+{
+    cr_assert_eq(parse_finish("password_file /etc/ringmq/passwd\n"
+                              "auth_methods SCRAM-SHA-512\n"),
+                 0, "%s", err);
+    cr_expect_str_eq(cfg.password_file, "/etc/ringmq/passwd");
+    cr_expect_eq(cfg.password_file_line, 1);
+    cr_expect_eq(cfg.auth_methods, CONFIG_AUTH_SCRAM_SHA512);
+    config_init(&cfg);
+    cr_expect_str_eq(cfg.password_file, "", "none by default");
+    cr_expect_eq(cfg.auth_methods, 0, "no method offered by default");
+}
+
+Test(config, auth_methods_errors)
+{
+    expect_error("auth_methods SCRAM-SHA-256\n",
+                 "t.conf:1: `auth_methods' value `SCRAM-SHA-256' is not a known method "
+                 "(SCRAM-SHA-512)");
+    expect_error("password_file /a b\n",
+                 "t.conf:1: `password_file' takes one value, found extra `b'");
+    cr_assert_eq(parse_finish("log_level info\nauth_methods SCRAM-SHA-512\n"), -1);
+    cr_expect_str_eq(err, "t.conf:2: `auth_methods' needs a password_file (SCRAM-SHA-512 works "
+                          "from its $7$ entries)");
 }
 
 /* ---- config_finish ---- */
