@@ -139,7 +139,17 @@ int main(int argc, char **argv)
     static struct broker b;
     if (load_config(&b.cfg, path))
         return 1;
+    /* The files the config names are part of it: --test-config reads them
+     * too, and a bad line stops the start with its file:line. */
+    char err[512];
+    struct auth_snapshot *snap = auth_snapshot_create(&b.cfg, 1, err, sizeof(err));
+    if (!snap) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    atomic_store(&b.auth, snap);
     if (test_only) {
+        auth_snapshot_destroy(snap);
         printf("%s: configuration OK\n", path ? path : "<default>");
         return 0;
     }
@@ -162,8 +172,7 @@ int main(int argc, char **argv)
         b.shard_count = SHARDS_MAX;
     b.start_ms = broker_now_ms();
     b.retain = retain_create();
-    atomic_store(&b.auth, auth_snapshot_create(&b.cfg, 1));
-    if (!b.retain || !atomic_load(&b.auth) || pthread_rwlock_init(&b.retain_lock, NULL)) {
+    if (!b.retain || pthread_rwlock_init(&b.retain_lock, NULL)) {
         LOG(LOG_LEVEL_ERROR, "out of memory at start-up");
         return 1;
     }
@@ -179,8 +188,8 @@ int main(int argc, char **argv)
         }
     }
     for (; started < b.shard_count; started++) {
-        int err = shard_start(b.shards[started]);
-        if (err) {
+        int serr = shard_start(b.shards[started]);
+        if (serr) {
             if (started < b.shard_count && b.shards[started]->thread)
                 shard_join(b.shards[started]);
             rc = 1;
@@ -199,7 +208,8 @@ int main(int argc, char **argv)
         if (sigwait(&sigs, &sig))
             continue;
         if (sig == SIGHUP) {
-            LOG(LOG_LEVEL_NOTICE, "SIGHUP: nothing to reload yet (no password, ACL or TLS files)");
+            LOG(LOG_LEVEL_NOTICE, "SIGHUP: reloading is not supported yet; restart to re-read "
+                                  "the password file");
             continue;
         }
         LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -4,24 +4,41 @@
  */
 #include "auth.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "codec.h"
+#include "scram.h"
 
-struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation)
+struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation, char *err,
+                                           size_t errlen)
 {
     struct auth_snapshot *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
     s->generation = generation;
     s->listener_count = c->listener_count;
     for (uint32_t i = 0; i < c->listener_count; i++)
         s->allow_anonymous[i] = c->listeners[i].allow_anonymous == CONFIG_TRUE;
+    if (c->password_file[0]) {
+        s->passwd = passwd_load(c->password_file, err, errlen);
+        if (!s->passwd) {
+            free(s);
+            return NULL;
+        }
+    }
+    s->auth_methods = c->auth_methods;
     return s;
 }
 
 void auth_snapshot_destroy(struct auth_snapshot *s)
 {
+    if (!s)
+        return;
+    passwd_free(s->passwd);
     free(s);
 }
 
@@ -29,11 +46,25 @@ uint8_t auth_connect(const struct auth_snapshot *s, const struct auth_request *r
 {
     if (r->listener >= s->listener_count)
         return MQTT_RC_NOT_AUTHORIZED;
-    /* No password database yet: a username proves nothing, so a client with
-     * or without one is accepted exactly where anonymous access is. */
+    if (r->has_username && s->passwd) {
+        const struct passwd_entry *e = passwd_find(s->passwd, r->username, r->username_len);
+        if (!e || !r->has_password)
+            return MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+        return passwd_check(e, r->password, r->password_len) ? MQTT_RC_SUCCESS
+                                                             : MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+    }
+    /* Anonymous: no username, or one that nothing can check. */
     if (s->allow_anonymous[r->listener])
         return MQTT_RC_SUCCESS;
     return r->has_username ? MQTT_RC_BAD_USERNAME_OR_PASSWORD : MQTT_RC_NOT_AUTHORIZED;
+}
+
+uint32_t auth_method_offered(const struct auth_snapshot *s, const uint8_t *method, size_t len)
+{
+    if ((s->auth_methods & CONFIG_AUTH_SCRAM_SHA512) && s->passwd &&
+        len == sizeof(SCRAM_METHOD) - 1 && memcmp(method, SCRAM_METHOD, len) == 0)
+        return CONFIG_AUTH_SCRAM_SHA512;
+    return 0;
 }
 
 bool auth_allowed(const struct auth_snapshot *s, const struct auth_client *c,

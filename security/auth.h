@@ -2,10 +2,11 @@
  * Authentication and authorization decisions. Pure: the shard asks, this
  * module answers from an immutable security snapshot, with no locks.
  *
- * Today the snapshot holds the per-listener anonymous policy only; the
- * password file, ACL and bans (later work) are compiled into the same
- * snapshot and consulted by the same calls, so the shard's call sites do not
- * change when they arrive.
+ * The snapshot holds the per-listener anonymous policy, the password file
+ * (mosquitto's format) and the enhanced authentication methods offered; the
+ * ACL and bans (later work) are compiled into the same snapshot and
+ * consulted by the same calls, so the shard's call sites do not change when
+ * they arrive.
  */
 #ifndef RINGMQ_AUTH_H
 #define RINGMQ_AUTH_H
@@ -15,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "passwd.h"
 
 /* The read-mostly snapshot. Shards read it through one atomic pointer; a
  * reload builds a new one. */
@@ -22,11 +24,16 @@ struct auth_snapshot {
     uint64_t generation;
     uint32_t listener_count;
     bool allow_anonymous[LISTENERS_MAX];
-    /* Credentials, ACL rules and bans join here. */
+    struct passwd_db *passwd; /* NULL: no password_file */
+    uint32_t auth_methods;    /* enum config_auth_method bits */
+    /* ACL rules and bans join here. */
 };
 
-/* Builds a snapshot from a finished config. NULL on ENOMEM. */
-struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation);
+/* Builds a snapshot from a finished config, reading the files it names.
+ * NULL on failure with "file:line: what is wrong" (or "out of memory") in
+ * err. */
+struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation, char *err,
+                                           size_t errlen);
 void auth_snapshot_destroy(struct auth_snapshot *s);
 
 /* What a CONNECT presents. Views into the packet; peer is the numeric
@@ -44,11 +51,20 @@ struct auth_request {
     size_t password_len;
 };
 
-/* Decides a CONNECT: MQTT_RC_SUCCESS, MQTT_RC_NOT_AUTHORIZED or
- * MQTT_RC_BAD_USERNAME_OR_PASSWORD (5.0 reason codes; the codec maps them for
- * 3.1.1). With no credentials configured, mosquitto's rule holds: anyone is
- * accepted where anonymous access is allowed, nobody elsewhere. */
+/* Decides a CONNECT's username and password: MQTT_RC_SUCCESS,
+ * MQTT_RC_NOT_AUTHORIZED or MQTT_RC_BAD_USERNAME_OR_PASSWORD (5.0 reason
+ * codes; the codec maps them for 3.1.1). mosquitto 2.0's rules: a client
+ * without a username is anonymous and is let in where anonymous access is
+ * allowed; with a password file, a client naming a user must give that
+ * user's password (an unknown user is refused even where anonymous access
+ * is allowed); with no password file a username proves nothing and counts
+ * as anonymous. */
 uint8_t auth_connect(const struct auth_snapshot *s, const struct auth_request *r);
+
+/* Is this 5.0 enhanced authentication method (the CONNECT's Authentication
+ * Method, len bytes) offered? Returns its enum config_auth_method bit, or 0:
+ * the CONNECT is refused with 0x8C. */
+uint32_t auth_method_offered(const struct auth_snapshot *s, const uint8_t *method, size_t len);
 
 enum auth_access { AUTH_READ = 1, AUTH_WRITE = 2, AUTH_SUBSCRIBE = 4 };
 

@@ -76,10 +76,6 @@ struct row {
     size_t line;
 };
 
-/* Used only by scram.c, so it is not in passwd.h: the iteration count a
- * made-up SCRAM entry should carry to look like the real ones. */
-uint32_t passwd_scram_iterations(const struct passwd_db *db);
-
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
                                                           ...)
 {

@@ -56,6 +56,11 @@ size_t passwd_count(const struct passwd_db *db);
 /* The entry for a username, or NULL. O(log n), any thread. */
 const struct passwd_entry *passwd_find(const struct passwd_db *db, const uint8_t *user, size_t len);
 
+/* The iteration count most $7$ entries of db use (a default when there are
+ * none, or db is NULL): SCRAM gives it to made-up entries for unknown users
+ * so they look like real ones. */
+uint32_t passwd_scram_iterations(const struct passwd_db *db);
+
 /* Does this password match the entry? Constant time in the comparison; a
  * $7$ entry costs its iteration count in HMAC-SHA512 rounds. */
 bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t len);

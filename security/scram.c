@@ -51,9 +51,6 @@ _Static_assert(SERVER_NONCE_RAW_LEN % 3 == 0, "the server nonce has no '=' paddi
 _Static_assert(FAKE_SALT_LEN <= PASSWD_SALT_MAX, "a made-up salt fits an entry");
 _Static_assert(SHA512_DIGEST_LENGTH == KEY_LEN, "SHA-512 is 64 bytes");
 
-/* Defined in passwd.c: the iteration count most $7$ entries use. */
-uint32_t passwd_scram_iterations(const struct passwd_db *db);
-
 /* For tests: scram_start with a fixed server nonce (printable, no ','). */
 enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
                                          const uint8_t *server_nonce, size_t server_nonce_len,

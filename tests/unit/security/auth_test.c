@@ -1,5 +1,7 @@
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "codec.h"
@@ -11,8 +13,8 @@ static struct auth_snapshot *snap_for(const char *text)
     config_init(&c);
     cr_assert_eq(config_parse(&c, "t.conf", text, strlen(text), err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(config_finish(&c, err, sizeof(err)), 0, "%s", err);
-    struct auth_snapshot *s = auth_snapshot_create(&c, 7);
-    cr_assert_not_null(s);
+    struct auth_snapshot *s = auth_snapshot_create(&c, 7, err, sizeof(err));
+    cr_assert_not_null(s, "%s", err);
     return s;
 }
 
@@ -68,4 +70,104 @@ Test(auth, without_acl_everything_is_allowed)
     cr_assert(auth_allowed(s, &c, AUTH_WRITE, (const uint8_t *)"a/b", 3));
     cr_assert(auth_allowed(s, &c, AUTH_SUBSCRIBE, (const uint8_t *)"#", 1));
     auth_snapshot_destroy(s);
+}
+
+/* ---- with a password file ---- */
+
+/* Written by mosquitto_passwd 2.0.11: alice/wonderland ($7$, the default)
+ * and bob/builder (-H sha512). */
+static const char passwd_text[] =
+    "alice:$7$101$i5+PtBadqb5RhFS1$sEjmZqHkJYsmjB1qL4aND82ogFZELzdz5SIOzgLnka4SCHjGV7TJsRNZoaWbeUlu"
+    "RHdEENOD3qMgPbm4xcq1kQ==\n"
+    "bob:$6$6B3w4Q3KmK5gVTbG$NVvM0/"
+    "sri70FLvkUwe8AyPnNeQAcwj0eZqV4h8Eopd9xkuvJIhD3uf6ISEMLkkVJpisQIcTd"
+    "5+AD9vDSI3wBlw==\n";
+
+static char passwd_path[64];
+
+static struct auth_snapshot *snap_with_passwd(const char *conf_tail)
+{
+    snprintf(passwd_path, sizeof(passwd_path), "/tmp/ringmq-auth-test-XXXXXX");
+    int fd = mkstemp(passwd_path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, passwd_text, strlen(passwd_text)), (ssize_t)strlen(passwd_text));
+    close(fd);
+    char text[512];
+    snprintf(text, sizeof(text), "password_file %s\n%s", passwd_path, conf_tail);
+    struct auth_snapshot *s = snap_for(text);
+    unlink(passwd_path);
+    return s;
+}
+
+static uint8_t connect_with(const struct auth_snapshot *s, uint32_t listener, const char *user,
+                            const char *password)
+{
+    struct auth_request r;
+    memset(&r, 0, sizeof(r));
+    r.listener = listener;
+    r.peer = "127.0.0.1:1";
+    r.client_id = (const uint8_t *)"c";
+    r.client_id_len = 1;
+    if (user) {
+        r.has_username = true;
+        r.username = (const uint8_t *)user;
+        r.username_len = strlen(user);
+    }
+    if (password) {
+        r.has_password = true;
+        r.password = (const uint8_t *)password;
+        r.password_len = strlen(password);
+    }
+    return auth_connect(s, &r);
+}
+
+Test(auth, password_file_checks_users)
+{
+    struct auth_snapshot *s = snap_with_passwd("listener 1883 0.0.0.0\n");
+    cr_expect_eq(connect_with(s, 0, "alice", "wonderland"), MQTT_RC_SUCCESS, "$7$ entry");
+    cr_expect_eq(connect_with(s, 0, "bob", "builder"), MQTT_RC_SUCCESS, "$6$ entry");
+    cr_expect_eq(connect_with(s, 0, "alice", "builder"), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+    cr_expect_eq(connect_with(s, 0, "alice", "wonderlan"), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+    cr_expect_eq(connect_with(s, 0, "alice", NULL), MQTT_RC_BAD_USERNAME_OR_PASSWORD,
+                 "username without password");
+    cr_expect_eq(connect_with(s, 0, "mallory", "x"), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+    cr_expect_eq(connect_with(s, 0, NULL, NULL), MQTT_RC_NOT_AUTHORIZED,
+                 "anonymous on a public listener");
+    auth_snapshot_destroy(s);
+}
+
+Test(auth, password_file_unknown_user_refused_where_anonymous_allowed)
+{
+    struct auth_snapshot *s = snap_with_passwd("listener 1883 127.0.0.1\n");
+    cr_expect_eq(connect_with(s, 0, NULL, NULL), MQTT_RC_SUCCESS, "anonymous on loopback");
+    cr_expect_eq(connect_with(s, 0, "mallory", "x"), MQTT_RC_BAD_USERNAME_OR_PASSWORD,
+                 "as mosquitto: a named user must be a known one");
+    cr_expect_eq(connect_with(s, 0, "alice", "nope"), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+    auth_snapshot_destroy(s);
+}
+
+Test(auth, methods_offered)
+{
+    struct auth_snapshot *s = snap_with_passwd("auth_methods SCRAM-SHA-512\n");
+    cr_expect_eq(auth_method_offered(s, (const uint8_t *)"SCRAM-SHA-512", 13),
+                 CONFIG_AUTH_SCRAM_SHA512);
+    cr_expect_eq(auth_method_offered(s, (const uint8_t *)"SCRAM-SHA-51", 12), 0);
+    cr_expect_eq(auth_method_offered(s, (const uint8_t *)"scram-sha-512", 13), 0,
+                 "method names are case-sensitive (4.12)");
+    auth_snapshot_destroy(s);
+    s = snap_with_passwd("");
+    cr_expect_eq(auth_method_offered(s, (const uint8_t *)"SCRAM-SHA-512", 13), 0,
+                 "not configured: not offered");
+    auth_snapshot_destroy(s);
+}
+
+Test(auth, bad_password_file_names_file_and_line)
+{
+    struct config c;
+    char err[512];
+    config_init(&c);
+    snprintf(c.password_file, sizeof(c.password_file), "/nonexistent/ringmq-passwd");
+    cr_assert_eq(config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_null(auth_snapshot_create(&c, 1, err, sizeof(err)));
+    cr_expect(strstr(err, "/nonexistent/ringmq-passwd") == err, "%s", err);
 }
