@@ -65,6 +65,7 @@ struct transport {
 
 enum conn_state {
     CONN_NEW = 0, /* waiting for CONNECT */
+    CONN_AUTH,    /* 5.0 enhanced authentication before CONNACK (4.12) */
     CONN_HANDOFF, /* CONNECT parsed, moving to the home shard */
     CONN_ACTIVE,  /* attached to its client */
     CONN_CLOSING, /* shut down, waiting for operations to finish */
@@ -124,6 +125,21 @@ struct conn {
     uint8_t *username;
     uint32_t username_len;
     char *assigned_id; /* a server-assigned client id, kept across the hand-off */
+    bool placed;       /* authenticated and its home shard chosen */
+
+    /* 5.0 enhanced authentication (4.12): the method the CONNECT named
+     * (enum config_auth_method bit, 0: none), the exchange in progress
+     * (before CONNACK, or a re-authentication), the CONNECT kept while the
+     * first exchange runs (replayed once it succeeds), and the server's
+     * final data for the CONNACK. */
+    uint32_t auth_method;
+    struct scram *ax;
+    uint64_t ax_started_ms;
+    uint8_t *connect_copy;
+    uint32_t connect_copy_len;
+    bool auth_replay;
+    uint8_t *auth_reply;
+    uint16_t auth_reply_len;
     struct msg *will;
     uint32_t will_delay_s;
 

@@ -21,11 +21,13 @@
 
 #include "broker.h"
 #include "log.h"
+#include "scram.h"
 #include "topic.h"
 
 /* Parse result telling the loop to stop at this packet without consuming it
  * (the connection moves to its home shard with the bytes). */
 #define PARSE_HANDOFF (-2)
+#define PARSE_REPLAY  (-3) /* enhanced authentication done: the CONNECT runs again */
 
 /* Input kept per connection while the shard is congested before its reading
  * pauses (the kernel's socket buffer then holds the rest: TCP back-pressure). */
@@ -1023,7 +1025,18 @@ static struct msg *will_create(struct conn *c, const struct mqtt_connect *cn)
     return msg_create(&p, cn->will_topic.ptr, cn->will_topic.len, NULL, 0);
 }
 
-static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
+static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t method,
+                      const uint8_t *raw, size_t raw_len);
+
+static bool same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* raw: the whole CONNECT packet, kept if an authentication exchange must
+ * run before it can be answered. */
+static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const uint8_t *raw,
+                          size_t raw_len)
 {
     struct shard *sh = c->sh;
     const struct config *cfg = cfg_of(c);
@@ -1056,10 +1069,6 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
         connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "client id too long");
         return -1;
     }
-    if (cn->version == MQTT_V5 && (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD))) {
-        connack_fail(c, MQTT_RC_BAD_AUTHENTICATION_METHOD, "no authentication method configured");
-        return -1;
-    }
     if (cn->version != MQTT_V5 && cn->keepalive_s > cfg->max_keepalive_s) {
         /* 3.1.1 has no way to tell the client another keepalive: refuse, as
          * mosquitto does. */
@@ -1077,46 +1086,71 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
         }
     }
 
-    if (!c->authenticated) {
+    if (!c->placed) {
+        /* On the shard that accepted the connection: who is this, and
+         * where does its session live? */
         const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
-        struct auth_request ar = {
-            .listener = c->listener,
-            .peer = c->peer,
-            .client_id = id,
-            .client_id_len = id_len,
-            .has_username = cn->has_username,
-            .username = cn->username.ptr,
-            .username_len = cn->username.len,
-            .has_password = cn->has_password,
-            .password = cn->password.ptr,
-            .password_len = cn->password.len,
-        };
-        uint8_t rc = auth_connect(snap, &ar);
-        if (rc != MQTT_RC_SUCCESS) {
-            connack_fail(c, rc, "not authorized");
+        if (!c->authenticated) {
+            if (cn->version == MQTT_V5 &&
+                (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD))) {
+                /* Enhanced authentication (4.12): the exchange runs first,
+                 * then this CONNECT again. */
+                uint32_t m =
+                    auth_method_offered(snap, cn->props.auth_method.ptr, cn->props.auth_method.len);
+                if (!m) {
+                    /* [MQTT-4.12.0-1] */
+                    connack_fail(c, MQTT_RC_BAD_AUTHENTICATION_METHOD,
+                                 "authentication method not offered");
+                    return -1;
+                }
+                return auth_begin(c, cn, m, raw, raw_len);
+            }
+            struct auth_request ar = {
+                .listener = c->listener,
+                .peer = c->peer,
+                .client_id = id,
+                .client_id_len = id_len,
+                .has_username = cn->has_username,
+                .username = cn->username.ptr,
+                .username_len = cn->username.len,
+                .has_password = cn->has_password,
+                .password = cn->password.ptr,
+                .password_len = cn->password.len,
+            };
+            uint8_t rc = auth_connect(snap, &ar);
+            if (rc != MQTT_RC_SUCCESS) {
+                connack_fail(c, rc,
+                             cn->has_username ? "bad username or password" : "anonymous refused");
+                return -1;
+            }
+            if (cn->has_username) {
+                c->username = malloc(cn->username.len + 1);
+                if (!c->username) {
+                    conn_close(c, "out of memory");
+                    return -1;
+                }
+                memcpy(c->username, cn->username.ptr, cn->username.len);
+                c->username[cn->username.len] = 0;
+                c->username_len = cn->username.len;
+            }
+            c->authenticated = true;
+        } else if (cn->has_username &&
+                   !same_bytes(cn->username.ptr, cn->username.len, c->username, c->username_len)) {
+            /* The exchange proved one user; the CONNECT names another. */
+            connack_fail(c, MQTT_RC_NOT_AUTHORIZED,
+                         "CONNECT username is not the authenticated one");
             return -1;
         }
         if (cn->will_flag) {
             struct auth_client ac = {.listener = c->listener,
                                      .client_id = id,
                                      .client_id_len = id_len,
-                                     .username = cn->username.ptr,
-                                     .username_len = cn->username.len};
+                                     .username = c->username,
+                                     .username_len = c->username_len};
             if (!auth_allowed(snap, &ac, AUTH_WRITE, cn->will_topic.ptr, cn->will_topic.len)) {
                 connack_fail(c, MQTT_RC_NOT_AUTHORIZED, "will topic not authorized");
                 return -1;
             }
-        }
-        c->authenticated = true;
-        if (cn->has_username) {
-            c->username = malloc(cn->username.len + 1);
-            if (!c->username) {
-                conn_close(c, "out of memory");
-                return -1;
-            }
-            memcpy(c->username, cn->username.ptr, cn->username.len);
-            c->username[cn->username.len] = 0;
-            c->username_len = cn->username.len;
         }
         if (was_assigned) {
             /* The assigned id must survive the move to the home shard. */
@@ -1126,6 +1160,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
                 return -1;
             }
         }
+        c->placed = true;
         uint64_t h = broker_client_hash(id, id_len);
         c->home = (uint16_t)(h % sh->b->shard_count);
         if (c->home != sh->id)
@@ -1243,6 +1278,18 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
             props.response_info.ptr = (const uint8_t *)resp;
             props.response_info.len = (uint32_t)n;
         }
+        if (c->auth_method) {
+            /* The method the CONNECT named, and the server's final
+             * data [MQTT-4.12.0-5]. */
+            props.present |= MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD);
+            props.auth_method.ptr = (const uint8_t *)SCRAM_METHOD;
+            props.auth_method.len = (uint32_t)strlen(SCRAM_METHOD);
+            if (c->auth_reply) {
+                props.present |= MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA);
+                props.auth_data.ptr = c->auth_reply;
+                props.auth_data.len = c->auth_reply_len;
+            }
+        }
         c->alias_in_max = cfg->max_topic_alias;
         if (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
             c->alias_out_max = cn->props.topic_alias_maximum < TOPIC_ALIAS_OUT_MAX
@@ -1274,6 +1321,8 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn)
                                      : "3.1",
           c->keepalive_s, session_present ? "session resumed" : "new session");
     send_connack(c, session_present, MQTT_RC_SUCCESS, cn->version == MQTT_V5 ? &props : NULL);
+    free(c->auth_reply);
+    c->auth_reply = NULL;
     if (session_present)
         session_for_each_inflight(&cl->s, resend_one, c);
     pump(cl);
@@ -1470,6 +1519,219 @@ static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
     conn_close(c, NULL);
 }
 
+/* ---- enhanced authentication (5.0, 4.12) ------------------------------------ */
+
+static void send_auth(struct conn *c, uint8_t reason, const uint8_t *data, size_t len)
+{
+    struct mqtt_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = MQTT_AUTH;
+    p.u.disconnect.reason = reason;
+    p.u.disconnect.props.present = MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD);
+    p.u.disconnect.props.auth_method.ptr = (const uint8_t *)SCRAM_METHOD;
+    p.u.disconnect.props.auth_method.len = (uint32_t)strlen(SCRAM_METHOD);
+    if (len) {
+        p.u.disconnect.props.present |= MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA);
+        p.u.disconnect.props.auth_data.ptr = data;
+        p.u.disconnect.props.auth_data.len = (uint32_t)len;
+    }
+    write_packet(c, &p);
+}
+
+/* Starts the exchange a CONNECT asked for; the CONNECT is kept and runs
+ * again when the exchange succeeds. */
+static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t method,
+                      const uint8_t *raw, size_t raw_len)
+{
+    const struct auth_snapshot *snap = atomic_load_explicit(&c->sh->b->auth, memory_order_acquire);
+    uint8_t out[SCRAM_MSG_MAX];
+    size_t out_len = 0;
+    const char *why = NULL;
+    const uint8_t *data = NULL;
+    size_t data_len = 0;
+    if (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA)) {
+        data = cn->props.auth_data.ptr;
+        data_len = cn->props.auth_data.len;
+    }
+    if (scram_start(snap->passwd, data, data_len, &c->ax, out, &out_len, &why) != SCRAM_CONTINUE) {
+        connack_fail(c, MQTT_RC_NOT_AUTHORIZED, why);
+        return -1;
+    }
+    c->connect_copy = malloc(raw_len);
+    if (!c->connect_copy) {
+        connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    memcpy(c->connect_copy, raw, raw_len);
+    c->connect_copy_len = (uint32_t)raw_len;
+    c->auth_method = method;
+    c->ax_started_ms = c->sh->now_ms;
+    c->state = CONN_AUTH;
+    send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, out, out_len);
+    return 0;
+}
+
+/* An AUTH packet must name the method the CONNECT named [MQTT-4.12.0-5]. */
+static bool auth_same_method(const struct mqtt_disconnect *a)
+{
+    return same_bytes(a->props.auth_method.ptr, a->props.auth_method.len,
+                      (const uint8_t *)SCRAM_METHOD, strlen(SCRAM_METHOD));
+}
+
+/* Ends an exchange that failed: before CONNACK the CONNACK says so, after
+ * it a DISCONNECT does [MQTT-4.12.0-4], [MQTT-4.12.1-2]. */
+static void auth_fail(struct conn *c, uint8_t reason, const char *why)
+{
+    scram_free(c->ax);
+    c->ax = NULL;
+    if (c->state == CONN_AUTH) {
+        connack_fail(c, reason, why);
+        return;
+    }
+    LOGCL(LOG_LEVEL_INFO, c, "re-authentication failed: %s", why);
+    /* why is for the log: it tells a known user from an unknown one. */
+    send_disconnect_why(c, reason, c->request_problem_info ? "re-authentication failed" : NULL);
+    conn_close(c, NULL);
+}
+
+/* The client's half of a step: continues or finishes the exchange. */
+static int auth_step(struct conn *c, const struct mqtt_disconnect *a)
+{
+    uint8_t out[SCRAM_MSG_MAX];
+    size_t out_len = 0;
+    const char *why = NULL;
+    const uint8_t *data =
+        (a->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA)) ? a->props.auth_data.ptr : NULL;
+    size_t data_len = data ? a->props.auth_data.len : 0;
+    enum scram_result r = scram_finish(c->ax, data, data_len, out, &out_len, &why);
+    if (r != SCRAM_OK) {
+        auth_fail(c, MQTT_RC_NOT_AUTHORIZED, why ? why : "authentication failed");
+        return -1;
+    }
+    size_t ulen = 0;
+    const uint8_t *user = scram_username(c->ax, &ulen);
+    if (c->state == CONN_ACTIVE) {
+        /* Re-authentication proves the same identity again; it cannot turn
+         * the connection into another user's. */
+        if (!same_bytes(user, ulen, c->username, c->username_len)) {
+            auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "re-authenticated as another user");
+            return -1;
+        }
+        scram_free(c->ax);
+        c->ax = NULL;
+        LOGCL(LOG_LEVEL_INFO, c, "re-authenticated");
+        send_auth(c, MQTT_RC_SUCCESS, out, out_len);
+        return 0;
+    }
+    uint8_t *name = malloc(ulen + 1);
+    uint8_t *reply = malloc(out_len ? out_len : 1);
+    if (!name || !reply) {
+        free(name);
+        free(reply);
+        auth_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    memcpy(name, user, ulen);
+    name[ulen] = 0;
+    memcpy(reply, out, out_len);
+    scram_free(c->ax);
+    c->ax = NULL;
+    free(c->username);
+    c->username = name;
+    c->username_len = (uint32_t)ulen;
+    c->auth_reply = reply;
+    c->auth_reply_len = (uint16_t)out_len;
+    c->authenticated = true;
+    c->state = CONN_NEW;
+    c->auth_replay = true;
+    return PARSE_REPLAY;
+}
+
+/* AUTH before CONNACK: only the next step of the exchange. */
+static int handle_auth_connecting(struct conn *c, const struct mqtt_disconnect *a)
+{
+    if (a->reason != MQTT_RC_CONTINUE_AUTHENTICATION) {
+        /* Re-authentication is for after CONNACK [MQTT-4.12.1-1]. */
+        auth_fail(c, MQTT_RC_PROTOCOL_ERROR, "AUTH before CONNACK is not Continue Authentication");
+        return -1;
+    }
+    if (!auth_same_method(a)) {
+        auth_fail(c, MQTT_RC_PROTOCOL_ERROR, "AUTH names another authentication method");
+        return -1;
+    }
+    return auth_step(c, a);
+}
+
+/* AUTH after CONNACK: re-authentication [MQTT-4.12.1-1]. Other packets
+ * keep flowing meanwhile (4.12.1). */
+static int handle_auth_active(struct conn *c, const struct mqtt_disconnect *a)
+{
+    if (!c->auth_method) {
+        /* [MQTT-4.12.0-7]: no method in CONNECT, no AUTH. */
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "AUTH without authentication method");
+        return -1;
+    }
+    if (!auth_same_method(a)) {
+        /* [MQTT-4.12.1-1] */
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "AUTH names another authentication method");
+        return -1;
+    }
+    if (a->reason == MQTT_RC_REAUTHENTICATE) {
+        if (c->ax) {
+            violation(c, MQTT_RC_PROTOCOL_ERROR, "re-authentication while one is in progress");
+            return -1;
+        }
+        const struct auth_snapshot *snap =
+            atomic_load_explicit(&c->sh->b->auth, memory_order_acquire);
+        uint8_t out[SCRAM_MSG_MAX];
+        size_t out_len = 0;
+        const char *why = NULL;
+        const uint8_t *data =
+            (a->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA)) ? a->props.auth_data.ptr : NULL;
+        size_t data_len = data ? a->props.auth_data.len : 0;
+        if (!auth_method_offered(snap, (const uint8_t *)SCRAM_METHOD, strlen(SCRAM_METHOD))) {
+            auth_fail(c, MQTT_RC_BAD_AUTHENTICATION_METHOD, "authentication method not offered");
+            return -1;
+        }
+        if (scram_start(snap->passwd, data, data_len, &c->ax, out, &out_len, &why) !=
+            SCRAM_CONTINUE) {
+            auth_fail(c, MQTT_RC_NOT_AUTHORIZED, why ? why : "authentication failed");
+            return -1;
+        }
+        c->ax_started_ms = c->sh->now_ms;
+        send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, out, out_len);
+        return 0;
+    }
+    if (a->reason != MQTT_RC_CONTINUE_AUTHENTICATION || !c->ax) {
+        /* Success is the server's to send; Continue needs an exchange. */
+        violation(c, MQTT_RC_PROTOCOL_ERROR, "AUTH out of sequence");
+        return -1;
+    }
+    return auth_step(c, a);
+}
+
+/* Puts the CONNECT kept during the exchange back in front of whatever the
+ * client sent after it, to be parsed again, now authenticated. */
+static int auth_replay(struct conn *c)
+{
+    size_t rest = c->in.len - c->in_off;
+    struct buf nb = {0};
+    if (buf_reserve(&nb, c->connect_copy_len + rest))
+        return -ENOMEM;
+    memcpy(nb.data, c->connect_copy, c->connect_copy_len);
+    if (rest)
+        memcpy(nb.data + c->connect_copy_len, c->in.data + c->in_off, rest);
+    nb.len = c->connect_copy_len + rest;
+    buf_free(&c->in);
+    c->in = nb;
+    c->in_off = 0;
+    free(c->connect_copy);
+    c->connect_copy = NULL;
+    c->connect_copy_len = 0;
+    c->auth_replay = false;
+    return 0;
+}
+
 /* ---- the packet loop --------------------------------------------------------- */
 
 /* The protocol level of a CONNECT that did not decode, to answer in its
@@ -1508,7 +1770,25 @@ static int handle_packet(struct conn *c, const struct mqtt_fixed *fh, const uint
             connack_fail(c, (uint8_t)rc, "malformed CONNECT");
             return -1;
         }
-        return handle_connect(c, &pkt.u.connect);
+        return handle_connect(c, &pkt.u.connect, body - fh->header_len,
+                              (size_t)fh->header_len + fh->remaining_len);
+    }
+    if (c->state == CONN_AUTH) {
+        /* Until CONNACK only AUTH or DISCONNECT may come [MQTT-3.1.2-30];
+         * anything wrong is answered with a CONNACK (4.13.1). */
+        if (rc != MQTT_RC_SUCCESS) {
+            auth_fail(c, (uint8_t)rc, "malformed packet during authentication");
+            return -1;
+        }
+        if (pkt.type == MQTT_DISCONNECT) {
+            conn_close(c, "DISCONNECT during authentication");
+            return -1;
+        }
+        if (pkt.type != MQTT_AUTH) {
+            auth_fail(c, MQTT_RC_PROTOCOL_ERROR, "packet other than AUTH before CONNACK");
+            return -1;
+        }
+        return handle_auth_connecting(c, &pkt.u.disconnect);
     }
     if (rc != MQTT_RC_SUCCESS) {
         violation(c, (uint8_t)rc, codec_type_name(fh->type));
@@ -1542,10 +1822,7 @@ static int handle_packet(struct conn *c, const struct mqtt_fixed *fh, const uint
         violation(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT"); /* [MQTT-3.1.0-2] */
         return -1;
     case MQTT_AUTH:
-        /* No CONNECT carried an authentication method, so AUTH is out of
-         * place [MQTT-4.12.0-1]. */
-        violation(c, MQTT_RC_PROTOCOL_ERROR, "AUTH without authentication method");
-        return -1;
+        return handle_auth_active(c, &pkt.u.disconnect);
     default:
         violation(c, MQTT_RC_PROTOCOL_ERROR, "server-to-client packet from a client");
         return -1;
@@ -1568,7 +1845,7 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
     size_t off = 0;
     *stop = false;
     while (off < len) {
-        if (c->state != CONN_NEW && c->state != CONN_ACTIVE) {
+        if (c->state != CONN_NEW && c->state != CONN_AUTH && c->state != CONN_ACTIVE) {
             *stop = true;
             break;
         }
@@ -1628,6 +1905,12 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
             *stop = true;
             break;
         }
+        if (hr == PARSE_REPLAY) {
+            /* The caller puts the CONNECT back in front of the rest. */
+            off += (size_t)total;
+            *stop = true;
+            break;
+        }
         off += (size_t)total;
         if (hr < 0) {
             *stop = true;
@@ -1658,6 +1941,14 @@ void conn_process_buffered(struct conn *c)
     bool stop;
     size_t n = parse(c, c->in.data + c->in_off, c->in.len - c->in_off, &stop);
     c->in_off += n;
+    if (c->auth_replay) {
+        if (auth_replay(c)) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        n = parse(c, c->in.data, c->in.len, &stop);
+        c->in_off += n;
+    }
     if ((c->pause & CONN_PAUSE_CONGEST) && c->in.len - c->in_off < CONGEST_STASH_MAX)
         conn_resume(c, CONN_PAUSE_CONGEST);
     if (c->in_off == c->in.len) {
@@ -1700,6 +1991,14 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len)
         else if (c->deferred && c->in.len - c->in_off >= CONGEST_STASH_MAX)
             conn_pause(c, CONN_PAUSE_CONGEST);
     }
+    if (c->auth_replay && c->state == CONN_NEW) {
+        if (auth_replay(c)) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        conn_process_buffered(c);
+        return;
+    }
     if (c->state == CONN_HANDOFF)
         shard_handoff(c);
 }
@@ -1726,6 +2025,12 @@ static void conn_tick(struct conn *c, uint64_t now_ms)
         conn_close(c, "no CONNECT within connect_timeout");
         return;
     }
+    if (c->ax && now_ms - c->ax_started_ms > cfg_of(c)->connect_timeout_ms) {
+        /* An exchange the client does not finish: before CONNACK the
+         * connect timeout, after it the same bound for re-authentication. */
+        auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "authentication not completed within connect_timeout");
+        return;
+    }
     if (c->state == CONN_ACTIVE && c->keepalive_s &&
         now_ms - c->last_rx_ms > (uint64_t)c->keepalive_s * 1500u) {
         /* One and a half keepalive periods of silence [MQTT-3.1.2-24]. */
@@ -1739,7 +2044,7 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms)
 {
     for (struct conn *c = sh->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CONN_NEW || c->state == CONN_ACTIVE)
+        if (c->state == CONN_NEW || c->state == CONN_AUTH || c->state == CONN_ACTIVE)
             conn_tick(c, now_ms);
     }
     /* Expired sessions and due delayed wills. */

@@ -29,6 +29,7 @@
 
 #include "broker.h"
 #include "log.h"
+#include "scram.h"
 
 /* user_data: a pointer (8-aligned) with a tag in the low 3 bits, or a tag
  * with a listener index for accepts. */
@@ -388,6 +389,9 @@ static void conn_free_memory(struct conn *c)
     buf_free(&c->sending);
     free(c->username);
     free(c->assigned_id);
+    scram_free(c->ax);
+    free(c->connect_copy);
+    free(c->auth_reply);
     for (uint32_t i = 0; c->alias_in && i < c->alias_in_max; i++)
         free(c->alias_in[i].topic);
     free(c->alias_in);

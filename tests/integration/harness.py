@@ -464,7 +464,8 @@ class Client:
     in self.msgs in arrival order."""
 
     def __init__(self, broker, client_id, version=4, clean=True, keepalive=60,
-                 session_expiry=None, will=None, connect_props=None):
+                 session_expiry=None, will=None, connect_props=None, username=None,
+                 password=None):
         self.broker = broker
         self.port = broker if isinstance(broker, int) else broker.port
         self.client_id = client_id
@@ -481,6 +482,8 @@ class Client:
             self.c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=proto,
                                  reconnect_on_failure=False)
         self.c.max_inflight_messages_set(20)
+        if username is not None:
+            self.c.username_pw_set(username, password)
         if will is not None:
             topic, payload, qos, retain = (list(will) + [0, False])[:4]
             self.c.will_set(topic, payload, qos, retain)
@@ -850,7 +853,7 @@ class Packet:
     """A decoded packet. Fields by type:
     CONNACK: session_present, rc, props; SUBACK/UNSUBACK: pid, codes, props;
     PUBLISH: topic, qos, retain, dup, pid, payload, props; PUBACK..PUBCOMP: pid, rc;
-    DISCONNECT: rc, props. raw holds the whole packet's bytes."""
+    DISCONNECT, AUTH: rc, props. raw holds the whole packet's bytes."""
 
     def __init__(self, ptype, flags, body, raw, version):
         self.type = ptype
@@ -892,7 +895,7 @@ class Packet:
             if v5:
                 self.props, _, i = decode_props(b, 2)
             self.codes = list(b[i:])
-        elif ptype == 14:
+        elif ptype in (14, 15):
             self.rc = b[0] if len(b) > 0 else 0
             if len(b) > 1:
                 self.props, _, _ = decode_props(b, 1)

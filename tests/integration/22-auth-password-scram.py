@@ -1,0 +1,347 @@
+#!/usr/bin/python3
+"""22: authentication. A password file written by the real mosquitto_passwd
+($7$ PBKDF2-SHA512 and $6$ SHA-512 entries) checks CONNECT usernames and
+passwords (paho 3.1.1 and 5.0, mosquitto_pub); MQTT 5.0 enhanced
+authentication with SCRAM-SHA-512 runs over AUTH packets before CONNACK
+(4.12) and again as re-authentication after it (4.12.1), on shards 4 so the
+authenticated CONNECT is handed to its home shard. Every wrong step gets the
+reason code the specification names."""
+import base64
+import hashlib
+import hmac
+import subprocess
+from harness import *
+
+METHOD = "SCRAM-SHA-512"
+USERS = {"alice": "wonderland", "bob": "builder", "carol,=x": "p@ss"}  # carol: $6$
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def saslname(u):
+    return u.replace("=", "=3D").replace(",", "=2C")
+
+
+class Scram:
+    """The client side of RFC 5802 with SHA-512, independent of the broker's
+    code (Python's hashlib/hmac)."""
+
+    def __init__(self, user, password, gs2="n,,"):
+        self.user, self.password, self.gs2 = user, password, gs2
+        self.cnonce = b64(os.urandom(18))
+        self.first_bare = "n=%s,r=%s" % (saslname(user), self.cnonce)
+
+    def first(self):
+        return (self.gs2 + self.first_bare).encode()
+
+    def final(self, server_first, password=None):
+        sf = server_first.decode()
+        attrs = dict(kv.split("=", 1) for kv in sf.split(","))
+        self.nonce = attrs["r"]
+        salt = base64.b64decode(attrs["s"])
+        iters = int(attrs["i"])
+        pw = (password if password is not None else self.password).encode()
+        salted = hashlib.pbkdf2_hmac("sha512", pw, salt, iters)
+        client_key = hmac.new(salted, b"Client Key", "sha512").digest()
+        stored = hashlib.sha512(client_key).digest()
+        without_proof = "c=%s,r=%s" % (b64(self.gs2.encode()), self.nonce)
+        auth_msg = ",".join([self.first_bare, sf, without_proof]).encode()
+        sig = hmac.new(stored, auth_msg, "sha512").digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, sig))
+        server_key = hmac.new(salted, b"Server Key", "sha512").digest()
+        self.expect_v = "v=" + b64(hmac.new(server_key, auth_msg, "sha512").digest())
+        return (without_proof + ",p=" + b64(proof)).encode(), sf, attrs
+
+
+def refused(c):
+    """Connects a paho client expected to be refused; returns the CONNACK code."""
+    try:
+        return c.connect(expect_rc=None)[1]
+    finally:
+        c.close()
+
+
+def auth_pkt(rc, data=None, method=METHOD):
+    items = [(0x15, method)]
+    if data is not None:
+        items.append((0x16, data))
+    return packet(15, 0, bytes([rc]) + props(items))
+
+
+def scram_connect(b, client_id, user, password, wrong_password=None, extra_after_final=b"",
+                  cprops_extra=(), username_field=None):
+    """Runs CONNECT + SCRAM; returns (raw client, CONNACK, scram, server-first)."""
+    sc = Scram(user, password)
+    r = Raw(b, version=5)
+    r.send(connect_pkt(client_id, version=5, username=username_field,
+                       cprops=[(0x15, METHOD), (0x16, sc.first())] + list(cprops_extra)))
+    step = r.expect(15, what="AUTH continue for %s" % client_id)
+    check(step.rc == 0x18 and step.props.get(0x15) == METHOD,
+          "%s: AUTH 0x18 naming %s after CONNECT" % (client_id, METHOD), step)
+    final, sf, attrs = sc.final(step.props.get(0x16, b""), wrong_password)
+    r.send(auth_pkt(0x18, final) + extra_after_final)
+    ack = r.expect(2, what="CONNACK for %s" % client_id)
+    return r, ack, sc, sf, attrs
+
+
+def main():
+    ringmq_only("password file and SCRAM enhanced authentication")
+    d = tempfile.mkdtemp(prefix="ringmq-it22-")
+    pwfile = os.path.join(d, "passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", pwfile, "alice", USERS["alice"]], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", pwfile, "bob", USERS["bob"]], check=True)
+    subprocess.run(["mosquitto_passwd", "-H", "sha512", "-b", pwfile, "carol,=x",
+                    USERS["carol,=x"]], check=True)
+    text = open(pwfile).read()
+    check(text.count("$7$") == 2 and text.count("$6$") == 1,
+          "mosquitto_passwd wrote two $7$ and one $6$ entry", text)
+
+    b = Broker(allow_anonymous="false", password_file=pwfile, auth_methods=METHOD,
+               connect_timeout=2).start()
+
+    # --- CONNECT username and password -----------------------------------
+    for user in USERS:
+        for version in (4, 5):
+            c = Client(b, "it22-%s-v%d" % (user[:5], version), version=version,
+                       username=user, password=USERS[user])
+            check_eq(c.connect(expect_rc=None)[1], 0,
+                     "MQTT %s: %r with the right password is accepted" %
+                     ("5.0" if version == 5 else "3.1.1", user))
+            c.disconnect()
+    for version, bad_pw, not_auth in ((4, 4, 5), (5, 0x86, 0x87)):
+        name = "5.0" if version == 5 else "3.1.1"
+        c = Client(b, "it22-wrong", version=version, username="alice", password="nope")
+        check_eq(refused(c), bad_pw, "MQTT %s: wrong password refused (%#x)" %
+                 (name, bad_pw))
+        c = Client(b, "it22-unknown", version=version, username="mallory", password="x")
+        check_eq(refused(c), bad_pw,
+                 "MQTT %s: unknown user refused like a wrong password" % name)
+        c = Client(b, "it22-nopw", version=version, username="alice")
+        check_eq(refused(c), bad_pw,
+                 "MQTT %s: username without password refused" % name)
+        c = Client(b, "it22-anon", version=version)
+        check_eq(refused(c), not_auth,
+                 "MQTT %s: anonymous refused (allow_anonymous false) with %#x" %
+                 (name, not_auth))
+
+    # A real client end to end.
+    sub = connected(b, "it22-sub", username="bob", password=USERS["bob"])
+    sub.subscribe("it22/t", qos=1)
+    r = subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(b.port), "-u", "alice", "-P",
+                        USERS["alice"], "-t", "it22/t", "-m", "via-mosquitto_pub", "-q", "1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    check(r.returncode == 0, "mosquitto_pub -u alice -P ... publishes", r.stdout)
+    sub.wait_messages(1, 5)
+    check_eq([m.payload for m in sub.messages()], [b"via-mosquitto_pub"],
+             "the authenticated subscriber got it")
+    r = subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(b.port), "-u", "alice", "-P",
+                        "wrong", "-t", "it22/t", "-m", "x"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    check(r.returncode != 0, "mosquitto_pub with a wrong password fails", r.stdout)
+
+    # --- SCRAM-SHA-512 before CONNACK ----------------------------------------
+    # Several client ids: most land on another shard than the one that
+    # accepted them, so the authenticated CONNECT is handed over.
+    for i in range(6):
+        cid = "it22-scram-%d" % i
+        r, ack, sc, sf, attrs = scram_connect(b, cid, "alice", USERS["alice"])
+        check_eq(ack.rc, 0, "%s: SCRAM with the right password: CONNACK 0x00" % cid)
+        check(ack.props.get(0x15) == METHOD and
+              ack.props.get(0x16, b"").decode() == sc.expect_v,
+              "%s: CONNACK carries %s and the server signature the client expects "
+              "[MQTT-4.12.0-5]" % (cid, METHOD), ack)
+        check(attrs["r"].startswith(sc.cnonce) and len(attrs["r"]) > len(sc.cnonce) + 16,
+              "%s: server nonce extends the client's" % cid, sf)
+        r.send(subscribe_pkt(1, [("it22/s/%d" % i, 1)], 5))
+        check_eq(r.expect(9).codes, [1], "%s: subscribes after SCRAM" % cid)
+        pub = connected(b, "it22-p%d" % i, username="bob", password=USERS["bob"])
+        pub.publish("it22/s/%d" % i, "hello", qos=1)
+        got = r.recv_publish()
+        check_eq((got.topic, got.payload), ("it22/s/%d" % i, b"hello"),
+                 "%s: receives what another user published" % cid)
+        pub.disconnect()
+        r.close()
+    homes = b.log_grep("it22-scram-")
+    log("# SCRAM clients' log lines: %s" % homes[:3])
+
+    # The AUTH that finishes the exchange and a SUBSCRIBE in one segment:
+    # the SUBSCRIBE is answered after the CONNACK (the CONNECT is replayed
+    # in front of it).
+    r, ack, sc, sf, attrs = scram_connect(b, "it22-pipelined", "alice", USERS["alice"],
+                                          extra_after_final=subscribe_pkt(7, [("it22/pp", 0)], 5))
+    check_eq(ack.rc, 0, "pipelined: CONNACK 0x00")
+    sa = r.expect(9, what="SUBACK after the pipelined SUBSCRIBE")
+    check_eq((sa.pid, sa.codes), (7, [0]), "pipelined SUBSCRIBE answered after CONNACK")
+    r.close()
+
+    # SaslName escapes and a $6$ entry: SCRAM needs the PBKDF2 ($7$) form.
+    r, ack, sc, sf, _ = scram_connect(b, "it22-carol", "carol,=x", USERS["carol,=x"])
+    check_eq(ack.rc, 0x87, "$6$ user: SCRAM fails at the end (CONNACK 0x87); it needs a $7$ "
+             "entry")
+    check(r.wait_closed(3) == [], "closed after the refusing CONNACK")
+
+    r, ack, sc, sf, attrs = scram_connect(b, "it22-badpw", "alice", USERS["alice"],
+                                          wrong_password="guess")
+    check_eq(ack.rc, 0x87, "SCRAM with a wrong password: CONNACK 0x87")
+    check_eq(ack.session_present, 0, "refusing CONNACK has Session Present 0 [MQTT-3.2.2-6]")
+    check(r.wait_closed(3) == [], "closed after it")
+
+    r, ack, sc, sf2, attrs2 = scram_connect(b, "it22-nouser", "mallory", "x")
+    check_eq(ack.rc, 0x87, "SCRAM for an unknown user: CONNACK 0x87 after the full exchange")
+    check(sorted(attrs2) == sorted(attrs) and len(base64.b64decode(attrs2["s"])) ==
+          len(base64.b64decode(attrs["s"])),
+          "an unknown user's server-first looks like a known one's (no user enumeration)",
+          (sf, sf2))
+
+    r, ack, sc, sf, attrs = scram_connect(b, "it22-otheruser", "alice", USERS["alice"],
+                                          username_field="bob")
+    check_eq(ack.rc, 0x87, "CONNECT username other than the SCRAM user: CONNACK 0x87")
+
+    # Method not offered; AUTH data missing; a non-AUTH packet mid-exchange;
+    # another method mid-exchange; Re-authenticate before CONNACK.
+    r = Raw(b, version=5)
+    r.send(connect_pkt("it22-m256", version=5, cprops=[(0x15, "SCRAM-SHA-256"),
+                                                        (0x16, b"n,,n=alice,r=abc")]))
+    check_eq(r.expect(2).rc, 0x8C, "unknown method: CONNACK 0x8C [MQTT-4.12.0-1]")
+    r = Raw(b, version=5)
+    r.send(connect_pkt("it22-nodata", version=5, cprops=[(0x15, METHOD)]))
+    check_eq(r.expect(2).rc, 0x87, "SCRAM without a client-first message: CONNACK 0x87")
+    for what, nxt, want in (("PINGREQ", pingreq_pkt(), 0x82),
+                            ("SUBSCRIBE", subscribe_pkt(1, [("a", 0)], 5), 0x82),
+                            ("AUTH naming another method",
+                             auth_pkt(0x18, b"c=biws", method="PLAIN"), 0x82),
+                            ("AUTH Re-authenticate", auth_pkt(0x19, b"x"), 0x82)):
+        sc = Scram("alice", USERS["alice"])
+        r = Raw(b, version=5)
+        r.send(connect_pkt("it22-seq", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
+        r.expect(15)
+        r.send(nxt)
+        got = r.wait_closed(3)
+        check(len(got) == 1 and got[0].type == 2 and got[0].rc == want,
+              "%s before CONNACK: CONNACK %#x, then closed" % (what, want), got)
+    sc = Scram("alice", USERS["alice"])
+    r = Raw(b, version=5)
+    r.send(connect_pkt("it22-disc", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
+    r.expect(15)
+    r.send(disconnect_pkt(5))
+    check(r.wait_closed(3) == [], "DISCONNECT during the exchange: closed without CONNACK")
+
+    # An exchange the client never finishes is bounded by connect_timeout.
+    sc = Scram("alice", USERS["alice"])
+    r = Raw(b, version=5)
+    r.send(connect_pkt("it22-stall", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
+    r.expect(15)
+    t0 = time.monotonic()
+    got = r.wait_closed(6)
+    check(len(got) == 1 and got[0].type == 2 and got[0].rc == 0x87 and
+          time.monotonic() - t0 < 5, "unfinished exchange: CONNACK 0x87 within connect_timeout",
+          (got, time.monotonic() - t0))
+
+    # --- re-authentication -------------------------------------------------
+    r, ack, sc, _, _ = scram_connect(b, "it22-reauth", "alice", USERS["alice"])
+    check_eq(ack.rc, 0, "re-auth client connected")
+    r.send(subscribe_pkt(1, [("it22/ra", 1)], 5))
+    r.expect(9)
+    sc2 = Scram("alice", USERS["alice"])
+    r.send(auth_pkt(0x19, sc2.first()))
+    step = r.expect(15, what="AUTH continue for the re-authentication")
+    check_eq(step.rc, 0x18, "AUTH 0x19 answered with AUTH 0x18 [MQTT-4.12.1-1]")
+    # Other traffic flows while the re-authentication is in progress.
+    pub = connected(b, "it22-rapub", username="bob", password=USERS["bob"])
+    pub.publish("it22/ra", "during", qos=1)
+    got = r.recv_publish()
+    check_eq(got.payload, b"during", "messages still flow during re-authentication")
+    final, _, _ = sc2.final(step.props.get(0x16, b""))
+    r.send(auth_pkt(0x18, final))
+    done = r.expect(15, what="AUTH success")
+    check(done.rc == 0 and done.props.get(0x15) == METHOD and
+          done.props.get(0x16, b"").decode() == sc2.expect_v,
+          "re-authentication ends with AUTH 0x00 and the server signature", done)
+    r.send(pingreq_pkt())
+    check_eq(r.expect(13).type, 13, "connection still works after re-authentication")
+
+    sc3 = Scram("alice", USERS["alice"])
+    r.send(auth_pkt(0x19, sc3.first()))
+    step = r.expect(15)
+    final, _, _ = sc3.final(step.props.get(0x16, b""), "guess")
+    r.send(auth_pkt(0x18, final))
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x87,
+          "failed re-authentication: DISCONNECT 0x87 [MQTT-4.12.1-2]", got)
+    pub.disconnect()
+
+    r, ack, _, _, _ = scram_connect(b, "it22-reauth2", "alice", USERS["alice"])
+    sc4 = Scram("bob", USERS["bob"])
+    r.send(auth_pkt(0x19, sc4.first()))
+    step = r.expect(15)
+    final, _, _ = sc4.final(step.props.get(0x16, b""))
+    r.send(auth_pkt(0x18, final))
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x87,
+          "re-authenticating as another user: DISCONNECT 0x87", got)
+
+    for what, pkt in (("AUTH 0x18 with no exchange in progress", auth_pkt(0x18, b"c=biws")),
+                      ("AUTH 0x00 from the client", auth_pkt(0x00)),
+                      ("AUTH 0x19 naming another method", auth_pkt(0x19, b"x", "PLAIN"))):
+        r, ack, _, _, _ = scram_connect(b, "it22-seq2", "alice", USERS["alice"])
+        r.send(pkt)
+        got = r.wait_closed(3)
+        check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
+              "%s: DISCONNECT 0x82" % what, got)
+
+    r = Raw(b, version=5)
+    r.connect("it22-pw-auth", username="alice", password=USERS["alice"])
+    r.send(auth_pkt(0x19, Scram("alice", "x").first()))
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
+          "AUTH on a connection whose CONNECT named no method: DISCONNECT 0x82 [MQTT-4.12.0-7]",
+          got)
+    sub.disconnect()
+    b.stop()
+
+    # --- a broker without auth_methods refuses the method -------------------
+    b2 = Broker(password_file=pwfile).start()
+    r = Raw(b2, version=5)
+    sc = Scram("alice", USERS["alice"])
+    r.send(connect_pkt("it22-nomethods", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
+    check_eq(r.expect(2).rc, 0x8C, "no auth_methods configured: CONNACK 0x8C")
+    c = Client(b2, "it22-anon-loopback")
+    check_eq(c.connect(expect_rc=None)[1], 0,
+             "loopback listener: anonymous still allowed by default")
+    c.disconnect()
+    c = Client(b2, "it22-unknown-loopback", username="mallory", password="x")
+    check_eq(refused(c), 4,
+             "a username the password file does not know is refused even where anonymous "
+             "access is allowed (as mosquitto)")
+    b2.stop()
+
+    # --- start-up errors name the file and line ----------------------------
+    bad = os.path.join(d, "bad-passwd")
+    with open(bad, "w") as f:
+        f.write(text.splitlines()[0] + "\n" + "dave:plaintext\n")
+    conf = os.path.join(d, "bad.conf")
+    with open(conf, "w") as f:
+        f.write("password_file %s\nlistener 18830 127.0.0.1\n" % bad)
+    out = subprocess.run([ringmq_bin(), "--test-config", "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=10)
+    err = out.stderr.decode()
+    check(out.returncode == 1 and ("%s:2:" % bad) in err,
+          "a plain-text password line stops --test-config with passwd:2:", (out.returncode, err))
+    with open(conf, "w") as f:
+        f.write("log_level info\nauth_methods SCRAM-SHA-512\nlistener 18830 127.0.0.1\n")
+    out = subprocess.run([ringmq_bin(), "--test-config", "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=10)
+    err = out.stderr.decode()
+    check(out.returncode == 1 and ("%s:2:" % conf) in err and "password_file" in err,
+          "auth_methods without password_file: conf:2: error", (out.returncode, err))
+    with open(conf, "w") as f:
+        f.write("password_file %s\nlistener 18830 127.0.0.1\n" % os.path.join(d, "missing"))
+    out = subprocess.run([ringmq_bin(), "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=10)
+    check(out.returncode == 1 and "missing" in out.stderr.decode(),
+          "a missing password file stops the start, naming the file", out.stderr)
+
+
+run(main)
