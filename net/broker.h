@@ -289,6 +289,11 @@ struct shard {
     uint64_t notify_mask; /* shards pushed to this turn */
 
     atomic_int sleeping;
+    /* Loop turns begun, stored with release at the top of each turn: once
+     * it moves past a value read after a snapshot swap, this shard holds
+     * no pointer into the old snapshot (main.c frees it then). A shard
+     * turns at least every 100 ms. */
+    atomic_uint_fast64_t turns;
     uint64_t now_ms;
     uint64_t next_tick_ms;
     uint64_t next_scan_ms;

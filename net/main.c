@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -96,6 +97,53 @@ static int load_config(struct config *cfg, const char *path)
         return -1;
     }
     return 0;
+}
+
+/* Waits until every shard has begun a loop turn after this call: then none
+ * holds a pointer it loaded before. False after 5 s (a shard stuck in a
+ * turn): the caller must not free what the shards might still read. */
+static bool shards_quiescent(struct broker *b)
+{
+    uint64_t seen[SHARDS_MAX];
+    for (unsigned i = 0; i < b->shard_count; i++)
+        seen[i] = atomic_load_explicit(&b->shards[i]->turns, memory_order_acquire);
+    for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
+        bool all = true;
+        for (unsigned i = 0; i < b->shard_count && all; i++)
+            all = atomic_load_explicit(&b->shards[i]->turns, memory_order_acquire) != seen[i];
+        if (all)
+            return true;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* SIGHUP: the files the config names are read again into a new security
+ * snapshot (the config itself is not: listeners and limits need a
+ * restart). On any error the running snapshot stays. Connected clients
+ * keep their sessions; new CONNECTs and re-authentications see the new
+ * credentials. */
+static void reload(struct broker *b)
+{
+    char err[512];
+    struct auth_snapshot *old = atomic_load_explicit(&b->auth, memory_order_acquire);
+    struct auth_snapshot *s = auth_snapshot_create(&b->cfg, old->generation + 1, err, sizeof(err));
+    if (!s) {
+        LOG(LOG_LEVEL_ERROR, "SIGHUP: reload failed, the previous credentials stay: %s", err);
+        return;
+    }
+    atomic_store_explicit(&b->auth, s, memory_order_release);
+    if (shards_quiescent(b))
+        auth_snapshot_destroy(old);
+    else
+        LOG(LOG_LEVEL_WARNING, "SIGHUP: a shard did not turn within 5 s; the previous "
+                               "snapshot is kept in memory");
+    if (s->passwd)
+        LOG(LOG_LEVEL_NOTICE, "SIGHUP: reloaded %s (%zu users)", b->cfg.password_file,
+            passwd_count(s->passwd));
+    else
+        LOG(LOG_LEVEL_NOTICE, "SIGHUP: reloaded (no password file configured)");
 }
 
 int main(int argc, char **argv)
@@ -208,8 +256,7 @@ int main(int argc, char **argv)
         if (sigwait(&sigs, &sig))
             continue;
         if (sig == SIGHUP) {
-            LOG(LOG_LEVEL_NOTICE, "SIGHUP: reloading is not supported yet; restart to re-read "
-                                  "the password file");
+            reload(&b);
             continue;
         }
         LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -951,7 +951,8 @@ static void *shard_main(void *arg)
     atomic_store(&sh->started, 1);
     sem_post(&sh->ready);
 
-    for (;;) {
+    for (uint64_t turn = 1;; turn++) {
+        atomic_store_explicit(&sh->turns, turn, memory_order_release);
         sh->now_ms = broker_now_ms();
         if (!sh->stopping && atomic_load_explicit(&sh->b->stopping, memory_order_relaxed))
             begin_stop(sh);
