@@ -67,6 +67,8 @@ void config_init(struct config *c)
     c->connect_timeout_ms = 10u * 1000u;
     c->max_output_buffer = 1024u * 1024u;
     c->retain_available = true;
+    c->max_retained_messages = RETAINED_MESSAGES_DEFAULT;
+    c->max_retained_bytes = RETAINED_BYTES_DEFAULT;
     c->max_qos = 2;
     c->max_topic_alias = 10;
     c->max_subscriptions = 10000;
@@ -279,6 +281,24 @@ static int set_max_queued_bytes(struct parser *p)
     if (value_uint(p, 0, QUEUED_BYTES_MAX, 0, &n) != 0)
         return -1;
     p->c->max_queued_bytes = n;
+    return 0;
+}
+
+static int set_max_retained_messages(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, UINT32_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_retained_messages = n;
+    return 0;
+}
+
+static int set_max_retained_bytes(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, RETAINED_BYTES_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_retained_bytes = n;
     return 0;
 }
 
@@ -590,6 +610,8 @@ static const struct option options[] = {
     {"connect_timeout", set_connect_timeout, SCOPE_GLOBAL, 1},
     {"max_output_buffer", set_max_output_buffer, SCOPE_GLOBAL, 1},
     {"retain_available", set_retain_available, SCOPE_GLOBAL, 1},
+    {"max_retained_messages", set_max_retained_messages, SCOPE_GLOBAL, 1},
+    {"max_retained_bytes", set_max_retained_bytes, SCOPE_GLOBAL, 1},
     {"max_qos", set_max_qos, SCOPE_GLOBAL, 1},
     {"max_topic_alias", set_max_topic_alias, SCOPE_GLOBAL, 1},
     {"max_subscriptions", set_max_subscriptions, SCOPE_GLOBAL, 1},

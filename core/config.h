@@ -58,6 +58,8 @@ struct config {
     uint32_t connect_timeout_ms;             /* time a new connection has to send CONNECT */
     uint32_t max_output_buffer; /* bytes queued to one client before it counts as slow */
     bool retain_available;
+    uint64_t max_retained_messages; /* 0 = unbounded */
+    uint64_t max_retained_bytes;    /* sum of stored message sizes, 0 = unbounded */
     uint8_t max_qos;
     uint16_t max_topic_alias;   /* aliases a 5.0 client may set, 0..TOPIC_ALIAS_MAX */
     uint32_t max_subscriptions; /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */

@@ -41,6 +41,12 @@
 #define INFLIGHT_MAX        65535u
 #define QUEUED_MESSAGES_MAX 1000000u
 #define QUEUED_BYTES_MAX    (1ull << 34)
+/* Retained store bounds (config max_retained_messages / max_retained_bytes):
+ * defaults generous enough for real deployments, finite so that clients
+ * publishing retained messages to ever new topics cannot exhaust memory. */
+#define RETAINED_MESSAGES_DEFAULT 1000000u
+#define RETAINED_BYTES_DEFAULT    (1024ull * 1024u * 1024u)
+#define RETAINED_BYTES_MAX        (1ull << 40)
 
 /* Per-connection output buffered in user space before reads are paused. */
 #define OUTPUT_BUFFER_MAX (64u * 1024u * 1024u)

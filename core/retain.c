@@ -9,7 +9,9 @@
 #include "retain.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "topic_tree_internal.h"
 
@@ -17,7 +19,38 @@ struct retain {
     struct tree tree;
     size_t count;
     size_t bytes; /* sum of msg_size() of stored messages */
+    /* The broker's own $SYS entries (clients cannot publish there): a
+     * handful, outside the bounds of retain_set_bounded. */
+    size_t sys_count;
+    size_t sys_bytes;
 };
+
+static bool is_sys(const struct msg *m)
+{
+    return m->topic_len >= 5 && memcmp(msg_topic(m), "$SYS/", 5) == 0;
+}
+
+/* Adds (sign 1) or removes (-1) a message from the totals. */
+static void account(struct retain *r, const struct msg *m, int sign)
+{
+    size_t sz = msg_size(m);
+    if (sign > 0) {
+        r->count++;
+        r->bytes += sz;
+    } else {
+        r->count--;
+        r->bytes -= sz;
+    }
+    if (is_sys(m)) {
+        if (sign > 0) {
+            r->sys_count++;
+            r->sys_bytes += sz;
+        } else {
+            r->sys_count--;
+            r->sys_bytes -= sz;
+        }
+    }
+}
 
 struct retain *retain_create(void)
 {
@@ -58,8 +91,7 @@ int retain_set(struct retain *r, struct msg *msg)
             return 0;
         struct msg *old = n->ptr;
         n->ptr = NULL;
-        r->count--;
-        r->bytes -= msg_size(old);
+        account(r, old, -1);
         msg_unref(old);
         tree_prune(&r->tree, n);
         return 0;
@@ -70,14 +102,33 @@ int retain_set(struct retain *r, struct msg *msg)
         return -ENOMEM;
     struct msg *old = n->ptr;
     n->ptr = msg_ref(msg);
-    r->bytes += msg_size(msg);
+    account(r, msg, 1);
     if (old != NULL) {
-        r->bytes -= msg_size(old);
+        account(r, old, -1);
         msg_unref(old);
-    } else {
-        r->count++;
     }
     return 0;
+}
+
+int retain_set_bounded(struct retain *r, struct msg *msg, size_t count_max, size_t bytes_max)
+{
+    if (msg->payload_len == 0)
+        return retain_set(r, msg);
+    struct tree_node *n = tree_find(&r->tree, msg_topic(msg), msg->topic_len, false);
+    struct msg *old = n ? n->ptr : NULL;
+    if (!old && count_max && r->count - r->sys_count >= count_max)
+        return -ENOSPC;
+    size_t after = r->bytes - r->sys_bytes - (old ? msg_size(old) : 0) + msg_size(msg);
+    if (bytes_max && after > bytes_max) {
+        if (old) {
+            n->ptr = NULL;
+            account(r, old, -1);
+            msg_unref(old);
+            tree_prune(&r->tree, n);
+        }
+        return -ENOSPC;
+    }
+    return retain_set(r, msg);
 }
 
 struct walk {

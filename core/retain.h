@@ -22,6 +22,15 @@ void retain_destroy(struct retain *r); /* drops every stored reference */
  * [MQTT-3.3.1-6] and is not stored [MQTT-3.3.1-7]. 0 or -ENOMEM. */
 int retain_set(struct retain *r, struct msg *msg);
 
+/* As retain_set, within bounds (0: none) on what clients stored (the
+ * broker's own $SYS entries do not count). A message for a topic not stored
+ * yet is refused while count_max entries exist (replacing and deleting
+ * always work). One that would take the stored bytes over bytes_max is
+ * refused, and the topic's older message is deleted with it: a subscriber
+ * would otherwise be handed a value the publisher has since replaced.
+ * 0, -ENOSPC (not stored) or -ENOMEM. */
+int retain_set_bounded(struct retain *r, struct msg *msg, size_t count_max, size_t bytes_max);
+
 /* Calls cb for every retained message whose topic matches the filter (valid,
  * non-shared), with the '$' rule. cb may take references. */
 typedef void (*retain_cb)(void *ctx, struct msg *msg);

@@ -241,6 +241,7 @@ struct shard_stats {
     atomic_uint_fast64_t msgs_received;
     atomic_uint_fast64_t msgs_sent;
     atomic_uint_fast64_t msgs_dropped;
+    atomic_uint_fast64_t retained_refused; /* over max_retained_messages / _bytes */
     atomic_uint_fast64_t bytes_received;
     atomic_uint_fast64_t bytes_sent;
     atomic_uint_fast64_t protocol_errors;

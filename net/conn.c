@@ -432,15 +432,31 @@ static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
     free(cl);
 }
 
+/* Stores a client's retained message within the configured bounds; one
+ * over them is still delivered, just not kept. */
+static void retain_store(struct shard *sh, struct msg *m)
+{
+    const struct config *cfg = &sh->b->cfg;
+    pthread_rwlock_wrlock(&sh->b->retain_lock);
+    int rc =
+        retain_set_bounded(sh->b->retain, m, cfg->max_retained_messages, cfg->max_retained_bytes);
+    pthread_rwlock_unlock(&sh->b->retain_lock);
+    if (rc == -ENOSPC) {
+        uint64_t n =
+            atomic_fetch_add_explicit(&sh->st.retained_refused, 1, memory_order_relaxed) + 1;
+        LOG(LOG_LEVEL_DEBUG,
+            "retained message not stored: the store is at max_retained_messages or "
+            "max_retained_bytes (%llu refused by this shard)",
+            (unsigned long long)n);
+    }
+}
+
 /* Publishes a will (or a due delayed will). */
 static void publish_will(struct shard *sh, struct msg *will)
 {
     msg_start_expiry(will, sh->now_ms);
-    if (will->retain && sh->b->cfg.retain_available) {
-        pthread_rwlock_wrlock(&sh->b->retain_lock);
-        retain_set(sh->b->retain, will);
-        pthread_rwlock_unlock(&sh->b->retain_lock);
-    }
+    if (will->retain && sh->b->cfg.retain_available)
+        retain_store(sh, will);
     mqtt_route_publish(sh, will);
     msg_unref(will);
 }
@@ -1441,11 +1457,8 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
             violation(c, MQTT_RC_SERVER_BUSY, "out of memory");
             return;
         }
-        if (p->retain) {
-            pthread_rwlock_wrlock(&sh->b->retain_lock);
-            retain_set(sh->b->retain, m);
-            pthread_rwlock_unlock(&sh->b->retain_lock);
-        }
+        if (p->retain)
+            retain_store(sh, m);
         matched = mqtt_route_publish(sh, m);
         msg_unref(m);
     }

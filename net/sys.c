@@ -35,7 +35,7 @@ void sys_tick(struct shard *sh, uint64_t now_ms)
     if (sh->id != 0 || b->cfg.sys_interval_s == 0 || now_ms < sh->next_sys_ms)
         return;
     sh->next_sys_ms = now_ms + (uint64_t)b->cfg.sys_interval_s * 1000u;
-    uint64_t conns = 0, connects = 0, rx = 0, tx = 0, dropped = 0, brx = 0, btx = 0;
+    uint64_t conns = 0, connects = 0, rx = 0, tx = 0, dropped = 0, brx = 0, btx = 0, rref = 0;
     for (unsigned i = 0; i < b->shard_count; i++) {
         struct shard_stats *st = &b->shards[i]->st;
         conns += atomic_load_explicit(&st->connections, memory_order_relaxed);
@@ -45,6 +45,7 @@ void sys_tick(struct shard *sh, uint64_t now_ms)
         dropped += atomic_load_explicit(&st->msgs_dropped, memory_order_relaxed);
         brx += atomic_load_explicit(&st->bytes_received, memory_order_relaxed);
         btx += atomic_load_explicit(&st->bytes_sent, memory_order_relaxed);
+        rref += atomic_load_explicit(&st->retained_refused, memory_order_relaxed);
     }
     char buf[64];
     snprintf(buf, sizeof(buf), "ringmq version %s", RINGMQ_VERSION);
@@ -60,4 +61,9 @@ void sys_tick(struct shard *sh, uint64_t now_ms)
     sys_publish_u64(sh, "$SYS/broker/messages/dropped", dropped);
     sys_publish_u64(sh, "$SYS/broker/bytes/received", brx);
     sys_publish_u64(sh, "$SYS/broker/bytes/sent", btx);
+    pthread_rwlock_rdlock(&b->retain_lock);
+    uint64_t retained = retain_count(b->retain);
+    pthread_rwlock_unlock(&b->retain_lock);
+    sys_publish_u64(sh, "$SYS/broker/retained messages/count", retained);
+    sys_publish_u64(sh, "$SYS/broker/retained messages/refused", rref);
 }

@@ -93,6 +93,44 @@ def main():
 
     for c in (pub, s1, s2, s3, s4, s5, s6):
         c.disconnect()
+    if FLAVOUR == "ringmq":
+        bounded_store()
+
+
+def bounded_store():
+    """max_retained_messages bounds the store: new topics beyond it are
+    delivered but not kept; replacing and deleting still work."""
+    b = Broker(max_retained_messages=3, sys_interval=1)
+    b.start()
+    pub = connected(b, "it03-bpub")
+    live = connected(b, "it03-blive")
+    live.subscribe("it03b/#", qos=1)
+    for i in range(5):
+        pub.publish("it03b/%d" % i, "v%d" % i, qos=1, retain=True)
+    live.wait_messages(5, 5)
+    check_eq(len(live.messages()), 5, "over the bound: every message is still delivered live")
+    s = connected(b, "it03-bsub")
+    s.subscribe("it03b/#", qos=1)
+    time.sleep(QUIET_S)
+    check_eq(sorted(m.topic for m in s.messages()), ["it03b/0", "it03b/1", "it03b/2"],
+             "max_retained_messages 3: the first three topics are kept, later ones are not")
+    pub.publish("it03b/1", "replaced", qos=1, retain=True)
+    pub.publish("it03b/2", "", qos=1, retain=True)
+    pub.publish("it03b/4", "v4-again", qos=1, retain=True)
+    s2 = connected(b, "it03-bsub2")
+    s2.subscribe("it03b/#", qos=1)
+    time.sleep(QUIET_S)
+    check_eq(sorted((m.topic, m.payload) for m in s2.messages()),
+             [("it03b/0", b"v0"), ("it03b/1", b"replaced"), ("it03b/4", b"v4-again")],
+             "at the bound, replacing and deleting work, and a deletion makes room")
+    sysc = connected(b, "it03-bsys")
+    sysc.subscribe("$SYS/broker/retained messages/#", qos=0)
+    got = wait_until(lambda: {m.topic: m.payload for m in sysc.messages()}
+                     if len(sysc.messages()) >= 2 else None, 5)
+    check(got and int(got.get("$SYS/broker/retained messages/refused", b"0")) == 2,
+          "$SYS counts the two refused retained messages", got)
+    for c in (pub, live, s, s2, sysc):
+        c.disconnect()
 
 
 run(main)

@@ -676,6 +676,21 @@ Test(config, auth_methods_errors)
                           "from its $7$ entries)");
 }
 
+Test(config, retained_store_bounds)
+{
+    config_init(&cfg);
+    cr_expect_eq(cfg.max_retained_messages, 1000000);
+    cr_expect_eq(cfg.max_retained_bytes, 1024ull * 1024 * 1024);
+    cr_assert_eq(parse_finish("max_retained_messages 0\nmax_retained_bytes 4096\n"), 0, "%s", err);
+    cr_expect_eq(cfg.max_retained_messages, 0, "0: unbounded");
+    cr_expect_eq(cfg.max_retained_bytes, 4096);
+    expect_error("max_retained_messages -1\n",
+                 "t.conf:1: `max_retained_messages' value `-1' is not a number");
+    expect_error("max_retained_bytes 2199023255553\n",
+                 "t.conf:1: `max_retained_bytes' value `2199023255553' is out of range "
+                 "0..1099511627776");
+}
+
 /* ---- config_finish ---- */
 
 Test(config, finish_adds_default_listener)

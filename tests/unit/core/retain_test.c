@@ -3,6 +3,7 @@
  * wildcards and the '$' rule, reference counts and the count/bytes totals.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,4 +338,59 @@ Test(retain, randomized_against_topic_match)
         }
         cr_assert_eq(match(f), want, "filter %s", f);
     }
+}
+
+/* ---- bounds ---- */
+
+static int put_bounded(const char *topic, const char *payload, size_t count_max, size_t bytes_max)
+{
+    struct msg *m = mk(topic, payload);
+    int rc = retain_set_bounded(r, m, count_max, bytes_max);
+    msg_unref(m);
+    return rc;
+}
+
+Test(retain, count_bound_refuses_new_topics_only)
+{
+    cr_assert_eq(put_bounded("a", "1", 2, 0), 0);
+    cr_assert_eq(put_bounded("b", "1", 2, 0), 0);
+    cr_assert_eq(put_bounded("c", "1", 2, 0), -ENOSPC, "a third topic is refused");
+    cr_assert_eq(retain_count(r), 2);
+    cr_assert_eq(match("c"), 0);
+    cr_assert_eq(put_bounded("a", "2", 2, 0), 0, "replacing works at the bound");
+    cr_assert_eq(match("a"), 1);
+    cr_assert_eq(seen.v[0]->payload_len, 1);
+    cr_assert_eq(memcmp(msg_payload(seen.v[0]), "2", 1), 0);
+    cr_assert_eq(put_bounded("b", "", 2, 0), 0, "deleting works at the bound");
+    cr_assert_eq(put_bounded("c", "1", 2, 0), 0, "and makes room");
+    cr_assert_eq(retain_count(r), 2);
+    cr_assert_eq(put_bounded("d", "1", 0, 0), 0, "0: no bound");
+}
+
+Test(retain, bytes_bound_refuses_and_drops_the_stale_value)
+{
+    struct msg *probe = mk("t", "xxxxxxxxxx");
+    size_t one = msg_size(probe);
+    msg_unref(probe);
+    cr_assert_eq(put_bounded("t", "xxxxxxxxxx", 0, 2 * one), 0);
+    cr_assert_eq(put_bounded("u", "xxxxxxxxxx", 0, 2 * one), 0);
+    cr_assert_eq(retain_bytes(r), 2 * one);
+    cr_assert_eq(put_bounded("v", "x", 0, 2 * one), -ENOSPC, "no room for a new topic");
+    cr_assert_eq(put_bounded("t", "yyyyyyyyyy", 0, 2 * one), 0, "same size replaces");
+    cr_assert_eq(put_bounded("t", "a longer payload than before", 0, 2 * one), -ENOSPC);
+    cr_assert_eq(match("t"), 0, "the topic's older value went with the refusal");
+    cr_assert_eq(retain_count(r), 1);
+    cr_assert_eq(retain_bytes(r), one);
+    cr_assert_eq(match("u"), 1);
+}
+
+Test(retain, sys_entries_do_not_count_against_the_bounds)
+{
+    cr_assert_eq(put_bounded("$SYS/broker/uptime", "1 seconds", 0, 0), 0);
+    cr_assert_eq(put_bounded("a", "1", 1, 0), 0, "the $SYS entry leaves room for one");
+    cr_assert_eq(put_bounded("b", "1", 1, 0), -ENOSPC);
+    cr_assert_eq(retain_count(r), 2, "retain_count counts everything");
+    cr_assert_eq(put_bounded("$SYS/broker/uptime", "", 0, 0), 0);
+    cr_assert_eq(retain_count(r), 1);
+    cr_assert_eq(put_bounded("b", "1", 2, 0), 0);
 }
