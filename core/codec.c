@@ -1417,6 +1417,15 @@ static size_t body_len(const struct mqtt_packet *p, uint8_t version)
     }
 }
 
+bool codec_fits(const struct mqtt_packet *p, uint8_t version, size_t *size)
+{
+    size_t n = body_len(p, version);
+    if (n > VARINT_MAX)
+        return false;
+    *size = 1 + codec_varint_size((uint32_t)n) + n;
+    return true;
+}
+
 size_t codec_encoded_size(const struct mqtt_packet *p, uint8_t version)
 {
     size_t n = body_len(p, version);

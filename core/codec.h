@@ -340,6 +340,12 @@ size_t codec_props_copy_user(const struct mqtt_props *p, uint8_t *out);
  * The caller guarantees a valid packet (ASSERTed in debug builds).
  */
 size_t codec_encoded_size(const struct mqtt_packet *p, uint8_t version);
+/* Does p fit MQTT's largest packet (a Remaining Length of at most
+ * 268435455)? A PUBLISH forwarded from a maximum-size one can outgrow it by
+ * the properties added on the way out (subscription identifiers, a topic
+ * alias, the 5.0 property length). When it fits, *size is what
+ * codec_encoded_size() returns. */
+bool codec_fits(const struct mqtt_packet *p, uint8_t version, size_t *size);
 size_t codec_encode(uint8_t *out, const struct mqtt_packet *p, uint8_t version);
 
 /* For an encoded PUBLISH with QoS > 0: the offset of its two-byte packet id,

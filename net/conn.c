@@ -213,7 +213,9 @@ static bool write_publish(struct conn *c, const struct delivery *d, uint16_t pac
         if (e->bytes.len == 0) {
             /* Any valid id: each copy gets its own patched in. */
             encode_publish(c, d, d->qos ? 1 : 0, false, &p);
-            size_t n = codec_encoded_size(&p, c->version);
+            size_t n = 0;
+            if (!codec_fits(&p, c->version, &n))
+                return false; /* over MQTT's largest packet once re-encoded */
             e->bytes.len = 0;
             if (buf_reserve(&e->bytes, n))
                 goto direct;
@@ -242,12 +244,15 @@ static bool write_publish(struct conn *c, const struct delivery *d, uint16_t pac
     }
 direct:
     encode_publish(c, d, packet_id, dup, &p);
-    size_t n = codec_encoded_size(&p, c->version);
+    size_t n = 0;
+    if (!codec_fits(&p, c->version, &n))
+        return false; /* over MQTT's largest packet once re-encoded */
     /* An alias is assigned only to a message that will be sent: one
      * dropped for the client's maximum packet size must not leave a
      * mapping the client never saw. A new mapping adds 3 bytes. */
     if (c->alias_out_max && d->msg->topic_len > 3 &&
-        (!c->client_max_packet || n + 3 <= c->client_max_packet)) {
+        (!c->client_max_packet || n + 3 <= c->client_max_packet) &&
+        n + 3 <= (size_t)PACKET_SIZE_MAX) {
         apply_alias_out(c, &p.u.publish);
         n = codec_encoded_size(&p, c->version);
     }

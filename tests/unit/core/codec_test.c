@@ -1747,3 +1747,30 @@ Test(codec, decode_never_reads_past_body)
         }
     }
 }
+
+/* A PUBLISH that arrived at the largest size MQTT allows can outgrow it on
+ * the way out (5.0 property length, subscription identifiers): codec_fits
+ * says so instead of encoding a Remaining Length over 268435455. */
+Test(codec, fits_refuses_a_publish_over_the_largest_packet)
+{
+    struct mqtt_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = MQTT_PUBLISH;
+    p.u.publish.qos = 1;
+    p.u.publish.packet_id = 1;
+    p.u.publish.topic.ptr = (const uint8_t *)"t";
+    p.u.publish.topic.len = 1;
+    /* Sizes only: nothing reads the payload. */
+    p.u.publish.payload.ptr = (const uint8_t *)"";
+    p.u.publish.payload.len = 268435455u - 2 - 1 - 2; /* 3.1.1 body exactly at the limit */
+    size_t n = 0;
+    cr_assert(codec_fits(&p, MQTT_V311, &n), "at the limit it fits");
+    cr_assert_eq(n, 1 + 4 + 268435455u);
+    cr_assert_not(codec_fits(&p, MQTT_V5, &n), "5.0 adds a property length byte");
+    p.u.publish.payload.len -= 1;
+    cr_assert(codec_fits(&p, MQTT_V5, &n));
+    p.u.publish.props.present = MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
+    p.u.publish.props.subscription_ids[0] = 7;
+    p.u.publish.props.subscription_id_count = 1;
+    cr_assert_not(codec_fits(&p, MQTT_V5, &n), "a subscription identifier takes it over");
+}
