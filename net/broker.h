@@ -361,6 +361,11 @@ void conn_shutdown_notice(struct conn *c);
 bool mqtt_route_publish(struct shard *sh, struct msg *m);
 void mqtt_deliver_local(struct shard *sh, struct msg *m);
 void mqtt_handle_env(struct shard *sh, struct xenv *e);
+/* At shard_destroy (every shard thread joined): releases what an envelope
+ * left in a queue holds for the MQTT layer: a route change's or barrier's
+ * share of a pending SUBACK, freed with the last one. The connections are
+ * gone already. */
+void mqtt_env_discard(struct xenv *e);
 void mqtt_tick(struct shard *sh, uint64_t now_ms);
 void mqtt_shard_fini(struct shard *sh);
 /* Frees the calling shard thread's scratch memory. */

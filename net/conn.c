@@ -29,6 +29,11 @@
 #define PARSE_HANDOFF (-2)
 #define PARSE_REPLAY  (-3) /* enhanced authentication done: the CONNECT runs again */
 
+/* Largest packet accepted while an authentication exchange runs before
+ * CONNACK: an AUTH with a SCRAM message and the method name. */
+#define AUTH_PACKET_MAX (SCRAM_MSG_MAX + 256u)
+_Static_assert(SCRAM_MSG_MAX <= UINT16_MAX, "auth_reply_len holds a SCRAM message");
+
 /* Input kept per connection while the shard is congested before its reading
  * pauses (the kernel's socket buffer then holds the rest: TCP back-pressure). */
 #define CONGEST_STASH_MAX (64u * 1024u)
@@ -576,7 +581,7 @@ void mqtt_deliver_local(struct shard *sh, struct msg *m)
     trie_match(sh->subs, msg_topic(m), m->topic_len, on_match, &mc);
     match_scratch = mc.v;
     match_scratch_cap = mc.cap;
-    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
+    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_seq_cst);
     for (uint32_t i = 0; i < mc.n; i++) {
         struct match_entry *e = &mc.v[i];
         struct client *cl = e->cl;
@@ -818,7 +823,7 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
     ps->packet_id = sp->packet_id;
     ps->count = sp->count;
     struct retained_ctx rc = {.ps = ps, .cap = 0};
-    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
+    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_seq_cst);
     struct auth_client ac = {.listener = c->listener,
                              .client_id = cl->id,
                              .client_id_len = cl->id_len,
@@ -958,6 +963,18 @@ static void handle_unsubscribe(struct conn *c, const struct mqtt_subscribe *sp)
         free(rv);
 }
 
+void mqtt_env_discard(struct xenv *e)
+{
+    bool acked = e->type == XENV_ROUTE || e->type == XENV_BARRIER || e->type == XENV_ROUTE_ACK;
+    struct pending_suback *ps = acked ? e->pending : NULL;
+    if (!ps || --ps->remaining > 0)
+        return;
+    for (uint32_t i = 0; i < ps->retained_n; i++)
+        msg_unref(ps->retained[i].msg);
+    free(ps->retained);
+    free(ps);
+}
+
 void mqtt_handle_env(struct shard *sh, struct xenv *e)
 {
     switch (e->type) {
@@ -1049,6 +1066,27 @@ static struct msg *will_create(struct conn *c, const struct mqtt_connect *cn)
 static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t method,
                       const uint8_t *raw, size_t raw_len);
 
+/* Drops the CONNACK properties a client can do without (Response
+ * Information, Topic Alias Maximum: it then sets no aliases) until the
+ * CONNACK fits its Maximum Packet Size; false if it still does not. */
+static bool connack_fit(struct conn *c, struct mqtt_props *props)
+{
+    struct mqtt_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = MQTT_CONNACK;
+    static const uint8_t optional[] = {MQTT_PROP_RESPONSE_INFO, MQTT_PROP_TOPIC_ALIAS_MAXIMUM};
+    for (size_t i = 0;; i++) {
+        p.u.connack.props = *props;
+        if (codec_encoded_size(&p, MQTT_V5) <= c->client_max_packet)
+            return true;
+        if (i == sizeof(optional))
+            return false;
+        props->present &= ~MQTT_PROP_BIT(optional[i]);
+        if (optional[i] == MQTT_PROP_TOPIC_ALIAS_MAXIMUM)
+            c->alias_in_max = 0; /* not advertised: none accepted */
+    }
+}
+
 static bool same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
@@ -1110,7 +1148,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
     if (!c->placed) {
         /* On the shard that accepted the connection: who is this, and
          * where does its session live? */
-        const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
+        const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_seq_cst);
         if (!c->authenticated) {
             if (cn->version == MQTT_V5 &&
                 (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD))) {
@@ -1192,60 +1230,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
         was_assigned = true;
     }
 
-    /* On the home shard: everything about this client id lives here. */
-    uint64_t h = broker_client_hash(id, id_len);
-    struct client *cl = client_find(sh, id, id_len, h);
-    bool session_present = false;
-    if (cl && cl->conn) {
-        /* Takeover [MQTT-3.1.4-3]: the old connection is closed (5.0:
-         * DISCONNECT 0x8E) and its will is published. */
-        struct conn *old = cl->conn;
-        LOGC(LOG_LEVEL_INFO, cl->id, cl->id_len, "taken over by a new connection from %s", c->peer);
-        send_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER);
-        conn_detach(old);
-        conn_close(old, "session taken over");
-        cl = client_find(sh, id, id_len, h); /* the detach may have ended it */
-    }
-    if (cl && cn->clean_start) {
-        client_destroy(sh, cl, true);
-        cl = NULL;
-    }
-    if (cl) {
-        session_present = true;
-        if (cl->pending_will) {
-            /* Resumed in time: the delayed will is cancelled. */
-            msg_unref(cl->pending_will);
-            cl->pending_will = NULL;
-        }
-    } else {
-        cl = client_create(sh, id, id_len, h);
-        if (!cl) {
-            connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
-            return -1;
-        }
-    }
-    cl->version = cn->version;
-    cl->clean_session = cn->clean_start;
-    uint64_t cap_s = cfg->persistent_client_expiration_s;
-    if (cn->version == MQTT_V5) {
-        uint32_t e = (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))
-                         ? cn->props.session_expiry_s
-                         : 0;
-        cl->expiry_s = (cap_s && e > cap_s) ? (uint32_t)cap_s : e;
-    } else {
-        cl->expiry_s = cn->clean_start ? 0 : (cap_s ? (uint32_t)cap_s : UINT32_MAX);
-    }
-    c->session_expiry_s = cl->expiry_s;
-    struct session_limits lim = {
-        .inflight_max = cfg->max_inflight_messages,
-        .queued_max = cfg->max_queued_messages,
-        .queued_bytes_max = cfg->max_queued_bytes,
-    };
-    if (cn->version == MQTT_V5 && (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM)) &&
-        cn->props.receive_maximum < lim.inflight_max)
-        lim.inflight_max = cn->props.receive_maximum; /* [MQTT-3.3.4-7] */
-    session_set_limits(&cl->s, &lim);
-
+    /* What CONNACK will say, decided before the session is touched. */
     c->client_max_packet = (cn->version == MQTT_V5 &&
                             (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE)))
                                ? cn->props.maximum_packet_size
@@ -1317,6 +1302,69 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
                                    ? cn->props.topic_alias_maximum
                                    : TOPIC_ALIAS_OUT_MAX;
     }
+
+    if (c->client_max_packet && !connack_fit(c, &props)) {
+        /* Even without its optional properties the CONNACK would exceed
+         * the client's Maximum Packet Size, which no packet may
+         * [MQTT-3.1.2-24]: nothing can be said, the session is left as it
+         * was. */
+        conn_close(c, "CONNACK would exceed the client's Maximum Packet Size");
+        return -1;
+    }
+
+    /* On the home shard: everything about this client id lives here. */
+    uint64_t h = broker_client_hash(id, id_len);
+    struct client *cl = client_find(sh, id, id_len, h);
+    bool session_present = false;
+    if (cl && cl->conn) {
+        /* Takeover [MQTT-3.1.4-3]: the old connection is closed (5.0:
+         * DISCONNECT 0x8E) and its will is published. */
+        struct conn *old = cl->conn;
+        LOGC(LOG_LEVEL_INFO, cl->id, cl->id_len, "taken over by a new connection from %s", c->peer);
+        send_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER);
+        conn_detach(old);
+        conn_close(old, "session taken over");
+        cl = client_find(sh, id, id_len, h); /* the detach may have ended it */
+    }
+    if (cl && cn->clean_start) {
+        client_destroy(sh, cl, true);
+        cl = NULL;
+    }
+    if (cl) {
+        session_present = true;
+        if (cl->pending_will) {
+            /* Resumed in time: the delayed will is cancelled. */
+            msg_unref(cl->pending_will);
+            cl->pending_will = NULL;
+        }
+    } else {
+        cl = client_create(sh, id, id_len, h);
+        if (!cl) {
+            connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+            return -1;
+        }
+    }
+    cl->version = cn->version;
+    cl->clean_session = cn->clean_start;
+    uint64_t cap_s = cfg->persistent_client_expiration_s;
+    if (cn->version == MQTT_V5) {
+        uint32_t e = (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))
+                         ? cn->props.session_expiry_s
+                         : 0;
+        cl->expiry_s = (cap_s && e > cap_s) ? (uint32_t)cap_s : e;
+    } else {
+        cl->expiry_s = cn->clean_start ? 0 : (cap_s ? (uint32_t)cap_s : UINT32_MAX);
+    }
+    c->session_expiry_s = cl->expiry_s;
+    struct session_limits lim = {
+        .inflight_max = cfg->max_inflight_messages,
+        .queued_max = cfg->max_queued_messages,
+        .queued_bytes_max = cfg->max_queued_bytes,
+    };
+    if (cn->version == MQTT_V5 && (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM)) &&
+        cn->props.receive_maximum < lim.inflight_max)
+        lim.inflight_max = cn->props.receive_maximum; /* [MQTT-3.3.4-7] */
+    session_set_limits(&cl->s, &lim);
 
     if (cn->will_flag) {
         c->will = will_create(c, cn);
@@ -1430,7 +1478,7 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
                              .client_id_len = cl->id_len,
                              .username = c->username,
                              .username_len = c->username_len};
-    if (!auth_allowed(atomic_load_explicit(&sh->b->auth, memory_order_acquire), &ac, AUTH_WRITE,
+    if (!auth_allowed(atomic_load_explicit(&sh->b->auth, memory_order_seq_cst), &ac, AUTH_WRITE,
                       p->topic.ptr, p->topic.len)) {
         if (p->qos)
             send_ack(c, ack_type, p->packet_id,
@@ -1539,7 +1587,9 @@ static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
 
 /* ---- enhanced authentication (5.0, 4.12) ------------------------------------ */
 
-static void send_auth(struct conn *c, uint8_t reason, const uint8_t *data, size_t len)
+/* Returns false when the packet would exceed the client's Maximum Packet
+ * Size: the exchange cannot go on. */
+static bool send_auth(struct conn *c, uint8_t reason, const uint8_t *data, size_t len)
 {
     struct mqtt_packet p;
     memset(&p, 0, sizeof(p));
@@ -1553,15 +1603,20 @@ static void send_auth(struct conn *c, uint8_t reason, const uint8_t *data, size_
         p.u.disconnect.props.auth_data.ptr = data;
         p.u.disconnect.props.auth_data.len = (uint32_t)len;
     }
+    if (c->client_max_packet && codec_encoded_size(&p, MQTT_V5) > c->client_max_packet)
+        return false;
     write_packet(c, &p);
+    return true;
 }
+
+static void auth_fail(struct conn *c, uint8_t reason, const char *why);
 
 /* Starts the exchange a CONNECT asked for; the CONNECT is kept and runs
  * again when the exchange succeeds. */
 static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t method,
                       const uint8_t *raw, size_t raw_len)
 {
-    const struct auth_snapshot *snap = atomic_load_explicit(&c->sh->b->auth, memory_order_acquire);
+    const struct auth_snapshot *snap = atomic_load_explicit(&c->sh->b->auth, memory_order_seq_cst);
     uint8_t out[SCRAM_MSG_MAX];
     size_t out_len = 0;
     const char *why = NULL;
@@ -1577,15 +1632,24 @@ static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t me
     }
     c->connect_copy = malloc(raw_len);
     if (!c->connect_copy) {
+        scram_free(c->ax);
+        c->ax = NULL;
         connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
         return -1;
     }
+    /* The AUTH packets of the exchange respect the client's Maximum
+     * Packet Size already [MQTT-3.1.2-24]. */
+    if (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE))
+        c->client_max_packet = cn->props.maximum_packet_size;
     memcpy(c->connect_copy, raw, raw_len);
     c->connect_copy_len = (uint32_t)raw_len;
     c->auth_method = method;
     c->ax_started_ms = c->sh->now_ms;
     c->state = CONN_AUTH;
-    send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, out, out_len);
+    if (!send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, out, out_len)) {
+        auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "AUTH over the client's Maximum Packet Size");
+        return -1;
+    }
     return 0;
 }
 
@@ -1638,7 +1702,10 @@ static int auth_step(struct conn *c, const struct mqtt_disconnect *a)
         scram_free(c->ax);
         c->ax = NULL;
         LOGCL(LOG_LEVEL_INFO, c, "re-authenticated");
-        send_auth(c, MQTT_RC_SUCCESS, out, out_len);
+        if (!send_auth(c, MQTT_RC_SUCCESS, out, out_len)) {
+            auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "AUTH over the client's Maximum Packet Size");
+            return -1;
+        }
         return 0;
     }
     uint8_t *name = malloc(ulen + 1);
@@ -1700,7 +1767,7 @@ static int handle_auth_active(struct conn *c, const struct mqtt_disconnect *a)
             return -1;
         }
         const struct auth_snapshot *snap =
-            atomic_load_explicit(&c->sh->b->auth, memory_order_acquire);
+            atomic_load_explicit(&c->sh->b->auth, memory_order_seq_cst);
         uint8_t out[SCRAM_MSG_MAX];
         size_t out_len = 0;
         const char *why = NULL;
@@ -1717,7 +1784,10 @@ static int handle_auth_active(struct conn *c, const struct mqtt_disconnect *a)
             return -1;
         }
         c->ax_started_ms = c->sh->now_ms;
-        send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, out, out_len);
+        if (!send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, out, out_len)) {
+            auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "AUTH over the client's Maximum Packet Size");
+            return -1;
+        }
         return 0;
     }
     if (a->reason != MQTT_RC_CONTINUE_AUTHENTICATION || !c->ax) {
@@ -1743,6 +1813,7 @@ static int auth_replay(struct conn *c)
     buf_free(&c->in);
     c->in = nb;
     c->in_off = 0;
+    explicit_bzero(c->connect_copy, c->connect_copy_len); /* it may hold a password */
     free(c->connect_copy);
     c->connect_copy = NULL;
     c->connect_copy_len = 0;
@@ -1903,6 +1974,14 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
                 conn_close(c, "CONNECT over max_packet_size");
             else
                 violation(c, MQTT_RC_PACKET_TOO_LARGE, "packet over max_packet_size");
+            *stop = true;
+            break;
+        }
+        if (c->state == CONN_AUTH && total > AUTH_PACKET_MAX) {
+            /* Before CONNACK only AUTH may come, and its data is a SCRAM
+             * message: nothing larger is buffered for an unauthenticated
+             * client. */
+            auth_fail(c, MQTT_RC_PACKET_TOO_LARGE, "packet over the size of an AUTH exchange");
             *stop = true;
             break;
         }

@@ -106,11 +106,11 @@ static bool shards_quiescent(struct broker *b)
 {
     uint64_t seen[SHARDS_MAX];
     for (unsigned i = 0; i < b->shard_count; i++)
-        seen[i] = atomic_load_explicit(&b->shards[i]->turns, memory_order_acquire);
+        seen[i] = atomic_load_explicit(&b->shards[i]->turns, memory_order_seq_cst);
     for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
         bool all = true;
         for (unsigned i = 0; i < b->shard_count && all; i++)
-            all = atomic_load_explicit(&b->shards[i]->turns, memory_order_acquire) != seen[i];
+            all = atomic_load_explicit(&b->shards[i]->turns, memory_order_seq_cst) != seen[i];
         if (all)
             return true;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
@@ -133,7 +133,10 @@ static void reload(struct broker *b)
         LOG(LOG_LEVEL_ERROR, "SIGHUP: reload failed, the previous credentials stay: %s", err);
         return;
     }
-    atomic_store_explicit(&b->auth, s, memory_order_release);
+    /* seq_cst with the shards' turn counter and their loads (see
+     * shard_main): the turns read after this store cannot be older than
+     * any turn that still loaded the old pointer. */
+    atomic_store_explicit(&b->auth, s, memory_order_seq_cst);
     if (shards_quiescent(b))
         auth_snapshot_destroy(old);
     else

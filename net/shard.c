@@ -214,6 +214,8 @@ static void xenv_discard(struct xenv *e)
         msg_unref(e->msg);
     else if (e->type == XENV_ADOPT)
         conn_free_memory(e->conn); /* in transit: on no shard's list */
+    else
+        mqtt_env_discard(e); /* a route change's share of a pending SUBACK */
     free(e);
 }
 
@@ -390,6 +392,8 @@ static void conn_free_memory(struct conn *c)
     free(c->username);
     free(c->assigned_id);
     scram_free(c->ax);
+    if (c->connect_copy)
+        explicit_bzero(c->connect_copy, c->connect_copy_len); /* it may hold a password */
     free(c->connect_copy);
     free(c->auth_reply);
     for (uint32_t i = 0; c->alias_in && i < c->alias_in_max; i++)
@@ -952,7 +956,11 @@ static void *shard_main(void *arg)
     sem_post(&sh->ready);
 
     for (uint64_t turn = 1;; turn++) {
-        atomic_store_explicit(&sh->turns, turn, memory_order_release);
+        /* seq_cst, as main.c's swap of the security snapshot: with both
+         * sides sequentially consistent, a shard that loads the old
+         * snapshot in this turn has published this turn's number before,
+         * so main.c waits for the next one (store-buffering order). */
+        atomic_store_explicit(&sh->turns, turn, memory_order_seq_cst);
         sh->now_ms = broker_now_ms();
         if (!sh->stopping && atomic_load_explicit(&sh->b->stopping, memory_order_relaxed))
             begin_stop(sh);

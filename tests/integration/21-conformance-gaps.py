@@ -741,6 +741,33 @@ def connack_and_disconnect_props(b):
     check(0x15 not in ack.props and 0x16 not in ack.props,
           "[MQTT-4.12.0-6] CONNECT without Authentication Method: CONNACK carries none", ack)
     r.close()
+    # [MQTT-3.1.2-24] the CONNACK, too, stays within the client's Maximum
+    # Packet Size: optional properties (Response Information, Topic Alias
+    # Maximum) go; when the rest still does not fit (an Assigned Client
+    # Identifier is required) the broker closes without a CONNACK.
+    for cid, cprops, want in (("it21-mps-ri", [(0x27, 20), (0x19, 1)], "connack"),
+                              ("", [(0x27, 20)], "closed"),
+                              ("it21-mps-12", [(0x27, 12)], "closed"),
+                              ("it21-mps-13", [(0x27, 13)], "connack")):
+        r = Raw(b, version=5)
+        r.send(connect_pkt(cid, version=5, cprops=cprops))
+        got = r.wait_closed(3) if want == "closed" else [next_packet(r, what="CONNACK")]
+        if want == "connack":
+            p = got[0]
+            dropped = 0x1A not in p.props and (cid != "it21-mps-13" or 0x22 not in p.props)
+            check(p.type == 2 and p.rc == 0 and len(p.raw) <= cprops[0][1] and dropped,
+                  "[MQTT-3.1.2-24] CONNACK fits Maximum Packet Size %d without its optional "
+                  "properties (%d bytes)" % (cprops[0][1], len(p.raw)), p)
+            if cid == "it21-mps-13":
+                r.send(publish_pkt("it21/mps", "x", 0, version=5, pprops=[(0x23, 1)]))
+                dis = r.wait_closed(3)
+                check(len(dis) == 1 and dis[0].type == 14 and dis[0].rc == 0x94,
+                      "no Topic Alias Maximum advertised: an alias is refused (0x94)", dis)
+        else:
+            check(got == [], "[MQTT-3.1.2-24] a CONNACK that cannot fit Maximum Packet Size %d "
+                  "is not sent: the connection closes" % cprops[0][1], got)
+        r.close()
+
     viol = publish_pkt("it21/why", "x", 1, 1, version=5, pprops=[(0x0B, 1)])
     r, _ = raw(b, "it21-why", cprops=[(0x11, 60)])
     r.send(viol)
