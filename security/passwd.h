@@ -1,9 +1,22 @@
 /*
- * mosquitto's password file, read as mosquitto 2.0 reads it: one
- * "username:hash" per line, hashes as mosquitto_passwd writes them:
+ * mosquitto's password file, read as mosquitto 2.0 reads it, plus one form
+ * of ringmq's own. One "username:hash" per line, the hash one of:
  *
  *   $6$<base64 salt>$<base64 SHA-512(password || salt)>            (1.x)
  *   $7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>       (2.0)
+ *   SCRAM-SHA-512$<iterations>:<base64 salt>$<base64 StoredKey>:<base64 ServerKey>
+ *
+ * The last is RFC 5803's form (what OpenLDAP and Cyrus store for SCRAM),
+ * written by `ringmq --scram-entry USER` (passwd_scram_line below), with
+ *   SaltedPassword = PBKDF2-HMAC-SHA512(password, salt, iterations, 64)
+ *   StoredKey      = SHA-512(HMAC-SHA512(SaltedPassword, "Client Key"))
+ *   ServerKey      = HMAC-SHA512(SaltedPassword, "Server Key")
+ * It is the only form SCRAM-SHA-512 works from, and it serves plain CONNECT
+ * passwords too. It exists so that the file holds nothing that logs in by
+ * itself: StoredKey verifies a SCRAM proof but cannot make one (that takes
+ * ClientKey, which only the password gives), whereas a $7$ hash is
+ * SaltedPassword itself, so serving SCRAM from it would let anyone who
+ * reads the file log in as every $7$ user without knowing a password.
  *
  * Loaded once into an immutable table that shard threads read without
  * locks (it hangs off the security snapshot). Plain-text passwords are
@@ -16,25 +29,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bounds on what a file may ask for: a huge iteration count would stall a
- * shard on every CONNECT. */
-#define PASSWD_ITERATIONS_MAX 1000000u
+/* Bounds on what a file may ask for. A check costs its iteration count in
+ * HMAC-SHA512 rounds on the shard that runs it: at the ceiling about 40-45 ms
+ * of one core (measured with BoringSSL on a 2020s x86 server core; RFC
+ * 7677's 4096 is about 2 ms, mosquitto_passwd's 101 about 50 us), and every
+ * CONNECT with a password, or for an unknown name (passwd_check_decoy), pays
+ * it. Above this a file could stall a shard for most of a second per
+ * CONNECT. */
+#define PASSWD_ITERATIONS_MAX 100000u
 #define PASSWD_SALT_MAX       64u
 #define PASSWD_USER_MAX       65535u
+/* What `ringmq --scram-entry` writes: RFC 7677's minimum iteration count and
+ * a 16-byte salt. SCRAM offers the same to names it does not know when the
+ * file has no SCRAM entry to copy. */
+#define PASSWD_SCRAM_ITERATIONS_DEFAULT 4096u
+#define PASSWD_SCRAM_SALT_LEN           16u
+/* SHA-512's output: a $6$/$7$ hash, StoredKey, ServerKey, the decoy key. */
+#define PASSWD_KEY_LEN 64u
 
 enum passwd_kind {
     PASSWD_SHA512 = 6,        /* $6$ */
-    PASSWD_PBKDF2_SHA512 = 7, /* $7$: also SCRAM-SHA-512's SaltedPassword */
+    PASSWD_PBKDF2_SHA512 = 7, /* $7$ */
+    PASSWD_SCRAM_SHA512 = 8,  /* SCRAM-SHA-512$: StoredKey and ServerKey */
 };
 
 struct passwd_entry {
     const uint8_t *user; /* not NUL-terminated */
     size_t user_len;
     uint8_t kind;        /* enum passwd_kind */
-    uint32_t iterations; /* $7$ only */
+    uint32_t iterations; /* $7$ and SCRAM only */
     uint8_t salt[PASSWD_SALT_MAX];
     size_t salt_len;
-    uint8_t hash[64];
+    uint8_t hash[PASSWD_KEY_LEN];       /* $6$, $7$: the hash; SCRAM: StoredKey */
+    uint8_t server_key[PASSWD_KEY_LEN]; /* SCRAM only, else zero */
 };
 
 struct passwd_db;
@@ -43,8 +70,9 @@ struct passwd_db;
  * "path: what is wrong" for the file as a whole) in err; err never holds a
  * password or hash. Stricter than mosquitto, which skips or drops what it
  * cannot use: a line without ':', an empty, duplicate or non-UTF-8 name, a
- * second ':', an unknown or garbled hash, bad base64, an empty salt or one
- * over PASSWD_SALT_MAX, a hash that is not 64 bytes, iterations outside
+ * second ':' (other than the two inside a SCRAM-SHA-512 hash), an unknown or
+ * garbled hash, bad or unpadded base64, an empty salt or one over
+ * PASSWD_SALT_MAX, a hash or key that is not 64 bytes, iterations outside
  * 1..PASSWD_ITERATIONS_MAX, a plain-text password, a line over 65 KiB or a
  * file over 64 MiB all fail the load. '#' in the first column and blank
  * lines are skipped; blanks around name and hash ('\r' too) are trimmed.
@@ -56,13 +84,53 @@ size_t passwd_count(const struct passwd_db *db);
 /* The entry for a username, or NULL. O(log n), any thread. */
 const struct passwd_entry *passwd_find(const struct passwd_db *db, const uint8_t *user, size_t len);
 
-/* The iteration count most $7$ entries of db use (a default when there are
- * none, or db is NULL): SCRAM gives it to made-up entries for unknown users
- * so they look like real ones. */
-uint32_t passwd_scram_iterations(const struct passwd_db *db);
-
-/* Does this password match the entry? Constant time in the comparison; a
- * $7$ entry costs its iteration count in HMAC-SHA512 rounds. */
+/* Does this password match the entry? Constant time in the comparison. A
+ * $7$ entry costs its iteration count in HMAC-SHA512 rounds; a SCRAM entry
+ * the same plus two more hashes (ClientKey, then StoredKey). Any thread. */
 bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t len);
+
+/* Always false, after the work of passwd_check on a typical entry of db: the
+ * most common kind among its entries, and among those the most common
+ * iteration count and salt length (ties go to the larger). Call it where a
+ * CONNECT has no entry to check (an unknown name) or no password to check,
+ * so that the answer takes as long as a wrong password for a real user and
+ * the time does not tell which names exist. A file that mixes kinds or
+ * counts is only disguised as its majority. No work for a NULL or empty db.
+ * Any thread. */
+bool passwd_check_decoy(const struct passwd_db *db, const uint8_t *password, size_t len);
+
+/* How SCRAM dresses up a name it has no SCRAM entry for, so that its
+ * server-first message looks like a real one's. All any thread; db may be
+ * NULL.
+ *
+ * passwd_scram_iterations and passwd_scram_salt_len: the most common
+ * iteration count and salt length among db's SCRAM entries (ties go to the
+ * larger), PASSWD_SCRAM_ITERATIONS_DEFAULT and PASSWD_SCRAM_SALT_LEN when it
+ * has none.
+ *
+ * passwd_decoy_key: 64 secret bytes to derive made-up salts from, or NULL
+ * for a NULL db. They come from the table's content (HMAC-SHA512 under a
+ * fixed label, keyed by SHA-512 over the sorted entries), so they stay the
+ * same across restarts and reloads of the same entries, and a made-up salt
+ * does not change while real ones stay put. Comments, blank lines, order and
+ * line endings do not change them; changing, adding or removing any entry
+ * does, so made-up salts seen before and after such an edit differ while
+ * untouched users' salts do not. Only someone who can read the file can
+ * compute them. Valid while db is. */
+uint32_t passwd_scram_iterations(const struct passwd_db *db);
+size_t passwd_scram_salt_len(const struct passwd_db *db);
+const uint8_t *passwd_decoy_key(const struct passwd_db *db);
+
+/* Writes a complete password file line for user, "user:SCRAM-SHA-512$...",
+ * with a fresh PASSWD_SCRAM_SALT_LEN-byte salt from RAND_bytes, then a NUL
+ * (no newline) into out. Returns the line's length without the NUL, or -1
+ * when the name is one passwd_load would refuse or read as another (empty,
+ * over PASSWD_USER_MAX bytes, not UTF-8, holding ':', '\r' or '\n', blanks
+ * at either end, a leading '#' or byte order mark), when iterations is
+ * outside 1..PASSWD_ITERATIONS_MAX, when out cannot hold the line and its
+ * NUL, or when RAND_bytes fails. The password may be any bytes (pw may be
+ * NULL when pwlen is 0). Costs iterations HMAC-SHA512 rounds; any thread. */
+int passwd_scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                      uint32_t iterations, char *out, size_t outlen);
 
 #endif

@@ -2,19 +2,24 @@
  * SCRAM-SHA-512, server side (RFC 5802; SHA-512 and HMAC-SHA-512 in place of
  * SHA-1, as RFC 7677 does for SHA-256).
  *
- * The password file's $7$ hash is PBKDF2-HMAC-SHA512(password, salt, i, 64),
- * which is SCRAM's SaltedPassword, so a state only needs StoredKey and
- * ServerKey derived from it plus the messages that make up AuthMessage. A
- * state is owned by the connection that started it and touched by one thread
- * at a time; it copies everything it needs, so the password table may be
- * replaced or freed while an exchange is in progress.
+ * The password file's SCRAM-SHA-512 entries hold StoredKey and ServerKey
+ * (RFC 5803), so a state copies those two plus the messages that make up
+ * AuthMessage, and no PBKDF2 runs here. $6$ and $7$ entries never serve
+ * SCRAM: a $7$ hash is SaltedPassword, and using it would make the file
+ * itself a credential (scram.h). A state is owned by the connection that
+ * started it and touched by one thread at a time; it copies everything it
+ * needs, so the password table may be replaced or freed while an exchange
+ * is in progress.
  *
- * A name that is not in the table, or whose entry is $6$ (which cannot serve
- * SCRAM), gets the same treatment as a real one up to the last comparison: a
- * salt derived from the name under a per-process secret (stable, so asking
- * twice gives the same answer), the iteration count most real entries use, and
- * keys derived the same way. scram_finish then does the same work and fails.
- * The only process-wide state is that secret, drawn once with RAND_bytes.
+ * A name without a SCRAM entry gets the same treatment as a real one up to
+ * the last comparison: a salt derived from the name under the table's decoy
+ * key (stable for the same entries, so asking twice, or after a restart,
+ * gives the same answer, as for a real name), of the length and with the
+ * iteration count most SCRAM entries have, and made-up keys. Both paths
+ * compute that salt, so scram_start takes as long either way, and
+ * scram_finish does the same work and fails. The only process-wide state is
+ * a secret drawn once with RAND_bytes that stands in for the decoy key when
+ * there is no table at all.
  *
  * Parsing is strict: the messages are short, fully specified, and come from
  * an unauthenticated peer.
@@ -43,13 +48,11 @@
 /* Random bytes in the server's half of the nonce: 32 base64 characters, no
  * padding. */
 #define SERVER_NONCE_RAW_LEN 24u
-/* mosquitto_passwd's salt length (SALT_LEN in mosquitto 2.0): a made-up salt
- * must look like the real ones. */
-#define FAKE_SALT_LEN 12u
 
 _Static_assert(SERVER_NONCE_RAW_LEN % 3 == 0, "the server nonce has no '=' padding");
-_Static_assert(FAKE_SALT_LEN <= PASSWD_SALT_MAX, "a made-up salt fits an entry");
+_Static_assert(PASSWD_SALT_MAX <= KEY_LEN, "a made-up salt is cut from one HMAC-SHA512");
 _Static_assert(SHA512_DIGEST_LENGTH == KEY_LEN, "SHA-512 is 64 bytes");
+_Static_assert(PASSWD_KEY_LEN == KEY_LEN, "entries hold SHA-512-sized keys");
 
 /* For tests: scram_start with a fixed server nonce (printable, no ','). */
 enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
@@ -60,8 +63,9 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
 struct scram {
     uint8_t stored_key[KEY_LEN];
     uint8_t server_key[KEY_LEN];
-    bool known; /* a real $7$ entry: only then can the proof succeed */
-    bool spent; /* scram_finish ran */
+    bool known;     /* a SCRAM entry: only then can the proof succeed */
+    bool has_entry; /* a $6$ or $7$ entry, for the log's why */
+    bool spent;     /* scram_finish ran */
     const uint8_t *user;
     size_t user_len;
     const uint8_t *gs2; /* "n,," or "y,,a=..." as the client sent it */
@@ -176,17 +180,6 @@ static bool hmac512(const uint8_t *key, size_t key_len, const uint8_t *data, siz
     return HMAC(EVP_sha512(), key, key_len, data, len, out, &n) != NULL && n == KEY_LEN;
 }
 
-static bool derive_keys(const uint8_t salted[KEY_LEN], uint8_t stored_key[KEY_LEN],
-                        uint8_t server_key[KEY_LEN])
-{
-    uint8_t client_key[KEY_LEN];
-    bool ok = hmac512(salted, KEY_LEN, (const uint8_t *)"Client Key", 10, client_key) &&
-              SHA512(client_key, KEY_LEN, stored_key) != NULL &&
-              hmac512(salted, KEY_LEN, (const uint8_t *)"Server Key", 10, server_key);
-    OPENSSL_cleanse(client_key, sizeof(client_key));
-    return ok;
-}
-
 enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
                                          const uint8_t *server_nonce, size_t server_nonce_len,
                                          struct scram **state, uint8_t *out, size_t *outlen,
@@ -294,19 +287,27 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
         goto fail;
     }
 
-    /* Both paths compute the made-up salt and three keyed hashes, so the
-     * time spent does not depend on whether the name is known. */
-    pthread_once(&process_secret_once, process_secret_init);
-    if (!hmac512(process_secret, sizeof(process_secret), user, user_len, mac)) {
+    /* Both paths compute the made-up salt, so the time spent does not
+     * depend on whether the name has a SCRAM entry. */
+    const uint8_t *key = passwd_decoy_key(db);
+    if (!key) {
+        pthread_once(&process_secret_once, process_secret_init);
+        key = process_secret;
+    }
+    if (!hmac512(key, KEY_LEN, user, user_len, mac)) {
         w = "HMAC-SHA512 failed";
         goto fail;
     }
     const struct passwd_entry *e = passwd_find(db, user, user_len);
-    bool known = e && e->kind == PASSWD_PBKDF2_SHA512;
+    bool known = e && e->kind == PASSWD_SCRAM_SHA512;
     const uint8_t *salt = known ? e->salt : mac;
-    size_t salt_len = known ? e->salt_len : FAKE_SALT_LEN;
+    size_t salt_len = known ? e->salt_len : passwd_scram_salt_len(db);
     uint32_t iterations = known ? e->iterations : passwd_scram_iterations(db);
-    const uint8_t *salted = known ? e->hash : mac;
+    /* Made-up keys for the rest: no proof can hash to them, and known is
+     * false anyway. */
+    const uint8_t *stored_key = known ? e->hash : mac;
+    const uint8_t *server_key = known ? e->server_key : mac;
+    ASSERT(salt_len >= 1 && salt_len <= PASSWD_SALT_MAX);
 
     /* server-first-message = "r=" c-nonce s-nonce ",s=" salt ",i=" iteration-count */
     uint8_t salt_b64[((PASSWD_SALT_MAX + 2) / 3) * 4 + 1];
@@ -326,11 +327,10 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
         w = "out of memory";
         goto fail;
     }
-    if (!derive_keys(salted, s->stored_key, s->server_key)) {
-        w = "HMAC-SHA512 failed";
-        goto fail;
-    }
+    memcpy(s->stored_key, stored_key, KEY_LEN);
+    memcpy(s->server_key, server_key, KEY_LEN);
     s->known = known;
+    s->has_entry = e != NULL;
     s->user = s->buf;
     s->user_len = user_len;
     memcpy(s->buf, user, user_len);
@@ -488,8 +488,11 @@ enum scram_result scram_finish(struct scram *s, const uint8_t *in, size_t len, u
     enum scram_result r = SCRAM_FAIL;
     if (!ok) {
         *why = "HMAC-SHA512 failed";
+    } else if (!s->known && !s->has_entry) {
+        *why = "unknown user";
     } else if (!s->known) {
-        *why = "unknown user or no SCRAM credentials";
+        *why = "no SCRAM credentials for this user (a $6$ or $7$ entry; SCRAM needs a "
+               "SCRAM-SHA-512 one: ringmq --scram-entry)";
     } else if (!match) {
         *why = "wrong password: the client proof does not verify";
     } else {

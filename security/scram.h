@@ -1,9 +1,18 @@
 /*
  * SCRAM-SHA-512 (RFC 5802 with SHA-512, as RFC 7677 does for SHA-256), the
  * server side, as an MQTT 5.0 enhanced authentication method (4.12). It
- * works from the password file's $7$ entries: mosquitto's PBKDF2-HMAC-SHA512
- * output is exactly SCRAM's SaltedPassword, so a file written by
- * mosquitto_passwd serves both plain CONNECT passwords and SCRAM.
+ * works only from the password file's SCRAM-SHA-512 entries (RFC 5803's
+ * form, see passwd.h; `ringmq --scram-entry USER` writes them), which hold
+ * the salt, the iteration count, StoredKey and ServerKey: what RFC 5802
+ * says a server keeps, and all the server needs. The server never runs
+ * PBKDF2 for SCRAM. Those entries serve plain CONNECT passwords too.
+ *
+ * mosquitto's $7$ hash is SCRAM's SaltedPassword itself, so a server that
+ * took it for SCRAM would accept a proof made from the file alone: anyone
+ * who could read the file could log in as every $7$ user. StoredKey can only
+ * check a proof, never make one, so a file of SCRAM entries holds nothing
+ * that logs in by itself. $6$ and $7$ users therefore get the unknown-user
+ * treatment below and must be given a SCRAM entry to use SCRAM.
  *
  * The exchange, in MQTT packets:
  *   CONNECT  method "SCRAM-SHA-512", data client-first   -> scram_start
@@ -36,17 +45,20 @@ struct scram;
  * "y,,"; channel binding "p=" and an authzid other than the username are
  * refused). On SCRAM_CONTINUE *state is set and out[0..*outlen) holds the
  * server-first message; out must hold SCRAM_MSG_MAX bytes. A user that is
- * unknown, or whose entry cannot serve SCRAM ($6$), still gets a
- * server-first message with a 12-byte salt derived from the name under a
- * per-process secret and the iteration count most $7$ entries of db use
- * (4096 if none), so a client cannot tell it from a real one; such an
- * exchange fails in scram_finish. db may be NULL (no user is known). On
- * SCRAM_FAIL nothing is allocated and *why names the problem (a static
- * string).
+ * unknown, or whose entry is $6$ or $7$, still gets a server-first message
+ * with the same attributes as a real one: a salt derived from the name
+ * under passwd_decoy_key(db) (so the same across restarts of the same file,
+ * as a real salt is) and as long as most SCRAM entries' salts, and the
+ * iteration count most SCRAM entries use (passwd_scram_iterations). A
+ * client cannot tell it from a real one; such an exchange fails in
+ * scram_finish after the same work. db may be NULL (no user is known; the
+ * salt then comes from a per-process secret). On SCRAM_FAIL nothing is
+ * allocated and *why names the problem (a static string).
  *
  * *why is for the broker's log. Do not send scram_finish's to the client:
- * "unknown user or no SCRAM credentials" and "wrong password: ..." differ
- * on purpose, and a reason string would tell a client which names exist. */
+ * "unknown user", "no SCRAM credentials for this user ..." and "wrong
+ * password: ..." differ on purpose, and a reason string would tell a client
+ * which names exist. */
 enum scram_result scram_start(const struct passwd_db *db, const uint8_t *in, size_t len,
                               struct scram **state, uint8_t *out, size_t *outlen, const char **why);
 

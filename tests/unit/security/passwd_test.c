@@ -1,13 +1,19 @@
 /*
- * passwd: mosquitto's password file. data/passwd was written by the real
- * mosquitto_passwd 2.0.11; its comment lines list every user's password:
+ * passwd: mosquitto's password file. data/passwd's first six entries were
+ * written by the real mosquitto_passwd 2.0.11, its last four (SCRAM-SHA-512,
+ * 4096 rounds, 16-byte salts) by Python's hashlib/hmac; its comment lines
+ * list every user's password:
  *
- *   alice    "correct horse"   $7$ (the default: PBKDF2-HMAC-SHA512, 101 rounds)
- *   bob      "hunter2"         $6$ (-H sha512)
- *   carol    "p@ss:word,=x"    $7$ (-H sha512-pbkdf2)
- *   d,a=ve   "dave-pw"         $7$
- *   zoë      "ünïcode"         $7$
- *   emptypw  ""                $7$
+ *   alice        "correct horse"   $7$ (the default: PBKDF2-HMAC-SHA512, 101 rounds)
+ *   bob          "hunter2"         $6$ (-H sha512)
+ *   carol        "p@ss:word,=x"    $7$ (-H sha512-pbkdf2)
+ *   d,a=ve       "dave-pw"         $7$
+ *   zoë          "ünïcode"         $7$
+ *   emptypw      ""                $7$
+ *   sasha        "correct horse"   SCRAM-SHA-512
+ *   s,a=sha      "dave-pw"         SCRAM-SHA-512
+ *   sören        "ünïcode"         SCRAM-SHA-512
+ *   scram-empty  ""                SCRAM-SHA-512
  *
  * Every malformed line is written to a temporary file and must fail with the
  * exact "path:line: what" a user would read.
@@ -19,13 +25,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <openssl/base64.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include "passwd.h"
 
 #define DATA_FILE TEST_DATA_DIR "/passwd"
+
+/* Internal entry points of passwd.c. */
+int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                                const uint8_t *salt, size_t salt_len, uint32_t iterations,
+                                char *out, size_t outlen);
+const struct passwd_entry *passwd_decoy_entry(const struct passwd_db *db);
 
 /* A temporary file; removed by the fini of every test that uses one. */
 static char tmp_path[64];
@@ -124,7 +139,7 @@ Test(passwd, loads_the_file_mosquitto_passwd_wrote)
     char err[256] = "";
     struct passwd_db *db = passwd_load(DATA_FILE, err, sizeof(err));
     cr_assert_not_null(db, "%s", err);
-    cr_assert_eq(passwd_count(db), 6);
+    cr_assert_eq(passwd_count(db), 10);
 
     const struct passwd_entry *a = passwd_find(db, (const uint8_t *)"alice", 5);
     cr_assert_not_null(a);
@@ -137,6 +152,13 @@ Test(passwd, loads_the_file_mosquitto_passwd_wrote)
     cr_assert_not_null(b);
     cr_assert_eq(b->kind, PASSWD_SHA512);
     cr_assert_eq(b->salt_len, 12);
+    const struct passwd_entry *s = passwd_find(db, (const uint8_t *)"sasha", 5);
+    cr_assert_not_null(s);
+    cr_assert_eq(s->kind, PASSWD_SCRAM_SHA512);
+    cr_assert_eq(s->iterations, 4096);
+    cr_assert_eq(s->salt_len, 16);
+    cr_assert_not_null(passwd_find(db, (const uint8_t *)"s,a=sha", 7));
+    cr_assert_not_null(passwd_find(db, (const uint8_t *)"sören", 6));
     passwd_free(db);
 }
 
@@ -151,6 +173,11 @@ Test(passwd, right_passwords_match)
     cr_assert(check(db, "d,a=ve", "dave-pw"));
     cr_assert(check(db, "zoë", "ünïcode"));
     cr_assert(check(db, "emptypw", ""));
+    /* SCRAM entries serve plain CONNECT passwords too. */
+    cr_assert(check(db, "sasha", "correct horse"));
+    cr_assert(check(db, "s,a=sha", "dave-pw"));
+    cr_assert(check(db, "sören", "ünïcode"));
+    cr_assert(check(db, "scram-empty", ""));
     passwd_free(db);
 }
 
@@ -167,6 +194,10 @@ Test(passwd, wrong_passwords_do_not)
     cr_assert_not(check(db, "bob", "hunter"));
     cr_assert_not(check(db, "bob", "hunter22"));
     cr_assert_not(check(db, "emptypw", " "));
+    cr_assert_not(check(db, "sasha", "correct horsE"));
+    cr_assert_not(check(db, "sasha", ""));
+    cr_assert_not(check(db, "sören", "unicode"));
+    cr_assert_not(check(db, "scram-empty", " "));
     /* Password bytes after a NUL count (mosquitto would stop at it). */
     const struct passwd_entry *e = passwd_find(db, (const uint8_t *)"bob", 3);
     cr_assert_not(passwd_check(e, (const uint8_t *)"hunter2\0x", 9));
@@ -369,12 +400,18 @@ Test(passwd, plain_text_password)
 
 Test(passwd, unknown_hash_type)
 {
-    expect_error("a:$5$c2FsdA==$aA==\n", 1, "unknown hash type (expected $6$ or $7$)");
-    expect_error("a:$8$1$c2FsdA==$aA==\n", 1, "unknown hash type (expected $6$ or $7$)");
-    expect_error("a:$77$1$c2FsdA==$aA==\n", 1, "unknown hash type (expected $6$ or $7$)");
-    expect_error("a:$$7$1$c2FsdA==$aA==\n", 1, "unknown hash type (expected $6$ or $7$)");
-    expect_error("a:$\n", 1, "garbled password hash (expected $6$... or $7$...)");
-    expect_error("a:$x\n", 1, "garbled password hash (expected $6$... or $7$...)");
+    expect_error("a:$5$c2FsdA==$aA==\n", 1,
+                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
+    expect_error("a:$8$1$c2FsdA==$aA==\n", 1,
+                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
+    expect_error("a:$77$1$c2FsdA==$aA==\n", 1,
+                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
+    expect_error("a:$$7$1$c2FsdA==$aA==\n", 1,
+                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
+    expect_error("a:$\n", 1,
+                 "garbled password hash (expected $6$..., $7$... or SCRAM-SHA-512$...)");
+    expect_error("a:$x\n", 1,
+                 "garbled password hash (expected $6$..., $7$... or SCRAM-SHA-512$...)");
 }
 
 Test(passwd, garbled_hash)
@@ -398,10 +435,10 @@ Test(passwd, iterations)
     snprintf(text, sizeof(text), "a:%s\n", h7(0, 12, 64));
     expect_error(text, 1, "iteration count must be at least 1");
     snprintf(text, sizeof(text), "a:%s\n", h7(PASSWD_ITERATIONS_MAX + 1, 12, 64));
-    expect_error(text, 1, "iteration count over 1000000");
+    expect_error(text, 1, "iteration count over 100000");
     snprintf(text, sizeof(text), "a:$7$99999999999999999999999$c2FsdA==$%s\n",
              strrchr(h7(1, 12, 64), '$') + 1);
-    expect_error(text, 1, "iteration count over 1000000");
+    expect_error(text, 1, "iteration count over 100000");
     expect_error("a:$7$-1$c2FsdA==$aA==\n", 1, "iteration count is not a decimal number");
     expect_error("a:$7$+1$c2FsdA==$aA==\n", 1, "iteration count is not a decimal number");
     expect_error("a:$7$10x$c2FsdA==$aA==\n", 1, "iteration count is not a decimal number");
@@ -545,4 +582,539 @@ Test(passwd, err_buffer_may_be_small_or_absent)
     cr_assert_eq(err[7], 0);
     cr_assert_eq(strncmp(err, tmp_path, 7), 0);
     cr_assert_null(load_text("alice\n", NULL, 0));
+}
+
+/* ------------------------------------------------------------------------ */
+/* SCRAM-SHA-512 entries                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* "SCRAM-SHA-512$<it>:<salt>$<StoredKey>:<ServerKey>" with salt_len bytes of
+ * salt and (meaningless) keys of the given sizes. */
+static char *hs(uint32_t it, size_t salt_len, size_t sk_len, size_t svk_len)
+{
+    char *buf = next_buf();
+    uint8_t salt[128];
+    uint8_t key[128];
+    memset(salt, 's', sizeof(salt));
+    memset(key, 'k', sizeof(key));
+    char sb[256];
+    char kb[256];
+    char vb[256];
+    b64(sb, salt, salt_len);
+    b64(kb, key, sk_len);
+    b64(vb, key, svk_len);
+    snprintf(buf, 1024, "SCRAM-SHA-512$%u:%s$%s:%s", it, sb, kb, vb);
+    return buf;
+}
+
+/* RFC 7677's salt and password, 4096 rounds; StoredKey and ServerKey from
+ * Python (the same script as scram_test.c's known answers):
+ *   sp = hashlib.pbkdf2_hmac('sha512', b'pencil', salt, 4096, 64)
+ *   sk = sha512(hmac(sp, b'Client Key')); svk = hmac(sp, b'Server Key') */
+#define KAT_SALT_B64 "W22ZaJ0SNY7soEsUEjb6gQ=="
+#define KAT_LINE                                                                                   \
+    "user:SCRAM-SHA-512$4096:W22ZaJ0SNY7soEsUEjb6gQ==$6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmB" \
+    "qzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg==:jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o" \
+    "/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA=="
+#define KAT_STORED_KEY                                                                             \
+    "6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmBqzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg=="
+#define KAT_SERVER_KEY                                                                             \
+    "jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA=="
+
+static void unb64(uint8_t *out, size_t want, const char *in)
+{
+    uint8_t buf[128]; /* BoringSSL wants room for the unpadded length */
+    size_t n = 0;
+    cr_assert_eq(EVP_DecodeBase64(buf, &n, sizeof(buf), (const uint8_t *)in, strlen(in)), 1);
+    cr_assert_eq(n, want);
+    memcpy(out, buf, n);
+}
+
+Test(passwd, scram_entry_known_answer)
+{
+    char err[256] = "";
+    struct passwd_db *db = load_text(KAT_LINE "\n", err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    const struct passwd_entry *e = passwd_find(db, (const uint8_t *)"user", 4);
+    cr_assert_not_null(e);
+    cr_assert_eq(e->kind, PASSWD_SCRAM_SHA512);
+    cr_assert_eq(e->iterations, 4096);
+    uint8_t salt[16];
+    uint8_t sk[64];
+    uint8_t svk[64];
+    unb64(salt, sizeof(salt), KAT_SALT_B64);
+    unb64(sk, sizeof(sk), KAT_STORED_KEY);
+    unb64(svk, sizeof(svk), KAT_SERVER_KEY);
+    cr_assert_eq(e->salt_len, 16);
+    cr_assert_eq(memcmp(e->salt, salt, 16), 0);
+    cr_assert_eq(memcmp(e->hash, sk, 64), 0, "hash holds StoredKey");
+    cr_assert_eq(memcmp(e->server_key, svk, 64), 0);
+    cr_assert(passwd_check(e, (const uint8_t *)"pencil", 6));
+    cr_assert_not(passwd_check(e, (const uint8_t *)"pencil ", 7));
+    cr_assert_not(passwd_check(e, (const uint8_t *)"Pencil", 6));
+    cr_assert_not(passwd_check(e, (const uint8_t *)"", 0));
+    passwd_free(db);
+
+    /* The generator writes exactly Python's line for the same salt. */
+    char line[1024];
+    int n = passwd_scram_line_with_salt((const uint8_t *)"user", 4, (const uint8_t *)"pencil", 6,
+                                        salt, sizeof(salt), 4096, line, sizeof(line));
+    cr_assert_eq(n, (int)strlen(KAT_LINE));
+    cr_assert_str_eq(line, KAT_LINE);
+}
+
+Test(passwd, scram_line_loads_and_checks)
+{
+    struct {
+        const char *user;
+        const char *pw;
+        uint32_t it;
+    } users[] = {
+        {"plain", "correct horse", PASSWD_SCRAM_ITERATIONS_DEFAULT},
+        {"d,a=ve", "p@ss:word,=x", 1},
+        {"zoë", "ünïcode", 7},
+        {"empty", "", 2},
+        {"in ner\tblank", "pw", PASSWD_ITERATIONS_MAX},
+    };
+    enum { N = sizeof(users) / sizeof(users[0]) };
+    char text[4096];
+    size_t off = 0;
+    for (size_t i = 0; i < N; i++) {
+        char line[1024];
+        int n = passwd_scram_line((const uint8_t *)users[i].user, strlen(users[i].user),
+                                  (const uint8_t *)users[i].pw, strlen(users[i].pw), users[i].it,
+                                  line, sizeof(line));
+        cr_assert_gt(n, 0, "%s", users[i].user);
+        cr_assert_eq(strlen(line), (size_t)n, "NUL-terminated, no newline");
+        cr_assert_null(strchr(line, '\n'));
+        off += (size_t)snprintf(text + off, sizeof(text) - off, "%s\n", line);
+        cr_assert_lt(off, sizeof(text));
+    }
+    char err[256] = "";
+    struct passwd_db *db = load_text(text, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    cr_assert_eq(passwd_count(db), N);
+    for (size_t i = 0; i < N; i++) {
+        const struct passwd_entry *e =
+            passwd_find(db, (const uint8_t *)users[i].user, strlen(users[i].user));
+        cr_assert_not_null(e, "%s", users[i].user);
+        cr_assert_eq(e->kind, PASSWD_SCRAM_SHA512);
+        cr_assert_eq(e->iterations, users[i].it);
+        cr_assert_eq(e->salt_len, PASSWD_SCRAM_SALT_LEN);
+        cr_assert(check(db, users[i].user, users[i].pw), "%s", users[i].user);
+        cr_assert_not(check(db, users[i].user, "wrong"), "%s", users[i].user);
+    }
+    passwd_free(db);
+
+    /* Each line gets a fresh salt: the same user and password twice differ. */
+    char a[1024];
+    char b[1024];
+    cr_assert_gt(
+        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"p", 1, 1, a, sizeof(a)), 0);
+    cr_assert_gt(
+        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"p", 1, 1, b, sizeof(b)), 0);
+    cr_assert_str_neq(a, b);
+    /* A NULL password of length 0 is the empty password. */
+    cr_assert_gt(passwd_scram_line((const uint8_t *)"u", 1, NULL, 0, 1, a, sizeof(a)), 0);
+}
+
+Test(passwd, scram_line_longest_name)
+{
+    char *user = malloc(PASSWD_USER_MAX + 1);
+    cr_assert_not_null(user);
+    memset(user, 'u', PASSWD_USER_MAX + 1);
+    size_t cap = PASSWD_USER_MAX + 1024;
+    char *line = malloc(cap);
+    cr_assert_not_null(line);
+    cr_assert_eq(passwd_scram_line((const uint8_t *)user, PASSWD_USER_MAX + 1,
+                                   (const uint8_t *)"pw", 2, 1, line, cap),
+                 -1);
+    int n = passwd_scram_line((const uint8_t *)user, PASSWD_USER_MAX, (const uint8_t *)"pw", 2, 1,
+                              line, cap);
+    cr_assert_gt(n, PASSWD_USER_MAX);
+    line[n] = '\n';
+    char err[256] = "";
+    struct passwd_db *db = passwd_load(write_tmp(line, (size_t)n + 1), err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    const struct passwd_entry *e = passwd_find(db, (const uint8_t *)user, PASSWD_USER_MAX);
+    cr_assert_not_null(e);
+    cr_assert(passwd_check(e, (const uint8_t *)"pw", 2));
+    passwd_free(db);
+    free(line);
+    free(user);
+}
+
+Test(passwd, scram_line_refuses_what_would_not_load)
+{
+    char out[1024];
+    static const char *const bad[] = {
+        "",       "a:b",   ":",    "caf\xe9", "a\nb",          " lead",
+        "trail ", "tab\t", "\rcr", "#hash",   "\xEF\xBB\xBFx", "\xc3",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(passwd_scram_line((const uint8_t *)bad[i], strlen(bad[i]),
+                                       (const uint8_t *)"pw", 2, 1, out, sizeof(out)),
+                     -1, "user %zu", i);
+    /* A NUL inside the name. */
+    cr_assert_eq(passwd_scram_line((const uint8_t *)"a\0b", 3, (const uint8_t *)"pw", 2, 1, out,
+                                   sizeof(out)),
+                 -1);
+    cr_assert_eq(passwd_scram_line(NULL, 0, (const uint8_t *)"pw", 2, 1, out, sizeof(out)), -1);
+    /* A '#' after the first byte is an ordinary name. */
+    cr_assert_gt(
+        passwd_scram_line((const uint8_t *)"a#", 2, (const uint8_t *)"pw", 2, 1, out, sizeof(out)),
+        0);
+
+    /* Iterations: 1..PASSWD_ITERATIONS_MAX. */
+    cr_assert_eq(
+        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 0, out, sizeof(out)),
+        -1);
+    cr_assert_eq(passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2,
+                                   PASSWD_ITERATIONS_MAX + 1, out, sizeof(out)),
+                 -1);
+
+    /* out must hold the line and its NUL: exactly enough works, a byte less
+     * does not. */
+    int n = passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, out,
+                              sizeof(out));
+    cr_assert_eq(n, (int)strlen("u:SCRAM-SHA-512$4096:") + 24 + 1 + 88 + 1 + 88);
+    char exact[512];
+    memset(exact, 'x', sizeof(exact));
+    cr_assert_eq(passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, exact,
+                                   (size_t)n),
+                 -1);
+    cr_assert_eq(passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, exact,
+                                   (size_t)n + 1),
+                 n);
+    cr_assert_eq(exact[n], 0);
+    cr_assert_eq(exact[n + 1], 'x', "nothing written past the NUL");
+    cr_assert_eq(
+        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, NULL, 0), -1);
+}
+
+Test(passwd, scram_entry_limits_that_load)
+{
+    char text[2048];
+    char err[256] = "";
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\n", hs(1, 64, 64, 64),
+             hs(PASSWD_ITERATIONS_MAX, 1, 64, 64), hs(4096, 16, 64, 64));
+    struct passwd_db *db = load_text(text, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    const struct passwd_entry *e = passwd_find(db, (const uint8_t *)"a", 1);
+    cr_assert_not_null(e);
+    cr_assert_eq(e->kind, PASSWD_SCRAM_SHA512);
+    cr_assert_eq(e->salt_len, 64);
+    cr_assert_eq(e->iterations, 1);
+    e = passwd_find(db, (const uint8_t *)"b", 1);
+    cr_assert_eq(e->iterations, PASSWD_ITERATIONS_MAX);
+    cr_assert_eq(e->salt_len, 1);
+    passwd_free(db);
+    /* Blanks around the hash are trimmed, as for the other kinds. */
+    snprintf(text, sizeof(text), " a : %s \r\n", hs(1, 16, 64, 64));
+    db = load_text(text, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    passwd_free(db);
+}
+
+Test(passwd, scram_entry_errors)
+{
+    char text[2048];
+    const char *g = "garbled SCRAM-SHA-512 hash (expected SCRAM-SHA-512$<iterations>:<base64 "
+                    "salt>$<base64 StoredKey>:<base64 ServerKey>)";
+    /* Take a good hash apart. */
+    char good[1024];
+    snprintf(good, sizeof(good), "%s", hs(4096, 16, 64, 64));
+    const char *salt = strchr(good, ':') + 1;
+    const char *sk = strchr(salt, '$') + 1;
+    const char *svk = strchr(sk, ':') + 1;
+    int salt_len = (int)(sk - 1 - salt);
+    int sk_len = (int)(svk - 1 - sk);
+
+    expect_error("a:SCRAM-SHA-512\n", 1, g);
+    expect_error("a:SCRAM-SHA-512$\n", 1, g);
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:%.*s\n", salt_len, salt);
+    expect_error(text, 1, g); /* no keys */
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:%.*s$%.*s\n", salt_len, salt, sk_len, sk);
+    expect_error(text, 1, g); /* no ServerKey */
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:%.*s$%.*s:\n", salt_len, salt, sk_len, sk);
+    expect_error(text, 1, g);
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$:%.*s$%.*s:%s\n", salt_len, salt, sk_len, sk,
+             svk);
+    expect_error(text, 1, g); /* empty iterations */
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:$%.*s:%s\n", sk_len, sk, svk);
+    expect_error(text, 1, g); /* empty salt field */
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:%.*s$:%s\n", salt_len, salt, svk);
+    expect_error(text, 1, g); /* empty StoredKey */
+    snprintf(text, sizeof(text), "a:%s$x\n", good);
+    expect_error(text, 1, g); /* a second '$' */
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096$%.*s$%.*s:%s\n", salt_len, salt, sk_len, sk,
+             svk);
+    expect_error(text, 1, g); /* '$' for ':' */
+    /* A ':' anywhere else in the hash. */
+    snprintf(text, sizeof(text), "a:%s:x\n", good);
+    expect_error(text, 1, g);
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:%.*s:x$%.*s:%s\n", salt_len, salt, sk_len,
+             sk, svk);
+    expect_error(text, 1, g);
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096::%.*s$%.*s:%s\n", salt_len, salt, sk_len, sk,
+             svk);
+    expect_error(text, 1, g);
+    /* ... and before it, or around other kinds, still "more than one ':'". */
+    const char *two = "more than one ':' (neither usernames nor hashes may contain ':')";
+    snprintf(text, sizeof(text), "a::%s\n", good);
+    expect_error(text, 1, two);
+    snprintf(text, sizeof(text), "a:x:%s\n", good);
+    expect_error(text, 1, two);
+    snprintf(text, sizeof(text), "a:%s:%s\n", h7(1, 12, 64), "x");
+    expect_error(text, 1, two);
+    snprintf(text, sizeof(text), "a:$7$1:%s\n", strchr(good, ':') + 1);
+    expect_error(text, 1, two);
+
+    /* Other mechanisms and spellings. */
+    const char *mech = "unsupported SCRAM mechanism (only SCRAM-SHA-512$... entries are read)";
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-256$4096:%s\n", salt);
+    expect_error(text, 1, mech);
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-5122$4096:%s\n", salt);
+    expect_error(text, 1, mech);
+    expect_error("a:SCRAM-\n", 1, mech);
+
+    /* Iterations, as for $7$. */
+    snprintf(text, sizeof(text), "a:%s\n", hs(0, 16, 64, 64));
+    expect_error(text, 1, "iteration count must be at least 1");
+    snprintf(text, sizeof(text), "a:%s\n", hs(PASSWD_ITERATIONS_MAX + 1, 16, 64, 64));
+    expect_error(text, 1, "iteration count over 100000");
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$99999999999999999999:%s\n", salt);
+    expect_error(text, 1, "iteration count over 100000");
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$-1:%s\n", salt);
+    expect_error(text, 1, "iteration count is not a decimal number");
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$ 4096:%s\n", salt);
+    expect_error(text, 1, "iteration count is not a decimal number");
+
+    /* Salt. */
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:c2FsdA$%.*s:%s\n", sk_len, sk, svk);
+    expect_error(text, 1, "salt is not valid base64"); /* no padding */
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:====$%.*s:%s\n", sk_len, sk, svk);
+    expect_error(text, 1, "salt is not valid base64");
+    snprintf(text, sizeof(text), "a:%s\n", hs(4096, PASSWD_SALT_MAX + 1, 64, 64));
+    expect_error(text, 1, "salt longer than 64 bytes");
+
+    /* StoredKey and ServerKey: padded base64, 64 bytes. */
+    snprintf(text, sizeof(text), "a:%s\n", hs(4096, 16, 63, 64));
+    expect_error(text, 1, "StoredKey is 63 bytes, expected 64");
+    snprintf(text, sizeof(text), "a:%s\n", hs(4096, 16, 65, 64));
+    expect_error(text, 1, "StoredKey is 65 bytes, expected 64");
+    snprintf(text, sizeof(text), "a:%s\n", hs(4096, 16, 64, 32));
+    expect_error(text, 1, "ServerKey is 32 bytes, expected 64");
+    snprintf(text, sizeof(text), "a:%s\n", hs(4096, 16, 64, 65));
+    expect_error(text, 1, "ServerKey is 65 bytes, expected 64");
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:%.*s$%.*s:%.*s\n", salt_len, salt, sk_len,
+             sk, (int)strlen(svk) - 2, svk); /* padding cut off */
+    expect_error(text, 1, "ServerKey is not valid base64");
+    snprintf(text, sizeof(text), "a:SCRAM-SHA-512$4096:%.*s$%.*s*:%s\n", salt_len, salt, sk_len, sk,
+             svk);
+    expect_error(text, 1, "StoredKey is not valid base64");
+
+    /* The line number is right among other kinds. */
+    snprintf(text, sizeof(text), "# c\nx:%s\ny:%s\nz:%s\n", h7(1, 12, 64), good,
+             hs(4096, 16, 64, 63));
+    expect_error(text, 4, "ServerKey is 63 bytes, expected 64");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Disguises for unknown names                                              */
+/* ------------------------------------------------------------------------ */
+
+Test(passwd, decoy_check_is_always_false)
+{
+    char err[256] = "";
+    struct passwd_db *db = passwd_load(DATA_FILE, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    /* Every real password in the file, and some that are not. */
+    static const char *const pws[] = {
+        "correct horse", "hunter2", "p@ss:word,=x", "dave-pw", "ünïcode", "", "x"};
+    for (size_t i = 0; i < sizeof(pws) / sizeof(pws[0]); i++)
+        cr_assert_not(passwd_check_decoy(db, (const uint8_t *)pws[i], strlen(pws[i])), "%s",
+                      pws[i]);
+    cr_assert_not(passwd_check_decoy(db, NULL, 0));
+    cr_assert_not(passwd_check_decoy(NULL, (const uint8_t *)"x", 1));
+    passwd_free(db);
+}
+
+static const struct passwd_entry *decoy_of(const char *text, struct passwd_db **db)
+{
+    char err[256] = "";
+    *db = load_text(text, err, sizeof(err));
+    cr_assert_not_null(*db, "%s", err);
+    return passwd_decoy_entry(*db);
+}
+
+Test(passwd, decoy_imitates_the_most_common_entry)
+{
+    struct passwd_db *db;
+    char err[256] = "";
+    /* data/passwd: five $7$ at 101 rounds with 12-byte salts, four SCRAM, one $6$. */
+    db = passwd_load(DATA_FILE, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    const struct passwd_entry *d = passwd_decoy_entry(db);
+    cr_assert_not_null(d);
+    cr_assert_eq(d->kind, PASSWD_PBKDF2_SHA512);
+    cr_assert_eq(d->iterations, 101);
+    cr_assert_eq(d->salt_len, 12);
+    passwd_free(db);
+
+    char text[4096];
+    /* SCRAM majority, and among SCRAM entries 8192 rounds and 20-byte salts. */
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\nd:%s\ne:%s\nf:%s\n", hs(8192, 20, 64, 64),
+             hs(8192, 20, 64, 64), hs(4096, 16, 64, 64), h7(50, 12, 64), h7(50, 12, 64),
+             h7(50, 12, 64));
+    /* 3 SCRAM against 3 $7$: a tie goes to SCRAM, the costlier. */
+    d = decoy_of(text, &db);
+    cr_assert_eq(d->kind, PASSWD_SCRAM_SHA512);
+    cr_assert_eq(d->iterations, 8192);
+    cr_assert_eq(d->salt_len, 20);
+    passwd_free(db);
+
+    /* $6$ majority: no iterations. */
+    char h6[512];
+    snprintf(h6, sizeof(h6), "$6$%s", strchr(h7(1, 12, 64) + 3, '$') + 1);
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\n", h6, h6, h7(1000, 12, 64));
+    d = decoy_of(text, &db);
+    cr_assert_eq(d->kind, PASSWD_SHA512);
+    cr_assert_eq(d->iterations, 0);
+    cr_assert_eq(d->salt_len, 12);
+    passwd_free(db);
+
+    /* A tie of iteration counts goes to the larger. */
+    snprintf(text, sizeof(text), "a:%s\nb:%s\n", h7(10, 12, 64), h7(20, 8, 64));
+    d = decoy_of(text, &db);
+    cr_assert_eq(d->kind, PASSWD_PBKDF2_SHA512);
+    cr_assert_eq(d->iterations, 20);
+    cr_assert_eq(d->salt_len, 12);
+    passwd_free(db);
+
+    /* Nothing to imitate in an empty table: no work, still false. */
+    d = decoy_of("# nobody\n", &db);
+    cr_assert_null(d);
+    cr_assert_not(passwd_check_decoy(db, (const uint8_t *)"x", 1));
+    passwd_free(db);
+    cr_assert_null(passwd_decoy_entry(NULL));
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+Test(passwd, decoy_takes_as_long_as_a_real_check)
+{
+    /* Best of five against best of five, which shrugs off a busy machine;
+     * the bounds are wide because only a large gap tells names apart. */
+    char text[2048];
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\n", h7_for("pw-a", 20000), h7_for("pw-b", 20000),
+             hs(20000, 16, 64, 64));
+    struct passwd_db *db;
+    const struct passwd_entry *d = decoy_of(text, &db);
+    cr_assert_not_null(d);
+    const struct passwd_entry *a = passwd_find(db, (const uint8_t *)"a", 1);
+    double real = 1e9;
+    double decoy = 1e9;
+    for (int i = 0; i < 5; i++) {
+        double t0 = seconds_now();
+        cr_assert_not(passwd_check(a, (const uint8_t *)"wrong", 5));
+        double t1 = seconds_now();
+        cr_assert_not(passwd_check_decoy(db, (const uint8_t *)"wrong", 5));
+        double t2 = seconds_now();
+        real = t1 - t0 < real ? t1 - t0 : real;
+        decoy = t2 - t1 < decoy ? t2 - t1 : decoy;
+    }
+    cr_assert_gt(decoy, real * 0.5, "decoy %.6f s, real check %.6f s", decoy, real);
+    cr_assert_lt(decoy, real * 2.0, "decoy %.6f s, real check %.6f s", decoy, real);
+    passwd_free(db);
+}
+
+Test(passwd, scram_disguise_copies_the_scram_entries)
+{
+    char err[256] = "";
+    struct passwd_db *db = passwd_load(DATA_FILE, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    cr_assert_eq(passwd_scram_iterations(db), 4096);
+    cr_assert_eq(passwd_scram_salt_len(db), 16);
+    passwd_free(db);
+
+    /* Only SCRAM entries count: $7$ entries do not move these. */
+    char text[4096];
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\nd:%s\ne:%s\nf:%s\n", hs(8192, 20, 64, 64),
+             hs(8192, 20, 64, 64), hs(4096, 16, 64, 64), h7(50, 12, 64), h7(50, 12, 64),
+             h7(50, 12, 64));
+    db = load_text(text, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    cr_assert_eq(passwd_scram_iterations(db), 8192);
+    cr_assert_eq(passwd_scram_salt_len(db), 20);
+    passwd_free(db);
+
+    /* Without SCRAM entries, what --scram-entry would write. */
+    snprintf(text, sizeof(text), "a:%s\n", h7(50, 12, 64));
+    db = load_text(text, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    cr_assert_eq(passwd_scram_iterations(db), PASSWD_SCRAM_ITERATIONS_DEFAULT);
+    cr_assert_eq(passwd_scram_salt_len(db), PASSWD_SCRAM_SALT_LEN);
+    passwd_free(db);
+    cr_assert_eq(passwd_scram_iterations(NULL), PASSWD_SCRAM_ITERATIONS_DEFAULT);
+    cr_assert_eq(passwd_scram_salt_len(NULL), PASSWD_SCRAM_SALT_LEN);
+}
+
+/* The decoy key of a table loaded from text. */
+static void decoy_key_of(const char *text, uint8_t key[64])
+{
+    char err[256] = "";
+    struct passwd_db *db = load_text(text, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    const uint8_t *k = passwd_decoy_key(db);
+    cr_assert_not_null(k);
+    memcpy(key, k, 64);
+    passwd_free(db);
+    tmp_fini();
+}
+
+Test(passwd, decoy_key_follows_the_entries)
+{
+    uint8_t k1[64];
+    uint8_t k2[64];
+    char err[256] = "";
+    /* Two loads of the same file, as two runs of the broker would do. */
+    struct passwd_db *a = passwd_load(DATA_FILE, err, sizeof(err));
+    struct passwd_db *b = passwd_load(DATA_FILE, err, sizeof(err));
+    cr_assert(a && b, "%s", err);
+    cr_assert_eq(memcmp(passwd_decoy_key(a), passwd_decoy_key(b), 64), 0);
+    passwd_free(a);
+    passwd_free(b);
+    cr_assert_null(passwd_decoy_key(NULL));
+
+    char h1[512];
+    char h2[512];
+    snprintf(h1, sizeof(h1), "%s", h7_for("pw1", 3));
+    snprintf(h2, sizeof(h2), "%s", hs(4096, 16, 64, 64));
+    char text[2048];
+    snprintf(text, sizeof(text), "alice:%s\nbob:%s\n", h1, h2);
+    decoy_key_of(text, k1);
+    /* Comments, blank lines, blanks, order and CRLF do not change it. */
+    snprintf(text, sizeof(text), "# a comment\n\n bob : %s\r\nalice:%s\r\n", h2, h1);
+    decoy_key_of(text, k2);
+    cr_assert_eq(memcmp(k1, k2, 64), 0);
+    /* Another password for one user, another name, one more or one fewer
+     * user: another key. */
+    snprintf(text, sizeof(text), "alice:%s\nbob:%s\n", h7_for("pw2", 3), h2);
+    decoy_key_of(text, k2);
+    cr_assert_neq(memcmp(k1, k2, 64), 0);
+    snprintf(text, sizeof(text), "alicf:%s\nbob:%s\n", h1, h2);
+    decoy_key_of(text, k2);
+    cr_assert_neq(memcmp(k1, k2, 64), 0);
+    snprintf(text, sizeof(text), "alice:%s\n", h1);
+    decoy_key_of(text, k2);
+    cr_assert_neq(memcmp(k1, k2, 64), 0);
+    snprintf(text, sizeof(text), "alice:%s\nbob:%s\ncarol:%s\n", h1, h2, h2);
+    decoy_key_of(text, k2);
+    cr_assert_neq(memcmp(k1, k2, 64), 0);
 }

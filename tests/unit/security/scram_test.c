@@ -1,8 +1,10 @@
 /*
  * scram: SCRAM-SHA-512 server side, driven by a client written here from
  * RFC 5802 with BoringSSL's PBKDF2, HMAC and SHA-512. The users and
- * passwords are data/passwd's (see passwd_test.c): alice "correct horse"
- * ($7$), bob "hunter2" ($6$), d,a=ve "dave-pw", zoë "ünïcode", emptypw "".
+ * passwords are data/passwd's (see passwd_test.c). SCRAM-SHA-512 entries,
+ * the only ones SCRAM works from: sasha "correct horse", s,a=sha "dave-pw",
+ * sören "ünïcode", scram-empty "" (4096 rounds, 16-byte salts). Others:
+ * alice "correct horse" ($7$, 101 rounds, 12-byte salt), bob "hunter2" ($6$).
  *
  * kat_* checks the server against values computed independently with
  * Python's hashlib.pbkdf2_hmac and hmac for a fixed salt, iteration count,
@@ -24,12 +26,19 @@
 #include "scram.h"
 
 #define DATA_FILE TEST_DATA_DIR "/passwd"
+/* 64 bytes of 'h' in base64: a hash that no password gives. */
+#define FAKE_HASH_B64                                                                              \
+    "aGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaA=="
 
 /* Internal entry point of scram.c: scram_start with a fixed server nonce. */
 enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
                                          const uint8_t *server_nonce, size_t server_nonce_len,
                                          struct scram **state, uint8_t *out, size_t *outlen,
                                          const char **why);
+/* Internal entry point of passwd.c: passwd_scram_line with a given salt. */
+int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                                const uint8_t *salt, size_t salt_len, uint32_t iterations,
+                                char *out, size_t outlen);
 
 static struct passwd_db *db;
 
@@ -47,6 +56,22 @@ static void db_fini(void)
 }
 
 TestSuite(scram, .init = db_init, .fini = db_fini);
+
+/* A table loaded from text through a temporary file. */
+static struct passwd_db *load_file(const char *text, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/scram_test_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    char err[256] = "";
+    struct passwd_db *d = passwd_load(path, err, sizeof(err));
+    unlink(path);
+    cr_assert_not_null(d, "%s", err);
+    return d;
+}
 
 /* ------------------------------------------------------------------------ */
 /* The client                                                                */
@@ -138,24 +163,15 @@ static void hmac(const uint8_t *key, size_t key_len, const void *data, size_t le
     cr_assert_eq(n, 64);
 }
 
-/* Builds client-final ("<cfwp>,p=<proof>") and the server signature to expect.
- * cfwp_extra goes after the nonce (an extension, or "" for none). */
-static void build_final(struct client *c, const char *password, const char *cbind_gs2,
-                        const char *cfwp_extra)
+/* Builds client-final ("<cfwp>,p=<proof>") from ClientKey and StoredKey, and
+ * the server signature to expect from ServerKey (zero when NULL). cfwp_extra
+ * goes after the nonce (an extension, or "" for none). */
+static void build_final_keys(struct client *c, const uint8_t client_key[64],
+                             const uint8_t stored_key[64], const uint8_t *server_key,
+                             const char *cbind_gs2, const char *cfwp_extra)
 {
-    uint8_t salted[64];
-    uint8_t client_key[64];
-    uint8_t stored_key[64];
-    uint8_t server_key[64];
     uint8_t client_sig[64];
     uint8_t proof[64];
-    cr_assert_eq(PKCS5_PBKDF2_HMAC(password, strlen(password), c->salt, c->salt_len, c->iterations,
-                                   EVP_sha512(), 64, salted),
-                 1);
-    hmac(salted, 64, "Client Key", 10, client_key);
-    SHA512(client_key, 64, stored_key);
-    hmac(salted, 64, "Server Key", 10, server_key);
-
     char cb[512];
     b64(cb, (const uint8_t *)cbind_gs2, strlen(cbind_gs2));
     char cfwp[4096];
@@ -165,10 +181,43 @@ static void build_final(struct client *c, const char *password, const char *cbin
     hmac(stored_key, 64, auth, strlen(auth), client_sig);
     for (int i = 0; i < 64; i++)
         proof[i] = client_key[i] ^ client_sig[i];
-    hmac(server_key, 64, auth, strlen(auth), c->server_sig);
+    memset(c->server_sig, 0, sizeof(c->server_sig));
+    if (server_key)
+        hmac(server_key, 64, auth, strlen(auth), c->server_sig);
     char pb[128];
     b64(pb, proof, 64);
     snprintf(c->final, sizeof(c->final), "%s,p=%s", cfwp, pb);
+}
+
+/* The same from SaltedPassword (RFC 5802 section 3). */
+static void build_final_salted(struct client *c, const uint8_t salted[64], const char *cbind_gs2,
+                               const char *cfwp_extra)
+{
+    uint8_t client_key[64];
+    uint8_t stored_key[64];
+    uint8_t server_key[64];
+    hmac(salted, 64, "Client Key", 10, client_key);
+    SHA512(client_key, 64, stored_key);
+    hmac(salted, 64, "Server Key", 10, server_key);
+    build_final_keys(c, client_key, stored_key, server_key, cbind_gs2, cfwp_extra);
+}
+
+/* The same from the password, with the salt and count server-first gave. */
+static void build_final(struct client *c, const char *password, const char *cbind_gs2,
+                        const char *cfwp_extra)
+{
+    uint8_t salted[64];
+    cr_assert_eq(PKCS5_PBKDF2_HMAC(password, strlen(password), c->salt, c->salt_len, c->iterations,
+                                   EVP_sha512(), 64, salted),
+                 1);
+    build_final_salted(c, salted, cbind_gs2, cfwp_extra);
+}
+
+/* A client that claims client_key is ClientKey and signs with stored_key. */
+static void build_final_client_key(struct client *c, const uint8_t client_key[64],
+                                   const uint8_t stored_key[64], const char *cbind_gs2)
+{
+    build_final_keys(c, client_key, stored_key, NULL, cbind_gs2, "");
 }
 
 static enum scram_result finish_msg(struct scram *s, const char *msg, char *out, const char **why)
@@ -190,9 +239,10 @@ static enum scram_result finish_msg(struct scram *s, const char *msg, char *out,
     return r;
 }
 
-/* Runs client-first up to server-first. gs2 is "n,,", "y,," or "n,a=..,". */
-static struct scram *begin(struct client *c, const char *gs2, const char *saslname,
-                           const char *cnonce, const char *bare_extra)
+/* Runs client-first up to server-first against d. gs2 is "n,,", "y,," or
+ * "n,a=..,". */
+static struct scram *begin_on(const struct passwd_db *d, struct client *c, const char *gs2,
+                              const char *saslname, const char *cnonce, const char *bare_extra)
 {
     snprintf(c->gs2, sizeof(c->gs2), "%s", gs2);
     snprintf(c->bare, sizeof(c->bare), "n=%s,r=%s%s", saslname, cnonce, bare_extra);
@@ -200,18 +250,25 @@ static struct scram *begin(struct client *c, const char *gs2, const char *saslna
     snprintf(first, sizeof(first), "%s%s", gs2, c->bare);
     struct scram *s = NULL;
     const char *why;
-    enum scram_result r = start_msg(db, first, &s, c->server_first, &why);
+    enum scram_result r = start_msg(d, first, &s, c->server_first, &why);
     cr_assert_eq(r, SCRAM_CONTINUE, "%s: %s", first, why);
     parse_server_first(c, cnonce);
     return s;
 }
 
-/* A whole exchange; returns the result and why. On SCRAM_OK the server's
- * signature has been checked against the client's own computation. */
-static enum scram_result exchange(const char *saslname, const char *password, const char **why)
+static struct scram *begin(struct client *c, const char *gs2, const char *saslname,
+                           const char *cnonce, const char *bare_extra)
+{
+    return begin_on(db, c, gs2, saslname, cnonce, bare_extra);
+}
+
+/* A whole exchange against d; returns the result and why. On SCRAM_OK the
+ * server's signature has been checked against the client's own computation. */
+static enum scram_result exchange_on(const struct passwd_db *d, const char *saslname,
+                                     const char *password, const char **why)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,,", saslname, "fyko+d2lbbFgONRv9qkxdawL", "");
+    struct scram *s = begin_on(d, &c, "n,,", saslname, "fyko+d2lbbFgONRv9qkxdawL", "");
     build_final(&c, password, "n,,", "");
     char out[SCRAM_MSG_MAX + 1];
     enum scram_result r = finish_msg(s, c.final, out, why);
@@ -225,27 +282,53 @@ static enum scram_result exchange(const char *saslname, const char *password, co
     return r;
 }
 
+static enum scram_result exchange(const char *saslname, const char *password, const char **why)
+{
+    return exchange_on(db, saslname, password, why);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Exchanges                                                                 */
 /* ------------------------------------------------------------------------ */
 
+#define UNKNOWN_WHY "unknown user"
+#define NO_SCRAM_WHY                                                                               \
+    "no SCRAM credentials for this user (a $6$ or $7$ entry; SCRAM needs a SCRAM-SHA-512 one: "    \
+    "ringmq --scram-entry)"
+
 Test(scram, right_password_succeeds_and_server_signature_verifies)
 {
     const char *why;
-    cr_assert_eq(exchange("alice", "correct horse", &why), SCRAM_OK, "%s", why);
-    cr_assert_eq(exchange("carol", "p@ss:word,=x", &why), SCRAM_OK, "%s", why);
-    cr_assert_eq(exchange("zoë", "ünïcode", &why), SCRAM_OK, "%s", why);
-    cr_assert_eq(exchange("emptypw", "", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(exchange("sasha", "correct horse", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(exchange("sören", "ünïcode", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(exchange("scram-empty", "", &why), SCRAM_OK, "%s", why);
+}
+
+Test(scram, entry_from_passwd_scram_line_succeeds)
+{
+    /* What `ringmq --scram-entry` writes, for a name that needs escaping and
+     * a password with SCRAM's separators in it. */
+    char line[1024];
+    int n = passwd_scram_line((const uint8_t *)"gen,=user", 9, (const uint8_t *)"p@ss:word,=x", 12,
+                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
+    cr_assert_gt(n, 0);
+    line[n] = '\n';
+    struct passwd_db *d = load_file(line, (size_t)n + 1);
+    const char *why;
+    cr_assert_eq(exchange_on(d, "gen=2C=3Duser", "p@ss:word,=x", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(exchange_on(d, "gen=2C=3Duser", "p@ss:word,=X", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+    passwd_free(d);
 }
 
 Test(scram, username_is_the_decoded_name)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,,", "d=2Ca=3Dve", "abc", "");
+    struct scram *s = begin(&c, "n,,", "s=2Ca=3Dsha", "abc", "");
     size_t len = 0;
     const uint8_t *u = scram_username(s, &len);
-    cr_assert_eq(len, 6);
-    cr_assert_eq(memcmp(u, "d,a=ve", 6), 0);
+    cr_assert_eq(len, 7);
+    cr_assert_eq(memcmp(u, "s,a=sha", 7), 0);
     build_final(&c, "dave-pw", "n,,", "");
     char out[SCRAM_MSG_MAX + 1];
     const char *why;
@@ -256,34 +339,65 @@ Test(scram, username_is_the_decoded_name)
 Test(scram, wrong_password_fails)
 {
     const char *why;
-    cr_assert_eq(exchange("alice", "correct horsE", &why), SCRAM_FAIL);
+    cr_assert_eq(exchange("sasha", "correct horsE", &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "wrong password: the client proof does not verify");
-    cr_assert_eq(exchange("alice", "", &why), SCRAM_FAIL);
+    cr_assert_eq(exchange("sasha", "", &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "wrong password: the client proof does not verify");
-    /* The unescaped name is another user. */
-    cr_assert_eq(exchange("emptypw", "x", &why), SCRAM_FAIL);
+    cr_assert_eq(exchange("scram-empty", "x", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+}
+
+/* The attribute names of a server-first message, in order ("rsi"). */
+static void attribute_names(const char *sf, char *names, size_t cap)
+{
+    size_t k = 0;
+    for (const char *p = sf; p; p = strchr(p, ',')) {
+        if (*p == ',')
+            p++;
+        cr_assert_eq(p[1], '=', "%s", sf);
+        cr_assert_lt(k + 1, cap);
+        names[k++] = p[0];
+    }
+    names[k] = 0;
+}
+
+/* A name without a SCRAM entry must get a server-first message a client
+ * cannot tell from sasha's: same attributes, salt length and i=, and so the
+ * same length. */
+static void looks_like_sasha(const struct client *c)
+{
+    const struct passwd_entry *sasha = passwd_find(db, (const uint8_t *)"sasha", 5);
+    cr_assert_not_null(sasha);
+    struct client real;
+    struct scram *sr = begin(&real, "n,,", "sasha", "abc", "");
+    scram_free(sr);
+    char want[8];
+    char got[8];
+    attribute_names(real.server_first, want, sizeof(want));
+    attribute_names(c->server_first, got, sizeof(got));
+    cr_assert_str_eq(want, "rsi");
+    cr_assert_str_eq(got, want, "%s", c->server_first);
+    cr_assert_eq(real.salt_len, sasha->salt_len);
+    cr_assert_eq(real.iterations, sasha->iterations);
+    cr_assert_eq(c->salt_len, sasha->salt_len, "%s", c->server_first);
+    cr_assert_eq(c->iterations, sasha->iterations, "%s", c->server_first);
+    cr_assert_eq(strlen(c->server_first), strlen(real.server_first));
 }
 
 Test(scram, unknown_user_looks_like_a_real_one_and_fails_at_finish)
 {
-    struct client real;
     struct client fake;
-    struct scram *sr = begin(&real, "n,,", "alice", "abc", "");
     struct scram *sf = begin(&fake, "n,,", "mallory", "abc", "");
-    /* Same shape: 12-byte salt, the iteration count of the real entries. */
-    cr_assert_eq(real.salt_len, 12);
-    cr_assert_eq(fake.salt_len, 12);
-    cr_assert_eq(real.iterations, 101);
-    cr_assert_eq(fake.iterations, 101);
-    cr_assert_eq(strlen(real.server_first), strlen(fake.server_first));
+    looks_like_sasha(&fake);
+    cr_assert_eq(fake.salt_len, 16);
+    cr_assert_eq(fake.iterations, 4096);
 
     build_final(&fake, "anything", "n,,", "");
     char out[SCRAM_MSG_MAX + 1];
     const char *why;
     cr_assert_eq(finish_msg(sf, fake.final, out, &why), SCRAM_FAIL);
-    cr_assert_str_eq(why, "unknown user or no SCRAM credentials");
+    cr_assert_str_eq(why, UNKNOWN_WHY);
     cr_assert_str_eq(out, "");
-    scram_free(sr);
     scram_free(sf);
 
     /* The made-up salt is stable for a name and differs between names. */
@@ -291,10 +405,10 @@ Test(scram, unknown_user_looks_like_a_real_one_and_fails_at_finish)
     struct client other;
     sf = begin(&again, "n,,", "mallory", "xyz", "");
     scram_free(sf);
-    cr_assert_eq(memcmp(again.salt, fake.salt, 12), 0);
+    cr_assert_eq(memcmp(again.salt, fake.salt, 16), 0);
     sf = begin(&other, "n,,", "mallorz", "xyz", "");
     scram_free(sf);
-    cr_assert_neq(memcmp(other.salt, fake.salt, 12), 0);
+    cr_assert_neq(memcmp(other.salt, fake.salt, 16), 0);
 }
 
 Test(scram, sha512_entry_cannot_do_scram)
@@ -303,15 +417,151 @@ Test(scram, sha512_entry_cannot_do_scram)
     cr_assert_not_null(bob);
     struct client c;
     struct scram *s = begin(&c, "n,,", "bob", "abc", "");
-    cr_assert_eq(c.salt_len, 12);
-    cr_assert_eq(c.iterations, 101);
-    cr_assert_neq(memcmp(c.salt, bob->salt, 12), 0, "bob's $6$ salt must not be shown");
+    looks_like_sasha(&c);
+    cr_assert_neq(memcmp(c.salt, bob->salt, bob->salt_len), 0, "bob's $6$ salt must not be shown");
     build_final(&c, "hunter2", "n,,", "");
     char out[SCRAM_MSG_MAX + 1];
     const char *why;
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
-    cr_assert_str_eq(why, "unknown user or no SCRAM credentials");
+    cr_assert_str_eq(why, NO_SCRAM_WHY);
     scram_free(s);
+}
+
+Test(scram, pbkdf2_entry_cannot_do_scram)
+{
+    /* alice is $7$ at 101 rounds with a 12-byte salt: none of it shows. */
+    const struct passwd_entry *alice = passwd_find(db, (const uint8_t *)"alice", 5);
+    cr_assert_not_null(alice);
+    cr_assert_eq(alice->kind, PASSWD_PBKDF2_SHA512);
+    struct client c;
+    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    looks_like_sasha(&c);
+    cr_assert_neq(memcmp(c.salt, alice->salt, alice->salt_len), 0);
+    /* Her right password does not log in over SCRAM... */
+    build_final(&c, "correct horse", "n,,", "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, NO_SCRAM_WHY);
+    cr_assert_str_eq(out, "");
+    scram_free(s);
+
+    /* ...and neither does the attack this kind of entry exists to stop: the
+     * $7$ hash from the file used as SaltedPassword, which is what it is. */
+    s = begin(&c, "n,,", "alice", "abc", "");
+    build_final_salted(&c, alice->hash, "n,,", "");
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, NO_SCRAM_WHY);
+    scram_free(s);
+    /* The same proof was the right one: it is the entry that is refused. */
+    uint8_t salted[64];
+    cr_assert_eq(PKCS5_PBKDF2_HMAC("correct horse", 13, alice->salt, alice->salt_len,
+                                   alice->iterations, EVP_sha512(), 64, salted),
+                 1);
+    cr_assert_eq(memcmp(salted, alice->hash, 64), 0);
+}
+
+Test(scram, the_file_alone_does_not_log_in)
+{
+    /* Whoever reads sasha's entry has her salt, StoredKey and ServerKey.
+     * Neither key works as SaltedPassword or as ClientKey. */
+    const struct passwd_entry *e = passwd_find(db, (const uint8_t *)"sasha", 5);
+    cr_assert_not_null(e);
+    const uint8_t *keys[] = {e->hash, e->server_key};
+    for (size_t i = 0; i < 2; i++) {
+        struct client c;
+        struct scram *s = begin(&c, "n,,", "sasha", "abc", "");
+        build_final_salted(&c, keys[i], "n,,", "");
+        char out[SCRAM_MSG_MAX + 1];
+        const char *why;
+        cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL, "key %zu", i);
+        cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+        scram_free(s);
+
+        s = begin(&c, "n,,", "sasha", "abc", "");
+        build_final_client_key(&c, keys[i], e->hash, "n,,");
+        cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL, "key %zu", i);
+        cr_assert_str_eq(why, "wrong password: the client proof does not verify");
+        scram_free(s);
+    }
+}
+
+Test(scram, made_up_salt_is_stable_across_loads_of_the_same_file)
+{
+    /* Two loads of one file, as before and after a restart: the same salt
+     * for an unknown name and for a $7$ one, as for a real SCRAM user. */
+    char err[256] = "";
+    struct passwd_db *db2 = passwd_load(DATA_FILE, err, sizeof(err));
+    cr_assert_not_null(db2, "%s", err);
+    static const char *const names[] = {"mallory", "alice", "sasha"};
+    uint8_t salt1[3][64];
+    for (size_t i = 0; i < 3; i++) {
+        struct client a;
+        struct client b;
+        scram_free(begin_on(db, &a, "n,,", names[i], "abc", ""));
+        scram_free(begin_on(db2, &b, "n,,", names[i], "xyz", ""));
+        cr_assert_eq(a.salt_len, b.salt_len);
+        cr_assert_eq(memcmp(a.salt, b.salt, a.salt_len), 0, "%s", names[i]);
+        memcpy(salt1[i], a.salt, a.salt_len);
+    }
+    passwd_free(db2);
+
+    /* Another file: a real user's salt is its own, a made-up one changes. */
+    char line[1024];
+    int n = passwd_scram_line((const uint8_t *)"other", 5, (const uint8_t *)"pw", 2,
+                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
+    cr_assert_gt(n, 0);
+    line[n] = '\n';
+    struct passwd_db *d3 = load_file(line, (size_t)n + 1);
+    struct client c;
+    scram_free(begin_on(d3, &c, "n,,", "mallory", "abc", ""));
+    cr_assert_eq(c.salt_len, 16);
+    cr_assert_neq(memcmp(c.salt, salt1[0], 16), 0);
+    passwd_free(d3);
+}
+
+Test(scram, made_up_entries_copy_the_scram_entries)
+{
+    /* Two SCRAM entries at 8192 rounds with 20-byte salts, one at 4096 with
+     * 16, and more $7$ entries than all of them: only SCRAM entries count. */
+    char lines[4096];
+    size_t off = 0;
+    static const char *const users[] = {"s1", "s2", "s3"};
+    static const uint32_t its[] = {8192, 8192, 4096};
+    static const size_t salts[] = {20, 20, 16};
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t salt[20];
+        memset(salt, (int)i, sizeof(salt));
+        int n =
+            passwd_scram_line_with_salt((const uint8_t *)users[i], 2, (const uint8_t *)"pw", 2,
+                                        salt, salts[i], its[i], lines + off, sizeof(lines) - off);
+        cr_assert_gt(n, 0);
+        off += (size_t)n;
+        lines[off++] = '\n';
+    }
+    for (int i = 0; i < 4; i++)
+        off += (size_t)snprintf(lines + off, sizeof(lines) - off,
+                                "p%d:$7$101$c2FsdHNhbHRzYWx0$%s\n", i, FAKE_HASH_B64);
+    struct passwd_db *d = load_file(lines, off);
+    struct client c;
+    scram_free(begin_on(d, &c, "n,,", "mallory", "abc", ""));
+    cr_assert_eq(c.salt_len, 20, "%s", c.server_first);
+    cr_assert_eq(c.iterations, 8192, "%s", c.server_first);
+    scram_free(begin_on(d, &c, "n,,", "p0", "abc", ""));
+    cr_assert_eq(c.salt_len, 20, "%s", c.server_first);
+    cr_assert_eq(c.iterations, 8192, "%s", c.server_first);
+    passwd_free(d);
+
+    /* Without SCRAM entries: what --scram-entry writes by default. */
+    off = 0;
+    for (int i = 0; i < 2; i++)
+        off += (size_t)snprintf(lines + off, sizeof(lines) - off,
+                                "p%d:$7$101$c2FsdHNhbHRzYWx0$%s\n", i, FAKE_HASH_B64);
+    d = load_file(lines, off);
+    scram_free(begin_on(d, &c, "n,,", "p0", "abc", ""));
+    cr_assert_eq(c.salt_len, PASSWD_SCRAM_SALT_LEN, "%s", c.server_first);
+    cr_assert_eq(c.iterations, PASSWD_SCRAM_ITERATIONS_DEFAULT, "%s", c.server_first);
+    passwd_free(d);
 }
 
 Test(scram, without_a_password_table_everyone_is_unknown)
@@ -325,19 +575,24 @@ Test(scram, without_a_password_table_everyone_is_unknown)
     snprintf(c.bare, sizeof(c.bare), "n=alice,r=abc");
     snprintf(c.server_first, sizeof(c.server_first), "%s", sf);
     parse_server_first(&c, "abc");
+    cr_assert_eq(c.salt_len, PASSWD_SCRAM_SALT_LEN);
     build_final(&c, "correct horse", "n,,", "");
     char out[SCRAM_MSG_MAX + 1];
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
-    cr_assert_str_eq(why, "unknown user or no SCRAM credentials");
+    cr_assert_str_eq(why, UNKNOWN_WHY);
     scram_free(s);
+    /* The process secret keeps the made-up salt stable within a run. */
+    struct client again;
+    scram_free(begin_on(NULL, &again, "n,,", "alice", "xyz", ""));
+    cr_assert_eq(memcmp(again.salt, c.salt, c.salt_len), 0);
 }
 
 Test(scram, server_nonce_is_fresh_each_time)
 {
     struct client a;
     struct client b;
-    struct scram *sa = begin(&a, "n,,", "alice", "abc", "");
-    struct scram *sb = begin(&b, "n,,", "alice", "abc", "");
+    struct scram *sa = begin(&a, "n,,", "sasha", "abc", "");
+    struct scram *sb = begin(&b, "n,,", "sasha", "abc", "");
     cr_assert_str_neq(a.nonce, b.nonce);
     /* A client-final made for one exchange does not finish another. */
     build_final(&a, "correct horse", "n,,", "");
@@ -353,7 +608,7 @@ Test(scram, server_nonce_is_fresh_each_time)
 Test(scram, state_outlives_the_password_table)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    struct scram *s = begin(&c, "n,,", "sasha", "abc", "");
     passwd_free(db); /* a reload replaced it */
     db = NULL;
     build_final(&c, "correct horse", "n,,", "");
@@ -366,7 +621,7 @@ Test(scram, state_outlives_the_password_table)
 Test(scram, finish_runs_once)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    struct scram *s = begin(&c, "n,,", "sasha", "abc", "");
     build_final(&c, "correct horse", "n,,", "");
     char out[SCRAM_MSG_MAX + 1];
     const char *why;
@@ -374,7 +629,7 @@ Test(scram, finish_runs_once)
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "SCRAM exchange already finished");
     scram_free(s);
-    s = begin(&c, "n,,", "alice", "abc", "");
+    s = begin(&c, "n,,", "sasha", "abc", "");
     cr_assert_eq(finish_msg(s, "garbage", out, &why), SCRAM_FAIL);
     build_final(&c, "correct horse", "n,,", "");
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL, "a failed state stays spent");
@@ -386,7 +641,7 @@ Test(scram, finish_runs_once)
 Test(scram, extensions_are_ignored_but_signed)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,,", "alice", "abc", ",x=one,y=t=w=o");
+    struct scram *s = begin(&c, "n,,", "sasha", "abc", ",x=one,y=t=w=o");
     build_final(&c, "correct horse", "n,,", ",z=three");
     char out[SCRAM_MSG_MAX + 1];
     const char *why;
@@ -404,14 +659,14 @@ Test(scram, extensions_are_ignored_but_signed)
 Test(scram, y_flag_needs_matching_channel_binding)
 {
     struct client c;
-    struct scram *s = begin(&c, "y,,", "alice", "abc", "");
+    struct scram *s = begin(&c, "y,,", "sasha", "abc", "");
     build_final(&c, "correct horse", "y,,", "");
     char out[SCRAM_MSG_MAX + 1];
     const char *why;
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
     scram_free(s);
 
-    s = begin(&c, "y,,", "alice", "abc", "");
+    s = begin(&c, "y,,", "sasha", "abc", "");
     build_final(&c, "correct horse", "n,,", ""); /* c=biws */
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "channel binding (c=) is not the gs2 header of client-first");
@@ -421,21 +676,21 @@ Test(scram, y_flag_needs_matching_channel_binding)
 Test(scram, authzid_must_be_the_username)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,a=alice,", "alice", "abc", "");
-    build_final(&c, "correct horse", "n,a=alice,", "");
+    struct scram *s = begin(&c, "n,a=sasha,", "sasha", "abc", "");
+    build_final(&c, "correct horse", "n,a=sasha,", "");
     char out[SCRAM_MSG_MAX + 1];
     const char *why;
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
     scram_free(s);
 
     /* Escaped the same way. */
-    s = begin(&c, "n,a=d=2Ca=3Dve,", "d=2Ca=3Dve", "abc", "");
-    build_final(&c, "dave-pw", "n,a=d=2Ca=3Dve,", "");
+    s = begin(&c, "n,a=s=2Ca=3Dsha,", "s=2Ca=3Dsha", "abc", "");
+    build_final(&c, "dave-pw", "n,a=s=2Ca=3Dsha,", "");
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
     scram_free(s);
 
     /* c= must carry the authzid too. */
-    s = begin(&c, "n,a=alice,", "alice", "abc", "");
+    s = begin(&c, "n,a=sasha,", "sasha", "abc", "");
     build_final(&c, "correct horse", "n,,", "");
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "channel binding (c=) is not the gs2 header of client-first");
@@ -564,16 +819,16 @@ Test(scram, client_first_length_limits)
     struct scram *s = NULL;
     char sf[SCRAM_MSG_MAX + 1];
     const char *why;
-    /* server-first = "r=" + nonce + 32 + ",s=" + 16 + ",i=101": 59 + nonce
-     * bytes, so a 965-byte client nonce makes it exactly 1024. */
-    memcpy(msg, "n,,n=alice,r=", 13);
-    memset(msg + 13, 'N', 965);
-    msg[13 + 965] = 0;
+    /* server-first = "r=" + nonce + 32 + ",s=" + 24 + ",i=4096": 68 + nonce
+     * bytes, so a 956-byte client nonce makes it exactly 1024. */
+    memcpy(msg, "n,,n=sasha,r=", 13);
+    memset(msg + 13, 'N', 956);
+    msg[13 + 956] = 0;
     cr_assert_eq(start_msg(db, msg, &s, sf, &why), SCRAM_CONTINUE, "%s", why);
     cr_assert_eq(strlen(sf), SCRAM_MSG_MAX);
     scram_free(s);
-    msg[13 + 965] = 'N';
-    msg[13 + 966] = 0;
+    msg[13 + 956] = 'N';
+    msg[13 + 957] = 0;
     cr_assert_eq(start_msg(db, msg, &s, sf, &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "client nonce too long: the server-first message would pass 1024 bytes");
 
@@ -595,7 +850,7 @@ struct bad_final {
 
 Test(scram, malformed_client_final)
 {
-    /* Each case runs on a fresh exchange for alice whose proof is right for
+    /* Each case runs on a fresh exchange for sasha whose proof is right for
      * "c=biws,r=<nonce>" only. */
     static const struct bad_final cases[] = {
         {"", "client-final message is empty or not valid UTF-8"},
@@ -626,7 +881,7 @@ Test(scram, malformed_client_final)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct client c;
-        struct scram *s = begin(&c, "n,,", "alice", "fyko+d2lbbFgONRv9qkxdawL", "");
+        struct scram *s = begin(&c, "n,,", "sasha", "fyko+d2lbbFgONRv9qkxdawL", "");
         build_final(&c, "correct horse", "n,,", "");
         const char *proof = strstr(c.final, ",p=") + 3;
         char msg[4096];
@@ -645,7 +900,7 @@ Test(scram, malformed_client_final)
 Test(scram, client_final_length_limit)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    struct scram *s = begin(&c, "n,,", "sasha", "abc", "");
     build_final(&c, "correct horse", "n,,", "");
     /* Padded with an extension to 1025 bytes: refused before parsing. */
     char msg[2048];
@@ -665,7 +920,7 @@ Test(scram, client_final_length_limit)
 Test(scram, a_flipped_proof_bit_fails)
 {
     struct client c;
-    struct scram *s = begin(&c, "n,,", "alice", "abc", "");
+    struct scram *s = begin(&c, "n,,", "sasha", "abc", "");
     build_final(&c, "correct horse", "n,,", "");
     char *p = strstr(c.final, ",p=") + 3;
     p[10] = p[10] == 'A' ? 'B' : 'A';
@@ -681,15 +936,18 @@ Test(scram, a_flipped_proof_bit_fails)
 /* ------------------------------------------------------------------------ */
 
 /* user "user", password "pencil", RFC 7677's salt and nonces, 4096 rounds;
- * every value below from Python:
+ * every value below from Python, the entry's StoredKey and ServerKey too:
  *   sp = hashlib.pbkdf2_hmac('sha512', b'pencil', salt, 4096, 64)
  *   ck = hmac(sp, b'Client Key'); sk = sha512(ck); svk = hmac(sp, b'Server Key')
  *   proof = ck ^ hmac(sk, auth); v = hmac(svk, auth)
+ * The server only sees sk and svk: it checks the proof and signs without
+ * the password or sp.
  * The same script with 'sha256' gives RFC 7677's published proof and
  * signature, which checks the script itself. */
 #define KAT_ENTRY                                                                                  \
-    "user:$7$4096$W22ZaJ0SNY7soEsUEjb6gQ==$8W7+G+Z/HQlQLr1e2SYv3f+6Wjd6tPC2h+XtW6D1Boa4pK4WZHbair" \
-    "O5UdL6kji2OZj0VGG8M6RkgUlJzsljHQ==\n"
+    "user:SCRAM-SHA-512$4096:W22ZaJ0SNY7soEsUEjb6gQ==$6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmB" \
+    "qzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg==:jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o" \
+    "/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA==\n"
 #define KAT_CLIENT_FIRST "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
 #define KAT_SERVER_NONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 #define KAT_SERVER_FIRST                                                                           \
@@ -788,7 +1046,7 @@ static void *thread_main(void *p)
         uint8_t sf[SCRAM_MSG_MAX + 1];
         size_t sf_len = 0;
         const char *why = NULL;
-        const char *first = "n,,n=alice,r=threadnonce";
+        const char *first = "n,,n=sasha,r=threadnonce";
         if (scram_start(a->db, (const uint8_t *)first, strlen(first), &s, sf, &sf_len, &why) !=
             SCRAM_CONTINUE)
             continue;
