@@ -18,12 +18,14 @@
 
 #include "broker.h"
 #include "log.h"
+#include "passwd.h"
 
 #define CONFIG_FILE_MAX (16u * 1024u * 1024u)
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ringmq [-c FILE] [--test-config] [-v] [--help] [--version]\n"
+               "       ringmq --scram-entry USER < password\n"
                "\n"
                "  -c, --config FILE   read the configuration from FILE (mosquitto-style\n"
                "                      'key value' lines). Without it ringmq listens on\n"
@@ -31,7 +33,10 @@ static void usage(FILE *f)
                "  -t, --test-config   check the configuration, print what is wrong, exit\n"
                "  -v, --verbose       log at debug level (overrides log_level)\n"
                "  -h, --help          this text\n"
-               "  -V, --version       print the version\n");
+               "  -V, --version       print the version\n"
+               "  --scram-entry USER  read a password from the first line of standard\n"
+               "                      input and print a password file line for USER that\n"
+               "                      serves SCRAM-SHA-512 and plain CONNECT passwords\n");
 }
 
 /* Reads a whole file, bounded; the config is untrusted input. */
@@ -149,12 +154,49 @@ static void reload(struct broker *b)
         LOG(LOG_LEVEL_NOTICE, "SIGHUP: reloaded (no password file configured)");
 }
 
+/* --scram-entry USER: the password is the first line of standard input
+ * (so it is not in the process list or the shell history); prints the
+ * password file line. */
+static int scram_entry(const char *user)
+{
+    char pw[4096];
+    if (!fgets(pw, sizeof(pw), stdin)) {
+        fprintf(stderr, "ringmq: --scram-entry: no password on standard input\n");
+        return 1;
+    }
+    size_t len = strlen(pw);
+    if (len == sizeof(pw) - 1 && pw[len - 1] != '\n') {
+        fprintf(stderr, "ringmq: --scram-entry: password longer than %zu bytes\n", len);
+        return 1;
+    }
+    while (len && (pw[len - 1] == '\n' || pw[len - 1] == '\r'))
+        len--;
+    char line[PASSWD_USER_MAX + 512];
+    int n = passwd_scram_line((const uint8_t *)user, strlen(user), (const uint8_t *)pw, len,
+                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line));
+    explicit_bzero(pw, sizeof(pw));
+    if (n < 0) {
+        fprintf(stderr,
+                "ringmq: --scram-entry: no entry for `%s': a user name must be UTF-8, not "
+                "empty, without ':' or line breaks, blanks at either end, a leading '#' or a "
+                "byte order mark (or the random generator failed)\n",
+                user);
+        return 1;
+    }
+    printf("%s\n", line);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"test-config", no_argument, NULL, 't'},
-        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"test-config", no_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"scram-entry", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     bool test_only = false, verbose = false;
@@ -176,6 +218,8 @@ int main(int argc, char **argv)
         case 'V':
             printf("ringmq %s\n", RINGMQ_VERSION);
             return 0;
+        case 'S':
+            return scram_entry(optarg);
         default:
             usage(stderr);
             return 2;

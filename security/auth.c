@@ -48,8 +48,12 @@ uint8_t auth_connect(const struct auth_snapshot *s, const struct auth_request *r
         return MQTT_RC_NOT_AUTHORIZED;
     if (r->has_username && s->passwd) {
         const struct passwd_entry *e = passwd_find(s->passwd, r->username, r->username_len);
-        if (!e || !r->has_password)
+        if (!e || !r->has_password) {
+            /* The same hashing work as a known user's check: the answer's
+             * timing does not tell which names exist. */
+            passwd_check_decoy(s->passwd, r->password, r->has_password ? r->password_len : 0);
             return MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+        }
         return passwd_check(e, r->password, r->password_len) ? MQTT_RC_SUCCESS
                                                              : MQTT_RC_BAD_USERNAME_OR_PASSWORD;
     }

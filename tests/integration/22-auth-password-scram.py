@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""22: authentication. A password file written by the real mosquitto_passwd
-($7$ PBKDF2-SHA512 and $6$ SHA-512 entries) checks CONNECT usernames and
-passwords (paho 3.1.1 and 5.0, mosquitto_pub); MQTT 5.0 enhanced
+"""22: authentication. A password file with entries written by the real
+mosquitto_passwd ($7$ PBKDF2-SHA512, $6$ SHA-512) and by
+`ringmq --scram-entry` (RFC 5803 StoredKey/ServerKey) checks CONNECT usernames
+and passwords (paho 3.1.1 and 5.0, mosquitto_pub); MQTT 5.0 enhanced
 authentication with SCRAM-SHA-512 runs over AUTH packets before CONNACK
 (4.12) and again as re-authentication after it (4.12.1), on shards 4 so the
-authenticated CONNECT is handed to its home shard. Every wrong step gets the
-reason code the specification names."""
+authenticated CONNECT is handed to its home shard. SCRAM works only from
+SCRAM entries: a $7$ hash is not a credential that logs in by itself. Every
+wrong step gets the reason code the specification names; SIGHUP reloads the
+file."""
 import base64
 import hashlib
 import hmac
@@ -15,7 +18,16 @@ import subprocess
 from harness import *
 
 METHOD = "SCRAM-SHA-512"
-USERS = {"alice": "wonderland", "bob": "builder", "carol,=x": "p@ss"}  # carol: $6$
+# alice and carol: SCRAM entries; bob: $7$; frank: $6$.
+USERS = {"alice": "wonderland", "bob": "builder", "carol,=x": "p@ss", "frank": "furter"}
+
+
+def scram_line(user, password):
+    r = subprocess.run([ringmq_bin(), "--scram-entry", user], input=(password + "\n").encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    if r.returncode != 0:
+        raise Fail("ringmq --scram-entry %r failed: %r" % (user, r.stderr))
+    return r.stdout.decode().strip()
 
 
 def b64(b):
@@ -92,13 +104,17 @@ def main():
     ringmq_only("password file and SCRAM enhanced authentication")
     d = tempfile.mkdtemp(prefix="ringmq-it22-")
     pwfile = os.path.join(d, "passwd")
-    subprocess.run(["mosquitto_passwd", "-c", "-b", pwfile, "alice", USERS["alice"]], check=True)
-    subprocess.run(["mosquitto_passwd", "-b", pwfile, "bob", USERS["bob"]], check=True)
-    subprocess.run(["mosquitto_passwd", "-H", "sha512", "-b", pwfile, "carol,=x",
-                    USERS["carol,=x"]], check=True)
+    subprocess.run(["mosquitto_passwd", "-c", "-b", pwfile, "bob", USERS["bob"]], check=True)
+    subprocess.run(["mosquitto_passwd", "-H", "sha512", "-b", pwfile, "frank", USERS["frank"]],
+                   check=True)
+    with open(pwfile, "a") as f:
+        f.write("# SCRAM entries from ringmq --scram-entry\n")
+        for u in ("alice", "carol,=x"):
+            f.write(scram_line(u, USERS[u]) + "\n")
     text = open(pwfile).read()
-    check(text.count("$7$") == 2 and text.count("$6$") == 1,
-          "mosquitto_passwd wrote two $7$ and one $6$ entry", text)
+    check(text.count("$7$") == 1 and text.count("$6$") == 1 and
+          text.count(":SCRAM-SHA-512$4096:") == 2,
+          "the file holds a $7$, a $6$ and two SCRAM-SHA-512 entries", text)
 
     b = Broker(allow_anonymous="false", password_file=pwfile, auth_methods=METHOD,
                connect_timeout=2).start()
@@ -178,11 +194,22 @@ def main():
     check_eq((sa.pid, sa.codes), (7, [0]), "pipelined SUBSCRIBE answered after CONNACK")
     r.close()
 
-    # SaslName escapes and a $6$ entry: SCRAM needs the PBKDF2 ($7$) form.
+    # SaslName escapes ('=' and ',' in the name).
     r, ack, sc, sf, _ = scram_connect(b, "it22-carol", "carol,=x", USERS["carol,=x"])
-    check_eq(ack.rc, 0x87, "$6$ user: SCRAM fails at the end (CONNACK 0x87); it needs a $7$ "
-             "entry")
-    check(r.wait_closed(3) == [], "closed after the refusing CONNACK")
+    check_eq(ack.rc, 0, "SCRAM for a name with ',' and '=' (saslname =2C, =3D): CONNACK 0x00")
+    r.close()
+    # $7$ and $6$ entries check CONNECT passwords but are no SCRAM
+    # credentials: the exchange runs and fails at the end, looking the same.
+    _, _, _, _, alice_attrs = scram_connect(b, "it22-alice-shape", "alice", USERS["alice"])
+    for user in ("bob", "frank"):
+        r, ack, sc, sf, attrs = scram_connect(b, "it22-%s-scram" % user, user, USERS[user])
+        check_eq(ack.rc, 0x87, "%s ($%s$ entry): SCRAM fails at the end (CONNACK 0x87), even "
+                 "with the right password" % (user, "7" if user == "bob" else "6"))
+        check(sorted(attrs) == sorted(alice_attrs) and attrs["i"] == alice_attrs["i"] and
+              len(base64.b64decode(attrs["s"])) == len(base64.b64decode(alice_attrs["s"])),
+              "%s's server-first has a SCRAM user's shape (attributes, iterations, salt "
+              "length)" % user, (sf, alice_attrs))
+        check(r.wait_closed(3) == [], "closed after the refusing CONNACK")
 
     r, ack, sc, sf, attrs = scram_connect(b, "it22-badpw", "alice", USERS["alice"],
                                           wrong_password="guess")
@@ -192,8 +219,8 @@ def main():
 
     r, ack, sc, sf2, attrs2 = scram_connect(b, "it22-nouser", "mallory", "x")
     check_eq(ack.rc, 0x87, "SCRAM for an unknown user: CONNACK 0x87 after the full exchange")
-    check(sorted(attrs2) == sorted(attrs) and len(base64.b64decode(attrs2["s"])) ==
-          len(base64.b64decode(attrs["s"])),
+    check(sorted(attrs2) == sorted(attrs) and attrs2["i"] == attrs["i"] and
+          len(base64.b64decode(attrs2["s"])) == len(base64.b64decode(attrs["s"])),
           "an unknown user's server-first looks like a known one's (no user enumeration)",
           (sf, sf2))
 
@@ -229,6 +256,24 @@ def main():
     r.expect(15)
     r.send(disconnect_pkt(5))
     check(r.wait_closed(3) == [], "DISCONNECT during the exchange: closed without CONNACK")
+
+    # A second CONNECT right behind the AUTH that completes the exchange is
+    # a protocol error on the now connected session [MQTT-3.1.0-2].
+    r, ack, sc, sf, attrs = scram_connect(b, "it22-twice", "alice", USERS["alice"],
+                                          extra_after_final=connect_pkt("it22-twice", version=5))
+    check_eq(ack.rc, 0, "exchange completed")
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
+          "a second CONNECT behind the final AUTH: DISCONNECT 0x82", got)
+    # Before CONNACK nothing larger than an AUTH exchange needs is buffered.
+    sc = Scram("alice", USERS["alice"])
+    r = Raw(b, version=5)
+    r.send(connect_pkt("it22-big", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
+    r.expect(15)
+    r.send(auth_pkt(0x18, b"c=biws,r=" + b"x" * 4000))
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 2 and got[0].rc == 0x95,
+          "a 4 KB AUTH before CONNACK: CONNACK 0x95 (packet too large), closed", got)
 
     # An exchange the client never finishes is bounded by connect_timeout.
     sc = Scram("alice", USERS["alice"])
@@ -275,7 +320,7 @@ def main():
     pub.disconnect()
 
     r, ack, _, _, _ = scram_connect(b, "it22-reauth2", "alice", USERS["alice"])
-    sc4 = Scram("bob", USERS["bob"])
+    sc4 = Scram("carol,=x", USERS["carol,=x"])
     r.send(auth_pkt(0x19, sc4.first()))
     step = r.expect(15)
     final, _, _ = sc4.final(step.props.get(0x16, b""))
@@ -304,14 +349,16 @@ def main():
     # While clients connect and SCRAM runs, the snapshot is swapped under
     # the shards (a TSan run of this test checks the hand-over).
     shutil.copy(pwfile, pwfile + ".orig")
-    subprocess.run(["mosquitto_passwd", "-b", pwfile, "alice", "new-secret"], check=True)
-    subprocess.run(["mosquitto_passwd", "-b", pwfile, "dave", "dave-pw"], check=True)
+    lines = [l for l in open(pwfile).read().splitlines() if not l.startswith("alice:")]
+    lines += [scram_line("alice", "new-secret"), scram_line("dave", "dave-pw")]
+    with open(pwfile, "w") as f:
+        f.write("\n".join(lines) + "\n")
     n_before = len(b.log_grep("SIGHUP: reloaded"))
     b.send_signal(signal.SIGHUP)
     check(wait_until(lambda: len(b.log_grep("SIGHUP: reloaded")) > n_before, 5),
           "SIGHUP: the broker logs the reload", b.log_grep("SIGHUP"))
     check_eq(b.log_grep("SIGHUP: reloaded")[-1].split("SIGHUP: ")[1],
-             "reloaded %s (4 users)" % pwfile, "the reload names the file and counts its users")
+             "reloaded %s (5 users)" % pwfile, "the reload names the file and counts its users")
     c = Client(b, "it22-dave", username="dave", password="dave-pw")
     check_eq(c.connect(expect_rc=None)[1], 0, "after SIGHUP a new user connects")
     c.disconnect()
@@ -326,7 +373,7 @@ def main():
     b.send_signal(signal.SIGHUP)
     check(wait_until(lambda: b.log_grep("SIGHUP: reload failed"), 5),
           "a bad password file on SIGHUP is reported", b.log_grep("SIGHUP"))
-    check("%s:5:" % pwfile in b.log_grep("SIGHUP: reload failed")[-1],
+    check("%s:7:" % pwfile in b.log_grep("SIGHUP: reload failed")[-1],
           "the report names the file and line", b.log_grep("SIGHUP: reload failed"))
     c = Client(b, "it22-dave2", username="dave", password="dave-pw")
     check_eq(c.connect(expect_rc=None)[1], 0, "after a failed reload the previous credentials "
