@@ -311,6 +311,16 @@ static int ring_setup(struct shard *sh)
         sh->bufs = NULL;
         return -ENOMEM;
     }
+    /* Fault the buffers in now. The kernel hands them out in ring order, so
+     * each of the first BUF_RING_ENTRIES receives lands on an untouched page
+     * and takes a page fault inside the recv copy: at 100 msg/s that was
+     * every message of the first five seconds, +30 us p50 and +45 us of
+     * broker CPU per message on a 2-vCPU VM. The ring cycles through all
+     * buffers under any steady load, so this is the resident size anyway.
+     * Huge pages (best effort) keep the 8 MiB in a few TLB entries. */
+    madvise(sh->bufs, (size_t)BUF_RING_ENTRIES * BUF_RING_BUF_SIZE, MADV_HUGEPAGE);
+    for (size_t off = 0; off < (size_t)BUF_RING_ENTRIES * BUF_RING_BUF_SIZE; off += 4096)
+        sh->bufs[off] = 0;
     io_uring_buf_ring_init(sh->br);
     struct io_uring_buf_reg reg;
     memset(&reg, 0, sizeof(reg));
