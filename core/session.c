@@ -178,7 +178,7 @@ int session_acked(struct session *s, uint8_t packet_type, uint16_t packet_id)
         if (e->state != want || e->packet_id != packet_id)
             continue;
         if (packet_type == MQTT_PUBREC) {
-            /* The message is the receiver's now [MQTT-4.3.3-?]: keep only
+            /* The message is the receiver's now [MQTT-4.3.3-3]: keep only
              * the id until PUBCOMP. */
             delivery_release(&e->d);
             e->state = SESSION_AWAIT_PUBCOMP;

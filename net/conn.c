@@ -56,9 +56,23 @@ static const struct config *cfg_of(const struct conn *c)
 
 /* ---- output ----------------------------------------------------------------- */
 
+static void send_disconnect(struct conn *c, uint8_t reason);
+
 static int write_packet(struct conn *c, const struct mqtt_packet *p)
 {
     size_t n = codec_encoded_size(p, c->version ? c->version : MQTT_V311);
+    if (c->client_max_packet && n > c->client_max_packet && p->type != MQTT_DISCONNECT) {
+        /* No packet over the client's Maximum Packet Size [MQTT-3.1.2-24].
+         * A SUBACK or UNSUBACK with many reason codes can outgrow it, and
+         * unlike a PUBLISH it cannot be dropped (the client waits for it):
+         * the connection ends with 0x95. (CONNACK, AUTH and DISCONNECT
+         * are fitted by their senders.) */
+        LOG(LOG_LEVEL_DEBUG, "%s of %zu bytes over the client's Maximum Packet Size %u: closing",
+            codec_type_name(p->type), n, (unsigned)c->client_max_packet);
+        send_disconnect(c, MQTT_RC_PACKET_TOO_LARGE);
+        conn_close(c, NULL);
+        return -EMSGSIZE;
+    }
     if (buf_reserve(&c->out, n))
         return -ENOMEM;
     codec_encode(c->out.data + c->out.len, p, c->version ? c->version : MQTT_V311);
@@ -849,7 +863,7 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
             *reason = subscribe_shared(sh, cl, group, glen, filter, flen, opts, ps);
             if (*reason < 0x80)
                 *reason = qos;
-            continue; /* no retained messages on a shared subscription [MQTT-4.8.2-?] */
+            continue; /* no retained messages on a shared subscription (3.8.4) */
         }
         bool first_here = trie_filter_count(sh->subs, filter, flen) == 0;
         int r = trie_insert(sh->subs, filter, flen, NULL, 0, cl, opts);
@@ -1278,7 +1292,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
         if ((cn->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_RESPONSE_INFO)) &&
             cn->props.request_response_info) {
             /* A topic prefix for this client's responses, under '$' so no
-             * leading wildcard subscription ever sees them [MQTT-3.2.2-?]. */
+             * leading wildcard subscription ever sees them [MQTT-4.7.2-1]. */
             int n = snprintf(resp, sizeof(resp), "$response/%.*s", (int)id_len, (const char *)id);
             props.present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_INFO);
             props.response_info.ptr = (const uint8_t *)resp;
@@ -1382,7 +1396,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
     c->state = CONN_ACTIVE;
     cl->last_ack_ms = sh->now_ms;
     /* Keepalive counts from the CONNECT's acceptance here, not from bytes
-     * that reached another shard before the hand-off [MQTT-3.1.2-24]. */
+     * that reached another shard before the hand-off [MQTT-3.1.2-22]. */
     c->last_rx_ms = sh->now_ms;
     LOGCL(LOG_LEVEL_INFO, c, "connected from %s (MQTT %s, keepalive %u, %s)", c->peer,
           cn->version == MQTT_V5     ? "5.0"
@@ -1463,7 +1477,7 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
         return;
     }
     if (p->retain && !cfg->retain_available) {
-        violation(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retained PUBLISH"); /* [MQTT-3.3.1-?] */
+        violation(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retained PUBLISH"); /* [MQTT-3.2.2-14] */
         return;
     }
     uint8_t ack_type = p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
@@ -1490,7 +1504,7 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
                                   c->version == MQTT_V5 ? cfg->max_inflight_messages : 65535);
         if (r == 0) {
             /* A resend before PUBREL: acknowledge, do not deliver twice
-             * [MQTT-4.3.3-9]. */
+             * [MQTT-4.3.3-10]. */
             send_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS);
             return;
         }
@@ -1538,7 +1552,7 @@ static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)
     case MQTT_PUBREC:
         if (c->version == MQTT_V5 && a->reason >= 0x80) {
             /* The receiver refused the message: the flow ends here
-             * [MQTT-4.3.3-?]. */
+             * [MQTT-4.3.3-4]. */
             session_acked(&cl->s, MQTT_PUBREC, a->packet_id);
             session_acked(&cl->s, MQTT_PUBCOMP, a->packet_id);
             pump(cl);
@@ -1564,7 +1578,7 @@ static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
     if (c->version == MQTT_V5) {
         if ((d->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
             if (c->session_expiry_s == 0 && d->props.session_expiry_s != 0) {
-                /* [MQTT-3.14.2-2] */
+                /* 3.14.2.2.2: not from 0 to non-zero */
                 violation(c, MQTT_RC_PROTOCOL_ERROR, "session expiry set at DISCONNECT");
                 return;
             }
@@ -1736,7 +1750,8 @@ static int auth_step(struct conn *c, const struct mqtt_disconnect *a)
 static int handle_auth_connecting(struct conn *c, const struct mqtt_disconnect *a)
 {
     if (a->reason != MQTT_RC_CONTINUE_AUTHENTICATION) {
-        /* Re-authentication is for after CONNACK [MQTT-4.12.1-1]. */
+        /* The client's answer to our AUTH is Continue [MQTT-4.12.0-3];
+         * re-authentication comes only after CONNACK. */
         auth_fail(c, MQTT_RC_PROTOCOL_ERROR, "AUTH before CONNACK is not Continue Authentication");
         return -1;
     }
@@ -1962,6 +1977,8 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
         if (r != 0) {
             if (c->state == CONN_NEW)
                 conn_close(c, "malformed fixed header before CONNECT");
+            else if (c->state == CONN_AUTH)
+                auth_fail(c, (uint8_t)r, "malformed fixed header during authentication");
             else
                 violation(c, (uint8_t)r, "malformed fixed header");
             *stop = true;
@@ -1969,7 +1986,7 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
         }
         uint64_t total = (uint64_t)fh.header_len + fh.remaining_len;
         if (total > cfg_of(c)->max_packet_size) {
-            /* Checked from the fixed header, before buffering [MQTT-3.2.2-?]. */
+            /* Checked from the fixed header, before buffering [MQTT-3.2.2-15]. */
             if (c->state == CONN_NEW)
                 conn_close(c, "CONNECT over max_packet_size");
             else
@@ -2130,7 +2147,8 @@ static void conn_tick(struct conn *c, uint64_t now_ms)
     }
     if (c->state == CONN_ACTIVE && c->keepalive_s &&
         now_ms - c->last_rx_ms > (uint64_t)c->keepalive_s * 1500u) {
-        /* One and a half keepalive periods of silence [MQTT-3.1.2-24]. */
+        /* One and a half keepalive periods of silence [MQTT-3.1.2-22]
+         * (3.1.1: [MQTT-3.1.2-24]). */
         LOGCL(LOG_LEVEL_INFO, c, "keepalive timeout");
         send_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT);
         conn_close(c, NULL);

@@ -2,7 +2,7 @@
 """15: configured limits as clients see them. max_qos 1: 5.0 CONNACK Maximum
 QoS 1, subscriptions granted at most QoS 1, a 5.0 QoS 2 PUBLISH is refused
 with DISCONNECT 0x9B [MQTT-3.2.2-11]. retain_available false: CONNACK Retain
-Available 0, a 5.0 retained PUBLISH gets DISCONNECT 0x9A [MQTT-3.2.2-15].
+Available 0, a 5.0 retained PUBLISH gets DISCONNECT 0x9A [MQTT-3.2.2-14].
 max_inflight_messages 5: a subscriber that does not acknowledge has at most 5
 QoS 1 messages in flight, the rest following as it acknowledges, in order."""
 from harness import *

@@ -1006,6 +1006,26 @@ def main():
     check_eq(ack.session_present, 1, "[MQTT-4.1.0-1] [MQTT-3.1.2-23] ... and it is resumed right "
              "after the connection closes (the expiry counts from the close)")
     se.close()
+    acks_over_max_packet(b)
+
+
+def acks_over_max_packet(b):
+    # A SUBACK / UNSUBACK cannot be dropped like a PUBLISH: over the
+    # client's Maximum Packet Size the connection ends with 0x95.
+    for what, pkt in (("SUBACK", subscribe_pkt(5, [("it21/mps/%d" % i, 0) for i in range(30)], 5)),
+                      ("UNSUBACK", unsubscribe_pkt(6, ["it21/mps/%d" % i for i in range(30)], 5))):
+        r = Raw(b, version=5)
+        r.connect("it21-mps-ack", version=5, cprops=[(0x27, 24)])
+        r.send(pkt)
+        got = r.wait_closed(3)
+        check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x95 and len(got[0].raw) <= 24,
+              "[MQTT-3.1.2-24] a %s of 30 reason codes over Maximum Packet Size 24 is not sent: "
+              "DISCONNECT 0x95" % what, got)
+    r = Raw(b, version=5)
+    r.connect("it21-mps-ack", version=5, cprops=[(0x27, 24)])
+    check_eq(r.subscribe([("it21/mps/%d" % i, 0) for i in range(10)], pid=7), [0] * 10,
+             "a SUBACK that fits (15 bytes) is sent")
+    r.close()
 
 
 run(main)

@@ -294,7 +294,7 @@ def main():
     sc2 = Scram("alice", USERS["alice"])
     r.send(auth_pkt(0x19, sc2.first()))
     step = r.expect(15, what="AUTH continue for the re-authentication")
-    check_eq(step.rc, 0x18, "AUTH 0x19 answered with AUTH 0x18 [MQTT-4.12.1-1]")
+    check_eq(step.rc, 0x18, "AUTH 0x19 answered with AUTH 0x18 [MQTT-4.12.0-2]")
     # Other traffic flows while the re-authentication is in progress.
     pub = connected(b, "it22-rapub", username="bob", password=USERS["bob"])
     pub.publish("it22/ra", "during", qos=1)
@@ -424,6 +424,44 @@ def main():
                          stderr=subprocess.PIPE, timeout=10)
     check(out.returncode == 1 and "missing" in out.stderr.decode(),
           "a missing password file stops the start, naming the file", out.stderr)
+    auth_packet_edges(pwfile)
+
+
+def auth_packet_edges(pwfile):
+    """AUTH packets: within the client's Maximum Packet Size [MQTT-3.1.2-24],
+    reserved flags set are malformed [MQTT-3.15.1-1]."""
+    b = Broker(allow_anonymous="false", password_file=pwfile, auth_methods=METHOD).start()
+    sc = Scram("alice", USERS["alice"])
+    r = Raw(b, version=5)
+    r.send(connect_pkt("it22-mps", version=5, cprops=[(0x15, METHOD), (0x16, sc.first()),
+                                                       (0x27, 64)]))
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 2 and got[0].rc == 0x87,
+          "[MQTT-3.1.2-24] the server-first AUTH would exceed Maximum Packet Size 64: not sent, "
+          "CONNACK 0x87", got)
+    # Reserved flags on AUTH: during the exchange (closed, the CONNACK says
+    # why) and after CONNACK (DISCONNECT 0x81).
+    sc = Scram("alice", USERS["alice"])
+    r = Raw(b, version=5)
+    r.send(connect_pkt("it22-flags", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
+    step = r.expect(15)
+    final, _, _ = sc.final(step.props.get(0x16, b""))
+    bad = bytearray(auth_pkt(0x18, final))
+    bad[0] |= 0x01
+    r.send(bytes(bad))
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 2 and got[0].rc == 0x81,
+          "[MQTT-3.15.1-1] AUTH with a reserved flag during the exchange: CONNACK 0x81, closed",
+          got)
+    r, ack, _, _, _ = scram_connect(b, "it22-flags2", "alice", USERS["alice"])
+    check_eq(ack.rc, 0, "connected with SCRAM")
+    bad = bytearray(auth_pkt(0x19, Scram("alice", USERS["alice"]).first()))
+    bad[0] |= 0x02
+    r.send(bytes(bad))
+    got = r.wait_closed(3)
+    check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x81,
+          "[MQTT-3.15.1-1] AUTH with a reserved flag after CONNACK: DISCONNECT 0x81", got)
+    b.stop()
 
 
 run(main)
