@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "limits.h"
 
@@ -78,7 +79,11 @@ struct xq *xq_create(uint32_t capacity)
     q->head_cache = 0;
     atomic_init(&q->head, 0);
     q->tail_cache = 0;
-    /* Slots are written before they are read, so they need no clearing. */
+    /* Slots are written before they are read and need no clearing; they
+     * are touched now anyway, so no page fault lands on the first trip
+     * round the ring (a fault per 512 messages in a fresh broker, measured
+     * with the low-rate latency bench). */
+    memset(q->slots, 0, (size_t)capacity * sizeof(void *));
     return q;
 }
 
