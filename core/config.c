@@ -74,6 +74,7 @@ void config_init(struct config *c)
     c->max_subscriptions = 10000;
     c->max_topic_levels = TOPIC_LEVELS_MAX;
     c->sys_interval_s = 10;
+    c->auth_threads = 1;
     c->listener_count = 0;
 }
 
@@ -597,6 +598,17 @@ struct option {
 
 /* Global keys are accepted after a listener line too, as mosquitto does: a
  * file that sets max_packet_size below its listener means it globally. */
+/* Threads that check CONNECT passwords off the shards (0: on the shard,
+ * which stalls its other clients for the whole hash). */
+static int set_auth_threads(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 0, AUTH_THREADS_MAX, 0, &n) != 0)
+        return -1;
+    p->c->auth_threads = (uint32_t)n;
+    return 0;
+}
+
 static const struct option options[] = {
     {"shards", set_shards, SCOPE_GLOBAL, 1},
     {"log_level", set_log_level, SCOPE_GLOBAL, 1},
@@ -620,6 +632,7 @@ static const struct option options[] = {
     {"sys_interval", set_sys_interval, SCOPE_GLOBAL, 1},
     {"listener", set_listener, SCOPE_GLOBAL, 2},
     {"password_file", set_password_file, SCOPE_GLOBAL, 1},
+    {"auth_threads", set_auth_threads, SCOPE_GLOBAL, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
     {"protocol", set_protocol, SCOPE_LISTENER, 1},

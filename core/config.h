@@ -65,6 +65,7 @@ struct config {
     uint32_t max_subscriptions; /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */
     uint32_t max_topic_levels;  /* 1..TOPIC_LEVELS_MAX */
     uint32_t sys_interval_s;    /* $SYS publication period, 0 = off */
+    uint32_t auth_threads;      /* password-check threads, 0..AUTH_THREADS_MAX; 0 = on the shard */
 
     /* Credentials: mosquitto's password file (security/passwd.h), read at
      * start-up by the security snapshot; "" = none. */

@@ -86,6 +86,14 @@ _Static_assert(BACKLOG_LOW < BACKLOG_HIGH, "hysteresis");
 #define BUF_RING_ENTRIES  512u
 #define BUF_RING_BUF_SIZE 16384u
 
+/* Password checks off the shards (net/authpool.c): worker threads at most,
+ * and CONNECTs waiting for a check in all (queued, hashing, or answered and
+ * not yet picked up by their shard). Past the bound a CONNECT is refused with
+ * 0x89 Server busy: each job holds a copy of its CONNECT (bounded by
+ * max_packet_size) and the queue's wait is what an attacker would grow. */
+#define AUTH_THREADS_MAX 16u
+#define AUTH_JOBS_MAX    4096u
+
 /* Config file lines. */
 #define CONFIG_LINE_MAX 4096u
 

@@ -38,6 +38,23 @@ struct share_group;
 #define SHARE_TABLE_SIZE 256u /* buckets of a shard's share-group table */
 #define SHARE_RR_SLOTS   256u /* per-group turn counters of a publishing shard */
 
+/* A password check handed to the auth pool (authpool.c). Owned by the pool
+ * from authpool_submit until it is on its shard's completion list, then by
+ * that shard. Holds copies only: no pointer into the security snapshot. */
+struct auth_job {
+    struct auth_job *next;
+    struct conn *conn; /* held (conn_hold) by its shard; never touched off it */
+    uint64_t conn_id;
+    unsigned shard;
+    struct auth_check check;
+    uint8_t *password; /* a copy, wiped when the job is freed; NULL if none */
+    size_t password_len;
+    uint8_t rc; /* the answer: MQTT_RC_SUCCESS, _BAD_USERNAME_OR_PASSWORD, _SERVER_UNAVAILABLE */
+    atomic_bool cancelled; /* set by the shard when the connection closed: no hash needed */
+};
+
+struct authpool;
+
 struct share_rr {
     uint64_t key;
     uint32_t next;
@@ -66,6 +83,7 @@ struct transport {
 enum conn_state {
     CONN_NEW = 0, /* waiting for CONNECT */
     CONN_AUTH,    /* 5.0 enhanced authentication before CONNACK (4.12) */
+    CONN_VERIFY,  /* CONNECT's password being checked off the shard (authpool.c) */
     CONN_HANDOFF, /* CONNECT parsed, moving to the home shard */
     CONN_ACTIVE,  /* attached to its client */
     CONN_CLOSING, /* shut down, waiting for operations to finish */
@@ -138,6 +156,12 @@ struct conn {
     uint8_t *connect_copy;
     uint32_t connect_copy_len;
     bool auth_replay;
+    /* A password check off the shard (CONN_VERIFY): since when, and once it
+     * is back, its answer for the replayed CONNECT. */
+    uint64_t verify_started_ms;
+    struct auth_job *verify_job; /* in the pool; NULL once answered */
+    bool verify_done;
+    uint8_t verify_rc;
     uint8_t *auth_reply;
     uint16_t auth_reply_len;
     struct msg *will;
@@ -305,6 +329,14 @@ struct shard {
 
     struct enc_slot enc[ENC_SLOTS];
 
+    /* Answers from the auth pool: pushed by its workers under auth_lock,
+     * announced on auth_efd, which the ring keeps a read armed on. */
+    pthread_mutex_t auth_lock;
+    struct auth_job *auth_done;
+    int auth_efd;
+    uint64_t auth_efd_val; /* the armed read's buffer */
+    bool auth_read_broken; /* the read failed: the tick drains instead */
+
     struct shard_stats st;
     atomic_int started; /* 1 ok, -errno failed */
     sem_t ready;        /* posted once started is set */
@@ -322,11 +354,26 @@ struct broker {
     atomic_uint backlogged_shards;       /* shards over BACKLOG_HIGH: PUBLISH input waits */
     uint16_t listen_port[LISTENERS_MAX]; /* resolved ports (0 in config = ephemeral) */
     uint64_t start_ms;
+    struct authpool *authpool; /* NULL: auth_threads 0, passwords are checked on the shard */
 };
 
 /* Monotonic milliseconds. */
 uint64_t broker_now_ms(void);
 uint64_t broker_client_hash(const uint8_t *id, size_t len);
+
+/* authpool.c: password checks off the shards. Created (threads > 0; *out
+ * NULL for 0) and stopped, which answers what is still queued with
+ * MQTT_RC_SERVER_UNAVAILABLE and joins the workers, by the main thread;
+ * destroyed once the shards are joined. */
+int authpool_create(struct broker *b, unsigned threads, struct authpool **out);
+/* Shard thread: queues a job (takes ownership on 0). -EBUSY when
+ * AUTH_JOBS_MAX jobs are outstanding, -ESHUTDOWN once stopping. */
+int authpool_submit(struct authpool *p, struct auth_job *j);
+/* Shard thread: the answered jobs for this shard, oldest first. */
+struct auth_job *authpool_take(struct shard *sh);
+void authpool_job_free(struct broker *b, struct auth_job *j);
+void authpool_stop(struct authpool *p);
+void authpool_destroy(struct authpool *p);
 
 /* shard.c */
 int shard_create(struct broker *b, unsigned id, struct shard **out);
@@ -352,6 +399,8 @@ void shard_handoff(struct conn *c);
 
 /* conn.c: the MQTT protocol on one connection. */
 void conn_input(struct conn *c, const uint8_t *data, size_t len);
+/* A password check came back (shard thread): replays the CONNECT. */
+void conn_verified(struct conn *c, uint8_t rc);
 /* Parses what is buffered in c->in (after a hand-off or a deferral). */
 void conn_process_buffered(struct conn *c);
 /* The connection is gone: detach from its client, publish the will. */

@@ -521,6 +521,13 @@ will:
 
 void conn_on_closed(struct conn *c)
 {
+    if (c->verify_job) {
+        /* Nobody waits for this check any more: a worker that has not begun
+         * it skips the hash (a storm's closed connections would otherwise
+         * keep the pool busy for clients still waiting). The job stays the
+         * shard's to free when it comes back. */
+        atomic_store_explicit(&c->verify_job->cancelled, true, memory_order_relaxed);
+    }
     if (c->client)
         LOGCL(LOG_LEVEL_INFO, c, "disconnected (%s)",
               c->got_disconnect ? "DISCONNECT" : "connection lost");
@@ -1079,6 +1086,71 @@ static struct msg *will_create(struct conn *c, const struct mqtt_connect *cn)
 
 static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t method,
                       const uint8_t *raw, size_t raw_len);
+static int verify_begin(struct conn *c, const struct mqtt_connect *cn, struct auth_check *chk,
+                        const uint8_t *raw, size_t raw_len);
+
+/* A job that never reached the pool. */
+static void verify_job_free(struct auth_job *j)
+{
+    if (!j)
+        return;
+    if (j->password) {
+        explicit_bzero(j->password, j->password_len);
+        free(j->password);
+    }
+    explicit_bzero(&j->check, sizeof(j->check));
+    free(j);
+}
+
+/* Hands the password check of a CONNECT to the auth pool. The CONNECT is
+ * kept, as during enhanced authentication, and replayed by conn_verified
+ * with the answer; meanwhile the connection is in CONN_VERIFY, whose input
+ * is stashed unparsed (reading pauses at CONGEST_STASH_MAX), and held so
+ * it is not freed while the job refers to it. chk is wiped. */
+static int verify_begin(struct conn *c, const struct mqtt_connect *cn, struct auth_check *chk,
+                        const uint8_t *raw, size_t raw_len)
+{
+    size_t pw_len = cn->has_password ? cn->password.len : 0;
+    struct auth_job *j = calloc(1, sizeof(*j));
+    uint8_t *copy = malloc(raw_len);
+    uint8_t *pw = pw_len ? malloc(pw_len) : NULL;
+    if (!j || !copy || (pw_len && !pw)) {
+        explicit_bzero(chk, sizeof(*chk));
+        verify_job_free(j);
+        free(copy);
+        free(pw);
+        connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    atomic_init(&j->cancelled, false);
+    j->conn = c;
+    j->conn_id = c->id;
+    j->shard = c->sh->id;
+    j->check = *chk;
+    explicit_bzero(chk, sizeof(*chk));
+    if (pw_len)
+        memcpy(pw, cn->password.ptr, pw_len);
+    j->password = pw;
+    j->password_len = pw_len;
+    int err = authpool_submit(c->sh->b->authpool, j);
+    if (err) {
+        verify_job_free(j);
+        free(copy);
+        /* A full queue is a storm of CONNECTs: try again later. */
+        connack_fail(c, err == -EBUSY ? MQTT_RC_SERVER_BUSY : MQTT_RC_SERVER_UNAVAILABLE,
+                     err == -EBUSY ? "password checks queue full" : "password checks stopped");
+        return -1;
+    }
+    /* From here the job is the pool's: only its answer comes back. */
+    memcpy(copy, raw, raw_len);
+    c->connect_copy = copy;
+    c->connect_copy_len = (uint32_t)raw_len;
+    c->state = CONN_VERIFY;
+    c->verify_started_ms = c->sh->now_ms;
+    c->verify_job = j; /* valid until the answer is back: the shard frees it */
+    conn_hold(c);
+    return 0;
+}
 
 /* Drops the CONNACK properties a client can do without (Response
  * Information, Topic Alias Maximum: it then sets no aliases) until the
@@ -1190,10 +1262,27 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
                 .password = cn->password.ptr,
                 .password_len = cn->password.len,
             };
-            uint8_t rc = auth_connect(snap, &ar);
+            uint8_t rc;
+            if (c->verify_done) {
+                /* The replay after a check off the shard: its answer. */
+                c->verify_done = false;
+                rc = c->verify_rc;
+            } else if (sh->b->authpool) {
+                /* Anything that hashes a password goes to the auth pool,
+                 * so the shard's other clients do not wait for it. */
+                struct auth_check chk;
+                bool hash = false;
+                rc = auth_connect_prepare(snap, &ar, &chk, &hash);
+                if (rc == MQTT_RC_SUCCESS && hash)
+                    return verify_begin(c, cn, &chk, raw, raw_len);
+            } else {
+                rc = auth_connect(snap, &ar);
+            }
             if (rc != MQTT_RC_SUCCESS) {
                 connack_fail(c, rc,
-                             cn->has_username ? "bad username or password" : "anonymous refused");
+                             rc == MQTT_RC_SERVER_UNAVAILABLE ? "password check not available"
+                             : cn->has_username               ? "bad username or password"
+                                                              : "anonymous refused");
                 return -1;
             }
             if (cn->has_username) {
@@ -1836,6 +1925,29 @@ static int auth_replay(struct conn *c)
     return 0;
 }
 
+void conn_verified(struct conn *c, uint8_t rc)
+{
+    c->verify_job = NULL; /* freed by the caller */
+    if (c->state != CONN_VERIFY || c->close_after_flush) {
+        /* Closed meanwhile (connect_timeout, the peer left, shutdown). */
+        conn_release(c);
+        return;
+    }
+    /* The CONNECT runs again, with the answer, exactly as a check on the
+     * shard would have gone on: will ACL, hand-off, CONNACK; then whatever
+     * the client sent behind it. */
+    c->state = CONN_NEW;
+    c->verify_done = true;
+    c->verify_rc = rc;
+    int err = auth_replay(c);
+    conn_release(c); /* frees at the end of the turn at the earliest */
+    if (err) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    conn_process_buffered(c);
+}
+
 /* ---- the packet loop --------------------------------------------------------- */
 
 /* The protocol level of a CONNECT that did not decode, to answer in its
@@ -2139,6 +2251,11 @@ static void conn_tick(struct conn *c, uint64_t now_ms)
         conn_close(c, "no CONNECT within connect_timeout");
         return;
     }
+    if (c->state == CONN_VERIFY && now_ms - c->verify_started_ms > cfg_of(c)->connect_timeout_ms) {
+        /* The check's answer finds the connection closed (conn_verified). */
+        conn_close(c, "password check not done within connect_timeout");
+        return;
+    }
     if (c->ax && now_ms - c->ax_started_ms > cfg_of(c)->connect_timeout_ms) {
         /* An exchange the client does not finish: before CONNACK the
          * connect timeout, after it the same bound for re-authentication. */
@@ -2159,7 +2276,8 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms)
 {
     for (struct conn *c = sh->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CONN_NEW || c->state == CONN_AUTH || c->state == CONN_ACTIVE)
+        if (c->state == CONN_NEW || c->state == CONN_AUTH || c->state == CONN_VERIFY ||
+            c->state == CONN_ACTIVE)
             conn_tick(c, now_ms);
     }
     /* Expired sessions and due delayed wills. */

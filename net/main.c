@@ -282,6 +282,12 @@ int main(int argc, char **argv)
             goto stop;
         }
     }
+    /* Before the shards start: they read b.authpool without a lock. */
+    if (authpool_create(&b, b.cfg.auth_threads, &b.authpool)) {
+        LOG(LOG_LEVEL_ERROR, "cannot start %u auth_threads", b.cfg.auth_threads);
+        rc = 1;
+        goto stop;
+    }
     for (; started < b.shard_count; started++) {
         int serr = shard_start(b.shards[started]);
         if (serr) {
@@ -312,10 +318,15 @@ int main(int argc, char **argv)
 
 stop:
     atomic_store(&b.stopping, true);
+    /* The workers go first: what is queued is answered at once (the shards
+     * are closing those connections), and no worker is left to post to a
+     * shard after it has freed its connections. */
+    authpool_stop(b.authpool);
     for (unsigned i = 0; i < started; i++)
         shard_join(b.shards[i]);
     for (unsigned i = 0; i < created; i++)
         shard_destroy(b.shards[i]);
+    authpool_destroy(b.authpool); /* after shard_destroy freed the last answers */
     retain_destroy(b.retain);
     auth_snapshot_destroy(atomic_load(&b.auth));
     pthread_rwlock_destroy(&b.retain_lock);

@@ -13,6 +13,7 @@
  * Everything here runs on the shard's own thread, except shard_create and
  * shard_destroy (main thread, before start / after join).
  */
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -39,6 +41,7 @@ enum ud_tag {
     UD_RECV = 2,
     UD_SEND = 3,
     UD_WAKE = 4,
+    UD_AUTH = 5, /* the auth pool's eventfd was written: answers are waiting */
 };
 #define UD_MASK   7ull
 #define BUF_GROUP 0
@@ -168,7 +171,13 @@ int shard_create(struct broker *b, unsigned id, struct shard **out)
     sh->b = b;
     sh->id = id;
     sem_init(&sh->ready, 0, 0);
+    pthread_mutex_init(&sh->auth_lock, NULL);
     sh->ring_fd = -1;
+    /* Blocking on purpose: io_uring fails a read of an O_NONBLOCK file
+     * with -EAGAIN instead of waiting for it to become readable. */
+    sh->auth_efd = eventfd(0, EFD_CLOEXEC);
+    if (sh->auth_efd < 0)
+        goto fail;
     for (unsigned i = 0; i < LISTENERS_MAX; i++)
         sh->listen_fd[i] = -1;
     sh->subs = trie_create();
@@ -250,6 +259,15 @@ void shard_destroy(struct shard *sh)
             free(o);
         }
     }
+    /* Answers that came back after the loop ended: their connections are
+     * freed already, so only the jobs are. The workers are joined. */
+    for (struct auth_job *j = authpool_take(sh), *next; j; j = next) {
+        next = j->next;
+        authpool_job_free(sh->b, j);
+    }
+    if (sh->auth_efd >= 0)
+        close(sh->auth_efd);
+    pthread_mutex_destroy(&sh->auth_lock);
     trie_destroy(sh->subs);
     route_destroy(sh->routes);
     trie_destroy(sh->share_routes);
@@ -869,6 +887,40 @@ static void drain_queues(struct shard *sh)
     }
 }
 
+/* ---- answers from the auth pool ------------------------------------------ */
+
+static void arm_auth_read(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = get_sqe(sh);
+    io_uring_prep_read(sqe, sh->auth_efd, &sh->auth_efd_val, sizeof(sh->auth_efd_val), 0);
+    io_uring_sqe_set_data64(sqe, UD_AUTH);
+}
+
+static void auth_drain(struct shard *sh)
+{
+    for (struct auth_job *j = authpool_take(sh), *next; j; j = next) {
+        next = j->next;
+        struct conn *c = j->conn;
+        uint8_t rc = j->rc;
+        assert(c->sh == sh && c->id == j->conn_id); /* a conn in CONN_VERIFY does not move */
+        authpool_job_free(sh->b, j);
+        conn_verified(c, rc); /* drops the job's hold */
+    }
+}
+
+static void on_auth_done(struct shard *sh, int res)
+{
+    auth_drain(sh);
+    if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+        /* Not expected from an eventfd. Without the read, answers are
+         * picked up by the 100 ms tick (shard_main) instead. */
+        LOG(LOG_LEVEL_ERROR, "auth pool wake-up read: %s", strerror(-res));
+        sh->auth_read_broken = true;
+        return;
+    }
+    arm_auth_read(sh);
+}
+
 /* ---- the loop ------------------------------------------------------------- */
 
 static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
@@ -883,6 +935,9 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
         break;
     case UD_SEND:
         on_send(sh, (struct conn *)(uintptr_t)(ud & ~UD_MASK), cqe->res);
+        break;
+    case UD_AUTH:
+        on_auth_done(sh, cqe->res);
         break;
     default:
         /* Wake-ups and cancels carry nothing to do. */
@@ -961,6 +1016,8 @@ static void *shard_main(void *arg)
     sh->next_tick_ms = sh->now_ms + 100;
     for (unsigned li = 0; li < sh->b->cfg.listener_count; li++)
         arm_accept(sh, li);
+    if (sh->b->authpool)
+        arm_auth_read(sh);
     io_uring_submit(&sh->ring);
     atomic_store(&sh->started, 1);
     sem_post(&sh->ready);
@@ -1006,6 +1063,8 @@ static void *shard_main(void *arg)
                     arm_accept(sh, li);
             }
             sh->accept_paused = 0;
+            if (sh->auth_read_broken)
+                auth_drain(sh);
             if (sh->now_ms >= sh->next_scan_ms) {
                 sh->next_scan_ms = sh->now_ms + 1000;
                 mqtt_tick(sh, sh->now_ms);

@@ -42,25 +42,59 @@ void auth_snapshot_destroy(struct auth_snapshot *s)
     free(s);
 }
 
-uint8_t auth_connect(const struct auth_snapshot *s, const struct auth_request *r)
+uint8_t auth_connect_prepare(const struct auth_snapshot *s, const struct auth_request *r,
+                             struct auth_check *chk, bool *hash)
 {
+    memset(chk, 0, sizeof(*chk));
+    *hash = false;
     if (r->listener >= s->listener_count)
         return MQTT_RC_NOT_AUTHORIZED;
     if (r->has_username && s->passwd) {
+        *hash = true;
         const struct passwd_entry *e = passwd_find(s->passwd, r->username, r->username_len);
         if (!e || !r->has_password) {
             /* The same hashing work as a known user's check: the answer's
              * timing does not tell which names exist. */
-            passwd_check_decoy(s->passwd, r->password, r->has_password ? r->password_len : 0);
-            return MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+            chk->decoy = true;
+            chk->has_entry = passwd_decoy_copy(s->passwd, &chk->entry);
+            return MQTT_RC_SUCCESS;
         }
-        return passwd_check(e, r->password, r->password_len) ? MQTT_RC_SUCCESS
-                                                             : MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+        chk->has_entry = true;
+        chk->entry = *e;
+        chk->entry.user = NULL; /* points into the snapshot */
+        chk->entry.user_len = 0;
+        return MQTT_RC_SUCCESS;
     }
     /* Anonymous: no username, or one that nothing can check. */
     if (s->allow_anonymous[r->listener])
         return MQTT_RC_SUCCESS;
     return r->has_username ? MQTT_RC_BAD_USERNAME_OR_PASSWORD : MQTT_RC_NOT_AUTHORIZED;
+}
+
+uint8_t auth_check_verdict(const struct auth_check *chk, const uint8_t *password, size_t len)
+{
+    if (chk->decoy) {
+        if (chk->has_entry)
+            (void)passwd_check(&chk->entry, password, len); /* the work, not the answer */
+        return MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+    }
+    if (!chk->has_entry)
+        return MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+    return passwd_check(&chk->entry, password, len) ? MQTT_RC_SUCCESS
+                                                    : MQTT_RC_BAD_USERNAME_OR_PASSWORD;
+}
+
+uint8_t auth_connect(const struct auth_snapshot *s, const struct auth_request *r)
+{
+    struct auth_check chk;
+    bool hash = false;
+    uint8_t rc = auth_connect_prepare(s, r, &chk, &hash);
+    if (rc != MQTT_RC_SUCCESS || !hash)
+        return rc;
+    rc = auth_check_verdict(&chk, r->has_password ? r->password : NULL,
+                            r->has_password ? r->password_len : 0);
+    explicit_bzero(&chk, sizeof(chk));
+    return rc;
 }
 
 uint32_t auth_method_offered(const struct auth_snapshot *s, const uint8_t *method, size_t len)

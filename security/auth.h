@@ -61,6 +61,30 @@ struct auth_request {
  * as anonymous. */
 uint8_t auth_connect(const struct auth_snapshot *s, const struct auth_request *r);
 
+/* auth_connect in two halves, for a caller that hashes on another thread:
+ * auth_connect_prepare decides from the snapshot, auth_check_verdict does
+ * the hashing from a copy that holds no pointer into the snapshot (a reload
+ * may free it meanwhile). auth_connect(s, r) is exactly
+ * prepare, then the verdict when prepare asked for one. */
+struct auth_check {
+    bool decoy;                /* no entry or no password: refused after the work */
+    bool has_entry;            /* false: a decoy with nothing to imitate (empty file) */
+    struct passwd_entry entry; /* by value, user NULL */
+};
+
+/* Returns MQTT_RC_SUCCESS with *chk filled when the answer needs a password
+ * hashed (a username and a password file): then call auth_check_verdict
+ * with the CONNECT's password. Otherwise returns the answer itself
+ * (anything else than MQTT_RC_SUCCESS, or MQTT_RC_SUCCESS with *hash false)
+ * and leaves *chk zeroed. */
+uint8_t auth_connect_prepare(const struct auth_snapshot *s, const struct auth_request *r,
+                             struct auth_check *chk, bool *hash);
+
+/* The answer for a check auth_connect_prepare filled: MQTT_RC_SUCCESS or
+ * MQTT_RC_BAD_USERNAME_OR_PASSWORD, after the same work either way. Any
+ * thread; password may be NULL when len is 0. */
+uint8_t auth_check_verdict(const struct auth_check *chk, const uint8_t *password, size_t len);
+
 /* Is this 5.0 enhanced authentication method (the CONNECT's Authentication
  * Method, len bytes) offered? Returns its enum config_auth_method bit, or 0:
  * the CONNECT is refused with 0x8C. */

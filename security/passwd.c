@@ -810,6 +810,17 @@ bool passwd_check_decoy(const struct passwd_db *db, const uint8_t *password, siz
     return false;
 }
 
+bool passwd_decoy_copy(const struct passwd_db *db, struct passwd_entry *out)
+{
+    const struct passwd_entry *d = passwd_decoy_entry(db);
+    if (!d)
+        return false;
+    *out = *d;
+    out->user = NULL; /* points into db */
+    out->user_len = 0;
+    return true;
+}
+
 uint32_t passwd_scram_iterations(const struct passwd_db *db)
 {
     return db ? db->scram_iterations : PASSWD_SCRAM_ITERATIONS_DEFAULT;

@@ -99,6 +99,13 @@ bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t 
  * Any thread. */
 bool passwd_check_decoy(const struct passwd_db *db, const uint8_t *password, size_t len);
 
+/* The entry passwd_check_decoy checks, copied by value into out with its
+ * user NULL, for a check that runs after db may be gone (another thread,
+ * past a reload): passwd_check(out, ...) then does the decoy's work. False,
+ * out untouched, when there is no work to imitate (NULL or empty db). Any
+ * thread. */
+bool passwd_decoy_copy(const struct passwd_db *db, struct passwd_entry *out);
+
 /* How SCRAM dresses up a name it has no SCRAM entry for, so that its
  * server-first message looks like a real one's. All any thread; db may be
  * NULL.

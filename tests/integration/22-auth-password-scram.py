@@ -12,6 +12,7 @@ file."""
 import base64
 import hashlib
 import hmac
+import select
 import shutil
 import signal
 import subprocess
@@ -425,6 +426,7 @@ def main():
     check(out.returncode == 1 and "missing" in out.stderr.decode(),
           "a missing password file stops the start, naming the file", out.stderr)
     auth_packet_edges(pwfile)
+    password_checks_off_the_shards(pwfile)
 
 
 def auth_packet_edges(pwfile):
@@ -461,6 +463,199 @@ def auth_packet_edges(pwfile):
     got = r.wait_closed(3)
     check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x81,
           "[MQTT-3.15.1-1] AUTH with a reserved flag after CONNACK: DISCONNECT 0x81", got)
+    b.stop()
+
+
+
+HEAVY_ITERATIONS = 100000  # PASSWD_ITERATIONS_MAX: about 45 ms of one core per check
+
+
+def heavy_scram_line(user, password):
+    """A SCRAM-SHA-512 entry at the largest iteration count a file may hold
+    (RFC 5803's form, computed here: --scram-entry writes 4096)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, HEAVY_ITERATIONS)
+    stored = hashlib.sha512(hmac.new(salted, b"Client Key", "sha512").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha512").digest()
+    return "%s:SCRAM-SHA-512$%d:%s$%s:%s" % (user, HEAVY_ITERATIONS, b64(salt), b64(stored),
+                                             b64(server))
+
+
+def home_shard(client_id, shards):
+    """net/shard.c broker_client_hash: FNV-1a, folded, modulo the shards."""
+    h = 0xcbf29ce484222325
+    for ch in client_id.encode():
+        h = ((h ^ ch) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return (h ^ (h >> 29)) % shards
+
+
+def pingers_on_every_shard(b, prefix, shards=4):
+    """One raw client homed on each shard (bob: a $7$ entry, cheap to check)."""
+    out = {}
+    i = 0
+    while len(out) < shards:
+        cid = "%s-%d" % (prefix, i)
+        i += 1
+        if home_shard(cid, shards) in out:
+            continue
+        r = Raw(b, version=4)
+        r.connect(cid, username="bob", password=USERS["bob"])
+        out[home_shard(cid, shards)] = r
+    return [out[k] for k in sorted(out)]
+
+
+def storm(b, user, password, n, pingers):
+    """Sends n CONNECTs for user at once, then pings every pinger in rounds
+    until every CONNECT is answered (or closed). Returns (CONNACK codes,
+    closed without CONNACK, ping rounds completed while CONNACKs were still
+    pending, ping round trips in ms, seconds the storm took)."""
+    socks = []
+    for i in range(n):
+        r = Raw(b, version=4, timeout=30)
+        socks.append(r)
+    t0 = time.monotonic()
+    for i, r in enumerate(socks):
+        r.send(connect_pkt("it22-storm-%d" % i, version=4, username=user, password=password))
+    codes, closed = [], 0
+    pending = list(socks)
+    rounds, rtts = 0, []
+    while pending:
+        t1 = time.monotonic()
+        for p in pingers:
+            p.send(pingreq_pkt())
+        for p in pingers:
+            p.expect(13, what="PINGRESP during the storm")
+        rtts.append((time.monotonic() - t1) * 1000)
+        ready, _, _ = select.select([r.sock for r in pending], [], [], 0 if pingers else 0.01)
+        ready = set(ready)
+        still = []
+        for r in pending:
+            if r.sock not in ready:
+                still.append(r)
+                continue
+            try:
+                got = r.recv(5)
+            except Closed:
+                closed += 1
+                continue
+            if got.type != 2:
+                raise Fail("storm: %r before CONNACK" % got)
+            codes.append(got.rc)
+        if still:
+            rounds += 1
+        pending = still
+    took = time.monotonic() - t0
+    for r in socks:
+        r.close()
+    return codes, closed, rounds, rtts, took
+
+
+def password_checks_off_the_shards(pwfile):
+    """auth_threads: CONNECT passwords are hashed by a pool of threads, not
+    on the shard, so a storm of CONNECTs (anyone can send them) does not
+    stall the other clients of a shard. auth_threads 0 keeps the old path;
+    both give the same answers."""
+    d = os.path.dirname(pwfile)
+    heavyfile = os.path.join(d, "passwd-heavy")
+    shutil.copy(pwfile, heavyfile)
+    with open(heavyfile, "a") as f:
+        f.write(heavy_scram_line("heavy", "slow-to-check") + "\n")
+    for threads in (1, 0):
+        b = Broker(allow_anonymous="false", password_file=heavyfile, auth_methods=METHOD,
+                   auth_threads=threads).start()
+        tag = "auth_threads %d" % threads
+        for version, bad in ((4, 4), (5, 0x86)):
+            for user in USERS:
+                r = Raw(b, version=version)
+                check_eq(r.connect("it22-ap-%d" % version, expect_rc=None, username=user,
+                                   password=USERS[user]).rc, 0,
+                         "%s, MQTT %d: %r with the right password: CONNACK 0" %
+                         (tag, version, user))
+                r.close()
+            for user, pw in (("alice", "nope"), ("mallory", "x"), ("alice", None),
+                             ("heavy", "wrong")):
+                r = Raw(b, version=version)
+                r.send(connect_pkt("it22-ap-bad", version=version, username=user, password=pw))
+                got = r.wait_closed(10)
+                check(len(got) == 1 and got[0].type == 2 and got[0].rc == bad,
+                      "%s, MQTT %d: %r/%r refused with %#x, then closed" %
+                      (tag, version, user, pw, bad), got)
+        # SUBSCRIBE and PUBLISH right behind the CONNECT, in one segment:
+        # they wait for the check and are answered after the CONNACK.
+        watcher = Raw(b, version=5)
+        watcher.connect("it22-ap-watch", username="bob", password=USERS["bob"])
+        watcher.subscribe([("it22/ap/out", 0)])
+        for i in range(4):  # several client ids: most are handed to another shard
+            cid = "it22-ap-pipe-%d" % i
+            r = Raw(b, version=5)
+            r.send(connect_pkt(cid, version=5, username="alice", password=USERS["alice"]) +
+                   subscribe_pkt(3, [("it22/ap/in", 1)], 5) +
+                   publish_pkt("it22/ap/out", b"piped-%d" % i, qos=0, version=5))
+            first = r.recv(10)
+            check(first.type == 2 and first.rc == 0,
+                  "%s: %s pipelined: CONNACK 0x00 first" % (tag, cid), first)
+            sa = r.recv(10)
+            check(sa.type == 9 and sa.pid == 3 and sa.codes == [1],
+                  "%s: %s pipelined SUBSCRIBE answered after the CONNACK" % (tag, cid), sa)
+            got = watcher.recv_publish(10)
+            check_eq((got.topic, got.payload), ("it22/ap/out", b"piped-%d" % i),
+                     "%s: %s pipelined PUBLISH delivered" % (tag, cid))
+            r.close()
+        r = Raw(b, version=5)
+        r.send(connect_pkt("it22-ap-pipe-bad", version=5, username="alice", password="nope") +
+               subscribe_pkt(3, [("it22/ap/in", 1)], 5))
+        got = r.wait_closed(10)
+        check(len(got) == 1 and got[0].type == 2 and got[0].rc == 0x86,
+              "%s: wrong password with a pipelined SUBSCRIBE: CONNACK 0x86 only" % tag, got)
+        watcher.close()
+
+        # A storm of CONNECTs for a user whose check costs the most a file
+        # may ask (PASSWD_ITERATIONS_MAX rounds), with one client homed on
+        # each shard pinging meanwhile.
+        pingers = pingers_on_every_shard(b, "it22-ap-ping-%d" % threads)
+        codes, closed, rounds, rtts, took = storm(b, "heavy", "slow-to-check", 24, pingers)
+        rtts.sort()
+        log("# %s: 24 CONNECTs at %d iterations answered in %.2f s; %d ping rounds (one "
+            "PINGREQ per shard) while CONNACKs were pending, round trip median %.1f ms, "
+            "max %.1f ms" % (tag, HEAVY_ITERATIONS, took, rounds, rtts[len(rtts) // 2],
+                             rtts[-1]))
+        check(codes == [0] * 24 and closed == 0,
+              "%s: every CONNECT of the storm accepted" % tag, (codes, closed))
+        if threads:
+            # With one worker the storm takes about 24 checks one after the
+            # other; a shard that hashed would answer no PINGREQ meanwhile
+            # (each check holds it for the whole hash).
+            check(rounds >= 12,
+                  "%s: PINGREQs on every shard keep being answered while the CONNECTs "
+                  "wait for their checks (%d rounds)" % (tag, rounds))
+        codes, closed, _, rtts, took = storm(b, "alice", USERS["alice"], 200, pingers)
+        rtts.sort()
+        log("# %s: 200 CONNECTs at 4096 iterations answered in %.2f s; ping round trip median "
+            "%.1f ms, max %.1f ms" % (tag, took, rtts[len(rtts) // 2], rtts[-1]))
+        check(codes == [0] * 200 and closed == 0,
+              "%s: every CONNECT of the 200 accepted" % tag, (codes, closed))
+        for p in pingers:
+            p.send(pingreq_pkt())
+            check_eq(p.expect(13).type, 13, "%s: pinger still connected" % tag)
+            p.close()
+        b.stop()
+
+    # connect_timeout bounds the wait for a check: CONNECTs queued behind
+    # more hashing than that are closed without CONNACK.
+    b = Broker(allow_anonymous="false", password_file=heavyfile, auth_threads=1,
+               connect_timeout=1).start()
+    codes, closed, _, _, took = storm(b, "heavy", "slow-to-check", 150, [])
+    log("# connect_timeout 1: 150 CONNECTs at %d iterations: %d CONNACKs, %d closed without, "
+        "%.2f s" % (HEAVY_ITERATIONS, len(codes), closed, took))
+    check(closed > 0 and all(c == 0 for c in codes),
+          "connect_timeout closes connections whose password check has not come back "
+          "(%d closed, %d accepted)" % (closed, len(codes)), codes)
+    check(b.log_grep("password check not done within connect_timeout"),
+          "the log says why they were closed")
+    r = Raw(b, version=4)
+    check_eq(r.connect("it22-ap-after", expect_rc=None, username="bob",
+                       password=USERS["bob"]).rc, 0, "the broker answers after the storm")
+    r.close()
     b.stop()
 
 

@@ -67,6 +67,7 @@ Test(config, defaults)
     cr_expect_eq(cfg.max_qos, 2);
     cr_expect_eq(cfg.max_topic_levels, TOPIC_LEVELS_MAX);
     cr_expect_eq(cfg.max_topic_alias, 10);
+    cr_expect_eq(cfg.auth_threads, 1);
     cr_expect_eq(cfg.max_subscriptions, 10000);
     cr_expect_eq(cfg.sys_interval_s, 10);
     cr_expect_eq(cfg.listener_count, 0);
@@ -433,6 +434,16 @@ Test(config, connect_timeout)
                  "t.conf:1: `connect_timeout' value `0' is out of range 1..3600");
     expect_error("connect_timeout 3601\n",
                  "t.conf:1: `connect_timeout' value `3601' is out of range 1..3600");
+}
+
+Test(config, auth_threads)
+{
+    expect_ok("auth_threads 0\n");
+    cr_expect_eq(cfg.auth_threads, 0);
+    expect_ok("auth_threads 16\n");
+    cr_expect_eq(cfg.auth_threads, 16);
+    expect_error("auth_threads 17\n", "t.conf:1: `auth_threads' value `17' is out of range 0..16");
+    expect_error("auth_threads -1\n", "t.conf:1: `auth_threads' value `-1' is not a number");
 }
 
 Test(config, max_output_buffer)

@@ -171,3 +171,77 @@ Test(auth, bad_password_file_names_file_and_line)
     cr_assert_null(auth_snapshot_create(&c, 1, err, sizeof(err)));
     cr_expect(strstr(err, "/nonexistent/ringmq-passwd") == err, "%s", err);
 }
+
+/* ---- auth_connect in two halves (for checks off the shard) ---- */
+
+static struct auth_request request(const char *user, const char *password)
+{
+    struct auth_request r;
+    memset(&r, 0, sizeof(r));
+    r.peer = "127.0.0.1:1";
+    r.client_id = (const uint8_t *)"c";
+    r.client_id_len = 1;
+    if (user) {
+        r.has_username = true;
+        r.username = (const uint8_t *)user;
+        r.username_len = strlen(user);
+    }
+    if (password) {
+        r.has_password = true;
+        r.password = (const uint8_t *)password;
+        r.password_len = strlen(password);
+    }
+    return r;
+}
+
+Test(auth, prepare_asks_for_a_hash_only_for_named_users_with_a_password_file)
+{
+    struct auth_snapshot *s = snap_with_passwd("listener 1883 127.0.0.1\n");
+    struct auth_check chk;
+    bool hash = true;
+    struct auth_request r = request(NULL, NULL);
+    cr_expect_eq(auth_connect_prepare(s, &r, &chk, &hash), MQTT_RC_SUCCESS);
+    cr_expect_not(hash, "anonymous: nothing to hash");
+    r = request("alice", "wonderland");
+    r.listener = 5;
+    cr_expect_eq(auth_connect_prepare(s, &r, &chk, &hash), MQTT_RC_NOT_AUTHORIZED);
+    cr_expect_not(hash, "unknown listener: refused without work");
+    auth_snapshot_destroy(s);
+
+    s = snap_for("listener 1883 0.0.0.0\n");
+    r = request("alice", "x");
+    cr_expect_eq(auth_connect_prepare(s, &r, &chk, &hash), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+    cr_expect_not(hash, "no password file: nothing to hash");
+    auth_snapshot_destroy(s);
+}
+
+Test(auth, prepared_check_holds_no_pointer_into_the_snapshot)
+{
+    struct auth_snapshot *s = snap_with_passwd("listener 1883 0.0.0.0\n");
+    struct auth_check known, unknown, nopw;
+    bool hash = false;
+    struct auth_request r = request("alice", "wonderland");
+    cr_assert_eq(auth_connect_prepare(s, &r, &known, &hash), MQTT_RC_SUCCESS);
+    cr_assert(hash);
+    cr_expect(known.has_entry && !known.decoy);
+    cr_expect_null(known.entry.user);
+    r = request("mallory", "wonderland");
+    cr_assert_eq(auth_connect_prepare(s, &r, &unknown, &hash), MQTT_RC_SUCCESS);
+    cr_assert(hash);
+    cr_expect(unknown.decoy && unknown.has_entry, "an unknown name gets the decoy's work");
+    cr_expect_null(unknown.entry.user);
+    r = request("alice", NULL);
+    cr_assert_eq(auth_connect_prepare(s, &r, &nopw, &hash), MQTT_RC_SUCCESS);
+    cr_assert(hash);
+    cr_expect(nopw.decoy, "no password: refused after the decoy's work");
+    /* The verdicts come from the copies alone, after the snapshot is gone
+     * (as after a reload). */
+    auth_snapshot_destroy(s);
+    cr_expect_eq(auth_check_verdict(&known, (const uint8_t *)"wonderland", 10), MQTT_RC_SUCCESS);
+    cr_expect_eq(auth_check_verdict(&known, (const uint8_t *)"wonderlan", 9),
+                 MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+    cr_expect_eq(auth_check_verdict(&known, NULL, 0), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+    cr_expect_eq(auth_check_verdict(&unknown, (const uint8_t *)"wonderland", 10),
+                 MQTT_RC_BAD_USERNAME_OR_PASSWORD, "the decoy never lets in");
+    cr_expect_eq(auth_check_verdict(&nopw, NULL, 0), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+}

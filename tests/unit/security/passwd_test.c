@@ -940,6 +940,34 @@ Test(passwd, decoy_check_is_always_false)
     passwd_free(db);
 }
 
+Test(passwd, decoy_copy_is_the_decoy_by_value)
+{
+    char err[256] = "";
+    struct passwd_db *db = passwd_load(DATA_FILE, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    struct passwd_entry e;
+    memset(&e, 0xa5, sizeof(e));
+    cr_assert(passwd_decoy_copy(db, &e));
+    const struct passwd_entry *d = passwd_decoy_entry(db);
+    cr_expect_null(e.user, "no pointer into the table");
+    cr_expect_eq(e.user_len, 0);
+    cr_expect_eq(e.kind, d->kind);
+    cr_expect_eq(e.iterations, d->iterations);
+    cr_expect_eq(e.salt_len, d->salt_len);
+    cr_expect_arr_eq(e.salt, d->salt, d->salt_len);
+    cr_expect_arr_eq(e.hash, d->hash, sizeof(e.hash));
+    passwd_free(db);
+    cr_expect_not(passwd_check(&e, (const uint8_t *)"x", 1), "usable after the table is gone");
+    struct passwd_entry untouched;
+    memset(&untouched, 0x5a, sizeof(untouched));
+    cr_expect_not(passwd_decoy_copy(NULL, &untouched));
+    cr_expect_eq(untouched.kind, 0x5a, "out untouched without a decoy");
+    db = load_text("", err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    cr_expect_not(passwd_decoy_copy(db, &untouched), "an empty table has nothing to imitate");
+    passwd_free(db);
+}
+
 static const struct passwd_entry *decoy_of(const char *text, struct passwd_db **db)
 {
     char err[256] = "";
