@@ -1714,6 +1714,14 @@ static bool send_auth(struct conn *c, uint8_t reason, const uint8_t *data, size_
 
 static void auth_fail(struct conn *c, uint8_t reason, const char *why);
 
+/* A CONNECT's or AUTH's Authentication Data: NULL and 0 when absent. */
+static const uint8_t *auth_data(const struct mqtt_props *p, size_t *len)
+{
+    bool has = p->present & MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA);
+    *len = has ? p->auth_data.len : 0;
+    return has ? p->auth_data.ptr : NULL;
+}
+
 /* Starts the exchange a CONNECT asked for; the CONNECT is kept and runs
  * again when the exchange succeeds. */
 static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t method,
@@ -1723,12 +1731,8 @@ static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t me
     uint8_t out[SCRAM_MSG_MAX];
     size_t out_len = 0;
     const char *why = NULL;
-    const uint8_t *data = NULL;
     size_t data_len = 0;
-    if (cn->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA)) {
-        data = cn->props.auth_data.ptr;
-        data_len = cn->props.auth_data.len;
-    }
+    const uint8_t *data = auth_data(&cn->props, &data_len);
     if (scram_start(snap->passwd, data, data_len, &c->ax, out, &out_len, &why) != SCRAM_CONTINUE) {
         connack_fail(c, MQTT_RC_NOT_AUTHORIZED, why);
         return -1;
@@ -1785,9 +1789,8 @@ static int auth_step(struct conn *c, const struct mqtt_disconnect *a)
     uint8_t out[SCRAM_MSG_MAX];
     size_t out_len = 0;
     const char *why = NULL;
-    const uint8_t *data =
-        (a->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA)) ? a->props.auth_data.ptr : NULL;
-    size_t data_len = data ? a->props.auth_data.len : 0;
+    size_t data_len = 0;
+    const uint8_t *data = auth_data(&a->props, &data_len);
     enum scram_result r = scram_finish(c->ax, data, data_len, out, &out_len, &why);
     if (r != SCRAM_OK) {
         auth_fail(c, MQTT_RC_NOT_AUTHORIZED, why ? why : "authentication failed");
@@ -1875,9 +1878,8 @@ static int handle_auth_active(struct conn *c, const struct mqtt_disconnect *a)
         uint8_t out[SCRAM_MSG_MAX];
         size_t out_len = 0;
         const char *why = NULL;
-        const uint8_t *data =
-            (a->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_DATA)) ? a->props.auth_data.ptr : NULL;
-        size_t data_len = data ? a->props.auth_data.len : 0;
+        size_t data_len = 0;
+        const uint8_t *data = auth_data(&a->props, &data_len);
         if (!auth_method_offered(snap, (const uint8_t *)SCRAM_METHOD, strlen(SCRAM_METHOD))) {
             auth_fail(c, MQTT_RC_BAD_AUTHENTICATION_METHOD, "authentication method not offered");
             return -1;

@@ -18,20 +18,12 @@ static struct auth_snapshot *snap_for(const char *text)
     return s;
 }
 
+static uint8_t connect_with(const struct auth_snapshot *s, uint32_t listener, const char *user,
+                            const char *password);
+
 static uint8_t connect_as(const struct auth_snapshot *s, uint32_t listener, const char *user)
 {
-    struct auth_request r;
-    memset(&r, 0, sizeof(r));
-    r.listener = listener;
-    r.peer = "127.0.0.1:1";
-    r.client_id = (const uint8_t *)"c";
-    r.client_id_len = 1;
-    if (user) {
-        r.has_username = true;
-        r.username = (const uint8_t *)user;
-        r.username_len = strlen(user);
-    }
-    return auth_connect(s, &r);
+    return connect_with(s, listener, user, NULL);
 }
 
 Test(auth, loopback_listener_allows_anonymous_by_default)
