@@ -91,12 +91,10 @@ static struct auth_snapshot *snap_with_passwd(const char *conf_tail)
     return s;
 }
 
-static uint8_t connect_with(const struct auth_snapshot *s, uint32_t listener, const char *user,
-                            const char *password)
+static struct auth_request request(const char *user, const char *password)
 {
     struct auth_request r;
     memset(&r, 0, sizeof(r));
-    r.listener = listener;
     r.peer = "127.0.0.1:1";
     r.client_id = (const uint8_t *)"c";
     r.client_id_len = 1;
@@ -110,6 +108,14 @@ static uint8_t connect_with(const struct auth_snapshot *s, uint32_t listener, co
         r.password = (const uint8_t *)password;
         r.password_len = strlen(password);
     }
+    return r;
+}
+
+static uint8_t connect_with(const struct auth_snapshot *s, uint32_t listener, const char *user,
+                            const char *password)
+{
+    struct auth_request r = request(user, password);
+    r.listener = listener;
     return auth_connect(s, &r);
 }
 
@@ -165,26 +171,6 @@ Test(auth, bad_password_file_names_file_and_line)
 }
 
 /* ---- auth_connect in two halves (for checks off the shard) ---- */
-
-static struct auth_request request(const char *user, const char *password)
-{
-    struct auth_request r;
-    memset(&r, 0, sizeof(r));
-    r.peer = "127.0.0.1:1";
-    r.client_id = (const uint8_t *)"c";
-    r.client_id_len = 1;
-    if (user) {
-        r.has_username = true;
-        r.username = (const uint8_t *)user;
-        r.username_len = strlen(user);
-    }
-    if (password) {
-        r.has_password = true;
-        r.password = (const uint8_t *)password;
-        r.password_len = strlen(password);
-    }
-    return r;
-}
 
 Test(auth, prepare_asks_for_a_hash_only_for_named_users_with_a_password_file)
 {
