@@ -147,6 +147,11 @@ int authpool_submit(struct authpool *p, struct auth_job *j)
     return 0;
 }
 
+unsigned authpool_pending(struct authpool *p)
+{
+    return p ? atomic_load_explicit(&p->jobs, memory_order_relaxed) : 0;
+}
+
 struct auth_job *authpool_take(struct shard *sh)
 {
     pthread_mutex_lock(&sh->auth_lock);

@@ -266,6 +266,8 @@ struct shard_stats {
     atomic_uint_fast64_t msgs_sent;
     atomic_uint_fast64_t msgs_dropped;
     atomic_uint_fast64_t retained_refused; /* over max_retained_messages / _bytes */
+    atomic_uint_fast64_t auth_failed;      /* CONNECTs refused 0x86 / 0x87 */
+    atomic_uint_fast64_t auth_busy;        /* CONNECTs refused 0x89 (auth queue full) */
     atomic_uint_fast64_t bytes_received;
     atomic_uint_fast64_t bytes_sent;
     atomic_uint_fast64_t protocol_errors;
@@ -372,6 +374,8 @@ int authpool_submit(struct authpool *p, struct auth_job *j);
 /* Shard thread: the answered jobs for this shard, oldest first. */
 struct auth_job *authpool_take(struct shard *sh);
 void authpool_job_free(struct broker *b, struct auth_job *j);
+/* Checks queued, being hashed or waiting for their shard (0 for NULL). */
+unsigned authpool_pending(struct authpool *p);
 void authpool_stop(struct authpool *p);
 void authpool_destroy(struct authpool *p);
 

@@ -1055,6 +1055,10 @@ static void resend_one(void *ctx, const struct session_inflight *e)
 
 static void connack_fail(struct conn *c, uint8_t reason, const char *why)
 {
+    if (reason == MQTT_RC_BAD_USERNAME_OR_PASSWORD || reason == MQTT_RC_NOT_AUTHORIZED)
+        atomic_fetch_add_explicit(&c->sh->st.auth_failed, 1, memory_order_relaxed);
+    else if (reason == MQTT_RC_SERVER_BUSY)
+        atomic_fetch_add_explicit(&c->sh->st.auth_busy, 1, memory_order_relaxed);
     LOG(LOG_LEVEL_INFO, "CONNECT from %s refused: %s (0x%02x)", c->peer, why, reason);
     /* 3.1.1 has return codes for a few refusals only; a malformed or
      * otherwise violating CONNECT is closed without CONNACK [MQTT-3.1.4-1],

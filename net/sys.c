@@ -36,6 +36,7 @@ void sys_tick(struct shard *sh, uint64_t now_ms)
         return;
     sh->next_sys_ms = now_ms + (uint64_t)b->cfg.sys_interval_s * 1000u;
     uint64_t conns = 0, connects = 0, rx = 0, tx = 0, dropped = 0, brx = 0, btx = 0, rref = 0;
+    uint64_t afail = 0, abusy = 0;
     for (unsigned i = 0; i < b->shard_count; i++) {
         struct shard_stats *st = &b->shards[i]->st;
         conns += atomic_load_explicit(&st->connections, memory_order_relaxed);
@@ -46,6 +47,8 @@ void sys_tick(struct shard *sh, uint64_t now_ms)
         brx += atomic_load_explicit(&st->bytes_received, memory_order_relaxed);
         btx += atomic_load_explicit(&st->bytes_sent, memory_order_relaxed);
         rref += atomic_load_explicit(&st->retained_refused, memory_order_relaxed);
+        afail += atomic_load_explicit(&st->auth_failed, memory_order_relaxed);
+        abusy += atomic_load_explicit(&st->auth_busy, memory_order_relaxed);
     }
     char buf[64];
     snprintf(buf, sizeof(buf), "ringmq version %s", RINGMQ_VERSION);
@@ -66,4 +69,7 @@ void sys_tick(struct shard *sh, uint64_t now_ms)
     pthread_rwlock_unlock(&b->retain_lock);
     sys_publish_u64(sh, "$SYS/broker/retained messages/count", retained);
     sys_publish_u64(sh, "$SYS/broker/retained messages/refused", rref);
+    sys_publish_u64(sh, "$SYS/broker/auth/failed", afail);
+    sys_publish_u64(sh, "$SYS/broker/auth/busy", abusy);
+    sys_publish_u64(sh, "$SYS/broker/auth/pending", authpool_pending(b->authpool));
 }

@@ -427,6 +427,7 @@ def main():
           "a missing password file stops the start, naming the file", out.stderr)
     auth_packet_edges(pwfile)
     password_checks_off_the_shards(pwfile)
+    auth_statistics(pwfile)
 
 
 def auth_packet_edges(pwfile):
@@ -656,6 +657,29 @@ def password_checks_off_the_shards(pwfile):
     check_eq(r.connect("it22-ap-after", expect_rc=None, username="bob",
                        password=USERS["bob"]).rc, 0, "the broker answers after the storm")
     r.close()
+    b.stop()
+
+
+def auth_statistics(pwfile):
+    """$SYS counts refused logins, so an operator sees a password-guessing
+    client."""
+    b = Broker(allow_anonymous="false", password_file=pwfile, sys_interval=1).start()
+    for i in range(3):
+        check_eq(refused(Client(b, "it22-guess%d" % i, username="alice", password="guess%d" % i)),
+                 4, "guess %d refused" % i)
+    check_eq(refused(Client(b, "it22-anon-stat")), 5, "anonymous refused")
+    c = connected(b, "it22-stat", username="bob", password=USERS["bob"])
+    c.subscribe("$SYS/broker/auth/#", qos=0)
+
+    def stats():
+        got = {m.topic: m.payload for m in c.messages()}
+        return got if "$SYS/broker/auth/failed" in got and \
+            int(got["$SYS/broker/auth/failed"]) >= 4 else None
+    got = wait_until(stats, 5)
+    check(got and int(got["$SYS/broker/auth/failed"]) == 4 and
+          got.get("$SYS/broker/auth/busy") == b"0" and got.get("$SYS/broker/auth/pending") == b"0",
+          "$SYS/broker/auth/failed counts the 4 refused CONNECTs; busy and pending are 0", got)
+    c.disconnect()
     b.stop()
 
 
