@@ -676,20 +676,14 @@ struct passwd_db *passwd_load(const char *path, char *err, size_t errlen)
     db->count = count;
     if (disguises_init(db) != 0)
         goto nomem;
-
-    OPENSSL_cleanse(text, text_len);
-    free(text);
-    if (rows) {
-        OPENSSL_cleanse(rows, count * sizeof(*rows));
-        free(rows);
-    }
-    free(scratch);
-    return db;
+    goto done;
 
 nomem:
     set_err(err, errlen, "%s: out of memory", path);
 fail:
     passwd_free(db);
+    db = NULL;
+done:
     if (text) {
         OPENSSL_cleanse(text, text_len);
         free(text);
@@ -699,7 +693,7 @@ fail:
         free(rows);
     }
     free(scratch);
-    return NULL;
+    return db;
 }
 
 void passwd_free(struct passwd_db *db)
