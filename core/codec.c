@@ -132,8 +132,11 @@ bool codec_utf8_valid(const uint8_t *s, size_t len)
 /* ------------------------------------------------------------------------ */
 
 /* [MQTT-2.1.3-1] the flag nibble each type must carry; PUBLISH carries DUP,
- * QoS and RETAIN instead and is checked on its own. */
-static bool fixed_flags_valid(uint8_t type, uint8_t flags)
+ * QoS and RETAIN instead and is checked on its own. MQTT 3.1 (v31) sent
+ * PUBREL, SUBSCRIBE and UNSUBSCRIBE at QoS 1 with DUP set on a retry (3.1
+ * section 3.6): 0xA as well as 0x2. Before the version is known (the fixed
+ * header alone), v31 is true and codec_decode checks again. */
+static bool fixed_flags_valid(uint8_t type, uint8_t flags, bool v31)
 {
     switch (type) {
     case MQTT_PUBLISH:
@@ -141,7 +144,8 @@ static bool fixed_flags_valid(uint8_t type, uint8_t flags)
     case MQTT_PUBREL:
     case MQTT_SUBSCRIBE:
     case MQTT_UNSUBSCRIBE:
-        return flags == 0x2; /* [MQTT-3.6.1-1], [MQTT-3.8.1-1], [MQTT-3.10.1-1] */
+        /* [MQTT-3.6.1-1], [MQTT-3.8.1-1], [MQTT-3.10.1-1] */
+        return flags == 0x2 || (v31 && flags == 0xA);
     case MQTT_CONNECT:
     case MQTT_CONNACK:
     case MQTT_PUBACK:
@@ -165,7 +169,7 @@ int codec_parse_fixed(const uint8_t *buf, size_t len, struct mqtt_fixed *fh)
         return MQTT_NEED_MORE;
     uint8_t type = buf[0] >> 4;
     uint8_t flags = buf[0] & 0x0F;
-    if (!fixed_flags_valid(type, flags))
+    if (!fixed_flags_valid(type, flags, true))
         return MALFORMED;
 
     /* Remaining length: at most four bytes [MQTT-1.5.5]. A non-minimal
@@ -1188,7 +1192,7 @@ int codec_decode(const struct mqtt_fixed *fh, const uint8_t *body, uint8_t versi
     struct rd r = {body, fh->remaining_len ? body + fh->remaining_len : body};
 
     out->type = fh->type;
-    if (!fixed_flags_valid(fh->type, fh->flags)) /* [MQTT-2.1.3-1] */
+    if (!fixed_flags_valid(fh->type, fh->flags, version == MQTT_V31)) /* [MQTT-2.1.3-1] */
         return MALFORMED;
     /* Before CONNECT there is no version, and nothing but CONNECT may come
      * first [MQTT-3.1.0-1]: a caller that asks is told so. */

@@ -38,6 +38,16 @@
 
 _Static_assert(CONFIG_OUTPUT_BUFFER_MIN <= OUTPUT_BUFFER_MAX, "output buffer range");
 _Static_assert(KEEPALIVE_MAX_S == 65535u, "keepalive is a two-byte field");
+_Static_assert(CONFIG_CONNECT_SIZE_MIN <= CONFIG_CONNECT_SIZE_DEFAULT &&
+                   CONFIG_CONNECT_SIZE_DEFAULT <= PACKET_SIZE_DEFAULT,
+               "the default CONNECT bound is within the default packet size");
+_Static_assert(CONFIG_SESSIONS_DEFAULT <= CONFIG_SESSIONS_MAX, "max_sessions range");
+_Static_assert(CONFIG_MEMORY_LIMIT_MIN < CONFIG_MEMORY_LIMIT_MAX &&
+                   CONFIG_MEMORY_LIMIT_MAX <= UINT64_MAX / 16,
+               "memory_limit range, with room for percentages of it");
+_Static_assert(CONFIG_MEMORY_LIMIT_MIN == 1ull << 20 &&
+                   (CONFIG_MEMORY_LIMIT_MAX & ((1ull << 30) - 1)) == 0,
+               "set_memory_limit's message writes the range as 1M..NG");
 
 const char config_default_text[] =
     "# ringmq default configuration, used when ringmq starts without -c FILE.\n"
@@ -73,6 +83,9 @@ void config_init(struct config *c)
     c->max_topic_alias = 10;
     c->max_subscriptions = 10000;
     c->max_topic_levels = TOPIC_LEVELS_MAX;
+    c->max_connect_size = CONFIG_CONNECT_SIZE_DEFAULT;
+    c->max_sessions = CONFIG_SESSIONS_DEFAULT;
+    c->memory_limit = 0;
     c->sys_interval_s = 10;
     c->auth_threads = 1;
     c->listener_count = 0;
@@ -439,6 +452,102 @@ static int set_max_topic_levels(struct parser *p)
     return 0;
 }
 
+/* 0: no bound of its own, max_packet_size applies to CONNECT too. */
+static int set_max_connect_size(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, CONFIG_CONNECT_SIZE_MIN, PACKET_SIZE_MAX, PACKET_SIZE_MAX, &n) != 0)
+        return -1;
+    p->c->max_connect_size = (uint32_t)n;
+    /* Only a bound the operator asked for is checked against
+     * max_packet_size (config_finish); "no bound of its own" is not. */
+    uint64_t raw = 0;
+    p->c->max_connect_size_line = parse_u64(p->values[0], &raw) == 0 && raw == 0 ? 0 : p->line;
+    return 0;
+}
+
+/* Sessions in all, connected or kept for an absent client: a CONNECT that
+ * would create one more is refused (0x97 / 3.1.1 code 3). */
+static int set_max_sessions(struct parser *p)
+{
+    uint64_t n = 0;
+    if (value_uint(p, 1, CONFIG_SESSIONS_MAX, 0, &n) != 0)
+        return -1;
+    p->c->max_sessions = (uint32_t)n;
+    return 0;
+}
+
+/* A byte count with an optional k, M or G suffix (1024-based, either
+ * case): memory sizes are written that way, and nobody counts the digits
+ * of 4294967296 right. "1.5G", "1 G", "1KB" and "1Gi" are refused rather
+ * than guessed at. 0 ok, -1 not a size, -2 too large for uint64_t. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    size_t len = strlen(s);
+    unsigned shift = 0;
+    char digits[24];
+    if (len > 0) {
+        switch (s[len - 1]) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            break;
+        }
+    }
+    if (shift != 0)
+        len--;
+    if (len == 0)
+        return -1;
+    /* More digits than any uint64_t: out of range if they are digits. */
+    if (len >= sizeof(digits)) {
+        for (size_t i = 0; i < len; i++)
+            if (s[i] < '0' || s[i] > '9')
+                return -1;
+        return -2;
+    }
+    memcpy(digits, s, len);
+    digits[len] = '\0';
+    uint64_t n = 0;
+    int rc = parse_u64(digits, &n);
+    if (rc != 0)
+        return rc;
+    if (n > (UINT64_MAX >> shift))
+        return -2;
+    *out = n << shift;
+    return 0;
+}
+
+/* mosquitto's memory_limit counts heap bytes and its 0 means unlimited;
+ * ours has no unlimited (every resource has a bound): 0 stands for the
+ * default, half the machine's memory, resolved at start-up. */
+static int set_memory_limit(struct parser *p)
+{
+    const char *v = p->values[0];
+    uint64_t n = 0;
+    int rc = parse_bytes(v, &n);
+    if (rc == -1)
+        return fail(p,
+                    "`memory_limit' value `%s' is not a size (a number of bytes, optionally "
+                    "followed by k, M or G)",
+                    v);
+    if (rc == -2 || (n != 0 && (n < CONFIG_MEMORY_LIMIT_MIN || n > CONFIG_MEMORY_LIMIT_MAX)))
+        return fail(p, "`memory_limit' value `%s' is out of range (0, or 1M..%lluG)", v,
+                    CONFIG_MEMORY_LIMIT_MAX >> 30);
+    p->c->memory_limit = n;
+    p->c->memory_limit_line = n != 0 ? p->line : 0;
+    return 0;
+}
+
 static int set_sys_interval(struct parser *p)
 {
     uint64_t n = 0;
@@ -629,6 +738,9 @@ static const struct option options[] = {
     {"max_subscriptions", set_max_subscriptions, SCOPE_GLOBAL, 1},
     {"cpu_affinity", set_cpu_affinity, SCOPE_GLOBAL, 1},
     {"max_topic_levels", set_max_topic_levels, SCOPE_GLOBAL, 1},
+    {"max_connect_size", set_max_connect_size, SCOPE_GLOBAL, 1},
+    {"max_sessions", set_max_sessions, SCOPE_GLOBAL, 1},
+    {"memory_limit", set_memory_limit, SCOPE_GLOBAL, 1},
     {"sys_interval", set_sys_interval, SCOPE_GLOBAL, 1},
     {"listener", set_listener, SCOPE_GLOBAL, 2},
     {"password_file", set_password_file, SCOPE_GLOBAL, 1},
@@ -686,7 +798,6 @@ static const char *const mosquitto_only[] = {
     "log_timestamp_format",
     "log_type",
     "max_inflight_bytes",
-    "memory_limit",
     "message_size_limit",
     "mount_point",
     "notification_topic",
@@ -868,6 +979,20 @@ int config_finish(struct config *c, char *err, size_t errlen)
         return report(err, errlen, where,
                       "`auth_methods' needs a password_file (SCRAM-SHA-512 works from its $7$ "
                       "entries)");
+    }
+    /* A CONNECT is a packet too: max_packet_size bounds it whatever
+     * max_connect_size says. Saying more in the file is a contradiction
+     * worth stopping for; the default just follows a smaller
+     * max_packet_size. */
+    if (c->max_connect_size > c->max_packet_size) {
+        if (c->max_connect_size_line != 0) {
+            snprintf(where, sizeof(where), "%s:%d", c->source, c->max_connect_size_line);
+            return report(err, errlen, where,
+                          "`max_connect_size' %u is above max_packet_size %u (a CONNECT is a "
+                          "packet: max_packet_size bounds it too)",
+                          (unsigned)c->max_connect_size, (unsigned)c->max_packet_size);
+        }
+        c->max_connect_size = c->max_packet_size;
     }
     if (c->listener_count > LISTENERS_MAX) {
         snprintf(where, sizeof(where), "%s:0", c->source);

@@ -64,8 +64,19 @@ struct config {
     uint16_t max_topic_alias;   /* aliases a 5.0 client may set, 0..TOPIC_ALIAS_MAX */
     uint32_t max_subscriptions; /* per client, 1..SUBSCRIPTIONS_PER_CLIENT_MAX */
     uint32_t max_topic_levels;  /* 1..TOPIC_LEVELS_MAX */
-    uint32_t sys_interval_s;    /* $SYS publication period, 0 = off */
-    uint32_t auth_threads;      /* password-check threads, 0..AUTH_THREADS_MAX; 0 = on the shard */
+    /* A CONNECT (and anything before CONNACK) larger than this is refused
+     * with 0x95 Packet too large, checked from the fixed header. Bytes;
+     * config_finish() leaves it at most max_packet_size. */
+    uint32_t max_connect_size;
+    int max_connect_size_line; /* 0: not set in the file */
+    uint32_t max_sessions;     /* sessions in all, connected or not, 1..CONFIG_SESSIONS_MAX */
+    /* Bytes the allocator may hold before the broker refuses new work; 0
+     * (the default) = half the machine's memory, or of the cgroup's
+     * memory.max where that is smaller: main.c resolves it at start-up. */
+    uint64_t memory_limit;
+    int memory_limit_line;   /* 0: not set in the file */
+    uint32_t sys_interval_s; /* $SYS publication period, 0 = off */
+    uint32_t auth_threads;   /* password-check threads, 0..AUTH_THREADS_MAX; 0 = on the shard */
 
     /* Credentials: mosquitto's password file (security/passwd.h), read at
      * start-up by the security snapshot; "" = none. */
@@ -79,9 +90,29 @@ struct config {
     struct config_listener listeners[LISTENERS_MAX];
 };
 
+/* Defaults and bounds of keys whose range is a policy, not a protocol
+ * ceiling (those live in core/limits.h).
+ *
+ * max_connect_size: a client that has not authenticated yet gets no more
+ * than this of the broker's memory per connection. 64 KiB holds any real
+ * CONNECT (client id, will, user name, password, 5.0 properties); below 128
+ * bytes a CONNECT with a 23-byte client id and ordinary credentials no
+ * longer fits, so smaller values are refused as a mistake. */
+#define CONFIG_CONNECT_SIZE_DEFAULT 65536u
+#define CONFIG_CONNECT_SIZE_MIN     128u
+/* max_sessions: each session costs at least about a kilobyte, so the
+ * ceiling is about 100 GiB of sessions alone. */
+#define CONFIG_SESSIONS_DEFAULT 1000000u
+#define CONFIG_SESSIONS_MAX     100000000u
+/* memory_limit: below 1 MiB the broker's own tables would exceed it; the
+ * ceiling (1 PiB) only keeps the arithmetic on it far from overflow. */
+#define CONFIG_MEMORY_LIMIT_MIN (1ull << 20)
+#define CONFIG_MEMORY_LIMIT_MAX (1ull << 50)
+
 /* Fills defaults: no listeners, shards auto, max_packet_size
  * PACKET_SIZE_DEFAULT, max_keepalive 65535, max_inflight_messages 20,
- * max_queued_messages 1000, max_queued_bytes 0, log level notice, ... */
+ * max_queued_messages 1000, max_queued_bytes 0, log level notice,
+ * max_connect_size 65536, max_sessions 1000000, memory_limit 0 (auto), ... */
 void config_init(struct config *c);
 
 /*
@@ -98,7 +129,9 @@ int config_parse(struct config *c, const char *source, const char *text, size_t 
  * Resolves what depends on the whole file: with no listener, adds the
  * default 127.0.0.1:1883 listener; resolves each listener's allow_anonymous
  * (listener value, else the global value, else true only for a loopback
- * address - 127.0.0.0/8 or ::1 - and false otherwise). 0 or -1 with err.
+ * address - 127.0.0.0/8 or ::1 - and false otherwise); brings a default
+ * max_connect_size down to max_packet_size (one set in the file above
+ * max_packet_size is an error). 0 or -1 with err.
  */
 int config_finish(struct config *c, char *err, size_t errlen);
 

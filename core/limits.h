@@ -48,6 +48,12 @@
 #define RETAINED_BYTES_DEFAULT    (1024ull * 1024u * 1024u)
 #define RETAINED_BYTES_MAX        (1ull << 40)
 
+/* Retained messages a SUBSCRIBE matched wait per client to be sent as its
+ * output and queue make room, at most RETAINED_BACKLOG_MAX (more are
+ * dropped and counted), RETAINED_PER_TURN handed out per loop turn. */
+#define RETAINED_BACKLOG_MAX 65536u
+#define RETAINED_PER_TURN    1024u
+
 /* Per-connection output buffered in user space before reads are paused. */
 #define OUTPUT_BUFFER_MAX (64u * 1024u * 1024u)
 
@@ -55,6 +61,14 @@
  * long to drain before the socket is cut: a peer that does not read cannot
  * hold a connection open. */
 #define CLOSE_FLUSH_MAX_MS 2000u
+/* Once that output is out, the broker half-closes and reads and discards
+ * what the peer still sends, for at most CLOSE_LINGER_MS or
+ * CLOSE_LINGER_BYTES_MAX bytes or until the peer closes: closing with
+ * unread input would reset the connection, and the peer would lose the
+ * DISCONNECT or CONNACK that says why (the lingering close of HTTP
+ * servers). The second-granular scan may add up to a second. */
+#define CLOSE_LINGER_MS        2000u
+#define CLOSE_LINGER_BYTES_MAX (1024u * 1024u)
 
 /* Keepalive in seconds (two-byte field). */
 #define KEEPALIVE_MAX_S 65535u
@@ -69,15 +83,20 @@
  * depends on it. */
 #define LOOP_TURN_INPUT_BYTES_MAX (128u * 1024u)
 
-/* Back-pressure from slow delivery to publishers: a shard whose connected
- * sessions have this many QoS 1/2 messages queued (each session counting
- * at most BACKLOG_SESSION_CAP, so one stuck client cannot trip it alone)
- * holds PUBLISH input on every shard until it is back under the low mark. */
-#define BACKLOG_SESSION_CAP 4096u
-#define BACKLOG_STALE_MS    1000u
-#define BACKLOG_HIGH        6144u
-#define BACKLOG_LOW         3072u
-_Static_assert(BACKLOG_LOW < BACKLOG_HIGH, "hysteresis");
+/* Flow control from draining subscribers to their publishers (net/flow.c):
+ * a subscriber is draining while it acknowledged something (QoS 1/2) or its
+ * output moved (QoS 0) within FLOW_STALE_MS; at half its queue bound (QoS
+ * 1/2) or half max_output_buffer (QoS 0) it holds the publishers of what
+ * lands there for a lease of FLOW_HOLD_LEASE_MS, renewed while it stays
+ * over and released below a quarter. While draining its queue may pass
+ * max_queued_messages by FLOW_SLACK_MESSAGES (what was read before a hold
+ * took effect). A session remembers FLOW_HOLDS_PER_SESSION publishers for
+ * release; others end with their lease. */
+#define FLOW_STALE_MS          1000u
+#define FLOW_HOLD_LEASE_MS     100u
+#define FLOW_SLACK_MESSAGES    16384u
+#define FLOW_HOLDS_PER_SESSION 8u
+_Static_assert(FLOW_HOLD_LEASE_MS < FLOW_STALE_MS, "a lease is shorter than staleness");
 
 /* Cross-shard queue capacity per ordered pair (power of two). */
 #define XQ_CAPACITY 4096u

@@ -33,7 +33,7 @@ static uint8_t *put(uint8_t *dst, const void *src, size_t len)
 }
 
 struct msg *msg_create(const struct mqtt_publish *p, const uint8_t *topic, size_t topic_len,
-                       const void *origin, uint64_t now_ms)
+                       uint64_t origin, uint64_t now_ms)
 {
     const struct mqtt_props *pr = &p->props;
     size_t total = offsetof(struct msg, data) + topic_len + p->payload.len + props_len(pr);
@@ -88,7 +88,7 @@ struct msg *msg_create_simple(const uint8_t *topic, size_t topic_len, const uint
     p.retain = retain;
     p.payload.ptr = payload;
     p.payload.len = (uint32_t)payload_len;
-    return msg_create(&p, topic, topic_len, NULL, 0);
+    return msg_create(&p, topic, topic_len, 0, 0);
 }
 
 void msg_start_expiry(struct msg *m, uint64_t now_ms)

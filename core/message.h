@@ -21,7 +21,8 @@ struct msg {
     bool has_payload_format;
     uint8_t payload_format;
     uint64_t expiry_at_ms; /* monotonic ms, 0: never expires */
-    const void *origin;    /* publishing session (no-local), compared only */
+    uint64_t origin;       /* publishing client's never-reused id (no-local), 0: none */
+    uint64_t origin_hash;  /* its client id's hash: finds it on its shard (flow control) */
     uint32_t topic_len;
     uint32_t payload_len;
     uint32_t content_type_len;
@@ -35,7 +36,7 @@ struct msg {
 /* Builds a message from a decoded PUBLISH (copying what it needs) with
  * refs = 1. topic overrides p->topic (a resolved alias). NULL on ENOMEM. */
 struct msg *msg_create(const struct mqtt_publish *p, const uint8_t *topic, size_t topic_len,
-                       const void *origin, uint64_t now_ms);
+                       uint64_t origin, uint64_t now_ms);
 
 /* Builds a message from parts (wills, $SYS). */
 struct msg *msg_create_simple(const uint8_t *topic, size_t topic_len, const uint8_t *payload,

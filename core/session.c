@@ -79,7 +79,7 @@ int session_enqueue(struct session *s, struct delivery *d)
 {
     assert(d->qos > 0 && d->msg);
     size_t bytes = msg_size(d->msg);
-    if (s->queued >= s->lim.queued_max ||
+    if (s->queued >= s->lim.queued_max + s->queued_slack ||
         (s->lim.queued_bytes_max && s->queued_bytes + bytes > s->lim.queued_bytes_max)) {
         s->dropped++;
         delivery_release(d);
@@ -206,47 +206,89 @@ void session_for_each_inflight(const struct session *s, session_inflight_fn fn, 
 
 uint32_t session_take_shared(struct session *s, session_take_fn fn, void *ctx)
 {
-    uint32_t taken = 0;
+    /* Everything movable is unlinked first and handed out afterwards: fn
+     * may queue a message straight back into this session (it is the
+     * group's only member), and it must find a consistent queue, not one
+     * it is being walked over [issue 7 defects 1 and 3]. */
+    struct session_qnode *taken = NULL, **taken_tail = &taken;
+    struct session_qnode *kept_tail = NULL;
+    uint32_t count = 0;
     for (struct session_qnode **pp = &s->q_head; *pp;) {
         struct session_qnode *n = *pp;
         if (!n->d.share_key) {
+            kept_tail = n;
             pp = &n->next;
             continue;
         }
         *pp = n->next;
-        if (s->q_tail == n)
-            s->q_tail = NULL;
         s->queued--;
         s->queued_bytes -= msg_size(n->d.msg);
-        fn(ctx, &n->d);
-        free(n);
-        taken++;
+        n->next = NULL;
+        *taken_tail = n;
+        taken_tail = &n->next;
+        count++;
     }
-    if (!s->q_tail) {
-        /* Re-find the tail after removals in the middle. */
-        for (struct session_qnode *n = s->q_head; n; n = n->next)
-            s->q_tail = n;
-    }
+    s->q_tail = kept_tail;
+    /* Inflight QoS 1 shared deliveries become holes; the deliveries are
+     * collected in send order before any is handed out. */
+    uint32_t inflight_taken = 0;
+    struct delivery *moved = NULL;
     for (uint32_t i = 0; i < s->inflight_count; i++) {
         struct session_inflight *e = slot(s, i);
-        if (e->state != SESSION_AWAIT_PUBACK || !e->d.share_key)
-            continue;
-        struct delivery d = e->d;
-        e->d.msg = NULL;
-        e->state = 0;
-        s->inflight_live--;
-        fn(ctx, &d);
-        taken++;
+        inflight_taken += e->state == SESSION_AWAIT_PUBACK && e->d.share_key;
     }
-    compact_head(s);
-    return taken;
+    if (inflight_taken)
+        moved = malloc(inflight_taken * sizeof(*moved));
+    uint32_t nm = 0;
+    if (moved) {
+        for (uint32_t i = 0; i < s->inflight_count; i++) {
+            struct session_inflight *e = slot(s, i);
+            if (e->state != SESSION_AWAIT_PUBACK || !e->d.share_key)
+                continue;
+            moved[nm++] = e->d;
+            e->d.msg = NULL;
+            e->state = 0;
+            s->inflight_live--;
+        }
+        compact_head(s);
+    }
+    /* Without memory for the list the inflight ones stay with this
+     * session: it resends them when it resumes, nothing is lost. */
+    for (uint32_t i = 0; i < nm; i++)
+        fn(ctx, &moved[i]);
+    free(moved);
+    for (struct session_qnode *n = taken, *next; n; n = next) {
+        next = n->next;
+        fn(ctx, &n->d);
+        free(n);
+    }
+    return count + nm;
+}
+
+/* The ids awaiting PUBREL are kept sorted: a lookup is a binary search,
+ * an insert or removal one memmove of at most 128 KiB (65535 ids), so a
+ * client filling its window cannot make each later PUBLISH cost a scan
+ * [issue 7 defect 11]. Returns the index of id, or where it would go. */
+static uint32_t qos2_pos(const struct session *s, uint16_t id, bool *found)
+{
+    uint32_t lo = 0, hi = s->qos2_in_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->qos2_in[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < s->qos2_in_count && s->qos2_in[lo] == id;
+    return lo;
 }
 
 int session_qos2_seen(struct session *s, uint16_t packet_id, uint32_t max_ids)
 {
-    for (uint32_t i = 0; i < s->qos2_in_count; i++)
-        if (s->qos2_in[i] == packet_id)
-            return 0;
+    bool found;
+    uint32_t at = qos2_pos(s, packet_id, &found);
+    if (found)
+        return 0;
     if (s->qos2_in_count >= max_ids)
         return -ENOSPC;
     if (s->qos2_in_count == s->qos2_in_cap) {
@@ -257,17 +299,19 @@ int session_qos2_seen(struct session *s, uint16_t packet_id, uint32_t max_ids)
         s->qos2_in = ids;
         s->qos2_in_cap = cap;
     }
-    s->qos2_in[s->qos2_in_count++] = packet_id;
+    memmove(s->qos2_in + at + 1, s->qos2_in + at, (s->qos2_in_count - at) * sizeof(*s->qos2_in));
+    s->qos2_in[at] = packet_id;
+    s->qos2_in_count++;
     return 1;
 }
 
 bool session_qos2_release(struct session *s, uint16_t packet_id)
 {
-    for (uint32_t i = 0; i < s->qos2_in_count; i++) {
-        if (s->qos2_in[i] == packet_id) {
-            s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
-            return true;
-        }
-    }
-    return false;
+    bool found;
+    uint32_t at = qos2_pos(s, packet_id, &found);
+    if (!found)
+        return false;
+    s->qos2_in_count--;
+    memmove(s->qos2_in + at, s->qos2_in + at + 1, (s->qos2_in_count - at) * sizeof(*s->qos2_in));
+    return true;
 }

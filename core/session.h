@@ -66,7 +66,8 @@ struct session {
     struct session_qnode *q_head, *q_tail;
     uint32_t queued;
     uint64_t queued_bytes;
-    uint64_t dropped; /* messages dropped because the queue was full */
+    uint64_t dropped;      /* messages dropped because the queue was full */
+    uint32_t queued_slack; /* set by the owner: room past queued_max for now (flow control) */
 
     /* Incoming QoS 2 packet ids awaiting PUBREL (method B of 4.3.3:
      * delivered onward on PUBLISH, id kept until PUBREL). */

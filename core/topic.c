@@ -117,6 +117,14 @@ bool topic_shared_split(const uint8_t *filter, size_t len, const uint8_t **group
     return true;
 }
 
+size_t topic_levels(const uint8_t *topic, size_t len)
+{
+    size_t levels = 1;
+    for (const uint8_t *p = topic, *end = topic + len; (p = memchr(p, '/', (size_t)(end - p))); p++)
+        levels++;
+    return levels;
+}
+
 bool topic_has_wildcard(const uint8_t *filter, size_t len)
 {
     return memchr(filter, '+', len) != NULL || memchr(filter, '#', len) != NULL;

@@ -30,6 +30,9 @@ bool topic_match(const uint8_t *filter, size_t flen, const uint8_t *name, size_t
 bool topic_shared_split(const uint8_t *filter, size_t len, const uint8_t **group, size_t *group_len,
                         const uint8_t **inner, size_t *inner_len);
 
+/* Levels of a topic name or (inner) filter: one more than its '/'s. */
+size_t topic_levels(const uint8_t *topic, size_t len);
+
 /* Does the filter contain '+' or '#'? */
 bool topic_has_wildcard(const uint8_t *filter, size_t len);
 

@@ -27,6 +27,7 @@
 #include "retain.h"
 #include "route.h"
 #include "session.h"
+#include "sub_table.h"
 #include "topic_trie.h"
 #include "xq.h"
 
@@ -114,6 +115,7 @@ struct conn {
     bool recv_armed;
     bool send_inflight;
     bool close_after_flush;
+    bool lingering; /* output out, half-closed, input discarded (shard.c) */
     bool dirty;
     bool deferred;
     bool authenticated;
@@ -131,8 +133,10 @@ struct conn {
     size_t sending_off;
 
     uint64_t created_ms;
-    uint64_t close_deadline_ms; /* set by conn_close */
+    uint64_t close_deadline_ms; /* set by conn_close, again when lingering starts */
+    uint32_t linger_bytes;      /* discarded while lingering */
     uint64_t last_rx_ms;
+    uint64_t last_tx_ms; /* a send last completed with bytes */
     uint16_t keepalive_s;
 
     /* From CONNECT. */
@@ -184,19 +188,11 @@ struct conn {
     bool reaping;
 };
 
-/* One subscription of a client, kept to remove it at session end. */
-struct client_sub {
-    struct client_sub *next;
-    uint64_t opts;
-    uint16_t group_len;
-    uint16_t filter_len;
-    uint8_t data[]; /* group then inner filter */
-};
-
 /* A client id's state on its home shard: the session, the live connection. */
 struct client {
     struct client *hnext; /* hash chain */
     uint64_t hash;
+    uint64_t uid; /* never reused: identifies the publisher for No Local */
     uint8_t *id;
     uint16_t id_len;
     uint8_t version;
@@ -205,11 +201,21 @@ struct client {
     uint64_t disconnected_ms;
     struct conn *conn;
     struct session s;
-    struct client_sub *subs;
-    uint32_t sub_count;
-    uint32_t backlog;     /* this session's share of the shard's backlog */
-    uint64_t last_ack_ms; /* last PUBACK/PUBREC/PUBCOMP from its client */
+    struct sub_table subs; /* its subscriptions, by (group, filter) */
+    uint64_t last_ack_ms;  /* last PUBACK/PUBREC/PUBCOMP that acknowledged something */
+    /* Flow control (flow.c): until when this client's PUBLISH input is
+     * held, and the publishers this session holds (for their release). */
+    uint64_t hold_until_ms;
+    struct flow_holding {
+        uint64_t uid, hash, sent_ms;
+    } holding[FLOW_HOLDS_PER_SESSION];
+    uint32_t holding_n;
     uint32_t share_count; /* shared subscriptions it holds */
+    uint32_t sub_seq;     /* SUBSCRIBEs handled: finds a filter repeated in one */
+    /* Retained messages its SUBSCRIBEs matched, sent as room allows
+     * (conn.c retained_pump): [rb_next, rb_n) wait, each one reference. */
+    struct delivery *rb;
+    uint32_t rb_n, rb_next, rb_cap;
     /* Delivery de-duplication: one copy per client per message. */
     uint64_t match_seq;
     uint32_t match_idx;
@@ -227,6 +233,7 @@ enum xenv_type {
     XENV_ADOPT = 3,     /* a connection moving to its home shard */
     XENV_SHARED = 4,    /* a message for one member of a share group here */
     XENV_BARRIER = 5,   /* answer with XENV_ROUTE_ACK once everything before it is applied */
+    XENV_HOLD = 6,      /* hold (present) or release a publisher homed there (flow.c) */
 };
 
 struct pending_suback;
@@ -238,7 +245,8 @@ struct xenv {
     struct pending_suback *pending;
     struct conn *conn;
     struct msg *msg;    /* XENV_SHARED: one reference */
-    uint64_t key;       /* XENV_SHARED: the share group */
+    uint64_t key;       /* XENV_SHARED: the share group; XENV_HOLD: the publisher's uid */
+    uint64_t hash;      /* XENV_HOLD: the publisher's client id hash */
     uint16_t group_len; /* XENV_ROUTE of a shared subscription: group, then filter */
     uint16_t slot;      /* ... and the member slot it adds or removes */
     uint16_t filter_len;
@@ -272,6 +280,13 @@ struct shard_stats {
     atomic_uint_fast64_t bytes_sent;
     atomic_uint_fast64_t protocol_errors;
     atomic_uint_fast64_t xq_overflow;
+    atomic_uint_fast64_t publishers_held;   /* holds asked for by draining subscribers */
+    atomic_uint_fast64_t connect_too_large; /* CONNECTs over max_connect_size */
+    atomic_uint_fast64_t sessions_refused;  /* CONNECTs refused at max_sessions */
+    atomic_uint_fast64_t mem_refused;       /* CONNECTs, PUBLISHes refused over memory_limit */
+    atomic_uint_fast64_t mem_dropped;       /* messages not queued or retained over memory_limit */
+    atomic_uint_fast64_t
+        retained_backlog_dropped; /* retained for a SUBSCRIBE over the backlog bound */
 };
 
 struct shard {
@@ -306,13 +321,13 @@ struct shard {
     struct conn *deferred;
     struct conn *reap;
     uint64_t next_conn_id;
+    uint64_t next_client_seq; /* for client uids */
 
     struct xq *inq[SHARDS_MAX]; /* inq[j]: from shard j to this one */
     struct overflow_node *ovf_head[SHARDS_MAX], *ovf_tail[SHARDS_MAX];
     uint32_t ovf_count;
     size_t turn_in_bytes; /* input parsed this loop turn */
-    uint64_t backlog;     /* QoS 1/2 queued for connected sessions (capped each) */
-    bool backlogged;
+    bool input_held;      /* a held publisher's input waits this turn (flow.c) */
     uint64_t notify_mask; /* shards pushed to this turn */
 
     atomic_int sleeping;
@@ -353,10 +368,18 @@ struct broker {
     struct retain *retain;
     atomic_bool stopping;
     atomic_uint_fast64_t conn_count;
-    atomic_uint backlogged_shards;       /* shards over BACKLOG_HIGH: PUBLISH input waits */
+    atomic_uint_fast64_t session_count;  /* clients with a session, all shards (max_sessions) */
+    uint64_t share_secret[2];            /* SipHash key of share groups, random at start-up */
     uint16_t listen_port[LISTENERS_MAX]; /* resolved ports (0 in config = ephemeral) */
     uint64_t start_ms;
     struct authpool *authpool; /* NULL: auth_threads 0, passwords are checked on the shard */
+    /* memory_limit (main.c): the resolved bound, written before the shards
+     * start; the allocator's usage as the main thread sampled it last
+     * (every 50 ms, net/memwatch.c); and the flag the shards read (relaxed)
+     * to refuse new work: set at mem_limit, cleared under 90% of it. */
+    uint64_t mem_limit;                 /* bytes, never 0 once shards run */
+    atomic_uint_fast64_t mem_allocated; /* bytes */
+    atomic_bool mem_over;
 };
 
 /* Monotonic milliseconds. */
@@ -407,6 +430,9 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len);
 void conn_verified(struct conn *c, uint8_t rc);
 /* Parses what is buffered in c->in (after a hand-off or a deferral). */
 void conn_process_buffered(struct conn *c);
+/* The connection's output drained (shard.c, after a send): work waiting
+ * for room goes on. */
+void conn_output_drained(struct conn *c);
 /* The connection is gone: detach from its client, publish the will. */
 void conn_on_closed(struct conn *c);
 void conn_shutdown_notice(struct conn *c);
@@ -429,8 +455,11 @@ void mqtt_thread_exit(void);
 void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d);
 
 /* share.c: shared subscriptions. */
-uint64_t share_key(const uint8_t *group, size_t glen, const uint8_t *filter, size_t flen);
-/* 0 joined, 1 options updated, -ENOMEM; *count: members here now. */
+/* A share group's key: keyed by b->share_secret. */
+uint64_t share_key(const struct broker *b, const uint8_t *group, size_t glen, const uint8_t *filter,
+                   size_t flen);
+/* 0 joined, 1 options updated, -ENOMEM, -EEXIST (its key is another
+ * group's: 2^-64 by chance); *count: members here now. */
 int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
                const uint8_t *filter, size_t flen, uint64_t opts, uint32_t *count);
 /* true if cl was a member; *count: members left here. */
@@ -443,6 +472,21 @@ void share_deliver(struct shard *sh, uint64_t key, struct msg *m);
 void share_member_gone(struct shard *sh, struct client *cl);
 void share_fini(struct shard *sh);
 void share_thread_exit(void);
+
+/* flow.c: holding publishers for draining subscribers (see there). */
+/* A delivery at qos from the publisher (origin uid, its client id hash)
+ * was handed to cl's session or output. */
+void flow_delivered(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash,
+                    uint8_t qos);
+/* Extra queue room for a draining session (0 otherwise). */
+uint32_t flow_queue_slack(const struct shard *sh, const struct client *cl);
+/* cl's session drained some: releases its holds once it is low or stale. */
+void flow_drained(struct shard *sh, struct client *cl);
+/* Releases every hold cl asked for (it leaves or ends). */
+void flow_release(struct shard *sh, struct client *cl);
+/* Publisher side: apply a hold or release for the client uid here. */
+void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, bool hold);
+bool flow_held(const struct shard *sh, const struct client *cl);
 
 /* sys.c: $SYS statistics, published by shard 0. */
 void sys_tick(struct shard *sh, uint64_t now_ms);

@@ -128,7 +128,9 @@ static void send_connack(struct conn *c, bool session_present, uint8_t reason,
     struct mqtt_packet p;
     memset(&p, 0, sizeof(p));
     p.type = MQTT_CONNACK;
-    p.u.connack.session_present = session_present;
+    /* 3.1's CONNACK has no session present flag: that byte is unused and
+     * must be 0. */
+    p.u.connack.session_present = session_present && c->version != MQTT_V31;
     p.u.connack.reason = reason;
     if (props)
         p.u.connack.props = *props;
@@ -285,34 +287,11 @@ direct:
     return true;
 }
 
-/* Keeps the shard's backlog of undelivered QoS 1/2 messages for
- * connected sessions, and the broker-wide flag that holds publishers while
- * any shard is over its high mark. */
-static void backlog_set(struct shard *sh, struct client *cl, uint32_t v)
+/* Over memory_limit (main.c samples the allocator): new work is refused,
+ * connected flows go on. */
+static bool mem_over(const struct shard *sh)
 {
-    if (v == cl->backlog)
-        return;
-    sh->backlog = sh->backlog + v - cl->backlog;
-    cl->backlog = v;
-    if (!sh->backlogged && sh->backlog >= BACKLOG_HIGH) {
-        sh->backlogged = true;
-        atomic_fetch_add_explicit(&sh->b->backlogged_shards, 1, memory_order_relaxed);
-    } else if (sh->backlogged && sh->backlog < BACKLOG_LOW) {
-        sh->backlogged = false;
-        atomic_fetch_sub_explicit(&sh->b->backlogged_shards, 1, memory_order_relaxed);
-    }
-}
-
-static void backlog_update(struct shard *sh, struct client *cl)
-{
-    uint32_t v = 0;
-    /* Only a session that is draining counts: one that has acknowledged
-     * nothing for BACKLOG_STALE_MS is stuck, not slow, and its own queue
-     * bound is what limits it; it must not hold everyone else's publishes. */
-    if (cl->conn && cl->conn->state == CONN_ACTIVE && !cl->conn->close_after_flush &&
-        sh->now_ms - cl->last_ack_ms < BACKLOG_STALE_MS)
-        v = cl->s.queued < BACKLOG_SESSION_CAP ? cl->s.queued : BACKLOG_SESSION_CAP;
-    backlog_set(sh, cl, v);
+    return atomic_load_explicit(&sh->b->mem_over, memory_order_relaxed);
 }
 
 /* Sends what the session's window allows. */
@@ -333,7 +312,7 @@ static void pump(struct client *cl)
             atomic_fetch_add_explicit(&c->sh->st.msgs_dropped, 1, memory_order_relaxed);
         }
     }
-    backlog_update(c->sh, cl);
+    flow_drained(c->sh, cl);
 }
 
 void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d)
@@ -345,13 +324,29 @@ void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d)
         if (!c || c->state != CONN_ACTIVE || c->out.len >= sh->b->cfg.max_output_buffer ||
             !write_publish(c, d, 0, false))
             atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+        else
+            flow_delivered(sh, cl, d->msg->origin, d->msg->origin_hash, 0);
         msg_unref(d->msg);
         d->msg = NULL;
         return;
     }
-    if (session_enqueue(&cl->s, d) != SESSION_QUEUED)
+    if (mem_over(sh) && (!cl->conn || cl->s.queued || cl->s.inflight_live >= cl->s.window)) {
+        /* Over memory_limit nothing new is stored: a message goes out
+         * now, within the window, or is dropped and counted. */
+        atomic_fetch_add_explicit(&sh->st.mem_dropped, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+        msg_unref(d->msg);
+        d->msg = NULL;
+        return;
+    }
+    uint64_t origin = d->msg->origin, origin_hash = d->msg->origin_hash;
+    cl->s.queued_slack = flow_queue_slack(sh, cl);
+    if (session_enqueue(&cl->s, d) != SESSION_QUEUED) {
+        atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+        return;
+    }
     pump(cl);
+    flow_delivered(sh, cl, origin, origin_hash, 1);
 }
 
 /* ---- clients (the shard's session table) --------------------------------- */
@@ -402,10 +397,14 @@ static struct client *client_create(struct shard *sh, const uint8_t *id, size_t 
     cl->id[len] = 0;
     cl->id_len = (uint16_t)len;
     cl->hash = h;
+    /* Never reused, unlike the struct's address: shard in the low bits,
+     * the shard's own count above. */
+    cl->uid = (++sh->next_client_seq << 6) | sh->id;
     cl->hnext = sh->ctab[h & sh->ctab_mask];
     sh->ctab[h & sh->ctab_mask] = cl;
     if (++sh->client_count > sh->ctab_mask)
         client_table_grow(sh);
+    atomic_fetch_add_explicit(&sh->b->session_count, 1, memory_order_relaxed);
     return cl;
 }
 
@@ -415,9 +414,19 @@ static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t
                                   uint32_t slot, const uint8_t *filter, size_t len, bool present,
                                   struct pending_suback *pending);
 
+/* Releases what still waits (session end, shutdown). */
+static void retained_discard(struct client *cl)
+{
+    for (uint32_t i = cl->rb_next; i < cl->rb_n; i++)
+        msg_unref(cl->rb[i].msg);
+    free(cl->rb);
+    cl->rb = NULL;
+    cl->rb_n = cl->rb_next = cl->rb_cap = 0;
+}
+
 /* Removes one subscription from the trie and, when it was this shard's last
  * one for the filter, from every shard's route replica. */
-static void unsubscribe_one(struct shard *sh, struct client *cl, struct client_sub *s)
+static void unsubscribe_one(struct shard *sh, struct client *cl, struct sub_entry *s)
 {
     const uint8_t *group = s->data;
     const uint8_t *filter = s->data + s->group_len;
@@ -437,19 +446,19 @@ static void unsubscribe_one(struct shard *sh, struct client *cl, struct client_s
 /* Ends a session: subscriptions, queued and inflight messages go. */
 static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
 {
-    backlog_set(sh, cl, 0);
+    flow_release(sh, cl);
     struct client **pp = &sh->ctab[cl->hash & sh->ctab_mask];
     while (*pp && *pp != cl)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = cl->hnext;
     sh->client_count--;
-    for (struct client_sub *s = cl->subs, *next; s; s = next) {
-        next = s->next;
-        if (unroute)
-            unsubscribe_one(sh, cl, s);
-        free(s);
-    }
+    atomic_fetch_sub_explicit(&sh->b->session_count, 1, memory_order_relaxed);
+    uint32_t pos = 0;
+    for (struct sub_entry *s = NULL; unroute && (s = sub_table_next(&cl->subs, &pos, s));)
+        unsubscribe_one(sh, cl, s);
+    sub_table_fini(&cl->subs);
+    retained_discard(cl);
     session_fini(&cl->s);
     msg_unref(cl->pending_will);
     free(cl->id);
@@ -461,6 +470,11 @@ static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
 static void retain_store(struct shard *sh, struct msg *m)
 {
     const struct config *cfg = &sh->b->cfg;
+    if (mem_over(sh)) {
+        atomic_fetch_add_explicit(&sh->st.mem_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sh->st.retained_refused, 1, memory_order_relaxed);
+        return;
+    }
     pthread_rwlock_wrlock(&sh->b->retain_lock);
     int rc =
         retain_set_bounded(sh->b->retain, m, cfg->max_retained_messages, cfg->max_retained_bytes);
@@ -498,7 +512,14 @@ static void conn_detach(struct conn *c)
         goto will;
     if (cl->conn == c)
         cl->conn = NULL;
-    backlog_update(sh, cl);
+    flow_release(sh, cl);
+    if (!cl->conn) {
+        /* Retained messages not yet handed out: QoS 1/2 wait in the session
+         * like any other (within its bounds), QoS 0 is dropped. */
+        while (cl->rb_next < cl->rb_n)
+            mqtt_deliver(sh, cl, &cl->rb[cl->rb_next++]);
+        retained_discard(cl);
+    }
     if (!cl->conn)
         share_member_gone(sh, cl);
     cl->disconnected_ms = sh->now_ms;
@@ -562,7 +583,7 @@ static void on_match(void *ctx, void *owner, uint64_t opts, const uint8_t *group
     struct client *cl = owner;
     (void)group;
     (void)glen;
-    if ((opts & OPT_NO_LOCAL) && mc->m->origin == cl)
+    if ((opts & OPT_NO_LOCAL) && mc->m->origin == cl->uid)
         return; /* [MQTT-3.8.3-3] */
     struct match_entry *e;
     if (cl->match_seq == mc->sh->match_seq) {
@@ -609,7 +630,7 @@ void mqtt_deliver_local(struct shard *sh, struct msg *m)
         struct auth_client ac = {.client_id = cl->id, .client_id_len = cl->id_len};
         if (!auth_allowed(snap, &ac, AUTH_READ, msg_topic(m), m->topic_len))
             continue;
-        struct delivery d;
+        struct delivery d = {0}; /* share_key 0: a plain subscription's copy */
         d.msg = msg_ref(m);
         d.qos = m->qos < e->qos ? m->qos : e->qos;
         /* Live deliveries carry retain only with retain-as-published
@@ -666,7 +687,7 @@ static void route_apply(struct shard *sh, const uint8_t *group, size_t glen, uin
     void *owner = (void *)(uintptr_t)(shard + 1 + (uintptr_t)SHARDS_MAX * slot);
     if (present)
         trie_insert(sh->share_routes, filter, flen, group, glen, owner,
-                    share_key(group, glen, filter, flen));
+                    share_key(sh->b, group, glen, filter, flen));
     else
         trie_remove(sh->share_routes, filter, flen, group, glen, owner);
 }
@@ -709,6 +730,64 @@ static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len,
     route_broadcast_group(sh, NULL, 0, 0, filter, len, present, pending);
 }
 
+/* Hands out a client's waiting retained messages while its output (QoS 0)
+ * or queue (QoS 1/2) has room, at most RETAINED_PER_TURN now; the rest goes
+ * on when the output drains, an acknowledgement comes, or next turn. A
+ * reader that keeps up gets every one; a SUBSCRIBE matching a large store
+ * costs bounded work per turn [issue 7 defect 8]. */
+static void retained_pump(struct shard *sh, struct client *cl)
+{
+    struct conn *c = cl->conn;
+    if (!c || c->state != CONN_ACTIVE || c->close_after_flush || cl->rb_next == cl->rb_n)
+        return;
+    const struct config *cfg = &sh->b->cfg;
+    uint32_t budget = RETAINED_PER_TURN;
+    while (cl->rb_next < cl->rb_n) {
+        struct delivery *d = &cl->rb[cl->rb_next];
+        bool room = d->qos == 0 ? c->out.len < cfg->max_output_buffer / 2
+                                : cl->s.queued < (cl->s.lim.queued_max + 1) / 2;
+        if (!room)
+            return; /* conn_output_drained or an acknowledgement resumes */
+        if (budget-- == 0) {
+            shard_defer(c); /* conn_process_buffered resumes next turn */
+            return;
+        }
+        cl->rb_next++;
+        mqtt_deliver(sh, cl, d);
+    }
+    free(cl->rb);
+    cl->rb = NULL;
+    cl->rb_n = cl->rb_next = cl->rb_cap = 0;
+}
+
+/* Appends a SUBSCRIBE's retained deliveries (taking their references). */
+static void retained_append(struct shard *sh, struct client *cl, struct delivery *v, uint32_t n)
+{
+    if (cl->rb_next && cl->rb_next == cl->rb_n) {
+        cl->rb_n = cl->rb_next = 0;
+    }
+    uint32_t i = 0;
+    if (cl->rb_n + n > cl->rb_cap) {
+        uint32_t cap = cl->rb_cap ? cl->rb_cap : 16;
+        while (cap < cl->rb_n + n && cap < RETAINED_BACKLOG_MAX)
+            cap *= 2;
+        if (cap > RETAINED_BACKLOG_MAX)
+            cap = RETAINED_BACKLOG_MAX;
+        struct delivery *nv = realloc(cl->rb, cap * sizeof(*nv));
+        if (nv) {
+            cl->rb = nv;
+            cl->rb_cap = cap;
+        }
+    }
+    for (; i < n && cl->rb_n < cl->rb_cap; i++)
+        cl->rb[cl->rb_n++] = v[i];
+    if (i < n) {
+        atomic_fetch_add_explicit(&sh->st.retained_backlog_dropped, n - i, memory_order_relaxed);
+        for (; i < n; i++)
+            msg_unref(v[i].msg);
+    }
+}
+
 static void suback_complete(struct shard *sh, struct pending_suback *ps)
 {
     struct conn *c = ps->c;
@@ -720,9 +799,10 @@ static void suback_complete(struct shard *sh, struct pending_suback *ps)
         p.u.suback.reasons.ptr = ps->reasons;
         p.u.suback.reasons.len = ps->count;
         write_packet(c, &p);
-        /* Retained messages follow the SUBACK [MQTT-3.8.4-4]. */
-        for (uint32_t i = 0; i < ps->retained_n; i++)
-            mqtt_deliver(sh, c->client, &ps->retained[i]);
+        /* Retained messages follow the SUBACK [MQTT-3.8.4-4], as room
+         * allows. */
+        retained_append(sh, c->client, ps->retained, ps->retained_n);
+        retained_pump(sh, c->client);
     } else {
         for (uint32_t i = 0; i < ps->retained_n; i++)
             msg_unref(ps->retained[i].msg);
@@ -739,6 +819,7 @@ struct retained_ctx {
     uint32_t subid;
     uint8_t version;
     uint64_t now_ms;
+    uint64_t dropped; /* over RETAINED_BACKLOG_MAX */
 };
 
 static void on_retained(void *ctx, struct msg *m)
@@ -747,6 +828,10 @@ static void on_retained(void *ctx, struct msg *m)
     struct pending_suback *ps = rc->ps;
     if (msg_expired(m, rc->now_ms))
         return; /* the store keeps it until replaced; it is not sent [MQTT-3.3.2-5] */
+    if (ps->retained_n >= RETAINED_BACKLOG_MAX) {
+        rc->dropped++; /* retained_append would drop it anyway */
+        return;
+    }
     if (ps->retained_n == rc->cap) {
         uint32_t cap = rc->cap ? rc->cap * 2 : 16;
         struct delivery *v = realloc(ps->retained, cap * sizeof(*v));
@@ -756,6 +841,9 @@ static void on_retained(void *ctx, struct msg *m)
         rc->cap = cap;
     }
     struct delivery *d = &ps->retained[ps->retained_n++];
+    /* Every field set: a stale share_key would send the message to a
+     * share group when the session ends [issue 7 defect 2]. */
+    *d = (struct delivery){0};
     d->msg = msg_ref(m);
     d->qos = m->qos < rc->qos ? m->qos : rc->qos;
     d->retain = true; /* [MQTT-3.3.1-8] */
@@ -766,23 +854,6 @@ static void on_retained(void *ctx, struct msg *m)
     }
 }
 
-static struct client_sub *find_sub(struct client *cl, const uint8_t *group, size_t glen,
-                                   const uint8_t *filter, size_t flen, struct client_sub ***prev)
-{
-    struct client_sub **pp = &cl->subs;
-    for (; *pp; pp = &(*pp)->next) {
-        struct client_sub *s = *pp;
-        if (s->group_len == glen && s->filter_len == flen &&
-            (glen == 0 || memcmp(s->data, group, glen) == 0) &&
-            memcmp(s->data + glen, filter, flen) == 0) {
-            if (prev)
-                *prev = pp;
-            return s;
-        }
-    }
-    return NULL;
-}
-
 /* Adds a shared subscription: the membership here, the client's record
  * of it, and (first member here) the replica change on every shard.
  * Returns a SUBACK reason (< 0x80: granted). */
@@ -790,32 +861,26 @@ static uint8_t subscribe_shared(struct shard *sh, struct client *cl, const uint8
                                 size_t glen, const uint8_t *filter, size_t flen, uint64_t opts,
                                 struct pending_suback *ps)
 {
-    struct client_sub *s = find_sub(cl, group, glen, filter, flen, NULL);
-    if (!s && cl->sub_count >= sh->b->cfg.max_subscriptions)
+    struct sub_entry *s = sub_table_find(&cl->subs, group, glen, filter, flen);
+    if (!s && cl->subs.count >= sh->b->cfg.max_subscriptions)
         return cl->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED_ERROR;
+    bool added = false;
     if (!s) {
-        s = malloc(sizeof(*s) + glen + flen);
+        s = sub_table_add(&cl->subs, group, glen, filter, flen, opts);
         if (!s)
             return MQTT_RC_UNSPECIFIED_ERROR;
+        added = true;
     }
     uint32_t count;
     int r = share_join(sh, cl, group, glen, filter, flen, opts, &count);
     if (r < 0) {
         share_leave(sh, cl, group, glen, filter, flen, &count); /* reap an empty new group */
-        if (!find_sub(cl, group, glen, filter, flen, NULL))
-            free(s);
+        if (added)
+            sub_table_remove(&cl->subs, s);
         return MQTT_RC_UNSPECIFIED_ERROR;
     }
-    if (r == 0) {
-        s->group_len = (uint16_t)glen;
-        s->filter_len = (uint16_t)flen;
-        memcpy(s->data, group, glen);
-        memcpy(s->data + glen, filter, flen);
-        s->next = cl->subs;
-        cl->subs = s;
-        cl->sub_count++;
+    if (r == 0)
         cl->share_count++;
-    }
     s->opts = opts;
     if (r == 0)
         route_broadcast_group(sh, group, glen, count - 1, filter, flen, true, ps);
@@ -853,11 +918,19 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
     size_t off = 0;
     struct mqtt_sub_entry e;
     uint32_t i = 0;
+    uint32_t seq = ++cl->sub_seq;
+    if (seq == 0)
+        seq = ++cl->sub_seq; /* 0 is "never touched" */
     while (codec_subscribe_next(sp, &off, c->version, &e) && i < sp->count) {
         uint8_t *reason = &ps->reasons[i++];
         const uint8_t *group = NULL, *filter = e.filter.ptr;
         size_t glen = 0, flen = e.filter.len;
         topic_shared_split(e.filter.ptr, e.filter.len, &group, &glen, &filter, &flen);
+        if (topic_levels(filter, flen) > cfg->max_topic_levels) {
+            *reason =
+                c->version == MQTT_V5 ? MQTT_RC_TOPIC_FILTER_INVALID : MQTT_RC_UNSPECIFIED_ERROR;
+            continue;
+        }
         if (!auth_allowed(snap, &ac, AUTH_SUBSCRIBE, filter, flen)) {
             *reason = MQTT_RC_NOT_AUTHORIZED;
             continue;
@@ -878,7 +951,7 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
             *reason = MQTT_RC_UNSPECIFIED_ERROR;
             continue;
         }
-        if (r == 0 && cl->sub_count >= cfg->max_subscriptions) {
+        if (r == 0 && cl->subs.count >= cfg->max_subscriptions) {
             trie_remove(sh->subs, filter, flen, NULL, 0, cl);
             *reason = c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED_ERROR;
             continue;
@@ -886,28 +959,26 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
         /* The trie knows whether this is new: only a replaced subscription
          * needs the client's list searched, so a client subscribing
          * thousands of filters costs O(1) each. */
-        struct client_sub *s = r == 1 ? find_sub(cl, NULL, 0, filter, flen, NULL) : NULL;
+        struct sub_entry *s = r == 1 ? sub_table_find(&cl->subs, NULL, 0, filter, flen) : NULL;
+        /* A filter repeated in one SUBSCRIBE is one subscription, whose
+         * retained messages go out once [issue 7 defect 8]. */
+        bool repeated = s && s->touched == seq;
         if (!s) {
-            s = malloc(sizeof(*s) + flen);
+            s = sub_table_add(&cl->subs, NULL, 0, filter, flen, opts);
             if (!s) {
                 trie_remove(sh->subs, filter, flen, NULL, 0, cl);
                 *reason = MQTT_RC_UNSPECIFIED_ERROR;
                 continue;
             }
-            s->group_len = 0;
-            s->filter_len = (uint16_t)flen;
-            memcpy(s->data, filter, flen);
-            s->next = cl->subs;
-            cl->subs = s;
-            cl->sub_count++;
         }
         s->opts = opts;
+        s->touched = seq;
         *reason = qos;
         if (first_here)
             route_broadcast(sh, filter, flen, true, ps);
         /* Retain handling 0: always; 1: only for a new subscription;
          * 2: never [MQTT-3.3.1-9..11]. */
-        if (cfg->retain_available &&
+        if (cfg->retain_available && !repeated &&
             (e.retain_handling == 0 || (e.retain_handling == 1 && r == 0))) {
             rc.qos = qos;
             rc.subid = subid;
@@ -918,6 +989,9 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
             pthread_rwlock_unlock(&sh->b->retain_lock);
         }
     }
+    if (rc.dropped)
+        atomic_fetch_add_explicit(&sh->st.retained_backlog_dropped, rc.dropped,
+                                  memory_order_relaxed);
     if (ps->remaining == 0 && sh->route_acks_due > 0) {
         /* Nothing new to broadcast, but an earlier route change from this
          * shard (perhaps for this very filter) is still on its way: a
@@ -961,16 +1035,13 @@ static void handle_unsubscribe(struct conn *c, const struct mqtt_subscribe *sp)
         const uint8_t *group = NULL, *filter = f.ptr;
         size_t glen = 0, flen = f.len;
         topic_shared_split(f.ptr, f.len, &group, &glen, &filter, &flen);
-        struct client_sub **pp = NULL;
-        struct client_sub *s = find_sub(cl, group, glen, filter, flen, &pp);
+        struct sub_entry *s = sub_table_find(&cl->subs, group, glen, filter, flen);
         if (!s) {
             rv[i++] = MQTT_RC_NO_SUBSCRIPTION_EXISTED;
             continue;
         }
-        *pp = s->next;
-        cl->sub_count--;
         unsubscribe_one(sh, cl, s);
-        free(s);
+        sub_table_remove(&cl->subs, s);
         rv[i++] = MQTT_RC_SUCCESS;
     }
     struct mqtt_packet p;
@@ -1033,6 +1104,9 @@ void mqtt_handle_env(struct shard *sh, struct xenv *e)
         share_deliver(sh, e->key, e->msg);
         msg_unref(e->msg);
         break;
+    case XENV_HOLD:
+        flow_apply(sh, e->key, e->hash, e->present);
+        break;
     default:
         LOG(LOG_LEVEL_ERROR, "unknown cross-shard envelope %u", e->type);
         abort();
@@ -1044,13 +1118,52 @@ void mqtt_handle_env(struct shard *sh, struct xenv *e)
 
 /* Resends what a resumed session had in flight, in order, with DUP
  * [MQTT-4.4.0-1]. */
+struct resend_ctx {
+    struct conn *c;
+    uint16_t *refused; /* packet ids write_publish refused (too large now) */
+    uint32_t refused_n, refused_cap;
+    bool nomem;
+};
+
 static void resend_one(void *ctx, const struct session_inflight *e)
 {
-    struct conn *c = ctx;
-    if (e->state == SESSION_AWAIT_PUBCOMP)
-        send_ack(c, MQTT_PUBREL, e->packet_id, MQTT_RC_SUCCESS);
-    else
-        write_publish(c, &e->d, e->packet_id, true);
+    struct resend_ctx *rc = ctx;
+    if (e->state == SESSION_AWAIT_PUBCOMP) {
+        send_ack(rc->c, MQTT_PUBREL, e->packet_id, MQTT_RC_SUCCESS);
+        return;
+    }
+    if (write_publish(rc->c, &e->d, e->packet_id, true))
+        return;
+    if (rc->refused_n == rc->refused_cap) {
+        uint32_t cap = rc->refused_cap ? rc->refused_cap * 2 : 16;
+        uint16_t *v = realloc(rc->refused, cap * sizeof(*v));
+        if (!v) {
+            rc->nomem = true;
+            return;
+        }
+        rc->refused = v;
+        rc->refused_cap = cap;
+    }
+    rc->refused[rc->refused_n++] = e->packet_id;
+}
+
+/* Resends a resumed session's inflight. One the client's (new, smaller)
+ * Maximum Packet Size refuses is dropped as if acknowledged, as pump()
+ * does, so it cannot hold the window forever [MQTT-3.1.2-25]. */
+static void resend_inflight(struct conn *c, struct client *cl)
+{
+    struct resend_ctx rc = {.c = c};
+    session_for_each_inflight(&cl->s, resend_one, &rc);
+    for (uint32_t i = 0; i < rc.refused_n; i++) {
+        if (session_acked(&cl->s, MQTT_PUBACK, rc.refused[i]) != 0) {
+            session_acked(&cl->s, MQTT_PUBREC, rc.refused[i]);
+            session_acked(&cl->s, MQTT_PUBCOMP, rc.refused[i]);
+        }
+        atomic_fetch_add_explicit(&c->sh->st.msgs_dropped, 1, memory_order_relaxed);
+    }
+    free(rc.refused);
+    if (rc.nomem)
+        conn_close(c, "out of memory");
 }
 
 static void connack_fail(struct conn *c, uint8_t reason, const char *why)
@@ -1063,11 +1176,11 @@ static void connack_fail(struct conn *c, uint8_t reason, const char *why)
     /* 3.1.1 has return codes for a few refusals only; a malformed or
      * otherwise violating CONNECT is closed without CONNACK [MQTT-3.1.4-1],
      * [MQTT-4.8.0-1]. 5.0 may say why [MQTT-3.2.2-8]. */
-    bool v311_code = reason == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION ||
-                     reason == MQTT_RC_CLIENT_ID_NOT_VALID ||
-                     reason == MQTT_RC_SERVER_UNAVAILABLE || reason == MQTT_RC_SERVER_BUSY ||
-                     reason == MQTT_RC_BAD_USERNAME_OR_PASSWORD ||
-                     reason == MQTT_RC_NOT_AUTHORIZED || reason == MQTT_RC_BANNED;
+    bool v311_code =
+        reason == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || reason == MQTT_RC_CLIENT_ID_NOT_VALID ||
+        reason == MQTT_RC_SERVER_UNAVAILABLE || reason == MQTT_RC_SERVER_BUSY ||
+        reason == MQTT_RC_BAD_USERNAME_OR_PASSWORD || reason == MQTT_RC_NOT_AUTHORIZED ||
+        reason == MQTT_RC_BANNED || reason == MQTT_RC_QUOTA_EXCEEDED;
     if (c->version == MQTT_V5 || v311_code)
         send_connack(c, false, reason, NULL);
     conn_close(c, NULL);
@@ -1085,7 +1198,7 @@ static struct msg *will_create(struct conn *c, const struct mqtt_connect *cn)
     /* The will's Message Expiry Interval counts from its publication, not
      * from CONNECT (3.1.3.2.4): built with time 0, started in
      * publish_will(). */
-    return msg_create(&p, cn->will_topic.ptr, cn->will_topic.len, NULL, 0);
+    return msg_create(&p, cn->will_topic.ptr, cn->will_topic.len, 0, 0);
 }
 
 static int auth_begin(struct conn *c, const struct mqtt_connect *cn, uint32_t method,
@@ -1218,13 +1331,20 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
         connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "client id too long");
         return -1;
     }
-    if (cn->version != MQTT_V5 && cn->keepalive_s > cfg->max_keepalive_s) {
+    if (cn->version != MQTT_V5 &&
+        (cn->keepalive_s > cfg->max_keepalive_s ||
+         (cn->keepalive_s == 0 && cfg->max_keepalive_s < KEEPALIVE_MAX_S))) {
         /* 3.1.1 has no way to tell the client another keepalive: refuse, as
-         * mosquitto does. */
+         * mosquitto does. Keepalive 0 (never) is above any maximum: an idle
+         * socket must be closed eventually [issue 7 defect 10]. */
         connack_fail(c, MQTT_RC_CLIENT_ID_NOT_VALID, "keepalive over max_keepalive");
         return -1;
     }
     if (cn->will_flag) {
+        if (topic_levels(cn->will_topic.ptr, cn->will_topic.len) > cfg->max_topic_levels) {
+            connack_fail(c, MQTT_RC_TOPIC_NAME_INVALID, "will topic over max_topic_levels");
+            return -1;
+        }
         if (cn->will_qos > cfg->max_qos) {
             connack_fail(c, MQTT_RC_QOS_NOT_SUPPORTED, "will QoS over max_qos");
             return -1;
@@ -1235,6 +1355,11 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
         }
     }
 
+    if (!c->placed && mem_over(sh)) {
+        atomic_fetch_add_explicit(&sh->st.mem_refused, 1, memory_order_relaxed);
+        connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
+        return -1;
+    }
     if (!c->placed) {
         /* On the shard that accepted the connection: who is this, and
          * where does its session live? */
@@ -1352,7 +1477,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
     memset(&props, 0, sizeof(props));
     if (cn->version == MQTT_V5) {
         if (cn->keepalive_s > cfg->max_keepalive_s ||
-            (cn->keepalive_s == 0 && cfg->max_keepalive_s < 65535)) {
+            (cn->keepalive_s == 0 && cfg->max_keepalive_s < KEEPALIVE_MAX_S)) {
             c->keepalive_s = cfg->max_keepalive_s;
             props.present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEPALIVE);
             props.server_keepalive_s = cfg->max_keepalive_s;
@@ -1434,8 +1559,14 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
         cl = client_find(sh, id, id_len, h); /* the detach may have ended it */
     }
     if (cl && cn->clean_start) {
+        /* The session ends here, so a will waiting for its delay goes
+         * out now (5.0 3.1.3.2.2) [issue 7 defect 14]. */
+        struct msg *will = cl->pending_will;
+        cl->pending_will = NULL;
         client_destroy(sh, cl, true);
         cl = NULL;
+        if (will)
+            publish_will(sh, will);
     }
     if (cl) {
         session_present = true;
@@ -1445,6 +1576,14 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
             cl->pending_will = NULL;
         }
     } else {
+        if (atomic_load_explicit(&sh->b->session_count, memory_order_relaxed) >=
+            cfg->max_sessions) {
+            /* Checked on the home shard against the sum of all: shards
+             * racing may pass it by a few, never by more than their count. */
+            atomic_fetch_add_explicit(&sh->st.sessions_refused, 1, memory_order_relaxed);
+            connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "max_sessions reached");
+            return -1;
+        }
         cl = client_create(sh, id, id_len, h);
         if (!cl) {
             connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
@@ -1500,7 +1639,7 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
     free(c->auth_reply);
     c->auth_reply = NULL;
     if (session_present)
-        session_for_each_inflight(&cl->s, resend_one, c);
+        resend_inflight(c, cl);
     pump(cl);
     return 0;
 }
@@ -1569,11 +1708,21 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
         violation(c, MQTT_RC_QOS_NOT_SUPPORTED, "PUBLISH over max_qos"); /* [MQTT-3.2.2-11] */
         return;
     }
+    uint8_t ack_type = p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+    if (topic_levels(p->topic.ptr, p->topic.len) > cfg->max_topic_levels) {
+        /* Well formed but not accepted here [issue 7 defect 13]: 5.0 hears
+         * 0x90, 3.1.1 is acknowledged and the message dropped, as for a
+         * publish the ACL refuses. */
+        atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+        if (p->qos)
+            send_ack(c, ack_type, p->packet_id,
+                     c->version == MQTT_V5 ? MQTT_RC_TOPIC_NAME_INVALID : MQTT_RC_SUCCESS);
+        return;
+    }
     if (p->retain && !cfg->retain_available) {
         violation(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retained PUBLISH"); /* [MQTT-3.2.2-14] */
         return;
     }
-    uint8_t ack_type = p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
     if (c->version == MQTT_V5 && (p->props.present & MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) &&
         p->props.payload_format == 1 && !codec_utf8_valid(p->payload.ptr, p->payload.len)) {
         if (p->qos)
@@ -1590,6 +1739,14 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
         if (p->qos)
             send_ack(c, ack_type, p->packet_id,
                      c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_RC_SUCCESS);
+        return;
+    }
+    if (p->qos && c->version == MQTT_V5 && mem_over(sh)) {
+        /* Over memory_limit a 5.0 publisher is told it was not taken
+         * (3.1.1 has no word for it: its message goes where it can be
+         * sent now). */
+        atomic_fetch_add_explicit(&sh->st.mem_refused, 1, memory_order_relaxed);
+        send_ack(c, ack_type, p->packet_id, MQTT_RC_QUOTA_EXCEEDED);
         return;
     }
     if (p->qos == 2) {
@@ -1612,11 +1769,12 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
     bool sys = p->topic.len >= 4 && memcmp(p->topic.ptr, "$SYS", 4) == 0;
     bool matched = false;
     if (!sys) {
-        struct msg *m = msg_create(p, p->topic.ptr, p->topic.len, cl, sh->now_ms);
+        struct msg *m = msg_create(p, p->topic.ptr, p->topic.len, cl->uid, sh->now_ms);
         if (!m) {
             violation(c, MQTT_RC_SERVER_BUSY, "out of memory");
             return;
         }
+        m->origin_hash = cl->hash;
         if (p->retain)
             retain_store(sh, m);
         matched = mqtt_route_publish(sh, m);
@@ -1633,27 +1791,32 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
 static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)
 {
     struct client *cl = c->client;
-    if (type != MQTT_PUBREL)
-        cl->last_ack_ms = c->sh->now_ms;
+    /* Only an acknowledgement of something in flight shows the client is
+     * draining: a made-up packet id must not keep a stuck session counted
+     * as draining, holding its publishers [issue 7 defect 5]. */
+    uint64_t now_ms = c->sh->now_ms;
     switch (type) {
     case MQTT_PUBACK:
     case MQTT_PUBCOMP:
         /* An unknown id is the client's business: ignore it. */
-        session_acked(&cl->s, type, a->packet_id);
+        if (session_acked(&cl->s, type, a->packet_id) == 0)
+            cl->last_ack_ms = now_ms;
         pump(cl);
         break;
     case MQTT_PUBREC:
         if (c->version == MQTT_V5 && a->reason >= 0x80) {
             /* The receiver refused the message: the flow ends here
              * [MQTT-4.3.3-4]. */
-            session_acked(&cl->s, MQTT_PUBREC, a->packet_id);
+            if (session_acked(&cl->s, MQTT_PUBREC, a->packet_id) == 0)
+                cl->last_ack_ms = now_ms;
             session_acked(&cl->s, MQTT_PUBCOMP, a->packet_id);
             pump(cl);
             break;
         }
-        if (session_acked(&cl->s, MQTT_PUBREC, a->packet_id) == 0)
+        if (session_acked(&cl->s, MQTT_PUBREC, a->packet_id) == 0) {
+            cl->last_ack_ms = now_ms;
             send_ack(c, MQTT_PUBREL, a->packet_id, MQTT_RC_SUCCESS);
-        else
+        } else
             send_ack(c, MQTT_PUBREL, a->packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
         break;
     case MQTT_PUBREL:
@@ -1664,6 +1827,14 @@ static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)
     default:
         break;
     }
+    if (cl->rb_n)
+        retained_pump(c->sh, cl);
+}
+
+void conn_output_drained(struct conn *c)
+{
+    if (c->client && c->client->rb_n)
+        retained_pump(c->sh, c->client);
 }
 
 static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
@@ -2103,6 +2274,20 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
             break;
         }
         uint64_t total = (uint64_t)fh.header_len + fh.remaining_len;
+        if (c->state == CONN_NEW && total > cfg_of(c)->max_connect_size) {
+            /* Checked from the fixed header: an unauthenticated client
+             * gets no more than max_connect_size of buffer [issue 7 defect
+             * 7]. A 5.0 client whose level is already here hears why. */
+            if (connect_level(p + off + fh.header_len, len - off - fh.header_len) == MQTT_V5) {
+                c->version = MQTT_V5;
+                connack_fail(c, MQTT_RC_PACKET_TOO_LARGE, "CONNECT over max_connect_size");
+            } else {
+                conn_close(c, "CONNECT over max_connect_size");
+            }
+            atomic_fetch_add_explicit(&c->sh->st.connect_too_large, 1, memory_order_relaxed);
+            *stop = true;
+            break;
+        }
         if (total > cfg_of(c)->max_packet_size) {
             /* Checked from the fixed header, before buffering [MQTT-3.2.2-15]. */
             if (c->state == CONN_NEW)
@@ -2122,11 +2307,12 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
         }
         if (len - off < total)
             break;
-        if (fh.type == MQTT_PUBLISH && c->state == CONN_ACTIVE &&
-            atomic_load_explicit(&c->sh->b->backlogged_shards, memory_order_relaxed)) {
-            /* Deliveries are behind: publishes wait, acknowledgements and
-             * everything else still flow so the backlog can drain. */
+        if (fh.type == MQTT_PUBLISH && c->state == CONN_ACTIVE && flow_held(c->sh, c->client)) {
+            /* A draining subscriber of its messages is behind (flow.c):
+             * publishes wait, acknowledgements and everything else still
+             * flow so that it can drain. */
             *stop = true;
+            c->sh->input_held = true;
             shard_defer(c);
             break;
         }
@@ -2152,6 +2338,38 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
     return off;
 }
 
+/* The largest packet this connection may send in its phase; what waits in
+ * its input never grows beyond it plus one receive. */
+static uint64_t packet_limit(const struct conn *c)
+{
+    switch (c->state) {
+    case CONN_NEW:
+        return cfg_of(c)->max_connect_size;
+    case CONN_AUTH:
+        return AUTH_PACKET_MAX;
+    case CONN_ACTIVE:
+        return cfg_of(c)->max_packet_size;
+    default:
+        return 0; /* nothing is parsed meanwhile: CONGEST_STASH_MAX holds */
+    }
+}
+
+/* Should reading pause with what waits unparsed? Past CONGEST_STASH_MAX,
+ * yes, unless all that waits is the start of one packet within the limit:
+ * that packet must be read to its end or the connection would wait for
+ * bytes it stopped reading [issue 7 defect 4]. */
+static bool stash_full(const struct conn *c)
+{
+    size_t waiting = c->in.len - c->in_off;
+    if (waiting < CONGEST_STASH_MAX)
+        return false;
+    struct mqtt_fixed fh;
+    if (codec_parse_fixed(c->in.data + c->in_off, waiting, &fh) != 0)
+        return true; /* malformed: parse() says so when it runs */
+    uint64_t total = (uint64_t)fh.header_len + fh.remaining_len;
+    return total <= waiting || total > packet_limit(c);
+}
+
 static int stash(struct conn *c, const uint8_t *data, size_t len)
 {
     if (c->in_off && c->in_off == c->in.len) {
@@ -2170,6 +2388,7 @@ static int stash(struct conn *c, const uint8_t *data, size_t len)
 
 void conn_process_buffered(struct conn *c)
 {
+    conn_output_drained(c); /* retained messages deferred by their budget */
     bool stop;
     size_t n = parse(c, c->in.data + c->in_off, c->in.len - c->in_off, &stop);
     c->in_off += n;
@@ -2181,7 +2400,7 @@ void conn_process_buffered(struct conn *c)
         n = parse(c, c->in.data, c->in.len, &stop);
         c->in_off += n;
     }
-    if ((c->pause & CONN_PAUSE_CONGEST) && c->in.len - c->in_off < CONGEST_STASH_MAX)
+    if ((c->pause & CONN_PAUSE_CONGEST) && !stash_full(c))
         conn_resume(c, CONN_PAUSE_CONGEST);
     if (c->in_off == c->in.len) {
         c->in.len = c->in_off = 0;
@@ -2203,7 +2422,7 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len)
             conn_close(c, "out of memory");
             return;
         }
-        if (c->in.len - c->in_off >= CONGEST_STASH_MAX)
+        if (stash_full(c))
             conn_pause(c, CONN_PAUSE_CONGEST); /* whatever the reason input waits */
         if (input_held(c->sh)) {
             shard_defer(c);
@@ -2220,7 +2439,7 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len)
          * is copied; its length was already checked against the limit. */
         if (stash(c, data + n, len - n))
             conn_close(c, "out of memory");
-        else if (c->deferred && c->in.len - c->in_off >= CONGEST_STASH_MAX)
+        else if (c->deferred && stash_full(c))
             conn_pause(c, CONN_PAUSE_CONGEST);
     }
     if (c->auth_replay && c->state == CONN_NEW) {
@@ -2291,7 +2510,7 @@ void mqtt_tick(struct shard *sh, uint64_t now_ms)
         for (struct client *cl = sh->ctab[i], *next; cl; cl = next) {
             next = cl->hnext;
             if (cl->conn) {
-                backlog_update(sh, cl); /* a session may have gone stale */
+                flow_drained(sh, cl); /* a session may have gone stale */
                 continue;
             }
             if (cl->pending_will && now_ms >= cl->will_at_ms) {

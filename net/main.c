@@ -1,23 +1,34 @@
 /*
  * ringmq's main thread: parses the command line and the config (or the
- * embedded default), builds the broker, starts one shard per core and then
- * waits for signals. SIGTERM/SIGINT stop the broker: shards stop accepting,
- * tell 5.0 clients 0x8B, flush and exit within a bounded time. SIGHUP is
- * accepted and logged; reloading credentials and ACLs arrives with them.
+ * embedded default), refuses to start on an address another process
+ * listens on, resolves memory_limit, builds the broker, starts one shard
+ * per core and then waits for signals, sampling the allocator's usage
+ * every 50 ms in between (b->mem_allocated, b->mem_over, which the shards
+ * read). SIGTERM/SIGINT stop the broker: shards stop accepting, tell 5.0
+ * clients 0x8B, flush and exit within a bounded time. SIGHUP reloads the
+ * security snapshot; SIGUSR1 and SIGUSR2 log statistics. Every other
+ * signal that would end the process is taken here and logged instead,
+ * except the ones that report a crash (SIGQUIT, SIGABRT, SIGSEGV, ...).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "broker.h"
 #include "log.h"
+#include "memwatch.h"
 #include "passwd.h"
 
 #define CONFIG_FILE_MAX (16u * 1024u * 1024u)
@@ -102,6 +113,416 @@ static int load_config(struct config *cfg, const char *path)
         return -1;
     }
     return 0;
+}
+
+/* ---- listeners held by another process --------------------------------- */
+
+/* Every shard binds each listener with SO_REUSEPORT, and so would a second
+ * ringmq on the same address: the kernel would then split new connections
+ * between the two brokers, each with its own sessions. A probe bound
+ * without SO_REUSEPORT fails with EADDRINUSE while anyone listens there.
+ * SO_REUSEADDR keeps a restart working while the previous broker's
+ * connections sit in TIME_WAIT. Port 0 asks for a fresh port: nothing to
+ * collide with. Two brokers started in the same instant can both pass
+ * (the probe is closed before the shards bind); that race is not worth a
+ * lock file. Returns 0, or -1 after logging what is wrong. */
+static int probe_listeners(const struct config *cfg)
+{
+    for (uint32_t li = 0; li < cfg->listener_count; li++) {
+        const struct config_listener *l = &cfg->listeners[li];
+        if (l->port == 0)
+            continue;
+        struct sockaddr_storage ss;
+        socklen_t sl = 0;
+        memset(&ss, 0, sizeof(ss));
+        const char *addr = l->address[0] ? l->address : "0.0.0.0";
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+            s4->sin_family = AF_INET;
+            s4->sin_port = htons(l->port);
+            sl = sizeof(*s4);
+        } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+            s6->sin6_family = AF_INET6;
+            s6->sin6_port = htons(l->port);
+            sl = sizeof(*s6);
+        } else {
+            continue; /* config_finish() refused it already */
+        }
+        /* Named as an operator would write it: [::1]:1883, *:1883. */
+        char name[80];
+        if (l->address[0] == '\0')
+            snprintf(name, sizeof(name), "*:%u", (unsigned)l->port);
+        else if (ss.ss_family == AF_INET6)
+            snprintf(name, sizeof(name), "[%s]:%u", l->address, (unsigned)l->port);
+        else
+            snprintf(name, sizeof(name), "%s:%u", l->address, (unsigned)l->port);
+        char where[sizeof(cfg->source) + 16] = "";
+        if (l->line > 0)
+            snprintf(where, sizeof(where), "%s:%d: ", cfg->source, l->line);
+
+        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            LOG(LOG_LEVEL_ERROR, "%slistener %s: cannot create a socket: %s", where, name,
+                strerror(errno));
+            return -1;
+        }
+        int one = 1;
+        int err = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+            bind(fd, (struct sockaddr *)&ss, sl) < 0)
+            err = errno;
+        close(fd);
+        if (err == EADDRINUSE) {
+            LOG(LOG_LEVEL_ERROR,
+                "%slistener %s: address already in use by another process (another broker?); "
+                "refusing to share it: the kernel would split the connections between us",
+                where, name);
+            return -1;
+        }
+        if (err != 0) {
+            LOG(LOG_LEVEL_ERROR, "%slistener %s: %s", where, name, strerror(err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- memory ------------------------------------------------------------- */
+
+#define MEM_SAMPLE_MS     50u
+#define MEM_SAMPLE_MAX_MS 1000u
+/* The sampler may take this share of the main thread (and of the arena
+ * locks it holds meanwhile): a slow sample spaces the next ones out. */
+#define MEM_SAMPLE_DUTY_PCT 1u
+
+/* "512.0 MiB": figures for the log, next to the exact byte counts. */
+static const char *mib(char *buf, size_t cap, uint64_t bytes)
+{
+    if (bytes >= (1ull << 30))
+        snprintf(buf, cap, "%.1f GiB", (double)bytes / (double)(1ull << 30));
+    else
+        snprintf(buf, cap, "%.1f MiB", (double)bytes / (double)(1ull << 20));
+    return buf;
+}
+
+/* Reads a small file holding one number (cgroup limits); false for
+ * anything else, such as cgroup v2's "max". */
+static bool read_u64_file(const char *path, uint64_t *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char v[32];
+    ssize_t r = read(fd, v, sizeof(v) - 1);
+    close(fd);
+    if (r <= 0)
+        return false;
+    v[r] = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v || (*end != '\n' && *end != '\0') || v[0] == '-')
+        return false;
+    *out = n;
+    return true;
+}
+
+/* The smallest limit in FILE from cgroup directory CG (a path like
+ * "/a/b") of the hierarchy mounted at ROOT up to that mount's root, or 0.
+ * Walking up covers limits set on a parent, and a container whose mount
+ * shows only its own cgroup (CG then does not exist below ROOT, but ROOT
+ * itself is the container's cgroup). Limits of 2^62 and above are
+ * cgroup v1's way of saying none. */
+static uint64_t cgroup_walk_min(const char *root, const char *cg, const char *file)
+{
+    char dir[1024];
+    char path[1024 + 64];
+    uint64_t best = 0;
+    snprintf(dir, sizeof(dir), "%s", cg);
+    for (;;) {
+        uint64_t lim = 0;
+        snprintf(path, sizeof(path), "%s%s/%s", root, strcmp(dir, "/") == 0 ? "" : dir, file);
+        if (read_u64_file(path, &lim) && lim < (1ull << 62) && (best == 0 || lim < best))
+            best = lim;
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || strcmp(dir, "/") == 0)
+            break;
+        if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    return best;
+}
+
+/* The memory limit of this process's cgroup, or 0: cgroup v2's
+ * memory.max, or cgroup v1's memory.limit_in_bytes (hosts that still mount
+ * v1, where the v2 hierarchy has no memory controller). /proc/self/cgroup
+ * lines are "ID:CONTROLLERS:PATH"; v2's is "0::PATH". */
+static uint64_t cgroup_memory_max(void)
+{
+    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    uint64_t best = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2 || c2[1] != '/' || strlen(c2 + 1) >= 1024 || strstr(c2 + 1, "/..") != NULL)
+            continue; /* outside our cgroup namespace: nothing to read */
+        const char *cg = c2 + 1;
+        uint64_t lim = 0;
+        *c2 = '\0';
+        if (strcmp(line, "0:") == 0)
+            lim = cgroup_walk_min("/sys/fs/cgroup", cg, "memory.max");
+        else if (strstr(c1 + 1, "memory") != NULL) {
+            /* The controller list is comma-separated; match the word. */
+            for (char *tok = c1 + 1, *next; tok; tok = next) {
+                next = strchr(tok, ',');
+                size_t tl = next ? (size_t)(next - tok) : strlen(tok);
+                if (next)
+                    next++;
+                if (tl == 6 && strncmp(tok, "memory", 6) == 0)
+                    lim = cgroup_walk_min("/sys/fs/cgroup/memory", cg, "memory.limit_in_bytes");
+            }
+        }
+        if (lim != 0 && (best == 0 || lim < best))
+            best = lim;
+    }
+    return best;
+}
+
+/* Resolves memory_limit into b->mem_limit: the configured bytes, or half
+ * of what this process may use (the machine's memory, or the cgroup's
+ * limit where that is smaller). Half, because the allocator's count is
+ * not the resident size: fragmentation, the receive-buffer rings, thread
+ * stacks and the kernel's socket buffers come on top. */
+static void mem_resolve(struct broker *b)
+{
+    char f1[32], f2[32];
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t phys = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    uint64_t cg = cgroup_memory_max();
+    uint64_t avail = phys;
+    const char *whose = "the machine's";
+    if (cg != 0 && (avail == 0 || cg < avail)) {
+        avail = cg;
+        whose = "the cgroup's limit";
+    }
+    if (b->cfg.memory_limit != 0) {
+        b->mem_limit = b->cfg.memory_limit;
+        if (avail != 0 && b->mem_limit > avail)
+            LOG(LOG_LEVEL_WARNING,
+                "%s:%d: memory_limit %s is above %s %s: the kernel runs out before the broker "
+                "refuses anything",
+                b->cfg.source, b->cfg.memory_limit_line, mib(f1, sizeof(f1), b->mem_limit), whose,
+                mib(f2, sizeof(f2), avail));
+        return;
+    }
+    if (avail == 0) {
+        /* Cannot happen on Linux; a finite guess beats no bound. */
+        b->mem_limit = 1ull << 30;
+        LOG(LOG_LEVEL_WARNING, "memory_limit: the machine's memory is unknown; using 1 GiB");
+        return;
+    }
+    b->mem_limit = avail / 2;
+    if (b->mem_limit < CONFIG_MEMORY_LIMIT_MIN)
+        b->mem_limit = CONFIG_MEMORY_LIMIT_MIN;
+    LOG(LOG_LEVEL_INFO, "memory_limit %s (%llu bytes): half of %s %s",
+        mib(f1, sizeof(f1), b->mem_limit), (unsigned long long)b->mem_limit, whose,
+        mib(f2, sizeof(f2), avail));
+}
+
+struct memwatch_state {
+    uint64_t interval_ms;  /* between samples, MEM_SAMPLE_MS unless sampling is slow */
+    uint64_t last_cost_ns; /* what the last sample cost */
+    uint64_t max_cost_ns;
+    bool failed_logged;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One sample: stores the figure and moves mem_over with hysteresis (set at
+ * the limit, cleared under 90% of it), so the shards do not flap between
+ * refusing and accepting on every small free; each transition is logged
+ * once, with the figures. */
+static void mem_sample(struct broker *b, struct memwatch_state *mw)
+{
+    char f1[32], f2[32], f3[32];
+    uint64_t t0 = now_ns();
+    uint64_t used = 0;
+    int e = memwatch_allocated(&used);
+    uint64_t cost = now_ns() - t0;
+    mw->last_cost_ns = cost;
+    if (cost > mw->max_cost_ns)
+        mw->max_cost_ns = cost;
+    uint64_t spaced_ms = cost / (10000u * MEM_SAMPLE_DUTY_PCT);
+    mw->interval_ms = spaced_ms < MEM_SAMPLE_MS       ? MEM_SAMPLE_MS
+                      : spaced_ms > MEM_SAMPLE_MAX_MS ? MEM_SAMPLE_MAX_MS
+                                                      : spaced_ms;
+    if (e) {
+        if (!mw->failed_logged)
+            LOG(LOG_LEVEL_WARNING,
+                "memory_limit is not enforced: the allocator does not report its usage (%s: %s)",
+                memwatch_source(), strerror(-e));
+        mw->failed_logged = true;
+        mw->interval_ms = MEM_SAMPLE_MAX_MS;
+        return;
+    }
+    atomic_store_explicit(&b->mem_allocated, used, memory_order_relaxed);
+    uint64_t low = b->mem_limit - b->mem_limit / 10;
+    bool over = atomic_load_explicit(&b->mem_over, memory_order_relaxed);
+    if (!over && used >= b->mem_limit) {
+        atomic_store_explicit(&b->mem_over, true, memory_order_relaxed);
+        LOG(LOG_LEVEL_WARNING,
+            "memory: %s allocated (%llu bytes) reached memory_limit %s (%llu bytes): new "
+            "connections, new messages for offline sessions and new retained messages are "
+            "refused until it is under %s",
+            mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit),
+            (unsigned long long)b->mem_limit, mib(f3, sizeof(f3), low));
+    } else if (over && used < low) {
+        atomic_store_explicit(&b->mem_over, false, memory_order_relaxed);
+        LOG(LOG_LEVEL_NOTICE,
+            "memory: %s allocated (%llu bytes), under 90%% of memory_limit %s: accepting new "
+            "work again",
+            mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit));
+    }
+}
+
+/* ---- statistics on SIGUSR1 / SIGUSR2 ------------------------------------- */
+
+/* SIGUSR1: the broker's totals in one line, summed over the shards as
+ * sys.c sums them for $SYS (relaxed reads: a torn sum is fine). */
+static void log_stats(struct broker *b, const struct memwatch_state *mw)
+{
+    uint64_t conns = 0, connects = 0, rx = 0, tx = 0, dropped = 0, brx = 0, btx = 0, rref = 0;
+    uint64_t afail = 0, abusy = 0, perr = 0, big = 0, sref = 0, mref = 0, mdrop = 0;
+    for (unsigned i = 0; i < b->shard_count; i++) {
+        struct shard_stats *st = &b->shards[i]->st;
+        big += atomic_load_explicit(&st->connect_too_large, memory_order_relaxed);
+        sref += atomic_load_explicit(&st->sessions_refused, memory_order_relaxed);
+        mref += atomic_load_explicit(&st->mem_refused, memory_order_relaxed);
+        mdrop += atomic_load_explicit(&st->mem_dropped, memory_order_relaxed);
+        conns += atomic_load_explicit(&st->connections, memory_order_relaxed);
+        connects += atomic_load_explicit(&st->connects_total, memory_order_relaxed);
+        rx += atomic_load_explicit(&st->msgs_received, memory_order_relaxed);
+        tx += atomic_load_explicit(&st->msgs_sent, memory_order_relaxed);
+        dropped += atomic_load_explicit(&st->msgs_dropped, memory_order_relaxed);
+        brx += atomic_load_explicit(&st->bytes_received, memory_order_relaxed);
+        btx += atomic_load_explicit(&st->bytes_sent, memory_order_relaxed);
+        rref += atomic_load_explicit(&st->retained_refused, memory_order_relaxed);
+        afail += atomic_load_explicit(&st->auth_failed, memory_order_relaxed);
+        abusy += atomic_load_explicit(&st->auth_busy, memory_order_relaxed);
+        perr += atomic_load_explicit(&st->protocol_errors, memory_order_relaxed);
+    }
+    pthread_rwlock_rdlock(&b->retain_lock);
+    uint64_t retained = retain_count(b->retain);
+    pthread_rwlock_unlock(&b->retain_lock);
+    uint64_t used = atomic_load_explicit(&b->mem_allocated, memory_order_relaxed);
+    bool over = atomic_load_explicit(&b->mem_over, memory_order_relaxed);
+    char f1[32], f2[32];
+    LOG(LOG_LEVEL_NOTICE,
+        "SIGUSR1: uptime %llu s, clients connected %llu, connections total %llu, sessions %llu "
+        "of %u, messages received %llu sent %llu dropped %llu, bytes received %llu sent %llu, "
+        "retained %llu (refused %llu), auth failed %llu busy %llu pending %u, protocol errors "
+        "%llu, CONNECTs over max_connect_size %llu, at max_sessions %llu, refused over "
+        "memory_limit %llu, dropped over memory_limit %llu, memory %s of %s (%llu of %llu "
+        "bytes%s; sampled every %llu ms, last sample %.1f us, slowest %.1f us)",
+        (unsigned long long)((broker_now_ms() - b->start_ms) / 1000u), (unsigned long long)conns,
+        (unsigned long long)connects,
+        (unsigned long long)atomic_load_explicit(&b->session_count, memory_order_relaxed),
+        b->cfg.max_sessions, (unsigned long long)rx, (unsigned long long)tx,
+        (unsigned long long)dropped, (unsigned long long)brx, (unsigned long long)btx,
+        (unsigned long long)retained, (unsigned long long)rref, (unsigned long long)afail,
+        (unsigned long long)abusy, authpool_pending(b->authpool), (unsigned long long)perr,
+        (unsigned long long)big, (unsigned long long)sref, (unsigned long long)mref,
+        (unsigned long long)mdrop, mib(f1, sizeof(f1), used), mib(f2, sizeof(f2), b->mem_limit),
+        (unsigned long long)used, (unsigned long long)b->mem_limit,
+        over ? ", over the limit: refusing new work" : "", (unsigned long long)mw->interval_ms,
+        (double)mw->last_cost_ns / 1000.0, (double)mw->max_cost_ns / 1000.0);
+}
+
+/* SIGUSR2: one line per shard, to see where load or a backlog sits. Only
+ * what a shard publishes as atomics is read (its counters, its loop turns,
+ * the depth of the cross-shard queues into it); its tables belong to its
+ * thread. */
+static void log_shards(struct broker *b)
+{
+    LOG(LOG_LEVEL_NOTICE, "SIGUSR2: %u shards", b->shard_count);
+    for (unsigned i = 0; i < b->shard_count; i++) {
+        struct shard *sh = b->shards[i];
+        struct shard_stats *st = &sh->st;
+        uint64_t queued = 0;
+        uint32_t deepest = 0;
+        for (unsigned j = 0; j < b->shard_count; j++) {
+            if (!sh->inq[j])
+                continue;
+            uint32_t d = xq_depth(sh->inq[j]);
+            queued += d;
+            if (d > deepest)
+                deepest = d;
+        }
+        LOG(LOG_LEVEL_NOTICE,
+            "SIGUSR2: shard %u: clients connected %llu, connections total %llu, messages "
+            "received %llu sent %llu dropped %llu, inbound queues %llu items (deepest %u of %u), "
+            "queue overflows %llu, loop turns %llu%s",
+            i, (unsigned long long)atomic_load_explicit(&st->connections, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&st->connects_total, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&st->msgs_received, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&st->msgs_sent, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&st->msgs_dropped, memory_order_relaxed),
+            (unsigned long long)queued, deepest, XQ_CAPACITY,
+            (unsigned long long)atomic_load_explicit(&st->xq_overflow, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&sh->turns, memory_order_relaxed),
+            atomic_load_explicit(&sh->sleeping, memory_order_relaxed) ? ", idle" : "");
+    }
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+/* The signals this thread takes with sigtimedwait: every one whose default
+ * action ends the process, so none of them can (SIGALRM, SIGUSR1/2,
+ * SIGPROF, SIGXCPU, the real-time ones, ...), except those that report a
+ * crash or are asked for one: SIGQUIT (a core dump on purpose), SIGABRT,
+ * SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS. Blocking a fault
+ * signal would hang the faulting thread, and a core is what one wants
+ * then. SIGPIPE is ignored (sends report EPIPE); job control and the
+ * signals ignored by default keep their default. glibc's sigfillset leaves
+ * out the two real-time signals it uses itself. */
+static void signals_taken(sigset_t *set)
+{
+    static const int keep_default[] = {
+        SIGKILL, SIGSTOP, SIGQUIT, SIGABRT, SIGSEGV, SIGBUS,  SIGFPE,  SIGILL,   SIGTRAP,
+        SIGSYS,  SIGPIPE, SIGCHLD, SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH, SIGURG,
+    };
+    sigfillset(set);
+    for (size_t i = 0; i < sizeof(keep_default) / sizeof(keep_default[0]); i++)
+        sigdelset(set, keep_default[i]);
+}
+
+static const char *signal_name(int sig, char *buf, size_t cap)
+{
+    const char *abbrev = sigabbrev_np(sig);
+    if (abbrev)
+        snprintf(buf, cap, "SIG%s", abbrev);
+    else if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+        snprintf(buf, cap, "SIGRTMIN+%d", sig - SIGRTMIN);
+    else
+        snprintf(buf, cap, "signal %d", sig);
+    return buf;
 }
 
 /* Waits until every shard has begun a loop turn after this call: then none
@@ -251,21 +672,29 @@ int main(int argc, char **argv)
     log_set_level(verbose ? LOG_LEVEL_DEBUG : b.cfg.log_level);
     log_set_thread(-1);
 
-    /* Signals are taken synchronously by this thread only: shards inherit
-     * the blocked mask and never see them. */
+    /* Signals are taken synchronously by this thread only: the shards and
+     * the auth threads inherit the blocked mask and never see them. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
+    signals_taken(&sigs);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    if (probe_listeners(&b.cfg)) {
+        auth_snapshot_destroy(snap);
+        return 1;
+    }
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     b.shard_count = b.cfg.shards ? b.cfg.shards : (unsigned)(ncpu > 0 ? ncpu : 1);
     if (b.shard_count > SHARDS_MAX)
         b.shard_count = SHARDS_MAX;
     b.start_ms = broker_now_ms();
+    /* The share groups' hash key (share.c): unknown outside the process,
+     * so no client can pick a group name whose key collides with another. */
+    if (!RAND_bytes((uint8_t *)b.share_secret, sizeof(b.share_secret))) {
+        LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group key");
+        return 1;
+    }
     b.retain = retain_create();
     if (!b.retain || pthread_rwlock_init(&b.retain_lock, NULL)) {
         LOG(LOG_LEVEL_ERROR, "out of memory at start-up");
@@ -273,6 +702,8 @@ int main(int argc, char **argv)
     }
     for (unsigned li = 0; li < b.cfg.listener_count; li++)
         b.listen_port[li] = b.cfg.listeners[li].port;
+    mem_resolve(&b);
+    struct memwatch_state mw = {.interval_ms = MEM_SAMPLE_MS};
 
     int rc = 0;
     unsigned created = 0, started = 0;
@@ -281,6 +712,27 @@ int main(int argc, char **argv)
             rc = 1;
             goto stop;
         }
+    }
+    /* The shards hold their tables now: a memory_limit below that would
+     * refuse every client from the first. The shards find mem_allocated
+     * and mem_over set when they start. */
+    {
+        char f1[32], f2[32];
+        uint64_t used = 0;
+        if (b.cfg.memory_limit != 0 && memwatch_allocated(&used) == 0 && used >= b.mem_limit) {
+            LOG(LOG_LEVEL_ERROR,
+                "%s:%d: memory_limit %s (%llu bytes) is below the %s (%llu bytes) the broker "
+                "holds after start-up with %u shards",
+                b.cfg.source, b.cfg.memory_limit_line, mib(f1, sizeof(f1), b.mem_limit),
+                (unsigned long long)b.mem_limit, mib(f2, sizeof(f2), used),
+                (unsigned long long)used, b.shard_count);
+            rc = 1;
+            goto stop;
+        }
+        mem_sample(&b, &mw);
+        used = atomic_load_explicit(&b.mem_allocated, memory_order_relaxed);
+        LOG(LOG_LEVEL_INFO, "memory: %s allocated at start-up (%s), memory_limit %s",
+            mib(f1, sizeof(f1), used), memwatch_source(), mib(f2, sizeof(f2), b.mem_limit));
     }
     /* Before the shards start: they read b.authpool without a lock. */
     if (authpool_create(&b, b.cfg.auth_threads, &b.authpool)) {
@@ -304,16 +756,50 @@ int main(int argc, char **argv)
     }
     LOG(LOG_LEVEL_NOTICE, "ringmq %s running with %u shards", RINGMQ_VERSION, b.shard_count);
 
+    uint64_t next_sample_ms = broker_now_ms() + mw.interval_ms;
+    uint64_t ignored_logged_ms = 0;
+    unsigned ignored_unlogged = 0;
     for (;;) {
-        int sig = 0;
-        if (sigwait(&sigs, &sig))
-            continue;
+        uint64_t now = broker_now_ms();
+        if (now >= next_sample_ms) {
+            mem_sample(&b, &mw);
+            now = broker_now_ms();
+            next_sample_ms = now + mw.interval_ms;
+        }
+        uint64_t wait_ms = next_sample_ms - now;
+        struct timespec ts = {.tv_sec = (time_t)(wait_ms / 1000u),
+                              .tv_nsec = (long)(wait_ms % 1000u) * 1000000L};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig < 0)
+            continue; /* EAGAIN: time to sample; EINTR */
+        if (sig == SIGTERM || sig == SIGINT) {
+            LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            break;
+        }
         if (sig == SIGHUP) {
             reload(&b);
-            continue;
+        } else if (sig == SIGUSR1) {
+            log_stats(&b, &mw);
+        } else if (sig == SIGUSR2) {
+            log_shards(&b);
+        } else {
+            /* At most one line a second: a stream of signals must not
+             * become a stream of log lines. */
+            char name[32];
+            now = broker_now_ms();
+            if (ignored_logged_ms == 0 || now - ignored_logged_ms >= 1000u) {
+                if (ignored_unlogged)
+                    LOG(LOG_LEVEL_WARNING, "%s ignored (and %u other signals since)",
+                        signal_name(sig, name, sizeof(name)), ignored_unlogged);
+                else
+                    LOG(LOG_LEVEL_WARNING, "%s ignored (SIGTERM or SIGINT stops the broker)",
+                        signal_name(sig, name, sizeof(name)));
+                ignored_logged_ms = now;
+                ignored_unlogged = 0;
+            } else {
+                ignored_unlogged++;
+            }
         }
-        LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        break;
     }
 
 stop:

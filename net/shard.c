@@ -499,6 +499,26 @@ static void conn_shutdown(struct conn *c)
     conn_maybe_free(c);
 }
 
+/* The output is out: half-close, detach from the client now (its will, a
+ * takeover, do not wait for the peer), and read on, discarding, until the
+ * peer closes or the linger bound (limits.h) runs out. */
+static void conn_linger(struct conn *c)
+{
+    if (c->lingering || c->state == CONN_CLOSING)
+        return;
+    if (c->sh->stopping || c->fd < 0) {
+        conn_shutdown(c);
+        return;
+    }
+    c->lingering = true;
+    c->close_deadline_ms = c->sh->now_ms + CLOSE_LINGER_MS;
+    shutdown(c->fd, SHUT_WR);
+    if (c->state != CONN_HANDOFF)
+        conn_on_closed(c);
+    if (!c->recv_armed)
+        arm_recv(c);
+}
+
 void conn_close(struct conn *c, const char *why)
 {
     if (c->state == CONN_CLOSING || c->close_after_flush)
@@ -509,11 +529,12 @@ void conn_close(struct conn *c, const char *why)
              (unsigned long long)c->id, c->peer, why);
     c->close_after_flush = true;
     c->close_deadline_ms = c->sh->now_ms + CLOSE_FLUSH_MAX_MS;
-    /* Stop reading now: nothing more from this peer is processed. */
-    if (c->recv_armed)
-        cancel_recv(c);
+    /* Nothing more from this peer is processed (parse() and on_recv()
+     * look at close_after_flush), but its receive stays armed so that
+     * what it still sends is read and discarded, not left to reset the
+     * connection (conn_linger). */
     if (c->out.len == 0 && !c->send_inflight)
-        conn_shutdown(c);
+        conn_linger(c);
     else
         shard_mark_dirty(c);
 }
@@ -568,7 +589,7 @@ static void flush_conn(struct conn *c)
         return;
     if (c->out.len == 0) {
         if (c->close_after_flush)
-            conn_shutdown(c);
+            conn_linger(c);
         return;
     }
     struct buf *wire = NULL;
@@ -602,6 +623,8 @@ static void on_send(struct shard *sh, struct conn *c, int res)
         }
     }
     atomic_fetch_add_explicit(&sh->st.bytes_sent, (uint64_t)res, memory_order_relaxed);
+    if (res > 0)
+        c->last_tx_ms = sh->now_ms;
     c->sending_off += (size_t)res;
     if (c->state == CONN_CLOSING) {
         conn_maybe_free(c);
@@ -621,6 +644,7 @@ static void on_send(struct shard *sh, struct conn *c, int res)
     c->sending_off = 0;
     if ((c->pause & CONN_PAUSE_OUTPUT) && c->out.len < sh->b->cfg.max_output_buffer / 2)
         conn_resume(c, CONN_PAUSE_OUTPUT);
+    conn_output_drained(c);
     if (c->out.len || c->close_after_flush)
         shard_mark_dirty(c);
 }
@@ -747,6 +771,10 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
                 memcpy(c->in.data + c->in.len, data, (size_t)res);
                 c->in.len += (size_t)res;
             }
+        } else if (c->lingering) {
+            c->linger_bytes += (uint32_t)res;
+            if (c->linger_bytes > CLOSE_LINGER_BYTES_MAX)
+                conn_shutdown(c);
         } else if (c->state != CONN_CLOSING && !c->close_after_flush) {
             c->last_rx_ms = sh->now_ms;
             int err = c->tp->input(c, data, (size_t)res);
@@ -779,7 +807,7 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
      * since been lifted, or the kernel just stopped the multishot): re-arm
      * whenever the connection should be reading. */
     if (!more && !c->recv_armed && c->state != CONN_CLOSING && c->state != CONN_HANDOFF &&
-        !c->close_after_flush && !c->pause)
+        (c->lingering || (!c->close_after_flush && !c->pause)))
         arm_recv(c);
     if (c->state == CONN_HANDOFF) {
         if (!c->recv_armed && c->ops == 0 && !c->deferred)
@@ -1037,6 +1065,7 @@ static void *shard_main(void *arg)
         /* Input left over from earlier turns goes first, with a fresh
          * budget. */
         sh->turn_in_bytes = 0;
+        sh->input_held = false;
         if (sh->deferred)
             run_deferred(sh);
 
@@ -1079,9 +1108,7 @@ static void *shard_main(void *arg)
 
         /* Held input (a full peer queue, or deliveries behind) is retried
          * soon; other shards do not signal when that clears. */
-        bool held =
-            sh->ovf_count ||
-            (sh->deferred && atomic_load_explicit(&sh->b->backlogged_shards, memory_order_relaxed));
+        bool held = sh->ovf_count || (sh->deferred && sh->input_held);
         bool busy = seen == LOOP_CQES_MAX || (sh->deferred && !held) || sh->dirty;
         if (busy) {
             io_uring_submit_and_get_events(&sh->ring);

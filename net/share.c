@@ -18,6 +18,7 @@
  * Everything here runs on the owning shard's thread.
  */
 #include <errno.h>
+#include <openssl/siphash.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,15 +40,19 @@ struct share_group {
     uint8_t data[]; /* group, then filter */
 };
 
-uint64_t share_key(const uint8_t *group, size_t glen, const uint8_t *filter, size_t flen)
+uint64_t share_key(const struct broker *b, const uint8_t *group, size_t glen, const uint8_t *filter,
+                   size_t flen)
 {
-    /* FNV-1a over group, a separator no UTF-8 topic contains, filter. */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < glen; i++)
-        h = (h ^ group[i]) * 0x100000001b3ull;
-    h = (h ^ 0xff) * 0x100000001b3ull;
-    for (size_t i = 0; i < flen; i++)
-        h = (h ^ filter[i]) * 0x100000001b3ull;
+    /* SipHash under the broker's secret (random at start-up): names are
+     * the clients' choice, and with an unkeyed hash such as FNV-1a one
+     * could pick a group whose key collides with another's and receive its
+     * messages [issue 7 defect 15]. The filter is hashed under a key that
+     * depends on the group's hash, so (group, filter) pairs cannot be
+     * shifted into each other. Where the bytes are at hand (joining,
+     * leaving) groups are also compared by them. */
+    uint64_t hg = SIPHASH_24(b->share_secret, group, glen);
+    const uint64_t k2[2] = {b->share_secret[0] ^ hg, b->share_secret[1] + glen};
+    uint64_t h = SIPHASH_24(k2, filter, flen);
     return h ? h : 1; /* 0 means "not shared" in a delivery */
 }
 
@@ -64,13 +69,25 @@ static struct share_group *group_find(struct shard *sh, uint64_t key)
     return NULL;
 }
 
+static struct share_group *group_find_bytes(struct shard *sh, uint64_t key, const uint8_t *group,
+                                            size_t glen, const uint8_t *filter, size_t flen)
+{
+    for (struct share_group *g = *bucket(sh, key); g; g = g->next)
+        if (g->key == key && g->group_len == glen && g->filter_len == flen &&
+            memcmp(g->data, group, glen) == 0 && memcmp(g->data + glen, filter, flen) == 0)
+            return g;
+    return NULL;
+}
+
 int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
                const uint8_t *filter, size_t flen, uint64_t opts, uint32_t *count)
 {
-    uint64_t key = share_key(group, glen, filter, flen);
-    struct share_group *g = group_find(sh, key);
+    uint64_t key = share_key(sh->b, group, glen, filter, flen);
+    struct share_group *g = group_find_bytes(sh, key, group, glen, filter, flen);
     *count = 0;
     if (!g) {
+        if (group_find(sh, key))
+            return -EEXIST; /* another group's key: refused rather than mixed */
         g = calloc(1, sizeof(*g) + glen + flen);
         if (!g)
             return -ENOMEM;
@@ -107,8 +124,8 @@ int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t
 bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
                  const uint8_t *filter, size_t flen, uint32_t *count)
 {
-    uint64_t key = share_key(group, glen, filter, flen);
-    struct share_group *g = group_find(sh, key);
+    uint64_t key = share_key(sh->b, group, glen, filter, flen);
+    struct share_group *g = group_find_bytes(sh, key, group, glen, filter, flen);
     bool removed = false;
     *count = 0;
     if (!g)

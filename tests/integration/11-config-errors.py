@@ -17,6 +17,9 @@ persistent_client_expiration 1h
 connect_timeout 10
 retain_available true
 max_qos 2
+max_connect_size 65536
+max_sessions 100000
+memory_limit 512M
 
 listener 18830 127.0.0.1
 """
@@ -37,6 +40,15 @@ BAD = [
     ("key without a value", "shards\nlistener 18830 127.0.0.1\n", 1),
     ("duplicate listener", "listener 18830 127.0.0.1\nlistener 18830 127.0.0.1\n", 2),
     ("negative max_queued_messages", "max_queued_messages -1\nlistener 18830 127.0.0.1\n", 1),
+    ("max_connect_size below its minimum", "max_connect_size 127\nlistener 18830 127.0.0.1\n", 1),
+    ("max_connect_size above max_packet_size",
+     "max_packet_size 4096\nmax_connect_size 8192\nlistener 18830 127.0.0.1\n", 2),
+    ("max_sessions 0", "shards 1\nmax_sessions 0\nlistener 18830 127.0.0.1\n", 2),
+    ("max_sessions above its ceiling", "max_sessions 100000001\n", 1),
+    ("memory_limit with an unknown suffix", "shards 1\nlog_level info\nmemory_limit 1T\n", 3),
+    ("memory_limit with a fraction", "memory_limit 1.5G\n", 1),
+    ("memory_limit below 1M", "memory_limit 1023k\nlistener 18830 127.0.0.1\n", 1),
+    ("memory_limit above 1048576G", "memory_limit 1048577G\n", 1),
 ]
 
 
@@ -88,6 +100,17 @@ def main():
     check(rc == 1 and ("%s:3: " % p) in err,
           "starting with a bad config exits 1 with the file:line message",
           "exit %d, stderr %r" % (rc, err.strip()[:300]))
+
+    # A memory_limit the broker's own tables exceed (64 shards hold about
+    # 130 MiB of cross-shard queues) is refused at start, with its line.
+    p = os.path.join(d, "tiny-memory.conf")
+    with open(p, "w") as f:
+        f.write("shards 64\nmemory_limit 1M\nlistener 0 127.0.0.1\n")
+    rc, out, err = ringmq("-c", p, timeout=20)
+    check(rc == 1 and ("%s:2: memory_limit" % p) in err and "below" in err and
+          "running with" not in err,
+          "a memory_limit below what 64 shards hold at start: exit 1 with file:line",
+          "exit %d, stderr %r" % (rc, err.strip()[-300:]))
 
     rc, out, err = ringmq("--test-config", "-c", os.path.join(d, "missing.conf"))
     check(rc == 1 and "missing.conf" in err, "a missing config file: exit 1 naming the file",

@@ -249,19 +249,39 @@ Test(codec, fixed_type_zero_malformed)
 
 Test(codec, fixed_reserved_flags_MQTT_2_1_3_1)
 {
-    /* [MQTT-2.1.3-1]: PUBREL, SUBSCRIBE, UNSUBSCRIBE carry 0x2, the rest 0. */
+    /* [MQTT-2.1.3-1]: PUBREL, SUBSCRIBE, UNSUBSCRIBE carry 0x2, the rest 0.
+     * The fixed header alone does not know the version, so it also lets
+     * MQTT 3.1's retry form 0xA (QoS 1 + DUP) through for those three;
+     * codec_decode decides (decode_fixed_flags_by_version). */
     struct mqtt_fixed fh;
     for (unsigned type = 1; type <= 15; type++) {
         if (type == MQTT_PUBLISH)
             continue;
-        unsigned want =
-            (type == MQTT_PUBREL || type == MQTT_SUBSCRIBE || type == MQTT_UNSUBSCRIBE) ? 0x2 : 0x0;
+        bool qos1 = type == MQTT_PUBREL || type == MQTT_SUBSCRIBE || type == MQTT_UNSUBSCRIBE;
         for (unsigned flags = 0; flags < 16; flags++) {
             uint8_t b[2] = {(uint8_t)(type << 4 | flags), 0};
             int rc = codec_parse_fixed(b, 2, &fh);
-            assert_rc(rc, flags == want ? 0 : MQTT_RC_MALFORMED_PACKET);
+            bool ok = qos1 ? (flags == 0x2 || flags == 0xA) : flags == 0;
+            assert_rc(rc, ok ? 0 : MQTT_RC_MALFORMED_PACKET);
         }
     }
+}
+
+Test(codec, decode_fixed_flags_by_version)
+{
+    /* PUBREL with DUP (0x6A): a 3.1 client's retry [issue 7 defect 16];
+     * malformed from 3.1.1 and 5.0 [MQTT-3.6.1-1]. */
+    struct mqtt_fixed fh = {.type = MQTT_PUBREL, .flags = 0xA, .header_len = 2, .remaining_len = 2};
+    const uint8_t body[] = {0x00, 0x07};
+    struct mqtt_packet p;
+    assert_rc(codec_decode(&fh, body, MQTT_V31, &p), 0);
+    cr_assert_eq(p.u.ack.packet_id, 7);
+    assert_rc(codec_decode(&fh, body, V4, &p), MQTT_RC_MALFORMED_PACKET);
+    assert_rc(codec_decode(&fh, body, MQTT_V5, &p), MQTT_RC_MALFORMED_PACKET);
+    fh.flags = 0x2;
+    assert_rc(codec_decode(&fh, body, MQTT_V31, &p), 0);
+    fh.flags = 0x8; /* DUP without QoS 1: never */
+    assert_rc(codec_decode(&fh, body, MQTT_V31, &p), MQTT_RC_MALFORMED_PACKET);
 }
 
 Test(codec, fixed_publish_qos3_malformed_MQTT_3_3_1_4)

@@ -70,6 +70,9 @@ Test(config, defaults)
     cr_expect_eq(cfg.auth_threads, 1);
     cr_expect_eq(cfg.max_subscriptions, 10000);
     cr_expect_eq(cfg.sys_interval_s, 10);
+    cr_expect_eq(cfg.max_connect_size, 65536);
+    cr_expect_eq(cfg.max_sessions, 1000000);
+    cr_expect_eq(cfg.memory_limit, 0, "0: resolved at start-up from the machine's memory");
     cr_expect_eq(cfg.listener_count, 0);
 }
 
@@ -525,6 +528,137 @@ Test(config, sys_interval)
     cr_expect_eq(cfg.sys_interval_s, 65535);
     expect_error("sys_interval 65536\n",
                  "t.conf:1: `sys_interval' value `65536' is out of range 0..65535");
+}
+
+Test(config, max_connect_size)
+{
+    expect_ok("max_connect_size 128\n");
+    cr_expect_eq(cfg.max_connect_size, 128);
+    cr_expect_eq(cfg.max_connect_size_line, 1);
+    expect_ok("max_connect_size 268435455\n");
+    cr_expect_eq(cfg.max_connect_size, PACKET_SIZE_MAX);
+    expect_ok("max_connect_size 0\n");
+    cr_expect_eq(cfg.max_connect_size, PACKET_SIZE_MAX, "0: max_packet_size alone applies");
+    cr_expect_eq(cfg.max_connect_size_line, 0);
+    expect_error("max_connect_size 127\n",
+                 "t.conf:1: `max_connect_size' value `127' is out of range (0, or 128..268435455)");
+    expect_error("max_connect_size 268435456\n",
+                 "t.conf:1: `max_connect_size' value `268435456' is out of range (0, or "
+                 "128..268435455)");
+    expect_error("max_connect_size 64k\n",
+                 "t.conf:1: `max_connect_size' value `64k' is not a number");
+    expect_error("max_connect_size -1\n",
+                 "t.conf:1: `max_connect_size' value `-1' is not a number");
+}
+
+Test(config, max_connect_size_follows_a_smaller_max_packet_size)
+{
+    cr_assert_eq(parse_finish("max_packet_size 4096\n"), 0, "%s", err);
+    cr_expect_eq(cfg.max_connect_size, 4096, "the default is brought down");
+    cr_assert_eq(parse_finish("max_connect_size 0\nmax_packet_size 4096\n"), 0, "%s", err);
+    cr_expect_eq(cfg.max_connect_size, 4096);
+    cr_assert_eq(parse_finish("max_connect_size 000\n"), 0, "%s", err);
+    cr_expect_eq(cfg.max_connect_size, PACKET_SIZE_DEFAULT, "000 is 0 too");
+    cr_assert_eq(parse_finish("max_connect_size 4096\nmax_packet_size 4096\n"), 0, "%s", err);
+    cr_expect_eq(cfg.max_connect_size, 4096, "equal is fine");
+    cr_assert_eq(parse_finish("max_connect_size 200000\n"), 0, "%s", err);
+    cr_expect_eq(cfg.max_connect_size, 200000, "within the default max_packet_size");
+    cr_assert_eq(parse_finish("log_level info\nmax_connect_size 4097\nmax_packet_size 4096\n"), -1);
+    cr_expect_str_eq(err, "t.conf:2: `max_connect_size' 4097 is above max_packet_size 4096 (a "
+                          "CONNECT is a packet: max_packet_size bounds it too)");
+}
+
+Test(config, max_sessions)
+{
+    expect_ok("max_sessions 1\n");
+    cr_expect_eq(cfg.max_sessions, 1);
+    expect_ok("max_sessions 100000000\n");
+    cr_expect_eq(cfg.max_sessions, CONFIG_SESSIONS_MAX);
+    expect_error("max_sessions 0\n",
+                 "t.conf:1: `max_sessions' value `0' is out of range 1..100000000");
+    expect_error("max_sessions 100000001\n",
+                 "t.conf:1: `max_sessions' value `100000001' is out of range 1..100000000");
+    expect_error("max_sessions 1M\n", "t.conf:1: `max_sessions' value `1M' is not a number");
+    expect_error("max_sessions many\n", "t.conf:1: `max_sessions' value `many' is not a number");
+}
+
+Test(config, memory_limit_sizes)
+{
+    struct {
+        const char *value;
+        unsigned long long bytes;
+    } ok[] = {
+        {"0", 0},
+        {"1048576", 1048576},
+        {"1024k", 1048576},
+        {"1024K", 1048576},
+        {"1M", 1048576},
+        {"1m", 1048576},
+        {"512M", 512ull << 20},
+        {"1G", 1ull << 30},
+        {"4g", 4ull << 30},
+        {"3000000000", 3000000000ull},
+        {"1048576G", 1ull << 50},
+        {"1125899906842624", 1ull << 50},
+        {"0G", 0},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "memory_limit %s\n", ok[i].value);
+        expect_ok(text);
+        cr_expect_eq(cfg.memory_limit, ok[i].bytes, "%s", ok[i].value);
+        cr_expect_eq(cfg.memory_limit_line, ok[i].bytes ? 1 : 0, "%s", ok[i].value);
+    }
+}
+
+Test(config, memory_limit_at_its_bounds_and_past_them)
+{
+    const char *range = "is out of range (0, or 1M..1048576G)";
+    const char *range_cases[] = {
+        "1048575",
+        "1023k",
+        "1k",
+        "1",
+        "1125899906842625",
+        "1048577G",
+        "1099511627777M",
+        "18446744073709551615",
+        "18446744073709551616",
+        "17179869184G", /* 2^64 after the shift */
+        "99999999999999999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof(range_cases) / sizeof(range_cases[0]); i++) {
+        char text[96], msg[192];
+        snprintf(text, sizeof(text), "memory_limit %s\n", range_cases[i]);
+        snprintf(msg, sizeof(msg), "t.conf:1: `memory_limit' value `%s' %s", range_cases[i], range);
+        expect_error(text, msg);
+    }
+}
+
+Test(config, memory_limit_garbage)
+{
+    const char *bad[] = {"G",  "k",    "-1",  "+1G", "1.5G", "1KB", "1Gi",
+                         "1T", "0x10", "1e9", "1GG", "G1",   "one", "1_000"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[64], msg[192];
+        snprintf(text, sizeof(text), "memory_limit %s\n", bad[i]);
+        snprintf(msg, sizeof(msg),
+                 "t.conf:1: `memory_limit' value `%s' is not a size (a number of bytes, "
+                 "optionally followed by k, M or G)",
+                 bad[i]);
+        expect_error(text, msg);
+    }
+    expect_error("memory_limit 1 G\n", "t.conf:1: `memory_limit' takes one value, found extra `G'");
+    expect_error("memory_limit\n", "t.conf:1: `memory_limit' needs a value");
+    expect_error("listener 1883\nmemory_limit 1X\n",
+                 "t.conf:2: `memory_limit' value `1X' is not a size (a number of bytes, optionally "
+                 "followed by k, M or G)");
+}
+
+Test(config, memory_limit_is_no_longer_refused_as_mosquitto_only)
+{
+    expect_ok("memory_limit 1G\nlistener 1883\nmemory_limit 2G\n");
+    cr_expect_eq(cfg.memory_limit, 2ull << 30, "a global key, even after a listener line");
 }
 
 Test(config, later_value_wins)

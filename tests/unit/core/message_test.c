@@ -50,7 +50,7 @@ Test(message, properties_travel_and_expiry_counts_down)
     p.props.content_type = (struct mqtt_bytes){(const uint8_t *)"json", 4};
     p.props.response_topic = (struct mqtt_bytes){(const uint8_t *)"r/t", 3};
     p.props.correlation_data = (struct mqtt_bytes){(const uint8_t *)"\x01\x02", 2};
-    struct msg *m = msg_create(&p, (const uint8_t *)"x/y", 3, NULL, 1000);
+    struct msg *m = msg_create(&p, (const uint8_t *)"x/y", 3, 0, 1000);
     cr_assert_not_null(m);
     cr_assert_not(msg_expired(m, 10999));
     cr_assert(msg_expired(m, 11000));
@@ -85,7 +85,7 @@ Test(message, will_expiry_starts_at_publication)
     memset(&p, 0, sizeof(p));
     p.props.present = MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
     p.props.message_expiry_s = 2;
-    struct msg *m = msg_create(&p, (const uint8_t *)"w", 1, NULL, 0);
+    struct msg *m = msg_create(&p, (const uint8_t *)"w", 1, 0, 0);
     msg_start_expiry(m, 100000);
     cr_assert_not(msg_expired(m, 101999));
     cr_assert(msg_expired(m, 102000));

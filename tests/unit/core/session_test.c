@@ -133,7 +133,7 @@ Test(session, expired_messages_are_not_sent, .fini = fini)
     p.qos = 1;
     p.props.present = MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
     p.props.message_expiry_s = 1;
-    struct delivery d = {.msg = msg_create(&p, (const uint8_t *)"t", 1, NULL, 0), .qos = 1};
+    struct delivery d = {.msg = msg_create(&p, (const uint8_t *)"t", 1, 0, 0), .qos = 1};
     session_enqueue(&s, &d);
     struct delivery out;
     uint16_t id;
@@ -201,4 +201,107 @@ Test(session, take_shared_moves_queued_and_unacked_qos1_only, .fini = fini)
     cr_assert_eq(session_acked(&s, MQTT_PUBACK, id1), -ENOENT, "a is gone from inflight");
     cr_assert(session_next(&s, 0, &out, &id3));
     cr_assert_eq(msg_payload(out.msg)[0], 'c');
+}
+
+/* The callback queues straight back into the session it is taken from, as
+ * the only member of a group does: the walk must end, and the queue stay
+ * whole [issue 7 defects 1 and 3]. */
+static void requeue(void *ctx, struct delivery *d)
+{
+    int *n = ctx;
+    (*n)++;
+    d->share_key = 0; /* now a plain copy: not taken again */
+    cr_assert_eq(session_enqueue(&s, d), SESSION_QUEUED);
+}
+
+Test(session, take_shared_callback_may_requeue_into_the_same_session, .fini = fini)
+{
+    init(2, 100, 0);
+    struct delivery out;
+    uint16_t id;
+    struct delivery a = dl(1, "a"), b = dl(1, "b"), c = dl(1, "c");
+    a.share_key = 5;
+    c.share_key = 5; /* the last queued node is a shared one */
+    session_enqueue(&s, &a);
+    session_enqueue(&s, &b);
+    cr_assert(session_next(&s, 0, &out, &id)); /* a inflight */
+    cr_assert(session_next(&s, 0, &out, &id)); /* b inflight */
+    session_enqueue(&s, &c);
+    struct delivery d = dl(1, "d");
+    session_enqueue(&s, &d); /* queue: c (shared), d */
+    struct delivery e = dl(1, "e");
+    e.share_key = 5;
+    session_enqueue(&s, &e); /* queue: c, d, e (shared, the tail) */
+    int n = 0;
+    cr_assert_eq(session_take_shared(&s, requeue, &n), 3, "a (inflight), c, e");
+    cr_assert_eq(n, 3);
+    /* Queue now d, then what came back in order: a, c, e. */
+    cr_assert_eq(s.queued, 4);
+    struct delivery f = dl(1, "f");
+    cr_assert_eq(session_enqueue(&s, &f), SESSION_QUEUED, "the tail is valid after the walk");
+    const char want[] = "dacef";
+    uint32_t walked = 0;
+    for (struct session_qnode *q = s.q_head; q; q = q->next) {
+        cr_assert_lt(walked, 5);
+        cr_assert_eq(msg_payload(q->d.msg)[0], want[walked], "node %u", walked);
+        if (!q->next)
+            cr_assert_eq(q, s.q_tail);
+        walked++;
+    }
+    cr_assert_eq(walked, 5);
+}
+
+Test(session, take_shared_of_the_only_shared_tail_keeps_head, .fini = fini)
+{
+    init(1, 100, 0);
+    struct delivery a = dl(1, "a"), b = dl(1, "b"), c = dl(1, "c");
+    c.share_key = 3;
+    session_enqueue(&s, &a);
+    session_enqueue(&s, &b);
+    session_enqueue(&s, &c);
+    int n = 0;
+    cr_assert_eq(session_take_shared(&s, collect, &n), 1);
+    struct delivery d = dl(1, "d");
+    session_enqueue(&s, &d);
+    cr_assert_eq(s.queued, 3);
+    cr_assert_eq(msg_payload(s.q_head->d.msg)[0], 'a', "head survives a later enqueue");
+    cr_assert_eq(msg_payload(s.q_tail->d.msg)[0], 'd');
+}
+
+Test(session, incoming_qos2_ids_sorted_any_order, .fini = fini)
+{
+    init(1, 1, 0);
+    /* Insert in a scrambled order, then every id is found and released
+     * exactly once. */
+    for (uint32_t i = 0; i < 1000; i++) {
+        uint16_t id = (uint16_t)((i * 7919u) % 65535u + 1u);
+        cr_assert_eq(session_qos2_seen(&s, id, 65535), 1, "id %u", id);
+    }
+    cr_assert_eq(s.qos2_in_count, 1000);
+    for (uint32_t i = 1; i < s.qos2_in_count; i++)
+        cr_assert_lt(s.qos2_in[i - 1], s.qos2_in[i]);
+    for (uint32_t i = 0; i < 1000; i++) {
+        uint16_t id = (uint16_t)((i * 7919u) % 65535u + 1u);
+        cr_assert_eq(session_qos2_seen(&s, id, 65535), 0, "a resend of %u", id);
+        cr_assert(session_qos2_release(&s, id));
+        cr_assert_not(session_qos2_release(&s, id));
+    }
+    cr_assert_eq(s.qos2_in_count, 0);
+}
+
+Test(session, queued_slack_extends_the_bound_while_set, .fini = fini)
+{
+    init(1, 2, 0);
+    for (int i = 0; i < 2; i++) {
+        struct delivery d = dl(1, "x");
+        cr_assert_eq(session_enqueue(&s, &d), SESSION_QUEUED);
+    }
+    struct delivery d = dl(1, "y");
+    cr_assert_eq(session_enqueue(&s, &d), SESSION_DROPPED_FULL);
+    s.queued_slack = 1;
+    d = dl(1, "y");
+    cr_assert_eq(session_enqueue(&s, &d), SESSION_QUEUED);
+    d = dl(1, "z");
+    cr_assert_eq(session_enqueue(&s, &d), SESSION_DROPPED_FULL, "limit + slack + 1");
+    cr_assert_eq(s.dropped, 2);
 }

@@ -1,0 +1,162 @@
+/*
+ * Flow control from subscribers back to their publishers: the hold rule.
+ *
+ * A subscriber that keeps acknowledging (a valid PUBACK, PUBREC or PUBCOMP
+ * within FLOW_STALE_MS) but reads slower than its publishers write is
+ * "draining". Its queue (QoS 1/2) or its output buffer (QoS 0) then grows;
+ * at the hold mark the publisher of each message that lands there is held:
+ * its PUBLISH input waits (TCP back-pressure) instead of the broker reading
+ * messages it would have to drop. The hold is per publisher and asked for by
+ * the subscriber, so one slow subscriber holds only those who write to it,
+ * never the whole broker [issue 7 defects 5, 6 and 20].
+ *
+ * A hold is a lease: FLOW_HOLD_LEASE_MS unless renewed (by the next message
+ * from that publisher that finds the subscriber still over the mark) or
+ * released (the subscriber drained below the low mark, left, or ended). A
+ * subscriber that stops acknowledging stops renewing: nobody is held for
+ * more than FLOW_STALE_MS + FLOW_HOLD_LEASE_MS by it, and its own queue
+ * bound applies again, drops counted. While draining, its queue may pass
+ * max_queued_messages by FLOW_SLACK_MESSAGES: the messages already read
+ * from publishers before their hold took effect (a cross-shard hold takes a
+ * loop turn or two to arrive).
+ *
+ * Identity is the client's never-reused uid, never a pointer. Everything
+ * here runs on the shard that owns the client it touches; holds for another
+ * shard's publisher travel as XENV_HOLD envelopes.
+ */
+#include <stdlib.h>
+
+#include "broker.h"
+#include "log.h"
+
+static struct client *client_by_uid(struct shard *sh, uint64_t hash, uint64_t uid)
+{
+    for (struct client *cl = sh->ctab[hash & sh->ctab_mask]; cl; cl = cl->hnext)
+        if (cl->uid == uid)
+            return cl;
+    return NULL;
+}
+
+void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, bool hold)
+{
+    struct client *cl = client_by_uid(sh, hash, uid);
+    if (!cl)
+        return; /* the publisher is gone: nothing to hold */
+    if (hold) {
+        uint64_t until = sh->now_ms + FLOW_HOLD_LEASE_MS;
+        if (cl->hold_until_ms < until)
+            cl->hold_until_ms = until;
+    } else {
+        cl->hold_until_ms = 0;
+        if (cl->conn && cl->conn->in.len > cl->conn->in_off)
+            shard_defer(cl->conn); /* its waiting PUBLISH goes on now */
+    }
+}
+
+static void send_hold(struct shard *sh, uint64_t uid, uint64_t hash, bool hold)
+{
+    unsigned to = (unsigned)(uid & (SHARDS_MAX - 1));
+    if (to == sh->id) {
+        flow_apply(sh, uid, hash, hold);
+        return;
+    }
+    struct xenv *e = calloc(1, sizeof(*e));
+    if (!e)
+        return; /* a hold is advice: without it the queue bound still holds */
+    e->type = XENV_HOLD;
+    e->present = hold;
+    e->from_shard = (uint16_t)sh->id;
+    e->key = uid;
+    e->hash = hash;
+    shard_post(sh, to, (void *)((uintptr_t)e | 1u));
+}
+
+/* QoS 1/2: a valid acknowledgement came lately. QoS 0: a send completed
+ * lately (its output moves). */
+static bool draining(const struct shard *sh, const struct client *cl, uint8_t qos)
+{
+    const struct conn *c = cl->conn;
+    if (!c || c->state != CONN_ACTIVE || c->close_after_flush)
+        return false;
+    uint64_t last = qos ? cl->last_ack_ms : c->last_tx_ms;
+    return sh->now_ms - last < FLOW_STALE_MS;
+}
+
+/* The queue length at which a draining subscriber holds its publishers, and
+ * below which it lets them go. */
+static uint32_t hold_mark(const struct client *cl)
+{
+    uint32_t q = cl->s.lim.queued_max / 2;
+    return q ? q : 1;
+}
+
+static uint32_t release_mark(const struct client *cl)
+{
+    return cl->s.lim.queued_max / 4;
+}
+
+static void hold_origin(struct shard *sh, struct client *cl, uint64_t origin, uint64_t hash)
+{
+    if (!origin || origin == cl->uid)
+        return; /* a will or $SYS, or its own message: nobody to hold */
+    uint32_t i;
+    for (i = 0; i < cl->holding_n; i++) {
+        if (cl->holding[i].uid != origin)
+            continue;
+        if (sh->now_ms - cl->holding[i].sent_ms < FLOW_HOLD_LEASE_MS / 2)
+            return; /* renewed recently */
+        break;
+    }
+    if (i == cl->holding_n) {
+        if (cl->holding_n == FLOW_HOLDS_PER_SESSION) {
+            /* Not remembered for a release: the lease ends it. */
+            send_hold(sh, origin, hash, true);
+            return;
+        }
+        cl->holding_n++;
+    }
+    cl->holding[i].uid = origin;
+    cl->holding[i].hash = hash;
+    cl->holding[i].sent_ms = sh->now_ms;
+    send_hold(sh, origin, hash, true);
+    atomic_fetch_add_explicit(&sh->st.publishers_held, 1, memory_order_relaxed);
+}
+
+void flow_delivered(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash,
+                    uint8_t qos)
+{
+    if (!draining(sh, cl, qos))
+        return;
+    bool over =
+        qos ? cl->s.queued >= hold_mark(cl) : cl->conn->out.len >= sh->b->cfg.max_output_buffer / 2;
+    if (over)
+        hold_origin(sh, cl, origin, origin_hash);
+}
+
+uint32_t flow_queue_slack(const struct shard *sh, const struct client *cl)
+{
+    return draining(sh, cl, 1) ? FLOW_SLACK_MESSAGES : 0;
+}
+
+void flow_release(struct shard *sh, struct client *cl)
+{
+    for (uint32_t i = 0; i < cl->holding_n; i++)
+        send_hold(sh, cl->holding[i].uid, cl->holding[i].hash, false);
+    cl->holding_n = 0;
+}
+
+void flow_drained(struct shard *sh, struct client *cl)
+{
+    if (!cl->holding_n)
+        return;
+    struct conn *c = cl->conn;
+    bool low =
+        cl->s.queued <= release_mark(cl) && (!c || c->out.len < sh->b->cfg.max_output_buffer / 4);
+    if (low || (!draining(sh, cl, 1) && !draining(sh, cl, 0)))
+        flow_release(sh, cl);
+}
+
+bool flow_held(const struct shard *sh, const struct client *cl)
+{
+    return cl->hold_until_ms > sh->now_ms;
+}
