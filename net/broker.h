@@ -490,6 +490,16 @@ bool flow_held(const struct shard *sh, const struct client *cl);
 
 /* sys.c: $SYS statistics, published by shard 0. */
 void sys_tick(struct shard *sh, uint64_t now_ms);
+/* The shard counters, described once: topic under $SYS/broker/, and the
+ * offset of the atomic in struct shard_stats. */
+struct sys_counter {
+    const char *topic;
+    size_t offset;
+};
+extern const struct sys_counter sys_counters[];
+extern const size_t sys_counter_count;
+/* One counter summed over the shards (any thread; relaxed, may be torn). */
+uint64_t sys_sum(const struct broker *b, size_t offset);
 
 /* transport.c */
 extern const struct transport transport_plain;

@@ -408,26 +408,21 @@ static void mem_sample(struct broker *b, struct memwatch_state *mw)
  * sys.c sums them for $SYS (relaxed reads: a torn sum is fine). */
 static void log_stats(struct broker *b, const struct memwatch_state *mw)
 {
-    uint64_t conns = 0, connects = 0, rx = 0, tx = 0, dropped = 0, brx = 0, btx = 0, rref = 0;
-    uint64_t afail = 0, abusy = 0, perr = 0, big = 0, sref = 0, mref = 0, mdrop = 0;
-    for (unsigned i = 0; i < b->shard_count; i++) {
-        struct shard_stats *st = &b->shards[i]->st;
-        big += atomic_load_explicit(&st->connect_too_large, memory_order_relaxed);
-        sref += atomic_load_explicit(&st->sessions_refused, memory_order_relaxed);
-        mref += atomic_load_explicit(&st->mem_refused, memory_order_relaxed);
-        mdrop += atomic_load_explicit(&st->mem_dropped, memory_order_relaxed);
-        conns += atomic_load_explicit(&st->connections, memory_order_relaxed);
-        connects += atomic_load_explicit(&st->connects_total, memory_order_relaxed);
-        rx += atomic_load_explicit(&st->msgs_received, memory_order_relaxed);
-        tx += atomic_load_explicit(&st->msgs_sent, memory_order_relaxed);
-        dropped += atomic_load_explicit(&st->msgs_dropped, memory_order_relaxed);
-        brx += atomic_load_explicit(&st->bytes_received, memory_order_relaxed);
-        btx += atomic_load_explicit(&st->bytes_sent, memory_order_relaxed);
-        rref += atomic_load_explicit(&st->retained_refused, memory_order_relaxed);
-        afail += atomic_load_explicit(&st->auth_failed, memory_order_relaxed);
-        abusy += atomic_load_explicit(&st->auth_busy, memory_order_relaxed);
-        perr += atomic_load_explicit(&st->protocol_errors, memory_order_relaxed);
+    /* The counters come from sys.c's table, the same numbers $SYS shows:
+     * "messages/received" reads "messages received N". */
+    char counters[2048];
+    size_t n = 0;
+    for (size_t i = 0; i < sys_counter_count && n < sizeof(counters); i++) {
+        int w =
+            snprintf(counters + n, sizeof(counters) - n, "%s%s %llu", i ? ", " : "",
+                     sys_counters[i].topic, (unsigned long long)sys_sum(b, sys_counters[i].offset));
+        if (w < 0)
+            break;
+        n += (size_t)w;
     }
+    for (char *p = counters; *p; p++)
+        if (*p == '/')
+            *p = ' ';
     pthread_rwlock_rdlock(&b->retain_lock);
     uint64_t retained = retain_count(b->retain);
     pthread_rwlock_unlock(&b->retain_lock);
@@ -435,24 +430,16 @@ static void log_stats(struct broker *b, const struct memwatch_state *mw)
     bool over = atomic_load_explicit(&b->mem_over, memory_order_relaxed);
     char f1[32], f2[32];
     LOG(LOG_LEVEL_NOTICE,
-        "SIGUSR1: uptime %llu s, clients connected %llu, connections total %llu, sessions %llu "
-        "of %u, messages received %llu sent %llu dropped %llu, bytes received %llu sent %llu, "
-        "retained %llu (refused %llu), auth failed %llu busy %llu pending %u, protocol errors "
-        "%llu, CONNECTs over max_connect_size %llu, at max_sessions %llu, refused over "
-        "memory_limit %llu, dropped over memory_limit %llu, memory %s of %s (%llu of %llu "
-        "bytes%s; sampled every %llu ms, last sample %.1f us, slowest %.1f us)",
-        (unsigned long long)((broker_now_ms() - b->start_ms) / 1000u), (unsigned long long)conns,
-        (unsigned long long)connects,
+        "SIGUSR1: uptime %llu s, sessions %llu of %u, %s, retained %llu, auth pending %u, memory "
+        "%s of %s (%llu of %llu bytes%s; sampled every %llu ms, last sample %.1f us, slowest "
+        "%.1f us)",
+        (unsigned long long)((broker_now_ms() - b->start_ms) / 1000u),
         (unsigned long long)atomic_load_explicit(&b->session_count, memory_order_relaxed),
-        b->cfg.max_sessions, (unsigned long long)rx, (unsigned long long)tx,
-        (unsigned long long)dropped, (unsigned long long)brx, (unsigned long long)btx,
-        (unsigned long long)retained, (unsigned long long)rref, (unsigned long long)afail,
-        (unsigned long long)abusy, authpool_pending(b->authpool), (unsigned long long)perr,
-        (unsigned long long)big, (unsigned long long)sref, (unsigned long long)mref,
-        (unsigned long long)mdrop, mib(f1, sizeof(f1), used), mib(f2, sizeof(f2), b->mem_limit),
-        (unsigned long long)used, (unsigned long long)b->mem_limit,
-        over ? ", over the limit: refusing new work" : "", (unsigned long long)mw->interval_ms,
-        (double)mw->last_cost_ns / 1000.0, (double)mw->max_cost_ns / 1000.0);
+        b->cfg.max_sessions, counters, (unsigned long long)retained, authpool_pending(b->authpool),
+        mib(f1, sizeof(f1), used), mib(f2, sizeof(f2), b->mem_limit), (unsigned long long)used,
+        (unsigned long long)b->mem_limit, over ? ", over the limit: refusing new work" : "",
+        (unsigned long long)mw->interval_ms, (double)mw->last_cost_ns / 1000.0,
+        (double)mw->max_cost_ns / 1000.0);
 }
 
 /* SIGUSR2: one line per shard, to see where load or a backlog sits. Only

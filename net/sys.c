@@ -4,6 +4,7 @@
  * figures at once. Shard 0 publishes them from its tick; the counters are
  * the shards' relaxed atomics, read without stopping anyone.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,47 +30,69 @@ static void sys_publish_u64(struct shard *sh, const char *topic, uint64_t v)
     sys_publish(sh, topic, buf);
 }
 
+/* Every shard counter, described once: its $SYS topic (under
+ * $SYS/broker/) and where the value lives. sys_tick and the SIGUSR1 line
+ * (main.c) read this table, so a new counter is one line here. */
+#define STAT(field) offsetof(struct shard_stats, field)
+const struct sys_counter sys_counters[] = {
+    {"clients/connected", STAT(connections)},
+    {"connections/total", STAT(connects_total)},
+    {"messages/received", STAT(msgs_received)},
+    {"messages/sent", STAT(msgs_sent)},
+    {"messages/dropped", STAT(msgs_dropped)},
+    {"bytes/received", STAT(bytes_received)},
+    {"bytes/sent", STAT(bytes_sent)},
+    {"retained messages/refused", STAT(retained_refused)},
+    {"auth/failed", STAT(auth_failed)},
+    {"auth/busy", STAT(auth_busy)},
+    {"protocol errors", STAT(protocol_errors)},
+    {"queues/overflow", STAT(xq_overflow)},
+    {"flow/publishers held", STAT(publishers_held)},
+    {"limits/connect too large", STAT(connect_too_large)},
+    {"limits/sessions refused", STAT(sessions_refused)},
+    {"limits/memory refused", STAT(mem_refused)},
+    {"limits/memory dropped", STAT(mem_dropped)},
+    {"limits/retained backlog dropped", STAT(retained_backlog_dropped)},
+};
+const size_t sys_counter_count = sizeof(sys_counters) / sizeof(sys_counters[0]);
+
+uint64_t sys_sum(const struct broker *b, size_t offset)
+{
+    /* Relaxed loads: a sum torn across shards is fine for statistics. */
+    uint64_t v = 0;
+    for (unsigned i = 0; i < b->shard_count; i++) {
+        const atomic_uint_fast64_t *a =
+            (const atomic_uint_fast64_t *)((const char *)&b->shards[i]->st + offset);
+        v += atomic_load_explicit(a, memory_order_relaxed);
+    }
+    return v;
+}
+
 void sys_tick(struct shard *sh, uint64_t now_ms)
 {
     struct broker *b = sh->b;
     if (sh->id != 0 || b->cfg.sys_interval_s == 0 || now_ms < sh->next_sys_ms)
         return;
     sh->next_sys_ms = now_ms + (uint64_t)b->cfg.sys_interval_s * 1000u;
-    uint64_t conns = 0, connects = 0, rx = 0, tx = 0, dropped = 0, brx = 0, btx = 0, rref = 0;
-    uint64_t afail = 0, abusy = 0;
-    for (unsigned i = 0; i < b->shard_count; i++) {
-        struct shard_stats *st = &b->shards[i]->st;
-        conns += atomic_load_explicit(&st->connections, memory_order_relaxed);
-        connects += atomic_load_explicit(&st->connects_total, memory_order_relaxed);
-        rx += atomic_load_explicit(&st->msgs_received, memory_order_relaxed);
-        tx += atomic_load_explicit(&st->msgs_sent, memory_order_relaxed);
-        dropped += atomic_load_explicit(&st->msgs_dropped, memory_order_relaxed);
-        brx += atomic_load_explicit(&st->bytes_received, memory_order_relaxed);
-        btx += atomic_load_explicit(&st->bytes_sent, memory_order_relaxed);
-        rref += atomic_load_explicit(&st->retained_refused, memory_order_relaxed);
-        afail += atomic_load_explicit(&st->auth_failed, memory_order_relaxed);
-        abusy += atomic_load_explicit(&st->auth_busy, memory_order_relaxed);
-    }
-    char buf[64];
+    char buf[96];
     snprintf(buf, sizeof(buf), "ringmq version %s", RINGMQ_VERSION);
     sys_publish(sh, "$SYS/broker/version", buf);
     snprintf(buf, sizeof(buf), "%llu seconds",
              (unsigned long long)((now_ms - b->start_ms) / 1000u));
     sys_publish(sh, "$SYS/broker/uptime", buf);
     sys_publish_u64(sh, "$SYS/broker/shards", b->shard_count);
-    sys_publish_u64(sh, "$SYS/broker/clients/connected", conns);
-    sys_publish_u64(sh, "$SYS/broker/connections/total", connects);
-    sys_publish_u64(sh, "$SYS/broker/messages/received", rx);
-    sys_publish_u64(sh, "$SYS/broker/messages/sent", tx);
-    sys_publish_u64(sh, "$SYS/broker/messages/dropped", dropped);
-    sys_publish_u64(sh, "$SYS/broker/bytes/received", brx);
-    sys_publish_u64(sh, "$SYS/broker/bytes/sent", btx);
+    for (size_t i = 0; i < sys_counter_count; i++) {
+        snprintf(buf, sizeof(buf), "$SYS/broker/%s", sys_counters[i].topic);
+        sys_publish_u64(sh, buf, sys_sum(b, sys_counters[i].offset));
+    }
     pthread_rwlock_rdlock(&b->retain_lock);
     uint64_t retained = retain_count(b->retain);
     pthread_rwlock_unlock(&b->retain_lock);
     sys_publish_u64(sh, "$SYS/broker/retained messages/count", retained);
-    sys_publish_u64(sh, "$SYS/broker/retained messages/refused", rref);
-    sys_publish_u64(sh, "$SYS/broker/auth/failed", afail);
-    sys_publish_u64(sh, "$SYS/broker/auth/busy", abusy);
     sys_publish_u64(sh, "$SYS/broker/auth/pending", authpool_pending(b->authpool));
+    sys_publish_u64(sh, "$SYS/broker/sessions/count",
+                    atomic_load_explicit(&b->session_count, memory_order_relaxed));
+    sys_publish_u64(sh, "$SYS/broker/memory/allocated",
+                    atomic_load_explicit(&b->mem_allocated, memory_order_relaxed));
+    sys_publish_u64(sh, "$SYS/broker/memory/limit", b->mem_limit);
 }
