@@ -977,8 +977,8 @@ int config_finish(struct config *c, char *err, size_t errlen)
     if (c->auth_methods && c->password_file[0] == '\0') {
         snprintf(where, sizeof(where), "%s:%d", c->source, c->auth_methods_line);
         return report(err, errlen, where,
-                      "`auth_methods' needs a password_file (SCRAM-SHA-512 works from its $7$ "
-                      "entries)");
+                      "`auth_methods' needs a password_file (SCRAM-SHA-512 works from its "
+                      "SCRAM-SHA-512$ entries)");
     }
     /* A CONNECT is a packet too: max_packet_size bounds it whatever
      * max_connect_size says. Saying more in the file is a contradiction

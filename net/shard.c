@@ -706,6 +706,9 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
         }
         snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+    } else {
+        /* A peer that reset at once has no address any more. */
+        snprintf(c->peer, sizeof(c->peer), "(gone)");
     }
     c->fd = fd;
     c->listener = li;
