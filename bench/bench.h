@@ -25,6 +25,7 @@ enum bench_scenario {
     SCENARIO_FANIN,
     SCENARIO_LATENCY,
     SCENARIO_CONNECT,
+    SCENARIO_SOAK, /* chaos soak, its own loop: soak.c */
 };
 
 struct bench_opts {
@@ -56,6 +57,10 @@ struct bench_opts {
     uint32_t connect_concurrency; /* connects in progress per thread */
     bool shared;                  /* fanin: $share/bench/... instead of a plain wildcard */
     bool quiet;                   /* no progress line */
+    /* soak */
+    double kill_interval_s; /* mean time between kills; 0: no chaos */
+    uint64_t seed;          /* chaos random numbers */
+    uint32_t groups;        /* share groups among the subscribers */
 };
 
 enum bench_err {

@@ -7,6 +7,12 @@ with --json, and checks the counts a user would rely on: no loss and no
 duplicates on QoS 1/2 pairs, exact fan-out and fan-in totals, every connection
 of a small storm accepted, latency samples present.
 
+Then the chaos soak against a fresh broker with `shards 4` (a 5.0 run and a
+3.1.1 run, about 25 s in all): persistent and shared subscribers, random
+clients killed and resumed; nothing the broker acknowledged may be lost, no
+QoS 2 message duplicated, every client must reconnect and drain, and the
+broker must still stop on SIGTERM afterwards (a spinning shard does not).
+
 Exit 0 pass, 1 fail, 77 skip (RINGMQ_BIN unset). Pointing RINGMQ_BIN at
 /usr/sbin/mosquitto runs the same checks against mosquitto (a development aid
 that separates bench bugs from broker bugs).
@@ -22,6 +28,9 @@ import tempfile
 import time
 
 BENCH_TIMEOUT_S = 60
+# The soak's own deadlines: setup 20 s, the run, the drain, 1 s to stop.
+SOAK_RUNS = [("5", 14), ("3.1.1", 10)]  # (protocol, seconds of chaos)
+SOAK_DRAIN_S = 20
 
 
 def free_port():
@@ -48,16 +57,22 @@ def mqtt_probe(port, timeout_s=1.0):
         return False
 
 
-def start_broker(binary, workdir):
+def is_mosquitto(binary):
+    return os.path.basename(binary).startswith("mosquitto")
+
+
+def start_broker(binary, workdir, name="broker", extra=()):
     port = free_port()
-    conf = os.path.join(workdir, "broker.conf")
+    conf = os.path.join(workdir, name + ".conf")
     lines = ["listener %d 127.0.0.1" % port, "allow_anonymous true",
              "max_queued_messages 1000000"]
-    if os.path.basename(binary).startswith("mosquitto"):
+    if is_mosquitto(binary):
         lines.append("persistence false")
+    else:
+        lines += list(extra)
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
-    log = open(os.path.join(workdir, "broker.log"), "w")
+    log = open(os.path.join(workdir, name + ".log"), "w")
     proc = subprocess.Popen([binary, "-c", conf], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     end = time.time() + 10
@@ -72,6 +87,7 @@ def start_broker(binary, workdir):
 
 
 def stop_broker(proc):
+    """SIGTERM, then SIGKILL after 10 s; True when SIGTERM was enough."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -79,6 +95,8 @@ def stop_broker(proc):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            return False
+    return True
 
 
 def tail(path, n=30):
@@ -127,6 +145,72 @@ def run(bench, port, pid, workdir, scenario, *opts):
 def no_errors(res, label):
     errs = {k: v for k, v in res["errors"].items() if v}
     check(not errs, "%s: no errors (%s)" % (label, errs))
+
+
+def soak(bench, binary, workdir):
+    """The chaos soak against its own broker with 4 shards. The soak bounds
+    every wait itself; the subprocess timeout is a second line."""
+    proc, port = start_broker(binary, workdir, "soak-broker", ["shards 4"])
+    try:
+        for proto, secs in SOAK_RUNS:
+            if is_mosquitto(binary) and proto == "3.1.1":
+                # mosquitto 2.0 answers a QoS 2 PUBLISH it drops for quota with a
+                # 3.1.1 PUBREC, which cannot carry the 0x97 it sends to 5.0 clients:
+                # the soak finds those acknowledged messages lost, every time.
+                print("skip soak MQTT 3.1.1 against mosquitto: it acknowledges QoS 2 "
+                      "messages it drops (PUBREC without a reason code)", flush=True)
+                continue
+            out = os.path.join(workdir, "soak-%s.json" % proto)
+            cmd = [bench, "soak", "--port", str(port), "--protocol", proto, "--duration", secs,
+                   "--drain", SOAK_DRAIN_S, "--kill-interval", 0.25, "--rate", 200,
+                   "--clients", 12, "--json", out, "--quiet"]
+            cmd = [str(c) for c in cmd]
+            print("$ " + " ".join(cmd), flush=True)
+            limit = 20 + secs + SOAK_DRAIN_S + 30
+            try:
+                r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, timeout=limit)
+            except subprocess.TimeoutExpired:
+                check(False, "soak %s finished within %d s" % (proto, limit))
+                continue
+            print(r.stdout.strip())
+            if r.stderr.strip():
+                print(r.stderr.strip()[-3000:])
+            label = "soak MQTT %s" % proto
+            check(r.returncode == 0, "%s exits 0 (rc %d)" % (label, r.returncode))
+            if not os.path.exists(out):
+                check(False, "%s wrote its JSON" % label)
+                continue
+            with open(out) as f:
+                res = json.load(f)
+            check(res["acknowledged"] > 500 and res["kills"] > 10,
+                  "%s: real traffic and chaos (%d acknowledged, %d kills)" % (
+                      label, res["acknowledged"], res["kills"]))
+            check(res["lost"] == 0, "%s: nothing acknowledged lost (%d)" % (label, res["lost"]))
+            check(res["qos2_duplicates"] == 0,
+                  "%s: no QoS 2 duplicate (%d)" % (label, res["qos2_duplicates"]))
+            check(res["drain_complete"] and res["clients_not_up"] == 0 and
+                  res["flows_unfinished"] == 0,
+                  "%s: every client back and every flow finished (%d down, %d open)" % (
+                      label, res["clients_not_up"], res["flows_unfinished"]))
+            check(res["sessions_resumed"] == res["reconnects"],
+                  "%s: every reconnect resumed its session (%d of %d)" % (
+                      label, res["sessions_resumed"], res["reconnects"]))
+            if is_mosquitto(binary):
+                # mosquitto 2.0.11 answers some QoS 2 PUBLISHes with PUBREC 0x97 (quota
+                # exceeded) though the soak stays within the Receive Maximum (20) its
+                # CONNACK announces. A refusal is an answer, not a loss: the soak
+                # itself does not fail on it, and here it is let through for mosquitto.
+                res["errors"].pop("publish_refused", None)
+            no_errors(res, label)
+            check(proc.poll() is None, "%s: broker still running" % label)
+            if proc.poll() is not None:
+                break
+    finally:
+        check(stop_broker(proc), "soak broker stops on SIGTERM within 10 s")
+        if failures:
+            print("--- soak broker log tail ---\n" + tail(os.path.join(workdir,
+                                                                      "soak-broker.log")))
 
 
 def main():
@@ -228,6 +312,7 @@ def main():
             stop_broker(proc)
             if failures:
                 print("--- broker log tail ---\n" + tail(os.path.join(workdir, "broker.log")))
+        soak(bench, binary, workdir)
     if failures:
         print("%d check(s) failed" % len(failures))
         return 1

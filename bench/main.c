@@ -9,6 +9,7 @@
  */
 #include "bench.h"
 #include "codec.h"
+#include "soak.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -43,6 +44,9 @@ static void usage(FILE *f)
             "            (or a shared subscription with --shared)\n"
             "  latency   N pairs, fixed low rate, one message in flight per publisher\n"
             "  connect   connection storm: --clients total, --rate per second, --hold S\n"
+            "  soak      chaos soak: QoS 1/2 publishers, persistent and shared subscribers,\n"
+            "            random clients killed and resumed; checks nothing acknowledged is\n"
+            "            lost and no QoS 2 message is duplicated (exit 1 if so)\n"
             "\n"
             "options:\n"
             "  --host H              broker address (127.0.0.1)\n"
@@ -69,7 +73,16 @@ static void usage(FILE *f)
             "  --drain S             at most this long for in-flight messages after the run (10)\n"
             "  --connect-concurrency N  connects in progress per thread (256)\n"
             "  --shared              fanin: $share/bench/... subscription\n"
-            "  --quiet               no progress line\n");
+            "  --quiet               no progress line\n"
+            "\n"
+            "soak (defaults differ: --clients 12, --rate 100, --duration 30, --drain 30,\n"
+            "--protocol 5, --inflight 20; --qos 1 or 2 makes every publisher that QoS, else\n"
+            "they alternate):\n"
+            "  --kill-interval S     mean time between kills (0.5; 0: no kills)\n"
+            "  --seed N              chaos random seed (from the clock; printed)\n"
+            "  --groups N            share groups among the subscribers (2, or fewer when\n"
+            "                        there are few); a quarter of the subscribers (at\n"
+            "                        least one) stay plain, the rest are dealt to groups\n");
 }
 
 static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max, uint32_t *out)
@@ -126,6 +139,9 @@ enum {
     O_CONCURRENCY,
     O_SHARED,
     O_QUIET,
+    O_KILL_INTERVAL,
+    O_SEED,
+    O_GROUPS,
     O_HELP,
 };
 
@@ -156,9 +172,71 @@ static const struct option long_opts[] = {
     {"connect-concurrency", required_argument, 0, O_CONCURRENCY},
     {"shared", no_argument, 0, O_SHARED},
     {"quiet", no_argument, 0, O_QUIET},
+    {"kill-interval", required_argument, 0, O_KILL_INTERVAL},
+    {"seed", required_argument, 0, O_SEED},
+    {"groups", required_argument, 0, O_GROUPS},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0},
 };
+
+/* Options the user gave, where a scenario's default differs. */
+struct given {
+    bool protocol, drain, seed, groups, inflight;
+};
+
+/* The soak's counts and defaults (see bench/README.md, Soak). */
+static int soak_defaults(struct bench_opts *o, uint32_t clients, uint32_t pubs, uint32_t subs,
+                         const struct given *given)
+{
+    if (clients == 0)
+        clients = 12;
+    o->publishers = pubs ? pubs : (clients / 3 > 2 ? clients / 3 : 2);
+    if (subs)
+        o->subscribers = subs;
+    else if (clients > o->publishers)
+        o->subscribers = clients - o->publishers;
+    else
+        o->subscribers = 1;
+    if (o->publishers + o->subscribers > SOAK_CLIENTS_MAX) {
+        fprintf(stderr, "ringmq-bench: soak: at most %u clients\n", SOAK_CLIENTS_MAX);
+        return -EINVAL;
+    }
+    if (!given->groups)
+        o->groups = (o->subscribers - 1) / 2 < 2 ? (o->subscribers - 1) / 2 : 2;
+    /* A quarter plain (at least one), the rest dealt to the groups. */
+    uint32_t plain = o->groups ? (o->subscribers / 4 ? o->subscribers / 4 : 1) : 0;
+    if (o->groups && o->subscribers < plain + o->groups) {
+        fprintf(stderr, "ringmq-bench: soak: %u groups need at least %u subscribers\n", o->groups,
+                plain + o->groups);
+        return -EINVAL;
+    }
+    if (o->qos == 0 && o->publishers < 2)
+        fprintf(stderr, "ringmq-bench: soak: one publisher: QoS 1 only (use --qos 2 or "
+                        "--publishers 2 for QoS 2)\n");
+    if (o->rate < 0)
+        o->rate = 100;
+    if (o->duration_s < 0)
+        o->duration_s = 30;
+    if (!given->drain)
+        o->drain_s = 30;
+    if (!given->protocol)
+        o->version = MQTT_V5;
+    /* 3.1.1 has no Receive Maximum to learn the broker's limit from:
+     * stay within the usual max_inflight_messages (ringmq's and
+     * mosquitto's default, 20). */
+    if (!given->inflight)
+        o->inflight = 20;
+    if (!given->seed)
+        o->seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    o->warmup_s = 0;
+    o->threads = 1;
+    if (strpbrk(o->client_prefix, "/+#") || strpbrk(o->topic_prefix, "+#")) {
+        fprintf(stderr, "ringmq-bench: soak: --client-prefix may not hold / + #, "
+                        "--topic-prefix not + #\n");
+        return -EINVAL;
+    }
+    return 0;
+}
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
@@ -182,6 +260,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         o->scenario = SCENARIO_LATENCY;
     else if (!strcmp(sc, "connect"))
         o->scenario = SCENARIO_CONNECT;
+    else if (!strcmp(sc, "soak"))
+        o->scenario = SCENARIO_SOAK;
     else {
         fprintf(stderr, "ringmq-bench: unknown scenario '%s'\n", sc);
         usage(stderr);
@@ -210,6 +290,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     o->connect_concurrency = 256;
     uint32_t clients = 0, pubs = 0, subs = 0, v;
     double d;
+    struct given given = {0};
+    o->kill_interval_s = 0.5;
 
     optind = 2;
     int ch;
@@ -232,6 +314,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
                 fprintf(stderr, "ringmq-bench: --protocol: 3.1.1 or 5\n");
                 r = -EINVAL;
             }
+            given.protocol = true;
             break;
         case O_QOS:
             r = parse_u32("qos", optarg, 0, 2, &v);
@@ -286,6 +369,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             break;
         case O_INFLIGHT:
             r = parse_u32("inflight", optarg, 1, 65535, &o->inflight);
+            given.inflight = true;
             break;
         case O_BATCH:
             r = parse_u32("batch-bytes", optarg, 256, 64 * 1024 * 1024, &o->batch_bytes);
@@ -296,6 +380,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         case O_DRAIN:
             r = parse_double("drain", optarg, 0, &d);
             o->drain_s = d;
+            given.drain = true;
             break;
         case O_CONCURRENCY:
             r = parse_u32("connect-concurrency", optarg, 1, 1000000, &o->connect_concurrency);
@@ -305,6 +390,28 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             break;
         case O_QUIET:
             o->quiet = true;
+            break;
+        case O_KILL_INTERVAL:
+            r = parse_double("kill-interval", optarg, 0, &o->kill_interval_s);
+            if (!r && o->kill_interval_s > 0 && o->kill_interval_s < 0.001) {
+                fprintf(stderr, "ringmq-bench: --kill-interval: 0, or at least 0.001 s\n");
+                r = -EINVAL;
+            }
+            break;
+        case O_SEED: {
+            char *end;
+            errno = 0;
+            o->seed = strtoull(optarg, &end, 0);
+            if (errno || *end || end == optarg) {
+                fprintf(stderr, "ringmq-bench: --seed: want an integer, got '%s'\n", optarg);
+                r = -EINVAL;
+            }
+            given.seed = true;
+            break;
+        }
+        case O_GROUPS:
+            r = parse_u32("groups", optarg, 0, 1000, &o->groups);
+            given.groups = true;
             break;
         case O_HELP:
         case 'h':
@@ -350,6 +457,12 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             o->duration_s = 60;
         o->warmup_s = 0;
         break;
+    case SCENARIO_SOAK: {
+        int r = soak_defaults(o, clients, pubs, subs, &given);
+        if (r)
+            return r;
+        break;
+    }
     }
     if (o->rate < 0)
         o->rate = 0;
@@ -509,6 +622,8 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    if (o.scenario == SCENARIO_SOAK)
+        return soak_run(&o, &interrupted);
 
     struct bench_ctl ctl;
     memset(&ctl, 0, sizeof(ctl));
