@@ -1833,8 +1833,13 @@ static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)
 
 void conn_output_drained(struct conn *c)
 {
-    if (c->client && c->client->rb_n)
-        retained_pump(c->sh, c->client);
+    struct client *cl = c->client;
+    if (!cl)
+        return;
+    if (cl->holding_n)
+        flow_drained(c->sh, cl); /* QoS 0 holds end as the output empties */
+    if (cl->rb_n)
+        retained_pump(c->sh, cl);
 }
 
 static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
@@ -2277,8 +2282,13 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
         if (c->state == CONN_NEW && total > cfg_of(c)->max_connect_size) {
             /* Checked from the fixed header: an unauthenticated client
              * gets no more than max_connect_size of buffer [issue 7 defect
-             * 7]. A 5.0 client whose level is already here hears why. */
-            if (connect_level(p + off + fh.header_len, len - off - fh.header_len) == MQTT_V5) {
+             * 7]. A 5.0 client hears why: the protocol level is at most 9
+             * bytes into the body, so that much is waited for. */
+            size_t body_len = len - off - fh.header_len;
+            uint8_t level = connect_level(p + off + fh.header_len, body_len);
+            if (level == 0 && body_len < 9 && fh.type == MQTT_CONNECT)
+                break; /* stashed: a few bytes more tell the version */
+            if (level == MQTT_V5) {
                 c->version = MQTT_V5;
                 connack_fail(c, MQTT_RC_PACKET_TOO_LARGE, "CONNECT over max_connect_size");
             } else {
