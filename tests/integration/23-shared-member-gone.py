@@ -79,42 +79,11 @@ def shards_answer(b, ids, when):
           % (when, ANSWER_S), bad)
 
 
-def read_publishes(r, n, timeout):
-    """Up to n PUBLISH packets without acknowledging them."""
-    got = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < n:
-            p = r.recv(max(0.01, deadline - time.monotonic()))
-            if p.type == 3:
-                got.append(p)
-    except (TimeoutError, Closed):
-        pass
-    return got
-
 
 def quiet_publishes(r, wait):
     """PUBLISH packets that arrive within wait seconds (not acknowledged)."""
     return read_publishes(r, 1 << 30, wait)
 
-
-def collect_acking(r, n, timeout, pred=lambda p: True):
-    """Reads PUBLISH packets, acknowledging each, until n matched pred or the
-    time is up; returns the matching ones."""
-    got = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < n:
-            p = r.recv(max(0.01, deadline - time.monotonic()))
-            if p.type != 3:
-                continue
-            if p.qos == 1:
-                r.send(ack_pkt(4, p.pid, version=r.version))
-            if pred(p):
-                got.append(p)
-    except (TimeoutError, Closed):
-        pass
-    return got
 
 
 def publish_n(pub, topic, start, n):
@@ -198,7 +167,7 @@ def two_members_one_drops():
     seen = [int(p.payload) for p in got_b]
     for p in got_b:
         mb.send(ack_pkt(4, p.pid))
-    rest = collect_acking(mb, total - len(seen), 10)
+    rest = read_publishes(mb, total - len(seen), 10, ack=True)
     seen += [int(p.payload) for p in rest]
     if FLAVOUR == "ringmq":
         check_eq(sorted(seen), list(range(total)),
@@ -261,7 +230,7 @@ def plain_and_shared(b, pub, version):
     time.sleep(0.3)
     r, ack = connect_persistent(b, cid, version, False)
     check_eq(ack.session_present, 1, "%s: reconnect resumes the session" % cid)
-    got = collect_acking(r, n, 10, lambda p: p.topic == topic)
+    got = read_publishes(r, n, 10, ack=True, pred=lambda p: p.topic == topic)
     check_eq([int(p.payload) for p in got], list(range(n)),
              "%s (shared + plain persistent subscription, MQTT %s): all %d acknowledged plain "
              "QoS 1 messages redelivered on reconnect, in order"
@@ -299,7 +268,7 @@ def shared_last_in_queue(b, pub, version):
     publish_n(pub, topic, first, later)  # queued while the client is away
     r, ack = connect_persistent(b, cid, version, False)
     check_eq(ack.session_present, 1, "%s: reconnect resumes the session" % cid)
-    got = collect_acking(r, first + later, 10, lambda p: p.topic == topic)
+    got = read_publishes(r, first + later, 10, ack=True, pred=lambda p: p.topic == topic)
     check_eq([int(p.payload) for p in got], list(range(first + later)),
              "%s: with a shared message last in the queue when the connection went, all %d "
              "plain messages (%d queued before, %d after) arrive on reconnect, in order"

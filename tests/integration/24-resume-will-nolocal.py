@@ -27,22 +27,6 @@ MPS = 500
 BIG = 2000
 
 
-def read_publishes(r, n, timeout, ack=False):
-    """Up to n PUBLISH packets (other packets are skipped)."""
-    got = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < n:
-            p = r.recv(max(0.01, deadline - time.monotonic()))
-            if p.type != 3:
-                continue
-            if ack and p.qos == 1:
-                r.send(ack_pkt(4, p.pid, version=r.version))
-            got.append(p)
-    except (TimeoutError, Closed):
-        pass
-    return got
-
 
 def seq(p):
     return int(p.payload.split(b":")[0])

@@ -57,32 +57,6 @@ def packets_of(r, ptype, n, timeout):
     return got
 
 
-def next_of(r, ptype, timeout):
-    """The next packet of ptype (others are skipped), or None."""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            p = r.recv(max(0.01, deadline - time.monotonic()))
-            if p.type == ptype:
-                return p
-    except (TimeoutError, Closed):
-        return None
-
-
-def publishes(r, n, timeout, ack=True):
-    got = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < n:
-            p = r.recv(max(0.01, deadline - time.monotonic()))
-            if p.type != 3:
-                continue
-            if ack and p.qos == 1:
-                r.send(ack_pkt(4, p.pid, version=r.version))
-            got.append(p)
-    except (TimeoutError, Closed):
-        pass
-    return got
 
 
 # ---------------------------------------------------------------------------
@@ -101,7 +75,7 @@ def big_publish_in_pieces(b):
     ack = next_of(pub, 4, 10.0 + SLACK_S)
     check(sent and ack is not None and ack.pid == 7,
           "a 200 KB QoS 1 PUBLISH sent in 8 KiB pieces gets its PUBACK", (sent, ack))
-    got = publishes(sub, 1, 10.0 + SLACK_S)
+    got = read_publishes(sub, 1, 10.0 + SLACK_S, ack=True)
     check(len(got) == 1 and got[0].payload == body,
           "the 200 KB message is delivered whole", [len(p.payload) for p in got])
     pub.send(pingreq_pkt())
@@ -122,7 +96,7 @@ def big_publish_in_pieces(b):
     acks = [p.pid for p in packets_of(pub, 4, 6, 10.0 + SLACK_S)]
     check(sent and sorted(acks) == [20, 21, 22, 30, 31, 32],
           "one 600 KB write of six packets: every PUBLISH acknowledged", acks)
-    got = publishes(sub, 6, 10.0 + SLACK_S)
+    got = read_publishes(sub, 6, 10.0 + SLACK_S, ack=True)
     want = [("it25/big/many", 200000), ("it25/big/small", 1)] * 3
     check_eq([(p.topic, len(p.payload)) for p in got], want,
              "one 600 KB write: all six messages delivered, in order")
@@ -155,7 +129,7 @@ def big_connect_in_pieces():
     r.send(pingreq_pkt())
     check(next_of(r, 13, 5.0) is not None, "the connection it opened answers PINGREQ")
     r.close()  # lost, no DISCONNECT: the 100 KB will goes out
-    got = publishes(watch, 1, 5.0 + SLACK_S)
+    got = read_publishes(watch, 1, 5.0 + SLACK_S, ack=True)
     check(len(got) == 1 and got[0].payload == will, "its 50 KB will is published whole",
           [len(p.payload) for p in got])
     watch.send(disconnect_pkt())
@@ -245,7 +219,7 @@ def unknown_acks_hold_nobody():
     opub.send(b"".join(publish_pkt("other", b"%d" % i, qos=1, pid=i + 1, version=5)
                        for i in range(20)))
     t0 = time.monotonic()
-    got = publishes(osub, 20, 10.0 + SLACK_S)
+    got = read_publishes(osub, 20, 10.0 + SLACK_S, ack=True)
     log("# other pair: %d of 20 within %.1f s" % (len(got), time.monotonic() - t0))
     check_eq(sorted(int(p.payload) for p in got), list(range(20)),
              "8 stuck subscribers sending PUBACKs for unused packet ids every 0.5 s: an "

@@ -73,17 +73,6 @@ def send_pieces(r, data, piece, pause=0.005):
     return True
 
 
-def next_of(r, ptype, timeout):
-    """The next packet of ptype (others are skipped), or None."""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            p = r.recv(max(0.01, deadline - time.monotonic()))
-            if p.type == ptype:
-                return p
-    except (TimeoutError, Closed):
-        return None
-
 
 def recv_n(r, n, timeout):
     """Up to n packets, each within timeout of the one before."""

@@ -35,17 +35,6 @@ IDLE_S = 10.0 + 2 * SLACK_S
 PAYLOAD = 100
 
 
-def next_of(r, ptype, timeout):
-    """The next packet of ptype (others are skipped), or None."""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            p = r.recv(max(0.01, deadline - time.monotonic()))
-            if p.type == ptype:
-                return p
-    except (TimeoutError, Closed):
-        return None
-
 
 def goodbye(*rs):
     for r in rs:

@@ -1186,3 +1186,39 @@ def read_line(proc, timeout=5.0):
         return q.get(timeout=timeout).decode("utf-8", "replace").strip()
     except queue.Empty:
         raise Fail("child process printed nothing within %.1f s" % timeout)
+
+
+# ---------------------------------------------------------------------------
+# Reading a Raw connection, bounded
+
+
+def next_of(r, ptype, timeout):
+    """The next packet of ptype (others are skipped), or None."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            p = r.recv(max(0.01, deadline - time.monotonic()))
+            if p.type == ptype:
+                return p
+    except (TimeoutError, Closed):
+        return None
+
+
+def read_publishes(r, n, timeout, ack=False, pred=None):
+    """Up to n PUBLISH packets within timeout in all (other packets are
+    skipped). ack: QoS 1 ones are acknowledged as they come. pred: only
+    the PUBLISH packets it accepts count (all are acknowledged)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < n:
+            p = r.recv(max(0.01, deadline - time.monotonic()))
+            if p.type != 3:
+                continue
+            if ack and p.qos == 1:
+                r.send(ack_pkt(4, p.pid, version=r.version))
+            if pred is None or pred(p):
+                got.append(p)
+    except (TimeoutError, Closed):
+        pass
+    return got
