@@ -90,12 +90,15 @@
  * lands there for a lease of FLOW_HOLD_LEASE_MS, renewed while it stays
  * over and released below a quarter. While draining its queue may pass
  * max_queued_messages by FLOW_SLACK_MESSAGES (what was read before a hold
- * took effect). A session remembers FLOW_HOLDS_PER_SESSION publishers for
- * release; others end with their lease. */
+ * took effect). A session remembers FLOW_HOLDS_PER_SESSION publishers (to
+ * release them and to renew each at most every half lease); past that the
+ * oldest is forgotten and ends with its lease. */
 #define FLOW_STALE_MS          1000u
 #define FLOW_HOLD_LEASE_MS     100u
 #define FLOW_SLACK_MESSAGES    16384u
-#define FLOW_HOLDS_PER_SESSION 8u
+#define FLOW_HOLDS_PER_SESSION 64u
+/* Subscribers a publisher remembers as holding it (each ends its own hold). */
+#define FLOW_HOLDERS_PER_PUBLISHER 16u
 _Static_assert(FLOW_HOLD_LEASE_MS < FLOW_STALE_MS, "a lease is shorter than staleness");
 
 /* Cross-shard queue capacity per ordered pair (power of two). */

@@ -75,21 +75,13 @@ int session_set_limits(struct session *s, const struct session_limits *lim)
     return 0;
 }
 
-int session_enqueue(struct session *s, struct delivery *d)
+static bool append(struct session *s, struct delivery *d)
 {
-    assert(d->qos > 0 && d->msg);
-    size_t bytes = msg_size(d->msg);
-    if (s->queued >= s->lim.queued_max + s->queued_slack ||
-        (s->lim.queued_bytes_max && s->queued_bytes + bytes > s->lim.queued_bytes_max)) {
-        s->dropped++;
-        delivery_release(d);
-        return SESSION_DROPPED_FULL;
-    }
     struct session_qnode *n = malloc(sizeof(*n));
     if (!n) {
         s->dropped++;
         delivery_release(d);
-        return SESSION_DROPPED_NOMEM;
+        return false;
     }
     n->next = NULL;
     n->d = *d;
@@ -100,8 +92,27 @@ int session_enqueue(struct session *s, struct delivery *d)
         s->q_head = n;
     s->q_tail = n;
     s->queued++;
-    s->queued_bytes += bytes;
-    return SESSION_QUEUED;
+    s->queued_bytes += msg_size(n->d.msg);
+    return true;
+}
+
+bool session_requeue(struct session *s, struct delivery *d)
+{
+    assert(d->qos > 0 && d->msg);
+    return append(s, d);
+}
+
+int session_enqueue(struct session *s, struct delivery *d)
+{
+    assert(d->qos > 0 && d->msg);
+    size_t bytes = msg_size(d->msg);
+    if (s->queued >= s->lim.queued_max + s->queued_slack ||
+        (s->lim.queued_bytes_max && s->queued_bytes + bytes > s->lim.queued_bytes_max)) {
+        s->dropped++;
+        delivery_release(d);
+        return SESSION_DROPPED_FULL;
+    }
+    return append(s, d) ? SESSION_QUEUED : SESSION_DROPPED_NOMEM;
 }
 
 static bool packet_id_in_use(struct session *s, uint16_t id)

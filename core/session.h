@@ -26,6 +26,7 @@ struct delivery {
     uint8_t subid_count;
     uint32_t subids[SUBID_PER_PUBLISH_MAX];
     uint64_t share_key; /* the share group it came through, 0 for none */
+    bool stored;        /* a retained message sent for a SUBSCRIBE, not a live one */
 };
 
 enum session_inflight_state {
@@ -96,6 +97,12 @@ enum session_enqueue_result {
  * released). QoS 0 deliveries are the caller's to send or drop: they never
  * come here. */
 int session_enqueue(struct session *s, struct delivery *d);
+
+/* Puts back a delivery this session had stored already (taken out by
+ * session_take_shared, with nowhere else to go): appended whatever the
+ * bounds, which it was counted against once. Takes over d->msg; false
+ * (reference released, counted in dropped) only without memory. */
+bool session_requeue(struct session *s, struct delivery *d);
 
 /* Moves the oldest queued delivery into inflight if there is room, assigns
  * its packet id and copies it to *out (out->msg is a borrowed pointer that

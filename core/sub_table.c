@@ -1,22 +1,27 @@
 /*
- * A client's subscriptions by their bytes (see sub_table.h). The hash is
- * FNV-1a over group, a separator byte and filter: the keys are the client's
- * own, so a client that crafts collisions slows only its own lookups.
+ * A client's subscriptions by their bytes (see sub_table.h). A plain
+ * filter hashes alone; a shared one hashes its filter under a key derived
+ * from its group's hash, so (group, filter) pairs cannot be shifted into
+ * one another.
  */
 #include "sub_table.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t key_hash(const uint8_t *group, size_t glen, const uint8_t *filter, size_t flen)
+#include "siphash.h"
+
+uint64_t sub_table_hash(const uint64_t key[2], const uint8_t *group, size_t glen,
+                        const uint8_t *filter, size_t flen)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < glen; i++)
-        h = (h ^ group[i]) * 0x100000001b3ull;
-    h = (h ^ 0xff) * 0x100000001b3ull;
-    for (size_t i = 0; i < flen; i++)
-        h = (h ^ filter[i]) * 0x100000001b3ull;
-    return h;
+    static const uint64_t zero[2];
+    if (!key)
+        key = zero;
+    if (!glen)
+        return siphash24(key, filter, flen);
+    uint64_t hg = siphash24(key, group, glen);
+    const uint64_t k2[2] = {key[0] ^ hg, key[1] + glen};
+    return siphash24(k2, filter, flen);
 }
 
 void sub_table_fini(struct sub_table *t)
@@ -28,7 +33,8 @@ void sub_table_fini(struct sub_table *t)
         }
     }
     free(t->buckets);
-    memset(t, 0, sizeof(*t));
+    t->buckets = NULL;
+    t->mask = t->count = 0;
 }
 
 struct sub_entry *sub_table_find(const struct sub_table *t, const uint8_t *group, size_t glen,
@@ -36,7 +42,7 @@ struct sub_entry *sub_table_find(const struct sub_table *t, const uint8_t *group
 {
     if (!t->buckets)
         return NULL;
-    uint64_t h = key_hash(group, glen, filter, flen);
+    uint64_t h = sub_table_hash(t->key, group, glen, filter, flen);
     for (struct sub_entry *e = t->buckets[h & t->mask]; e; e = e->next) {
         if (e->hash == h && e->group_len == glen && e->filter_len == flen &&
             (glen == 0 || memcmp(e->data, group, glen) == 0) &&
@@ -73,7 +79,7 @@ struct sub_entry *sub_table_add(struct sub_table *t, const uint8_t *group, size_
     struct sub_entry *e = malloc(sizeof(*e) + glen + flen);
     if (!e)
         return NULL;
-    e->hash = key_hash(group, glen, filter, flen);
+    e->hash = sub_table_hash(t->key, group, glen, filter, flen);
     e->opts = opts;
     e->touched = 0;
     e->group_len = (uint16_t)glen;

@@ -135,6 +135,7 @@ struct conn {
     uint64_t created_ms;
     uint64_t close_deadline_ms; /* set by conn_close, again when lingering starts */
     uint32_t linger_bytes;      /* discarded while lingering */
+    uint32_t retained_pending;  /* retained messages collected by SUBACKs not yet sent */
     uint64_t last_rx_ms;
     uint64_t last_tx_ms; /* a send last completed with bytes */
     uint16_t keepalive_s;
@@ -192,7 +193,7 @@ struct conn {
 struct client {
     struct client *hnext; /* hash chain */
     uint64_t hash;
-    uint64_t uid; /* never reused: identifies the publisher for No Local */
+    uint64_t uid; /* never reused (FLOW_UID_SHARD: its shard); No Local, flow control */
     uint8_t *id;
     uint16_t id_len;
     uint8_t version;
@@ -203,12 +204,16 @@ struct client {
     struct session s;
     struct sub_table subs; /* its subscriptions, by (group, filter) */
     uint64_t last_ack_ms;  /* last PUBACK/PUBREC/PUBCOMP that acknowledged something */
-    /* Flow control (flow.c): until when this client's PUBLISH input is
-     * held, and the publishers this session holds (for their release). */
-    uint64_t hold_until_ms;
+    /* Flow control (flow.c): the subscribers holding this client's PUBLISH
+     * input, and the publishers this session holds (for their release);
+     * both allocated at their first use. */
+    struct flow_holder {
+        uint64_t uid, until_ms;
+    } * held_by; /* FLOW_HOLDERS_PER_PUBLISHER slots */
+    uint32_t held_by_n;
     struct flow_holding {
         uint64_t uid, hash, sent_ms;
-    } holding[FLOW_HOLDS_PER_SESSION];
+    } * holding; /* FLOW_HOLDS_PER_SESSION slots, allocated at the first hold */
     uint32_t holding_n;
     uint32_t share_count; /* shared subscriptions it holds */
     uint32_t sub_seq;     /* SUBSCRIBEs handled: finds a filter repeated in one */
@@ -247,6 +252,7 @@ struct xenv {
     struct msg *msg;    /* XENV_SHARED: one reference */
     uint64_t key;       /* XENV_SHARED: the share group; XENV_HOLD: the publisher's uid */
     uint64_t hash;      /* XENV_HOLD: the publisher's client id hash */
+    uint64_t holder;    /* XENV_HOLD: the holding subscriber's uid */
     uint16_t group_len; /* XENV_ROUTE of a shared subscription: group, then filter */
     uint16_t slot;      /* ... and the member slot it adds or removes */
     uint16_t filter_len;
@@ -368,8 +374,8 @@ struct broker {
     struct retain *retain;
     atomic_bool stopping;
     atomic_uint_fast64_t conn_count;
-    atomic_uint_fast64_t session_count;  /* clients with a session, all shards (max_sessions) */
-    uint64_t share_secret[2];            /* SipHash key of share groups, random at start-up */
+    atomic_uint_fast64_t session_count; /* clients with a session, all shards (max_sessions) */
+    uint64_t hash_key[2]; /* SipHash key of client-named tables (groups, subscriptions), random */
     uint16_t listen_port[LISTENERS_MAX]; /* resolved ports (0 in config = ephemeral) */
     uint64_t start_ms;
     struct authpool *authpool; /* NULL: auth_threads 0, passwords are checked on the shard */
@@ -455,7 +461,7 @@ void mqtt_thread_exit(void);
 void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d);
 
 /* share.c: shared subscriptions. */
-/* A share group's key: keyed by b->share_secret. */
+/* A share group's key: keyed by b->hash_key. */
 uint64_t share_key(const struct broker *b, const uint8_t *group, size_t glen, const uint8_t *filter,
                    size_t flen);
 /* 0 joined, 1 options updated, -ENOMEM, -EEXIST (its key is another
@@ -473,6 +479,12 @@ void share_member_gone(struct shard *sh, struct client *cl);
 void share_fini(struct shard *sh);
 void share_thread_exit(void);
 
+/* A client uid: its shard in the low 6 bits, the shard's count above. */
+#define FLOW_UID_SHIFT        6u
+#define FLOW_UID_SHARD(uid)   ((unsigned)((uid) & ((1u << FLOW_UID_SHIFT) - 1)))
+#define FLOW_UID_MAKE(seq, s) (((uint64_t)(seq) << FLOW_UID_SHIFT) | (uint64_t)(s))
+_Static_assert(SHARDS_MAX <= (1u << FLOW_UID_SHIFT), "a uid's shard bits hold every shard");
+
 /* flow.c: holding publishers for draining subscribers (see there). */
 /* A delivery at qos from the publisher (origin uid, its client id hash)
  * was handed to cl's session or output. */
@@ -484,9 +496,14 @@ uint32_t flow_queue_slack(const struct shard *sh, const struct client *cl);
 void flow_drained(struct shard *sh, struct client *cl);
 /* Releases every hold cl asked for (it leaves or ends). */
 void flow_release(struct shard *sh, struct client *cl);
-/* Publisher side: apply a hold or release for the client uid here. */
-void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, bool hold);
+/* cl is behind for another reason (a retained backlog): hold the
+ * publisher if cl is draining. */
+void flow_behind(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash);
+/* Publisher side: a hold or release by holder of the client uid here. */
+void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, uint64_t holder, bool hold);
 bool flow_held(const struct shard *sh, const struct client *cl);
+/* Frees a client's flow state (session end). */
+void flow_client_fini(struct client *cl);
 
 /* sys.c: $SYS statistics, published by shard 0. */
 void sys_tick(struct shard *sh, uint64_t now_ms);

@@ -315,8 +315,12 @@ static void pump(struct client *cl)
     flow_drained(c->sh, cl);
 }
 
-void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d)
+/* Sends or queues one delivery now (takes d->msg's reference). */
+static void deliver_now(struct shard *sh, struct client *cl, struct delivery *d)
 {
+    /* A retained message sent for a SUBSCRIBE holds nobody: its publisher
+     * may have written it long ago and be busy with other topics now. */
+    bool hold = !d->stored;
     if (d->qos == 0) {
         struct conn *c = cl->conn;
         /* QoS 0 is never queued for an absent or slow client: dropped and
@@ -324,7 +328,7 @@ void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d)
         if (!c || c->state != CONN_ACTIVE || c->out.len >= sh->b->cfg.max_output_buffer ||
             !write_publish(c, d, 0, false))
             atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
-        else
+        else if (hold)
             flow_delivered(sh, cl, d->msg->origin, d->msg->origin_hash, 0);
         msg_unref(d->msg);
         d->msg = NULL;
@@ -343,10 +347,131 @@ void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d)
     cl->s.queued_slack = flow_queue_slack(sh, cl);
     if (session_enqueue(&cl->s, d) != SESSION_QUEUED) {
         atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+    } else {
+        pump(cl);
+    }
+    /* Also after a drop: a full queue is the most "over" a subscriber can
+     * be, and its publishers must go on being held. */
+    if (hold)
+        flow_delivered(sh, cl, origin, origin_hash, 1);
+}
+
+/* ---- deliveries waiting for room ------------------------------------------ */
+
+/* The retained messages a SUBSCRIBE matched wait in cl->rb[rb_next..rb_n)
+ * until the client's output (QoS 0) or queue (QoS 1/2) has room, so a
+ * reader that keeps up gets every one and a SUBSCRIBE matching a large
+ * store costs bounded work per turn [issue 7 defect 8]. While any wait,
+ * the client's live deliveries wait behind them: a subscriber must never
+ * get a topic's retained (older) value after a newer live one. At most
+ * RETAINED_BACKLOG_MAX wait per client; more are dropped and counted. */
+
+static bool rb_waiting(const struct client *cl)
+{
+    return cl->rb_next < cl->rb_n;
+}
+
+static void rb_reset(struct client *cl)
+{
+    free(cl->rb);
+    cl->rb = NULL;
+    cl->rb_n = cl->rb_next = cl->rb_cap = 0;
+}
+
+/* Releases what still waits (session end, shutdown). */
+static void rb_discard(struct client *cl)
+{
+    for (uint32_t i = cl->rb_next; i < cl->rb_n; i++)
+        msg_unref(cl->rb[i].msg);
+    rb_reset(cl);
+}
+
+/* Appends n deliveries, taking their references. */
+static void rb_append(struct shard *sh, struct client *cl, struct delivery *v, uint32_t n)
+{
+    if (cl->rb_next) {
+        /* What was handed out is gone: the bound counts what waits. */
+        memmove(cl->rb, cl->rb + cl->rb_next, (cl->rb_n - cl->rb_next) * sizeof(*cl->rb));
+        cl->rb_n -= cl->rb_next;
+        cl->rb_next = 0;
+    }
+    if (cl->rb_n + n > cl->rb_cap) {
+        uint32_t cap = cl->rb_cap ? cl->rb_cap : 16;
+        while (cap < cl->rb_n + n && cap < RETAINED_BACKLOG_MAX)
+            cap *= 2;
+        if (cap > RETAINED_BACKLOG_MAX)
+            cap = RETAINED_BACKLOG_MAX;
+        struct delivery *nv = realloc(cl->rb, cap * sizeof(*nv));
+        if (nv) {
+            cl->rb = nv;
+            cl->rb_cap = cap;
+        }
+    }
+    uint32_t i = 0;
+    for (; i < n && cl->rb_n < cl->rb_cap; i++) {
+        cl->rb[cl->rb_n++] = v[i];
+        v[i].msg = NULL;
+    }
+    if (i < n) {
+        atomic_fetch_add_explicit(&sh->st.retained_backlog_dropped, n - i, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sh->st.msgs_dropped, n - i, memory_order_relaxed);
+        for (; i < n; i++) {
+            msg_unref(v[i].msg);
+            v[i].msg = NULL;
+        }
+    }
+}
+
+/* Room for d now: half the output (QoS 0), or half the queue by count and
+ * bytes (QoS 1/2; an empty queue always takes one). */
+static bool rb_room(const struct shard *sh, const struct client *cl, const struct delivery *d)
+{
+    if (d->qos == 0)
+        return cl->conn->out.len < sh->b->cfg.max_output_buffer / 2;
+    const struct session *s = &cl->s;
+    if (s->queued == 0)
+        return true;
+    return s->queued < (s->lim.queued_max + 1) / 2 &&
+           (!s->lim.queued_bytes_max ||
+            s->queued_bytes + msg_size(d->msg) <= s->lim.queued_bytes_max / 2);
+}
+
+/* Hands out what waits while there is room, at most RETAINED_PER_TURN now;
+ * the rest goes on when the output drains, an acknowledgement comes, or
+ * next turn. */
+static void rb_pump(struct shard *sh, struct client *cl)
+{
+    struct conn *c = cl->conn;
+    if (!c || c->state != CONN_ACTIVE || c->close_after_flush || !rb_waiting(cl))
+        return;
+    uint32_t budget = RETAINED_PER_TURN;
+    while (rb_waiting(cl)) {
+        struct delivery *d = &cl->rb[cl->rb_next];
+        if (!rb_room(sh, cl, d))
+            return; /* conn_output_drained or an acknowledgement resumes */
+        if (budget-- == 0) {
+            shard_defer(c); /* conn_process_buffered resumes next turn */
+            return;
+        }
+        cl->rb_next++;
+        deliver_now(sh, cl, d);
+    }
+    rb_reset(cl);
+    if (c->in.len > c->in_off)
+        shard_defer(c); /* a SUBSCRIBE may wait for this (parse) */
+}
+
+void mqtt_deliver(struct shard *sh, struct client *cl, struct delivery *d)
+{
+    if (cl->conn && rb_waiting(cl)) {
+        uint64_t origin = d->msg->origin, origin_hash = d->msg->origin_hash;
+        bool live = !d->stored;
+        rb_append(sh, cl, d, 1);
+        if (live && cl->rb_n - cl->rb_next > RETAINED_PER_TURN)
+            flow_behind(sh, cl, origin, origin_hash); /* behind its retained backlog */
         return;
     }
-    pump(cl);
-    flow_delivered(sh, cl, origin, origin_hash, 1);
+    deliver_now(sh, cl, d);
 }
 
 /* ---- clients (the shard's session table) --------------------------------- */
@@ -397,9 +522,10 @@ static struct client *client_create(struct shard *sh, const uint8_t *id, size_t 
     cl->id[len] = 0;
     cl->id_len = (uint16_t)len;
     cl->hash = h;
+    cl->subs.key = sh->b->hash_key;
     /* Never reused, unlike the struct's address: shard in the low bits,
      * the shard's own count above. */
-    cl->uid = (++sh->next_client_seq << 6) | sh->id;
+    cl->uid = FLOW_UID_MAKE(++sh->next_client_seq, sh->id);
     cl->hnext = sh->ctab[h & sh->ctab_mask];
     sh->ctab[h & sh->ctab_mask] = cl;
     if (++sh->client_count > sh->ctab_mask)
@@ -413,16 +539,6 @@ static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len,
 static void route_broadcast_group(struct shard *sh, const uint8_t *group, size_t glen,
                                   uint32_t slot, const uint8_t *filter, size_t len, bool present,
                                   struct pending_suback *pending);
-
-/* Releases what still waits (session end, shutdown). */
-static void retained_discard(struct client *cl)
-{
-    for (uint32_t i = cl->rb_next; i < cl->rb_n; i++)
-        msg_unref(cl->rb[i].msg);
-    free(cl->rb);
-    cl->rb = NULL;
-    cl->rb_n = cl->rb_next = cl->rb_cap = 0;
-}
 
 /* Removes one subscription from the trie and, when it was this shard's last
  * one for the filter, from every shard's route replica. */
@@ -458,7 +574,8 @@ static void client_destroy(struct shard *sh, struct client *cl, bool unroute)
     for (struct sub_entry *s = NULL; unroute && (s = sub_table_next(&cl->subs, &pos, s));)
         unsubscribe_one(sh, cl, s);
     sub_table_fini(&cl->subs);
-    retained_discard(cl);
+    rb_discard(cl);
+    flow_client_fini(cl);
     session_fini(&cl->s);
     msg_unref(cl->pending_will);
     free(cl->id);
@@ -516,9 +633,9 @@ static void conn_detach(struct conn *c)
     if (!cl->conn) {
         /* Retained messages not yet handed out: QoS 1/2 wait in the session
          * like any other (within its bounds), QoS 0 is dropped. */
-        while (cl->rb_next < cl->rb_n)
-            mqtt_deliver(sh, cl, &cl->rb[cl->rb_next++]);
-        retained_discard(cl);
+        while (rb_waiting(cl))
+            deliver_now(sh, cl, &cl->rb[cl->rb_next++]);
+        rb_reset(cl);
     }
     if (!cl->conn)
         share_member_gone(sh, cl);
@@ -730,64 +847,6 @@ static void route_broadcast(struct shard *sh, const uint8_t *filter, size_t len,
     route_broadcast_group(sh, NULL, 0, 0, filter, len, present, pending);
 }
 
-/* Hands out a client's waiting retained messages while its output (QoS 0)
- * or queue (QoS 1/2) has room, at most RETAINED_PER_TURN now; the rest goes
- * on when the output drains, an acknowledgement comes, or next turn. A
- * reader that keeps up gets every one; a SUBSCRIBE matching a large store
- * costs bounded work per turn [issue 7 defect 8]. */
-static void retained_pump(struct shard *sh, struct client *cl)
-{
-    struct conn *c = cl->conn;
-    if (!c || c->state != CONN_ACTIVE || c->close_after_flush || cl->rb_next == cl->rb_n)
-        return;
-    const struct config *cfg = &sh->b->cfg;
-    uint32_t budget = RETAINED_PER_TURN;
-    while (cl->rb_next < cl->rb_n) {
-        struct delivery *d = &cl->rb[cl->rb_next];
-        bool room = d->qos == 0 ? c->out.len < cfg->max_output_buffer / 2
-                                : cl->s.queued < (cl->s.lim.queued_max + 1) / 2;
-        if (!room)
-            return; /* conn_output_drained or an acknowledgement resumes */
-        if (budget-- == 0) {
-            shard_defer(c); /* conn_process_buffered resumes next turn */
-            return;
-        }
-        cl->rb_next++;
-        mqtt_deliver(sh, cl, d);
-    }
-    free(cl->rb);
-    cl->rb = NULL;
-    cl->rb_n = cl->rb_next = cl->rb_cap = 0;
-}
-
-/* Appends a SUBSCRIBE's retained deliveries (taking their references). */
-static void retained_append(struct shard *sh, struct client *cl, struct delivery *v, uint32_t n)
-{
-    if (cl->rb_next && cl->rb_next == cl->rb_n) {
-        cl->rb_n = cl->rb_next = 0;
-    }
-    uint32_t i = 0;
-    if (cl->rb_n + n > cl->rb_cap) {
-        uint32_t cap = cl->rb_cap ? cl->rb_cap : 16;
-        while (cap < cl->rb_n + n && cap < RETAINED_BACKLOG_MAX)
-            cap *= 2;
-        if (cap > RETAINED_BACKLOG_MAX)
-            cap = RETAINED_BACKLOG_MAX;
-        struct delivery *nv = realloc(cl->rb, cap * sizeof(*nv));
-        if (nv) {
-            cl->rb = nv;
-            cl->rb_cap = cap;
-        }
-    }
-    for (; i < n && cl->rb_n < cl->rb_cap; i++)
-        cl->rb[cl->rb_n++] = v[i];
-    if (i < n) {
-        atomic_fetch_add_explicit(&sh->st.retained_backlog_dropped, n - i, memory_order_relaxed);
-        for (; i < n; i++)
-            msg_unref(v[i].msg);
-    }
-}
-
 static void suback_complete(struct shard *sh, struct pending_suback *ps)
 {
     struct conn *c = ps->c;
@@ -801,9 +860,11 @@ static void suback_complete(struct shard *sh, struct pending_suback *ps)
         write_packet(c, &p);
         /* Retained messages follow the SUBACK [MQTT-3.8.4-4], as room
          * allows. */
-        retained_append(sh, c->client, ps->retained, ps->retained_n);
-        retained_pump(sh, c->client);
+        c->retained_pending -= ps->retained_n;
+        rb_append(sh, c->client, ps->retained, ps->retained_n);
+        rb_pump(sh, c->client);
     } else {
+        c->retained_pending -= ps->retained_n;
         for (uint32_t i = 0; i < ps->retained_n; i++)
             msg_unref(ps->retained[i].msg);
     }
@@ -829,7 +890,7 @@ static void on_retained(void *ctx, struct msg *m)
     if (msg_expired(m, rc->now_ms))
         return; /* the store keeps it until replaced; it is not sent [MQTT-3.3.2-5] */
     if (ps->retained_n >= RETAINED_BACKLOG_MAX) {
-        rc->dropped++; /* retained_append would drop it anyway */
+        rc->dropped++; /* rb_append would drop it anyway */
         return;
     }
     if (ps->retained_n == rc->cap) {
@@ -847,6 +908,7 @@ static void on_retained(void *ctx, struct msg *m)
     d->msg = msg_ref(m);
     d->qos = m->qos < rc->qos ? m->qos : rc->qos;
     d->retain = true; /* [MQTT-3.3.1-8] */
+    d->stored = true;
     d->subid_count = 0;
     if (rc->subid && rc->version == MQTT_V5) {
         d->subids[0] = rc->subid;
@@ -978,8 +1040,10 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
             route_broadcast(sh, filter, flen, true, ps);
         /* Retain handling 0: always; 1: only for a new subscription;
          * 2: never [MQTT-3.3.1-9..11]. */
-        if (cfg->retain_available && !repeated &&
-            (e.retain_handling == 0 || (e.retain_handling == 1 && r == 0))) {
+        /* Past the backlog bound (or over memory_limit) the store is not
+         * walked at all: the walk is the cost a client could repeat. */
+        if (cfg->retain_available && !repeated && ps->retained_n < RETAINED_BACKLOG_MAX &&
+            !mem_over(sh) && (e.retain_handling == 0 || (e.retain_handling == 1 && r == 0))) {
             rc.qos = qos;
             rc.subid = subid;
             rc.version = c->version;
@@ -992,6 +1056,7 @@ static void handle_subscribe(struct conn *c, const struct mqtt_subscribe *sp)
     if (rc.dropped)
         atomic_fetch_add_explicit(&sh->st.retained_backlog_dropped, rc.dropped,
                                   memory_order_relaxed);
+    c->retained_pending += ps->retained_n;
     if (ps->remaining == 0 && sh->route_acks_due > 0) {
         /* Nothing new to broadcast, but an earlier route change from this
          * shard (perhaps for this very filter) is still on its way: a
@@ -1105,7 +1170,7 @@ void mqtt_handle_env(struct shard *sh, struct xenv *e)
         msg_unref(e->msg);
         break;
     case XENV_HOLD:
-        flow_apply(sh, e->key, e->hash, e->present);
+        flow_apply(sh, e->key, e->hash, e->holder, e->present);
         break;
     default:
         LOG(LOG_LEVEL_ERROR, "unknown cross-shard envelope %u", e->type);
@@ -1626,7 +1691,10 @@ static int handle_connect(struct conn *c, const struct mqtt_connect *cn, const u
     cl->conn = c;
     c->client = cl;
     c->state = CONN_ACTIVE;
-    cl->last_ack_ms = sh->now_ms;
+    /* Draining (flow.c) is shown by acknowledging on this connection, not
+     * by having connected: a client that reconnects without ever
+     * acknowledging must not hold its publishers. */
+    cl->last_ack_ms = 0;
     /* Keepalive counts from the CONNECT's acceptance here, not from bytes
      * that reached another shard before the hand-off [MQTT-3.1.2-22]. */
     c->last_rx_ms = sh->now_ms;
@@ -1741,14 +1809,6 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
                      c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_RC_SUCCESS);
         return;
     }
-    if (p->qos && c->version == MQTT_V5 && mem_over(sh)) {
-        /* Over memory_limit a 5.0 publisher is told it was not taken
-         * (3.1.1 has no word for it: its message goes where it can be
-         * sent now). */
-        atomic_fetch_add_explicit(&sh->st.mem_refused, 1, memory_order_relaxed);
-        send_ack(c, ack_type, p->packet_id, MQTT_RC_QUOTA_EXCEEDED);
-        return;
-    }
     if (p->qos == 2) {
         int r = session_qos2_seen(&cl->s, p->packet_id,
                                   c->version == MQTT_V5 ? cfg->max_inflight_messages : 65535);
@@ -1763,6 +1823,17 @@ static void handle_publish(struct conn *c, const struct mqtt_publish *in)
             return;
         }
     }
+    if (p->qos && c->version == MQTT_V5 && mem_over(sh)) {
+        /* Over memory_limit a 5.0 publisher is told it was not taken
+         * (3.1.1 has no word for it: its message goes where it can be
+         * sent now). */
+        atomic_fetch_add_explicit(&sh->st.mem_refused, 1, memory_order_relaxed);
+        if (p->qos == 2)
+            session_qos2_release(&cl->s, p->packet_id); /* the flow ends at this PUBREC */
+        send_ack(c, ack_type, p->packet_id, MQTT_RC_QUOTA_EXCEEDED);
+        return;
+    }
+
     /* $SYS belongs to the broker: clients' publishes there are
      * acknowledged and dropped, as mosquitto does. */
     atomic_fetch_add_explicit(&sh->st.msgs_received, 1, memory_order_relaxed);
@@ -1827,8 +1898,8 @@ static void handle_ack(struct conn *c, uint8_t type, const struct mqtt_ack *a)
     default:
         break;
     }
-    if (cl->rb_n)
-        retained_pump(c->sh, cl);
+    if (rb_waiting(cl))
+        rb_pump(c->sh, cl);
 }
 
 void conn_output_drained(struct conn *c)
@@ -1838,8 +1909,8 @@ void conn_output_drained(struct conn *c)
         return;
     if (cl->holding_n)
         flow_drained(c->sh, cl); /* QoS 0 holds end as the output empties */
-    if (cl->rb_n)
-        retained_pump(c->sh, cl);
+    if (rb_waiting(cl))
+        rb_pump(c->sh, cl);
 }
 
 static void handle_disconnect(struct conn *c, const struct mqtt_disconnect *d)
@@ -2317,6 +2388,15 @@ static size_t parse(struct conn *c, const uint8_t *p, size_t len, bool *stop)
         }
         if (len - off < total)
             break;
+        if (fh.type == MQTT_SUBSCRIBE && c->state == CONN_ACTIVE &&
+            (c->retained_pending || rb_waiting(c->client))) {
+            /* The retained messages of its last SUBSCRIBE still wait for
+             * room: the next one waits for them (rb_pump resumes), so a
+             * pipeline of SUBSCRIBEs cannot walk the store over and over
+             * while the output is full. Its input stops at the stash bound. */
+            *stop = true;
+            break;
+        }
         if (fh.type == MQTT_PUBLISH && c->state == CONN_ACTIVE && flow_held(c->sh, c->client)) {
             /* A draining subscriber of its messages is behind (flow.c):
              * publishes wait, acknowledgements and everything else still
@@ -2468,7 +2548,7 @@ void conn_input(struct conn *c, const uint8_t *data, size_t len)
 
 void conn_shutdown_notice(struct conn *c)
 {
-    if (c->state == CONN_ACTIVE)
+    if (c->state == CONN_ACTIVE && !c->close_after_flush)
         send_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN);
     conn_close(c, "shutting down");
 }

@@ -37,27 +37,67 @@ static struct client *client_by_uid(struct shard *sh, uint64_t hash, uint64_t ui
     return NULL;
 }
 
-void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, bool hold)
+/* Publisher side: who holds this client, until when. One subscriber's
+ * release ends only its own hold; a full set forgets the entry that ends
+ * first (its lease would soon end it anyway). */
+void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, uint64_t holder, bool hold)
 {
     struct client *cl = client_by_uid(sh, hash, uid);
     if (!cl)
         return; /* the publisher is gone: nothing to hold */
-    if (hold) {
-        uint64_t until = sh->now_ms + FLOW_HOLD_LEASE_MS;
-        if (cl->hold_until_ms < until)
-            cl->hold_until_ms = until;
-    } else {
-        cl->hold_until_ms = 0;
-        if (cl->conn && cl->conn->in.len > cl->conn->in_off)
-            shard_defer(cl->conn); /* its waiting PUBLISH goes on now */
+    uint32_t i, soonest = 0;
+    for (i = 0; i < cl->held_by_n; i++) {
+        if (cl->held_by[i].until_ms < cl->held_by[soonest].until_ms)
+            soonest = i;
+        if (cl->held_by[i].uid == holder)
+            break;
     }
+    if (!hold) {
+        if (i < cl->held_by_n)
+            cl->held_by[i] = cl->held_by[--cl->held_by_n];
+        if (!flow_held(sh, cl) && cl->conn && cl->conn->in.len > cl->conn->in_off)
+            shard_defer(cl->conn); /* its waiting PUBLISH goes on now */
+        return;
+    }
+    if (!cl->held_by) {
+        cl->held_by = malloc(FLOW_HOLDERS_PER_PUBLISHER * sizeof(*cl->held_by));
+        if (!cl->held_by)
+            return; /* a hold is advice: without it the queue bound still holds */
+    }
+    if (i == cl->held_by_n) {
+        if (cl->held_by_n == FLOW_HOLDERS_PER_PUBLISHER)
+            i = soonest;
+        else
+            cl->held_by_n++;
+    }
+    cl->held_by[i].uid = holder;
+    cl->held_by[i].until_ms = sh->now_ms + FLOW_HOLD_LEASE_MS;
 }
 
-static void send_hold(struct shard *sh, uint64_t uid, uint64_t hash, bool hold)
+bool flow_held(const struct shard *sh, const struct client *cl)
 {
-    unsigned to = (unsigned)(uid & (SHARDS_MAX - 1));
+    for (uint32_t i = 0; i < cl->held_by_n; i++)
+        if (cl->held_by[i].until_ms > sh->now_ms)
+            return true;
+    return false;
+}
+
+void flow_client_fini(struct client *cl)
+{
+    free(cl->held_by);
+    cl->held_by = NULL;
+    cl->held_by_n = 0;
+    free(cl->holding);
+    cl->holding = NULL;
+    cl->holding_n = 0;
+}
+
+static void send_hold(struct shard *sh, const struct client *holder, uint64_t uid, uint64_t hash,
+                      bool hold)
+{
+    unsigned to = FLOW_UID_SHARD(uid);
     if (to == sh->id) {
-        flow_apply(sh, uid, hash, hold);
+        flow_apply(sh, uid, hash, holder->uid, hold);
         return;
     }
     struct xenv *e = calloc(1, sizeof(*e));
@@ -68,6 +108,7 @@ static void send_hold(struct shard *sh, uint64_t uid, uint64_t hash, bool hold)
     e->from_shard = (uint16_t)sh->id;
     e->key = uid;
     e->hash = hash;
+    e->holder = holder->uid;
     shard_post(sh, to, (void *)((uintptr_t)e | 1u));
 }
 
@@ -99,8 +140,15 @@ static void hold_origin(struct shard *sh, struct client *cl, uint64_t origin, ui
 {
     if (!origin || origin == cl->uid)
         return; /* a will or $SYS, or its own message: nobody to hold */
-    uint32_t i;
+    if (!cl->holding) {
+        cl->holding = malloc(FLOW_HOLDS_PER_SESSION * sizeof(*cl->holding));
+        if (!cl->holding)
+            return; /* a hold is advice: without it the queue bound still holds */
+    }
+    uint32_t i, oldest = 0;
     for (i = 0; i < cl->holding_n; i++) {
+        if (cl->holding[i].sent_ms < cl->holding[oldest].sent_ms)
+            oldest = i;
         if (cl->holding[i].uid != origin)
             continue;
         if (sh->now_ms - cl->holding[i].sent_ms < FLOW_HOLD_LEASE_MS / 2)
@@ -108,18 +156,22 @@ static void hold_origin(struct shard *sh, struct client *cl, uint64_t origin, ui
         break;
     }
     if (i == cl->holding_n) {
-        if (cl->holding_n == FLOW_HOLDS_PER_SESSION) {
-            /* Not remembered for a release: the lease ends it. */
-            send_hold(sh, origin, hash, true);
-            return;
-        }
-        cl->holding_n++;
+        if (cl->holding_n == FLOW_HOLDS_PER_SESSION)
+            i = oldest; /* forgotten: its lease ends it */
+        else
+            cl->holding_n++;
     }
     cl->holding[i].uid = origin;
     cl->holding[i].hash = hash;
     cl->holding[i].sent_ms = sh->now_ms;
-    send_hold(sh, origin, hash, true);
+    send_hold(sh, cl, origin, hash, true);
     atomic_fetch_add_explicit(&sh->st.publishers_held, 1, memory_order_relaxed);
+}
+
+void flow_behind(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash)
+{
+    if (draining(sh, cl, 1) || draining(sh, cl, 0))
+        hold_origin(sh, cl, origin, origin_hash);
 }
 
 void flow_delivered(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash,
@@ -141,8 +193,10 @@ uint32_t flow_queue_slack(const struct shard *sh, const struct client *cl)
 void flow_release(struct shard *sh, struct client *cl)
 {
     for (uint32_t i = 0; i < cl->holding_n; i++)
-        send_hold(sh, cl->holding[i].uid, cl->holding[i].hash, false);
+        send_hold(sh, cl, cl->holding[i].uid, cl->holding[i].hash, false);
     cl->holding_n = 0;
+    free(cl->holding); /* congestion is the exception: no slots kept */
+    cl->holding = NULL;
 }
 
 void flow_drained(struct shard *sh, struct client *cl)
@@ -154,9 +208,4 @@ void flow_drained(struct shard *sh, struct client *cl)
         cl->s.queued <= release_mark(cl) && (!c || c->out.len < sh->b->cfg.max_output_buffer / 4);
     if (low || (!draining(sh, cl, 1) && !draining(sh, cl, 0)))
         flow_release(sh, cl);
-}
-
-bool flow_held(const struct shard *sh, const struct client *cl)
-{
-    return cl->hold_until_ms > sh->now_ms;
 }

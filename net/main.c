@@ -676,9 +676,10 @@ int main(int argc, char **argv)
     if (b.shard_count > SHARDS_MAX)
         b.shard_count = SHARDS_MAX;
     b.start_ms = broker_now_ms();
-    /* The share groups' hash key (share.c): unknown outside the process,
-     * so no client can pick a group name whose key collides with another. */
-    if (!RAND_bytes((uint8_t *)b.share_secret, sizeof(b.share_secret))) {
+    /* The key of the tables clients name (share groups, subscriptions):
+     * unknown outside the process, so no client can pick names that
+     * collide. */
+    if (!RAND_bytes((uint8_t *)b.hash_key, sizeof(b.hash_key))) {
         LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group key");
         return 1;
     }

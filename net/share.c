@@ -18,7 +18,6 @@
  * Everything here runs on the owning shard's thread.
  */
 #include <errno.h>
-#include <openssl/siphash.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,9 +49,7 @@ uint64_t share_key(const struct broker *b, const uint8_t *group, size_t glen, co
      * depends on the group's hash, so (group, filter) pairs cannot be
      * shifted into each other. Where the bytes are at hand (joining,
      * leaving) groups are also compared by them. */
-    uint64_t hg = SIPHASH_24(b->share_secret, group, glen);
-    const uint64_t k2[2] = {b->share_secret[0] ^ hg, b->share_secret[1] + glen};
-    uint64_t h = SIPHASH_24(k2, filter, flen);
+    uint64_t h = sub_table_hash(b->hash_key, group, glen, filter, flen);
     return h ? h : 1; /* 0 means "not shared" in a delivery */
 }
 
@@ -356,20 +353,37 @@ static void redispatch_one(void *ctx, struct delivery *d)
     struct msg *msg = d->msg;
     struct share_group *g = group_find(sh, d->share_key);
     /* Another member here that is connected takes it; otherwise one on
-     * another shard, found through the replica. */
-    bool local = false;
-    if (g) {
-        for (uint32_t i = 0; i < g->count && !local; i++)
-            local = g->members[i].cl != rc->from && g->members[i].cl->conn &&
-                    g->members[i].cl->conn->state == CONN_ACTIVE;
+     * another shard, found through the replica; otherwise another member
+     * here, connected or not. */
+    bool local_connected = false, local_other = false;
+    for (uint32_t i = 0; g && i < g->count; i++) {
+        const struct client *m = g->members[i].cl;
+        if (m == rc->from)
+            continue;
+        local_other = true;
+        local_connected = local_connected || (m->conn && m->conn->state == CONN_ACTIVE);
     }
-    if (local) {
+    if (local_connected) {
         group_deliver(sh, g, msg, rc->from);
     } else {
         struct hits *h = &share_scratch;
         h->n = 0;
         trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
-        dispatch(sh, h, d->share_key, msg, true);
+        bool remote = false;
+        for (uint32_t i = 0; i < h->n && !remote; i++)
+            remote = h->v[i].key == d->share_key && h->v[i].shard != sh->id;
+        if (remote) {
+            dispatch(sh, h, d->share_key, msg, true);
+        } else if (local_other) {
+            group_deliver(sh, g, msg, rc->from);
+        } else {
+            /* The group's only member: the message stays in its session,
+             * beyond the queue bound if need be (it was stored and
+             * acknowledged once already); moving it back through the bound would
+             * drop what does not fit. */
+            session_requeue(&rc->from->s, d);
+            return;
+        }
     }
     msg_unref(msg);
     d->msg = NULL;

@@ -30,6 +30,16 @@ def settle(c, n_min, quiet=1.0, timeout=10.0):
     return c.messages()
 
 
+def disconnect_seen(b, c, cid):
+    """Disconnects c and waits until the broker has taken the DISCONNECT:
+    paho closes at once, and a publish racing ahead of it would reach the
+    still-connected session (in flight, not queued)."""
+    needle = "client '%s': disconnected" % cid
+    before = len(b.log_grep(needle))
+    c.disconnect()
+    wait_until(lambda: len(b.log_grep(needle)) > before, 5.0 + SLACK_S)
+
+
 def main():
     b = Broker(max_queued_messages=1000, persistent_client_expiration="1h").start()
     pub = connected(b, "it05-pub")
@@ -39,7 +49,7 @@ def main():
     sp, _, _ = s.connect()
     check_eq(sp, 0, "first clean_session=0 connect: session_present=0")
     s.subscribe("it05/q", qos=1)
-    s.disconnect()
+    disconnect_seen(b, s, "it05-sub")
     publish_n(pub, "it05/q", N)
     s = Client(b, "it05-sub", version=4, clean=False)
     sp, _, _ = s.connect()
@@ -100,7 +110,7 @@ def main():
     s = Client(b2, "it05-q10", version=4, clean=False)
     s.connect()
     s.subscribe("it05/q10", qos=1)
-    s.disconnect()
+    disconnect_seen(b2, s, "it05-q10")
     publish_n(pub2, "it05/q10", N)
     s = Client(b2, "it05-q10", version=4, clean=False)
     sp, _, _ = s.connect()
