@@ -86,9 +86,10 @@
 /* Flow control from draining subscribers to their publishers (net/flow.c):
  * a subscriber is draining while it acknowledged something (QoS 1/2) or its
  * output moved (QoS 0) within FLOW_STALE_MS; at half its queue bound (QoS
- * 1/2) or half max_output_buffer (QoS 0) it holds the publishers of what
- * lands there for a lease of FLOW_HOLD_LEASE_MS, renewed while it stays
- * over and released below a quarter. While draining its queue may pass
+ * 1/2; at most FLOW_HOLD_QUEUE_MAX) or half max_output_buffer (QoS 0) it
+ * holds the publishers of what lands there for a lease of
+ * FLOW_HOLD_LEASE_MS, renewed while it stays over and released at half
+ * that mark (QoS 0: a quarter of the buffer). While draining its queue may pass
  * max_queued_messages by FLOW_SLACK_MESSAGES (what was read before a hold
  * took effect). A session remembers FLOW_HOLDS_PER_SESSION publishers (to
  * release them and to renew each at most every half lease); past that the
@@ -96,6 +97,7 @@
 #define FLOW_STALE_MS          1000u
 #define FLOW_HOLD_LEASE_MS     100u
 #define FLOW_SLACK_MESSAGES    16384u
+#define FLOW_HOLD_QUEUE_MAX    1024u
 #define FLOW_HOLDS_PER_SESSION 64u
 /* Subscribers a publisher remembers as holding it (each ends its own hold). */
 #define FLOW_HOLDERS_PER_PUBLISHER 16u

@@ -127,13 +127,18 @@ static bool draining(const struct shard *sh, const struct client *cl, uint8_t qo
  * below which it lets them go. */
 static uint32_t hold_mark(const struct client *cl)
 {
+    /* Capped: a queue bound of a million must not mean half a million
+     * messages (seconds of latency) before anyone is held. The window
+     * plus this many keeps any subscriber busy. */
     uint32_t q = cl->s.lim.queued_max / 2;
+    if (q > FLOW_HOLD_QUEUE_MAX)
+        q = FLOW_HOLD_QUEUE_MAX;
     return q ? q : 1;
 }
 
 static uint32_t release_mark(const struct client *cl)
 {
-    return cl->s.lim.queued_max / 4;
+    return hold_mark(cl) / 2;
 }
 
 static void hold_origin(struct shard *sh, struct client *cl, uint64_t origin, uint64_t hash)
