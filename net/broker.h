@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "auth.h"
 #include "codec.h"
@@ -409,6 +410,10 @@ void authpool_stop(struct authpool *p);
 void authpool_destroy(struct authpool *p);
 
 /* shard.c */
+/* The socket address of a listener (numeric IPv4/IPv6, "" = any IPv4) at
+ * port. 0 or -EINVAL. */
+int listener_sockaddr(const struct config_listener *l, uint16_t port, struct sockaddr_storage *ss,
+                      socklen_t *sl);
 int shard_create(struct broker *b, unsigned id, struct shard **out);
 void shard_destroy(struct shard *sh);
 int shard_start(struct shard *sh);
@@ -501,7 +506,8 @@ void flow_release(struct shard *sh, struct client *cl);
 void flow_behind(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash);
 /* Publisher side: a hold or release by holder of the client uid here. */
 void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, uint64_t holder, bool hold);
-bool flow_held(const struct shard *sh, const struct client *cl);
+/* Is cl's PUBLISH input held now? Forgets ended leases. */
+bool flow_held(const struct shard *sh, struct client *cl);
 /* Frees a client's flow state (session end). */
 void flow_client_fini(struct client *cl);
 

@@ -294,6 +294,17 @@ static bool mem_over(const struct shard *sh)
     return atomic_load_explicit(&sh->b->mem_over, memory_order_relaxed);
 }
 
+/* An in-flight message the client's Maximum Packet Size refuses is dropped
+ * as if acknowledged, so it cannot hold the window [MQTT-3.1.2-25]. */
+static void drop_as_acked(struct shard *sh, struct client *cl, uint16_t packet_id)
+{
+    if (session_acked(&cl->s, MQTT_PUBACK, packet_id) != 0) {
+        session_acked(&cl->s, MQTT_PUBREC, packet_id);
+        session_acked(&cl->s, MQTT_PUBCOMP, packet_id);
+    }
+    atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+}
+
 /* Sends what the session's window allows. */
 static void pump(struct client *cl)
 {
@@ -303,14 +314,8 @@ static void pump(struct client *cl)
     struct delivery d;
     uint16_t id;
     while (session_next(&cl->s, c->sh->now_ms, &d, &id)) {
-        if (!write_publish(c, &d, id, false)) {
-            /* Too large for this client: it is dropped as if acknowledged,
-             * so it cannot block the window. */
-            session_acked(&cl->s, d.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, id);
-            if (d.qos == 2)
-                session_acked(&cl->s, MQTT_PUBCOMP, id);
-            atomic_fetch_add_explicit(&c->sh->st.msgs_dropped, 1, memory_order_relaxed);
-        }
+        if (!write_publish(c, &d, id, false))
+            drop_as_acked(c->sh, cl, id);
     }
     flow_drained(c->sh, cl);
 }
@@ -344,7 +349,8 @@ static void deliver_now(struct shard *sh, struct client *cl, struct delivery *d)
         return;
     }
     uint64_t origin = d->msg->origin, origin_hash = d->msg->origin_hash;
-    cl->s.queued_slack = flow_queue_slack(sh, cl);
+    /* The slack matters only at the bound: below it, no draining check. */
+    cl->s.queued_slack = cl->s.queued >= cl->s.lim.queued_max ? flow_queue_slack(sh, cl) : 0;
     if (session_enqueue(&cl->s, d) != SESSION_QUEUED) {
         atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
     } else {
@@ -386,11 +392,14 @@ static void rb_discard(struct client *cl)
     rb_reset(cl);
 }
 
-/* Appends n deliveries, taking their references. */
+/* Appends n deliveries, taking their references. Live deliveries come one
+ * at a time while a backlog drains, so the handed-out prefix is moved out
+ * only when the array is full and at least a quarter of it is prefix:
+ * each move then frees a quarter for later appends (amortised O(1) per
+ * message, not a copy of the backlog per message). */
 static void rb_append(struct shard *sh, struct client *cl, struct delivery *v, uint32_t n)
 {
-    if (cl->rb_next) {
-        /* What was handed out is gone: the bound counts what waits. */
+    if (cl->rb_n + n > cl->rb_cap && cl->rb_next && cl->rb_next >= cl->rb_cap / 4) {
         memmove(cl->rb, cl->rb + cl->rb_next, (cl->rb_n - cl->rb_next) * sizeof(*cl->rb));
         cl->rb_n -= cl->rb_next;
         cl->rb_next = 0;
@@ -636,9 +645,8 @@ static void conn_detach(struct conn *c)
         while (rb_waiting(cl))
             deliver_now(sh, cl, &cl->rb[cl->rb_next++]);
         rb_reset(cl);
-    }
-    if (!cl->conn)
         share_member_gone(sh, cl);
+    }
     cl->disconnected_ms = sh->now_ms;
     if (will && c->will_delay_s && cl->expiry_s) {
         /* 5.0 will delay: sent when the delay or the session ends,
@@ -1213,19 +1221,14 @@ static void resend_one(void *ctx, const struct session_inflight *e)
 }
 
 /* Resends a resumed session's inflight. One the client's (new, smaller)
- * Maximum Packet Size refuses is dropped as if acknowledged, as pump()
- * does, so it cannot hold the window forever [MQTT-3.1.2-25]. */
+ * Maximum Packet Size refuses is dropped as if acknowledged, as in pump().
+ * (The walk cannot change the ring, so those are collected first.) */
 static void resend_inflight(struct conn *c, struct client *cl)
 {
     struct resend_ctx rc = {.c = c};
     session_for_each_inflight(&cl->s, resend_one, &rc);
-    for (uint32_t i = 0; i < rc.refused_n; i++) {
-        if (session_acked(&cl->s, MQTT_PUBACK, rc.refused[i]) != 0) {
-            session_acked(&cl->s, MQTT_PUBREC, rc.refused[i]);
-            session_acked(&cl->s, MQTT_PUBCOMP, rc.refused[i]);
-        }
-        atomic_fetch_add_explicit(&c->sh->st.msgs_dropped, 1, memory_order_relaxed);
-    }
+    for (uint32_t i = 0; i < rc.refused_n; i++)
+        drop_as_acked(c->sh, cl, rc.refused[i]);
     free(rc.refused);
     if (rc.nomem)
         conn_close(c, "out of memory");

@@ -74,11 +74,14 @@ void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, uint64_t holder, 
     cl->held_by[i].until_ms = sh->now_ms + FLOW_HOLD_LEASE_MS;
 }
 
-bool flow_held(const struct shard *sh, const struct client *cl)
+bool flow_held(const struct shard *sh, struct client *cl)
 {
     for (uint32_t i = 0; i < cl->held_by_n; i++)
         if (cl->held_by[i].until_ms > sh->now_ms)
             return true;
+    /* Every lease ended: forget them, so a publisher held once costs no
+     * walk on each later PUBLISH. */
+    cl->held_by_n = 0;
     return false;
 }
 
@@ -182,11 +185,11 @@ void flow_behind(struct shard *sh, struct client *cl, uint64_t origin, uint64_t 
 void flow_delivered(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash,
                     uint8_t qos)
 {
-    if (!draining(sh, cl, qos))
-        return;
+    /* Per message: the cheap test first, the draining one only when over. */
+    const struct conn *c = cl->conn;
     bool over =
-        qos ? cl->s.queued >= hold_mark(cl) : cl->conn->out.len >= sh->b->cfg.max_output_buffer / 2;
-    if (over)
+        qos ? cl->s.queued >= hold_mark(cl) : c && c->out.len >= sh->b->cfg.max_output_buffer / 2;
+    if (over && draining(sh, cl, qos))
         hold_origin(sh, cl, origin, origin_hash);
 }
 

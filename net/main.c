@@ -10,11 +10,9 @@
  * signal that would end the process is taken here and logged instead,
  * except the ones that report a crash (SIGQUIT, SIGABRT, SIGSEGV, ...).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,21 +132,8 @@ static int probe_listeners(const struct config *cfg)
             continue;
         struct sockaddr_storage ss;
         socklen_t sl = 0;
-        memset(&ss, 0, sizeof(ss));
-        const char *addr = l->address[0] ? l->address : "0.0.0.0";
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-            s4->sin_family = AF_INET;
-            s4->sin_port = htons(l->port);
-            sl = sizeof(*s4);
-        } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-            s6->sin6_family = AF_INET6;
-            s6->sin6_port = htons(l->port);
-            sl = sizeof(*s6);
-        } else {
+        if (listener_sockaddr(l, l->port, &ss, &sl))
             continue; /* config_finish() refused it already */
-        }
         /* Named as an operator would write it: [::1]:1883, *:1883. */
         char name[80];
         if (l->address[0] == '\0')

@@ -109,25 +109,34 @@ static struct io_uring_sqe *get_sqe(struct shard *sh)
 
 /* ---- listeners ---------------------------------------------------------- */
 
+int listener_sockaddr(const struct config_listener *l, uint16_t port, struct sockaddr_storage *ss,
+                      socklen_t *sl)
+{
+    memset(ss, 0, sizeof(*ss));
+    const char *addr = l->address[0] ? l->address : "0.0.0.0";
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        *sl = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        *sl = sizeof(*s6);
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int listen_socket(const struct config_listener *l, uint16_t port, int *out)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    memset(&ss, 0, sizeof(ss));
-    const char *addr = l->address[0] ? l->address : "0.0.0.0";
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        sl = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        sl = sizeof(*s6);
-    } else {
-        return -EINVAL;
-    }
+    int rc = listener_sockaddr(l, port, &ss, &sl);
+    if (rc)
+        return rc;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;

@@ -241,6 +241,15 @@ static void group_deliver(struct shard *sh, struct share_group *g, struct msg *m
 static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg *msg,
                      bool prefer_other);
 
+/* Does the replica name a member of the group key on another shard? */
+static bool member_elsewhere(const struct shard *sh, const struct hits *h, uint64_t key)
+{
+    for (uint32_t i = 0; i < h->n; i++)
+        if (h->v[i].key == key && h->v[i].shard != sh->id)
+            return true;
+    return false;
+}
+
 void share_deliver(struct shard *sh, uint64_t key, struct msg *msg)
 {
     struct share_group *g = group_find(sh, key);
@@ -258,10 +267,7 @@ void share_deliver(struct shard *sh, uint64_t key, struct msg *msg)
     struct hits *h = &share_retry;
     h->n = 0;
     trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
-    bool elsewhere = false;
-    for (uint32_t i = 0; i < h->n && !elsewhere; i++)
-        elsewhere = h->v[i].key == key && h->v[i].shard != sh->id;
-    if (!elsewhere) {
+    if (!member_elsewhere(sh, h, key)) {
         atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
         return;
     }
@@ -369,10 +375,7 @@ static void redispatch_one(void *ctx, struct delivery *d)
         struct hits *h = &share_scratch;
         h->n = 0;
         trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
-        bool remote = false;
-        for (uint32_t i = 0; i < h->n && !remote; i++)
-            remote = h->v[i].key == d->share_key && h->v[i].shard != sh->id;
-        if (remote) {
+        if (member_elsewhere(sh, h, d->share_key)) {
             dispatch(sh, h, d->share_key, msg, true);
         } else if (local_other) {
             group_deliver(sh, g, msg, rc->from);

@@ -38,19 +38,6 @@ from harness import *
 ANSWER_S = 5.0 + SLACK_S
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def sanitized(pid):
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
-
-
 def start(what, **conf):
     """A broker with conf, or a failed check (an unknown key stops it)."""
     try:

@@ -1222,3 +1222,22 @@ def read_publishes(r, n, timeout, ack=False, pred=None):
     except (TimeoutError, Closed):
         pass
     return got
+
+
+# ---------------------------------------------------------------------------
+# The broker process as the OS sees it
+
+
+def rss_kb(pid):
+    """Resident set size of a process, KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sanitized(pid):
+    """Is the process an ASan build (its RSS then says little)?"""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
