@@ -25,6 +25,7 @@
 #include "config.h"
 #include "limits.h"
 #include "message.h"
+#include "metrics.h"
 #include "retain.h"
 #include "route.h"
 #include "session.h"
@@ -274,28 +275,6 @@ struct enc_slot {
 #define ENC_SLOTS             12u /* (3.x, 5.0) x QoS 0..2 x retain */
 #define ENC_CACHE_PAYLOAD_MAX (64u * 1024u)
 
-struct shard_stats {
-    atomic_uint_fast64_t connections;
-    atomic_uint_fast64_t connects_total;
-    atomic_uint_fast64_t msgs_received;
-    atomic_uint_fast64_t msgs_sent;
-    atomic_uint_fast64_t msgs_dropped;
-    atomic_uint_fast64_t retained_refused; /* over max_retained_messages / _bytes */
-    atomic_uint_fast64_t auth_failed;      /* CONNECTs refused 0x86 / 0x87 */
-    atomic_uint_fast64_t auth_busy;        /* CONNECTs refused 0x89 (auth queue full) */
-    atomic_uint_fast64_t bytes_received;
-    atomic_uint_fast64_t bytes_sent;
-    atomic_uint_fast64_t protocol_errors;
-    atomic_uint_fast64_t xq_overflow;
-    atomic_uint_fast64_t publishers_held;   /* holds asked for by draining subscribers */
-    atomic_uint_fast64_t connect_too_large; /* CONNECTs over max_connect_size */
-    atomic_uint_fast64_t sessions_refused;  /* CONNECTs refused at max_sessions */
-    atomic_uint_fast64_t mem_refused;       /* CONNECTs, PUBLISHes refused over memory_limit */
-    atomic_uint_fast64_t mem_dropped;       /* messages not queued or retained over memory_limit */
-    atomic_uint_fast64_t
-        retained_backlog_dropped; /* retained for a SUBSCRIBE over the backlog bound */
-};
-
 struct shard {
     struct broker *b;
     unsigned id;
@@ -361,7 +340,7 @@ struct shard {
     uint64_t auth_efd_val; /* the armed read's buffer */
     bool auth_read_broken; /* the read failed: the tick drains instead */
 
-    struct shard_stats st;
+    struct metrics_shard st;
     atomic_int started; /* 1 ok, -errno failed */
     sem_t ready;        /* posted once started is set */
 };

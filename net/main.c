@@ -436,7 +436,7 @@ static void log_shards(struct broker *b)
     LOG(LOG_LEVEL_NOTICE, "SIGUSR2: %u shards", b->shard_count);
     for (unsigned i = 0; i < b->shard_count; i++) {
         struct shard *sh = b->shards[i];
-        struct shard_stats *st = &sh->st;
+        struct metrics_shard *st = &sh->st;
         uint64_t queued = 0;
         uint32_t deepest = 0;
         for (unsigned j = 0; j < b->shard_count; j++) {

@@ -33,7 +33,7 @@ static void sys_publish_u64(struct shard *sh, const char *topic, uint64_t v)
 /* Every shard counter, described once: its $SYS topic (under
  * $SYS/broker/) and where the value lives. sys_tick and the SIGUSR1 line
  * (main.c) read this table, so a new counter is one line here. */
-#define STAT(field) offsetof(struct shard_stats, field)
+#define STAT(field) offsetof(struct metrics_shard, field)
 const struct sys_counter sys_counters[] = {
     {"clients/connected", STAT(connections)},
     {"connections/total", STAT(connects_total)},
