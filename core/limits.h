@@ -118,6 +118,10 @@ _Static_assert(FLOW_HOLD_LEASE_MS < FLOW_STALE_MS, "a lease is shorter than stal
 #define AUTH_THREADS_MAX 16u
 #define AUTH_JOBS_MAX    4096u
 
+/* 5.0 enhanced authentication: the largest Authentication Data the broker
+ * sends or accepts in one step (SCRAM messages fit: scram.h). */
+#define AUTH_DATA_MAX 1024u
+
 /* Config file lines. */
 #define CONFIG_LINE_MAX 4096u
 

@@ -2,13 +2,34 @@
  * The broker's counters, described once. Each shard owns one struct
  * metrics_shard of plain relaxed atomics: its own thread adds, any thread
  * reads (a sum across shards may be torn; statistics tolerate that, and
- * nobody takes a lock). The table that names them for $SYS and the
- * metrics endpoint lives in metrics.c.
+ * nobody takes a lock).
+ *
+ * metrics_table (metrics.c) names every value once: its Prometheus name,
+ * help, kind, where the value lives and its optional $SYS topic. $SYS
+ * (net/sys.c), the SIGUSR1 line (net/main.c) and the Prometheus text
+ * renderer all read it, so a new counter is one field here and one line
+ * there (the unit test fails until both exist).
+ *
+ * Names follow the Prometheus conventions: prefix ringmq_, the unit in the
+ * name (_bytes, _seconds; a bare count is of the thing named), counters end
+ * in _total, gauges do not. A label splits a family only into disjoint
+ * parts, so that sum() over the family is a meaningful total: the limits a
+ * CONNECT or PUBLISH was refused at are one family with a limit="..."
+ * label. A count that is one reason among others of a total already shown
+ * (messages dropped over memory_limit, within ringmq_messages_dropped_total)
+ * is not a labelled sample of the total's family, because sum() would then
+ * count it twice; it goes into a family of its own.
+ *
+ * Everything here is pure: the functions read the shards' atomics and the
+ * table, and may be called from any thread.
  */
 #ifndef RINGMQ_METRICS_H
 #define RINGMQ_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct metrics_shard {
     atomic_uint_fast64_t connections;
@@ -31,5 +52,70 @@ struct metrics_shard {
     atomic_uint_fast64_t
         retained_backlog_dropped; /* retained for a SUBSCRIBE over the backlog bound */
 };
+
+enum metrics_kind {
+    METRICS_COUNTER, /* only grows (until a restart) */
+    METRICS_GAUGE,   /* goes up and down */
+};
+
+/* Where a value lives: summed over the shards' struct metrics_shard, or
+ * read by the caller from broker-wide state (sessions, the retained store,
+ * memory) and handed over in an array indexed by enum metrics_broker. */
+enum metrics_source {
+    METRICS_SHARD,
+    METRICS_BROKER,
+};
+
+enum metrics_broker {
+    METRICS_BROKER_UPTIME_S,
+    METRICS_BROKER_SHARDS,
+    METRICS_BROKER_SESSIONS,
+    METRICS_BROKER_RETAINED,
+    METRICS_BROKER_AUTH_PENDING,
+    METRICS_BROKER_MEM_ALLOCATED,
+    METRICS_BROKER_MEM_LIMIT,
+    METRICS_BROKER_COUNT
+};
+
+/* One sample of the table. Entries with the same name are one family and
+ * sit next to each other; they share kind and help and differ by labels. */
+struct metrics_entry {
+    const char *name;   /* Prometheus family name */
+    const char *labels; /* NULL, or the sample's labels: limit="max_sessions" */
+    const char *help;   /* one line, the family's # HELP */
+    enum metrics_kind kind;
+    enum metrics_source source;
+    size_t offset;              /* METRICS_SHARD: offsetof(struct metrics_shard, ...) */
+    enum metrics_broker broker; /* METRICS_BROKER: index into the caller's values */
+    bool per_shard;             /* rendered as one sample per shard, shard="i" */
+    const char *sys_topic;      /* under $SYS/broker/, or NULL: not published there */
+    const char *sys_suffix;     /* NULL, or appended to the $SYS value: " seconds" */
+};
+
+/* The table, in $SYS order. Read-only; any thread. */
+extern const struct metrics_entry metrics_table[];
+extern const size_t metrics_table_len;
+
+/* One shard counter (offset as in metrics_entry) summed over shards[0..n).
+ * Relaxed loads: a sum torn across shards is fine for statistics. Any
+ * thread; shards are only read. */
+uint64_t metrics_sum(const struct metrics_shard *const *shards, unsigned n, size_t offset);
+
+/* The value of entry e: metrics_sum for a shard counter, broker[e->broker]
+ * for a broker value (broker may be NULL only if e is a shard counter). */
+uint64_t metrics_value(const struct metrics_entry *e, const struct metrics_shard *const *shards,
+                       unsigned n, const uint64_t *broker);
+
+/* The whole table in the Prometheus text exposition format 0.0.4: per
+ * family a # HELP and a # TYPE line, then its samples; per-shard families
+ * carry shard="0".."n-1" instead of one sum. broker holds
+ * METRICS_BROKER_COUNT values, or is NULL to leave the broker families
+ * out. Like snprintf: writes at most cap bytes, NUL-terminated when
+ * cap > 0 (a prefix when it does not fit), and returns the length the
+ * whole text needs without the NUL, so a caller whose buffer was too
+ * small grows it past the result and renders again. buf may be NULL when
+ * cap is 0. Pure; any thread. */
+size_t metrics_render(char *buf, size_t cap, const struct metrics_shard *const *shards, unsigned n,
+                      const uint64_t *broker);
 
 #endif

@@ -22,7 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "authpool.h"
+#include "shard.h"
 #include "log.h"
 
 #define ASSERT(x) assert(x)

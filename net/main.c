@@ -3,7 +3,7 @@
  * embedded default), refuses to start on an address another process
  * listens on, resolves memory_limit, builds the broker, starts one shard
  * per core and then waits for signals, sampling the allocator's usage
- * every 50 ms in between (b->mem_allocated, b->mem_over, which the shards
+ * every 50 ms in between (b->mem_allocated, b->eng.mem_over, which the shards
  * read). SIGTERM/SIGINT stop the broker: shards stop accepting, tell 5.0
  * clients 0x8B, flush and exit within a bounded time. SIGHUP reloads the
  * security snapshot; SIGUSR1 and SIGUSR2 log statistics. Every other
@@ -24,7 +24,10 @@
 
 #include <openssl/rand.h>
 
+#include "authpool.h"
 #include "broker.h"
+#include "file.h"
+#include "shard.h"
 #include "log.h"
 #include "memwatch.h"
 #include "passwd.h"
@@ -369,9 +372,9 @@ static void mem_sample(struct broker *b, struct memwatch_state *mw)
     }
     atomic_store_explicit(&b->mem_allocated, used, memory_order_relaxed);
     uint64_t low = b->mem_limit - b->mem_limit / 10;
-    bool over = atomic_load_explicit(&b->mem_over, memory_order_relaxed);
+    bool over = atomic_load_explicit(&b->eng.mem_over, memory_order_relaxed);
     if (!over && used >= b->mem_limit) {
-        atomic_store_explicit(&b->mem_over, true, memory_order_relaxed);
+        atomic_store_explicit(&b->eng.mem_over, true, memory_order_relaxed);
         LOG(LOG_LEVEL_WARNING,
             "memory: %s allocated (%llu bytes) reached memory_limit %s (%llu bytes): new "
             "connections, new messages for offline sessions and new retained messages are "
@@ -379,7 +382,7 @@ static void mem_sample(struct broker *b, struct memwatch_state *mw)
             mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit),
             (unsigned long long)b->mem_limit, mib(f3, sizeof(f3), low));
     } else if (over && used < low) {
-        atomic_store_explicit(&b->mem_over, false, memory_order_relaxed);
+        atomic_store_explicit(&b->eng.mem_over, false, memory_order_relaxed);
         LOG(LOG_LEVEL_NOTICE,
             "memory: %s allocated (%llu bytes), under 90%% of memory_limit %s: accepting new "
             "work again",
@@ -390,17 +393,24 @@ static void mem_sample(struct broker *b, struct memwatch_state *mw)
 /* ---- statistics on SIGUSR1 / SIGUSR2 ------------------------------------- */
 
 /* SIGUSR1: the broker's totals in one line, summed over the shards as
- * sys.c sums them for $SYS (relaxed reads: a torn sum is fine). */
+ * $SYS sums them (relaxed reads: a torn sum is fine). */
 static void log_stats(struct broker *b, const struct memwatch_state *mw)
 {
-    /* The counters come from sys.c's table, the same numbers $SYS shows:
-     * "messages/received" reads "messages received N". */
-    char counters[2048];
+    /* The shard counters of the metrics table (core/metrics.c), the same
+     * numbers $SYS shows, named by their $SYS topic: "messages/received"
+     * reads "messages received N". */
+    const struct metrics_shard *st[SHARDS_MAX];
+    for (unsigned i = 0; i < b->shard_count; i++)
+        st[i] = &b->eng.engines[i]->st;
+    char counters[2048] = "";
     size_t n = 0;
-    for (size_t i = 0; i < sys_counter_count && n < sizeof(counters); i++) {
+    for (size_t i = 0; i < metrics_table_len && n < sizeof(counters); i++) {
+        const struct metrics_entry *e = &metrics_table[i];
+        if (e->source != METRICS_SHARD || !e->sys_topic)
+            continue;
         int w =
-            snprintf(counters + n, sizeof(counters) - n, "%s%s %llu", i ? ", " : "",
-                     sys_counters[i].topic, (unsigned long long)sys_sum(b, sys_counters[i].offset));
+            snprintf(counters + n, sizeof(counters) - n, "%s%s %llu", n ? ", " : "", e->sys_topic,
+                     (unsigned long long)metrics_sum(st, b->shard_count, e->offset));
         if (w < 0)
             break;
         n += (size_t)w;
@@ -409,17 +419,17 @@ static void log_stats(struct broker *b, const struct memwatch_state *mw)
         if (*p == '/')
             *p = ' ';
     pthread_rwlock_rdlock(&b->retain_lock);
-    uint64_t retained = retain_count(b->retain);
+    uint64_t retained = retain_count(b->eng.retain);
     pthread_rwlock_unlock(&b->retain_lock);
     uint64_t used = atomic_load_explicit(&b->mem_allocated, memory_order_relaxed);
-    bool over = atomic_load_explicit(&b->mem_over, memory_order_relaxed);
+    bool over = atomic_load_explicit(&b->eng.mem_over, memory_order_relaxed);
     char f1[32], f2[32];
     LOG(LOG_LEVEL_NOTICE,
         "SIGUSR1: uptime %llu s, sessions %llu of %u, %s, retained %llu, auth pending %u, memory "
         "%s of %s (%llu of %llu bytes%s; sampled every %llu ms, last sample %.1f us, slowest "
         "%.1f us)",
         (unsigned long long)((broker_now_ms() - b->start_ms) / 1000u),
-        (unsigned long long)atomic_load_explicit(&b->session_count, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&b->eng.session_count, memory_order_relaxed),
         b->cfg.max_sessions, counters, (unsigned long long)retained, authpool_pending(b->authpool),
         mib(f1, sizeof(f1), used), mib(f2, sizeof(f2), b->mem_limit), (unsigned long long)used,
         (unsigned long long)b->mem_limit, over ? ", over the limit: refusing new work" : "",
@@ -436,7 +446,7 @@ static void log_shards(struct broker *b)
     LOG(LOG_LEVEL_NOTICE, "SIGUSR2: %u shards", b->shard_count);
     for (unsigned i = 0; i < b->shard_count; i++) {
         struct shard *sh = b->shards[i];
-        struct metrics_shard *st = &sh->st;
+        struct metrics_shard *st = &sh->en.st;
         uint64_t queued = 0;
         uint32_t deepest = 0;
         for (unsigned j = 0; j < b->shard_count; j++) {
@@ -517,6 +527,26 @@ static bool shards_quiescent(struct broker *b)
     return false;
 }
 
+/* A security snapshot from the config and the files it names: they are
+ * read here, in net/, and security/ parses the bytes. NULL with
+ * "file: what" or "file:line: what" in err. */
+static struct auth_snapshot *snapshot_load(const struct config *cfg, uint64_t generation, char *err,
+                                           size_t errlen)
+{
+    struct auth_files files = {NULL, 0};
+    uint8_t *passwd = NULL;
+    size_t passwd_len = 0;
+    if (cfg->password_file[0]) {
+        if (file_read(cfg->password_file, PASSWD_FILE_MAX, &passwd, &passwd_len, err, errlen) != 0)
+            return NULL;
+        files.passwd = passwd;
+        files.passwd_len = passwd_len;
+    }
+    struct auth_snapshot *s = auth_snapshot_create(cfg, generation, &files, err, errlen);
+    file_free(passwd, passwd_len); /* it holds the hashes */
+    return s;
+}
+
 /* SIGHUP: the files the config names are read again into a new security
  * snapshot (the config itself is not: listeners and limits need a
  * restart). On any error the running snapshot stays. Connected clients
@@ -526,7 +556,7 @@ static void reload(struct broker *b)
 {
     char err[512];
     struct auth_snapshot *old = atomic_load_explicit(&b->auth, memory_order_acquire);
-    struct auth_snapshot *s = auth_snapshot_create(&b->cfg, old->generation + 1, err, sizeof(err));
+    struct auth_snapshot *s = snapshot_load(&b->cfg, old->generation + 1, err, sizeof(err));
     if (!s) {
         LOG(LOG_LEVEL_ERROR, "SIGHUP: reload failed, the previous credentials stay: %s", err);
         return;
@@ -630,7 +660,7 @@ int main(int argc, char **argv)
     /* The files the config names are part of it: --test-config reads them
      * too, and a bad line stops the start with its file:line. */
     char err[512];
-    struct auth_snapshot *snap = auth_snapshot_create(&b.cfg, 1, err, sizeof(err));
+    struct auth_snapshot *snap = snapshot_load(&b.cfg, 1, err, sizeof(err));
     if (!snap) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -661,15 +691,18 @@ int main(int argc, char **argv)
     if (b.shard_count > SHARDS_MAX)
         b.shard_count = SHARDS_MAX;
     b.start_ms = broker_now_ms();
+    b.eng.cfg = &b.cfg;
+    b.eng.shard_count = b.shard_count;
+    b.eng.start_ms = b.start_ms;
     /* The key of the tables clients name (share groups, subscriptions):
      * unknown outside the process, so no client can pick names that
      * collide. */
-    if (!RAND_bytes((uint8_t *)b.hash_key, sizeof(b.hash_key))) {
+    if (!RAND_bytes((uint8_t *)b.eng.hash_key, sizeof(b.eng.hash_key))) {
         LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group key");
         return 1;
     }
-    b.retain = retain_create();
-    if (!b.retain || pthread_rwlock_init(&b.retain_lock, NULL)) {
+    b.eng.retain = retain_create();
+    if (!b.eng.retain || pthread_rwlock_init(&b.retain_lock, NULL)) {
         LOG(LOG_LEVEL_ERROR, "out of memory at start-up");
         return 1;
     }
@@ -786,7 +819,7 @@ stop:
     for (unsigned i = 0; i < created; i++)
         shard_destroy(b.shards[i]);
     authpool_destroy(b.authpool); /* after shard_destroy freed the last answers */
-    retain_destroy(b.retain);
+    retain_destroy(b.eng.retain);
     auth_snapshot_destroy(atomic_load(&b.auth));
     pthread_rwlock_destroy(&b.retain_lock);
     if (rc == 0)

@@ -11,8 +11,8 @@
 #include "codec.h"
 #include "scram.h"
 
-struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation, char *err,
-                                           size_t errlen)
+struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation,
+                                           const struct auth_files *f, char *err, size_t errlen)
 {
     struct auth_snapshot *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -24,7 +24,7 @@ struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t gene
     for (uint32_t i = 0; i < c->listener_count; i++)
         s->allow_anonymous[i] = c->listeners[i].allow_anonymous == CONFIG_TRUE;
     if (c->password_file[0]) {
-        s->passwd = passwd_load(c->password_file, err, errlen);
+        s->passwd = passwd_parse(c->password_file, f->passwd, f->passwd_len, err, errlen);
         if (!s->passwd) {
             free(s);
             return NULL;

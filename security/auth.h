@@ -29,11 +29,21 @@ struct auth_snapshot {
     /* ACL rules and bans join here. */
 };
 
-/* Builds a snapshot from a finished config, reading the files it names.
+/* The contents of the files a config names, read by the caller: security/
+ * parses bytes and reads no file. Views, only read, and not kept past
+ * auth_snapshot_create. */
+struct auth_files {
+    const uint8_t *passwd; /* c->password_file's bytes; unused when that is "" */
+    size_t passwd_len;
+    /* The ACL file joins here. */
+};
+
+/* Builds a snapshot from a finished config and the files it names (f).
  * NULL on failure with "file:line: what is wrong" (or "out of memory") in
- * err. */
-struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation, char *err,
-                                           size_t errlen);
+ * err, the file named by its path in the config. Pure; the main thread
+ * calls it. */
+struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation,
+                                           const struct auth_files *f, char *err, size_t errlen);
 void auth_snapshot_destroy(struct auth_snapshot *s);
 
 /* What a CONNECT presents. Views into the packet; peer is the numeric

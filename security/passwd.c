@@ -1,14 +1,14 @@
 /*
  * mosquitto's password file, loaded into a sorted, immutable table.
  *
- * passwd_load reads the whole file, checks every line, and either returns a
- * complete table or NULL with the first problem as "path:line: what". It is
- * the one function in security/ that makes system calls (STYLE.md keeps the
- * module pure): the API takes a path, and the config thread calls it at
- * start-up and on reload, never a shard. The table is one array of entries
- * sorted by username plus one block holding all the names; shards search it
- * with a binary search and never write it, so any number of threads may call
- * passwd_find and passwd_check at once.
+ * passwd_parse checks every line of the bytes it is handed and either
+ * returns a complete table or NULL with the first problem as
+ * "name:line: what". It makes no system call (STYLE.md keeps security/
+ * pure): the main thread reads the file (net/file.c) at start-up and on
+ * reload and hands the bytes over, never a shard. The table is one array of
+ * entries sorted by username plus one block holding all the names; shards
+ * search it with a binary search and never write it, so any number of
+ * threads may call passwd_find and passwd_check at once.
  *
  * mosquitto 2.0 (src/security_default.c, pwfile__parse and
  * unpwd__decode_passwords) reads the same file more loosely: it skips lines
@@ -40,14 +40,10 @@
 #include "passwd.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/base64.h>
 #include <openssl/digest.h>
@@ -61,9 +57,6 @@
 
 #define ASSERT(x) assert(x)
 
-/* A file of 100,000 users is about 15 MiB; anything past this is not a
- * password file. */
-#define PASSWD_FILE_MAX (64u * 1024u * 1024u)
 /* Longest hash text with the largest salt: "$7$<iterations>$<salt>$<hash>" is
  * 3 + 6 + 1 + 88 + 1 + 88 bytes, "SCRAM-SHA-512$<iterations>:<salt>$<StoredKey>:
  * <ServerKey>" 14 + 6 + 1 + 88 + 1 + 88 + 1 + 88; rounded up to leave room
@@ -171,84 +164,6 @@ static void trim(const uint8_t **p, size_t *len)
         (*len)--;
 }
 
-/* Reads the whole file into *text, unchecked. 0, or -1 with err set. */
-static int read_file(const char *path, uint8_t **text, size_t *text_len, char *err, size_t errlen)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        char eb[128];
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror_r(errno, eb, sizeof(eb)));
-        goto fail;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        char eb[128];
-        set_err(err, errlen, "%s: cannot stat: %s", path, strerror_r(errno, eb, sizeof(eb)));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
-        goto fail;
-    }
-    if (st.st_size < 0 || (uint64_t)st.st_size > PASSWD_FILE_MAX) {
-        set_err(err, errlen, "%s: larger than %u bytes", path, PASSWD_FILE_MAX);
-        goto fail;
-    }
-    /* One byte more than the limit, to notice a file that grew after fstat. */
-    size_t cap = (size_t)st.st_size + 1;
-    buf = malloc(cap);
-    if (!buf) {
-        set_err(err, errlen, "%s: out of memory", path);
-        goto fail;
-    }
-    for (;;) {
-        if (len == cap) {
-            if (cap > PASSWD_FILE_MAX) {
-                set_err(err, errlen, "%s: larger than %u bytes", path, PASSWD_FILE_MAX);
-                goto fail;
-            }
-            size_t ncap =
-                cap * 2 > (size_t)PASSWD_FILE_MAX + 1 ? (size_t)PASSWD_FILE_MAX + 1 : cap * 2;
-            uint8_t *nbuf = realloc(buf, ncap);
-            if (!nbuf) {
-                set_err(err, errlen, "%s: out of memory", path);
-                goto fail;
-            }
-            buf = nbuf;
-            cap = ncap;
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            char eb[128];
-            set_err(err, errlen, "%s: cannot read: %s", path, strerror_r(errno, eb, sizeof(eb)));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    if (len > PASSWD_FILE_MAX) {
-        set_err(err, errlen, "%s: larger than %u bytes", path, PASSWD_FILE_MAX);
-        goto fail;
-    }
-    close(fd);
-    *text = buf;
-    *text_len = len;
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    if (buf) {
-        OPENSSL_cleanse(buf, len);
-        free(buf);
-    }
-    return -1;
-}
-
 /* Decodes a base64 field into scratch (big enough for any field of a line).
  * Returns false if it is not strict, padded base64. */
 static bool b64_decode(const uint8_t *in, size_t len, uint8_t *scratch, size_t scratch_len,
@@ -353,7 +268,7 @@ static const char *parse_scram(const uint8_t *b, size_t blen, struct passwd_entr
 
 /* Parses the text after the username's ':' into e. NULL on success, or what
  * is wrong (a static string, or one written into msg). */
-static const char *parse_hash(const char *path, const uint8_t *h, size_t hlen,
+static const char *parse_hash(const char *name, const uint8_t *h, size_t hlen,
                               struct passwd_entry *e, uint8_t *scratch, size_t scratch_len,
                               char *msg, size_t msglen)
 {
@@ -373,7 +288,7 @@ static const char *parse_hash(const char *path, const uint8_t *h, size_t hlen,
         return "more than one ':' (neither usernames nor hashes may contain ':')";
     if (h[0] != '$') {
         snprintf(msg, msglen,
-                 "plain-text password: hash the file first with `mosquitto_passwd -U %s`", path);
+                 "plain-text password: hash the file first with `mosquitto_passwd -U %s`", name);
         return msg;
     }
 
@@ -534,137 +449,160 @@ static int disguises_init(struct passwd_db *db)
     return 0;
 }
 
-struct passwd_db *passwd_load(const char *path, char *err, size_t errlen)
-{
-    uint8_t *text = NULL;
-    size_t text_len = 0;
-    struct row *rows = NULL;
-    size_t count = 0;
-    size_t cap = 0;
-    struct passwd_db *db = NULL;
-    const size_t scratch_len = PASSWD_LINE_MAX / 4 * 3 + 3;
-    uint8_t *scratch = NULL;
+/* One parse: the bytes, the rows parsed so far, and the scratch space the
+ * field decoders share. */
+struct parser {
+    const char *name; /* for messages only */
+    const uint8_t *data;
+    size_t len;
+    struct row *rows;
+    size_t count;
+    size_t cap;
+    uint8_t *scratch; /* scratch_len bytes: any base64 field of a line decoded */
+    size_t scratch_len;
     char msg[4352]; /* holds a path (PATH_MAX) in the -U hint */
+};
 
-    if (read_file(path, &text, &text_len, err, errlen) != 0)
-        goto fail;
-    scratch = malloc(scratch_len);
-    if (!scratch) {
-        set_err(err, errlen, "%s: out of memory", path);
-        goto fail;
+/* A line's two halves, trimmed. */
+struct fields {
+    const uint8_t *user; /* NULL: a comment or a blank line */
+    size_t user_len;
+    const uint8_t *hash;
+    size_t hash_len;
+};
+
+/* Splits one line (without its '\n') at its first ':' and checks the line
+ * and the name. NULL on success (f->user NULL when the line holds no entry),
+ * or what is wrong (a static string, or one written into msg). */
+static const char *split_line(const uint8_t *l, size_t llen, struct fields *f, char *msg,
+                              size_t msglen)
+{
+    f->user = NULL;
+    if (llen > PASSWD_LINE_MAX) {
+        snprintf(msg, msglen, "line longer than %u bytes", PASSWD_LINE_MAX);
+        return msg;
     }
+    if (memchr(l, '\0', llen))
+        return "NUL byte in the line";
+    if (llen > 0 && l[0] == '#') /* mosquitto: only in the first column */
+        return NULL;
+    const uint8_t *t = l;
+    size_t tlen = llen;
+    trim(&t, &tlen);
+    if (tlen == 0)
+        return NULL;
 
+    const uint8_t *colon = memchr(l, ':', llen);
+    if (!colon)
+        return "no ':' between username and password hash";
+    const uint8_t *user = l;
+    size_t user_len = (size_t)(colon - l);
+    trim(&user, &user_len);
+    f->hash = colon + 1;
+    f->hash_len = (size_t)(l + llen - f->hash);
+    trim(&f->hash, &f->hash_len);
+
+    if (user_len == 0)
+        return "empty username";
+    if (user_len > PASSWD_USER_MAX) {
+        snprintf(msg, msglen, "username longer than %u bytes", PASSWD_USER_MAX);
+        return msg;
+    }
+    if (!codec_utf8_valid(user, user_len))
+        return "username is not valid UTF-8 (no MQTT client could send it)";
+    if (user_len >= 3 && memcmp(user, "\xEF\xBB\xBF", 3) == 0)
+        return "username starts with a UTF-8 byte order mark: save the file without one";
+    f->user = user;
+    f->user_len = user_len;
+    return NULL;
+}
+
+/* Room for one more row. False when out of memory. */
+static bool rows_reserve(struct parser *p)
+{
+    if (p->count < p->cap)
+        return true;
+    size_t ncap = p->cap ? p->cap * 2 : 64;
+    struct row *nrows = realloc(p->rows, ncap * sizeof(*p->rows));
+    if (!nrows)
+        return false;
+    p->rows = nrows;
+    p->cap = ncap;
+    return true;
+}
+
+/* Parses every line into p->rows, in file order. 0, or -1 with the first
+ * problem in err ("name:line: what", or "name: out of memory"). */
+static int parse_lines(struct parser *p, char *err, size_t errlen)
+{
     size_t line = 0;
     size_t pos = 0;
-    while (pos < text_len) {
+    while (pos < p->len) {
         line++;
-        const uint8_t *l = text + pos;
-        const uint8_t *nl = memchr(l, '\n', text_len - pos);
-        size_t llen = nl ? (size_t)(nl - l) : text_len - pos;
+        const uint8_t *l = p->data + pos;
+        const uint8_t *nl = memchr(l, '\n', p->len - pos);
+        size_t llen = nl ? (size_t)(nl - l) : p->len - pos;
         pos += llen + (nl ? 1 : 0);
 
-        const char *what = NULL;
-        if (llen > PASSWD_LINE_MAX) {
-            snprintf(msg, sizeof(msg), "line longer than %u bytes", PASSWD_LINE_MAX);
-            what = msg;
-            goto bad_line;
-        }
-        if (memchr(l, '\0', llen)) {
-            what = "NUL byte in the line";
-            goto bad_line;
-        }
-        if (llen > 0 && l[0] == '#') /* mosquitto: only in the first column */
+        struct fields f;
+        const char *what = split_line(l, llen, &f, p->msg, sizeof(p->msg));
+        if (!what && !f.user)
             continue;
-        const uint8_t *t = l;
-        size_t tlen = llen;
-        trim(&t, &tlen);
-        if (tlen == 0)
-            continue;
-
-        const uint8_t *colon = memchr(l, ':', llen);
-        if (!colon) {
-            what = "no ':' between username and password hash";
-            goto bad_line;
-        }
-        const uint8_t *user = l;
-        size_t user_len = (size_t)(colon - l);
-        trim(&user, &user_len);
-        const uint8_t *h = colon + 1;
-        size_t hlen = (size_t)(l + llen - h);
-        trim(&h, &hlen);
-
-        if (user_len == 0) {
-            what = "empty username";
-            goto bad_line;
-        }
-        if (user_len > PASSWD_USER_MAX) {
-            snprintf(msg, sizeof(msg), "username longer than %u bytes", PASSWD_USER_MAX);
-            what = msg;
-            goto bad_line;
-        }
-        if (!codec_utf8_valid(user, user_len)) {
-            what = "username is not valid UTF-8 (no MQTT client could send it)";
-            goto bad_line;
-        }
-        if (user_len >= 3 && memcmp(user, "\xEF\xBB\xBF", 3) == 0) {
-            what = "username starts with a UTF-8 byte order mark: save the file without one";
-            goto bad_line;
-        }
-
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            struct row *nrows = realloc(rows, ncap * sizeof(*rows));
-            if (!nrows) {
-                set_err(err, errlen, "%s: out of memory", path);
-                goto fail;
+        if (!what) {
+            if (!rows_reserve(p)) {
+                set_err(err, errlen, "%s: out of memory", p->name);
+                return -1;
             }
-            rows = nrows;
-            cap = ncap;
+            struct row *r = &p->rows[p->count];
+            memset(r, 0, sizeof(*r));
+            r->line = line;
+            r->e.user = f.user;
+            r->e.user_len = f.user_len;
+            what = parse_hash(p->name, f.hash, f.hash_len, &r->e, p->scratch, p->scratch_len,
+                              p->msg, sizeof(p->msg));
         }
-        struct row *r = &rows[count];
-        memset(r, 0, sizeof(*r));
-        r->line = line;
-        r->e.user = user;
-        r->e.user_len = user_len;
-        what = parse_hash(path, h, hlen, &r->e, scratch, scratch_len, msg, sizeof(msg));
-        if (what)
-            goto bad_line;
-        count++;
-        continue;
-    bad_line:
-        set_err(err, errlen, "%s:%zu: %s", path, line, what);
-        goto fail;
+        if (what) {
+            set_err(err, errlen, "%s:%zu: %s", p->name, line, what);
+            return -1;
+        }
+        p->count++;
     }
+    return 0;
+}
 
-    if (count > 0)
-        qsort(rows, count, sizeof(*rows), row_cmp);
-    /* Report the duplicate that comes first in the file. */
+/* In rows sorted by name and then line: the line of the duplicate name that
+ * comes first in the file, with the line that defined the name before it in
+ * *first; 0 when every name is defined once. */
+static size_t first_duplicate(const struct row *rows, size_t count, size_t *first)
+{
     size_t dup_line = 0;
-    size_t dup_first = 0;
+    *first = 0;
     for (size_t i = 1; i < count; i++) {
         if (user_cmp(rows[i - 1].e.user, rows[i - 1].e.user_len, rows[i].e.user,
                      rows[i].e.user_len) == 0 &&
             (dup_line == 0 || rows[i].line < dup_line)) {
             dup_line = rows[i].line;
-            dup_first = rows[i - 1].line;
+            *first = rows[i - 1].line;
         }
     }
-    if (dup_line != 0) {
-        set_err(err, errlen, "%s:%zu: username already defined on line %zu", path, dup_line,
-                dup_first);
-        goto fail;
-    }
+    return dup_line;
+}
 
-    db = calloc(1, sizeof(*db));
+/* The table from rows sorted by name: the entries in one array, their names
+ * copied into one block (the rows' point into the caller's bytes), and the
+ * disguises worked out. NULL when out of memory or HMAC fails. */
+static struct passwd_db *db_build(const struct row *rows, size_t count)
+{
+    struct passwd_db *db = calloc(1, sizeof(*db));
     if (!db)
-        goto nomem;
+        goto fail;
     size_t names_len = 0;
     for (size_t i = 0; i < count; i++)
         names_len += rows[i].e.user_len;
     db->names = malloc(names_len ? names_len : 1);
     db->entries = malloc((count ? count : 1) * sizeof(*db->entries));
     if (!db->names || !db->entries)
-        goto nomem;
+        goto fail;
     size_t off = 0;
     for (size_t i = 0; i < count; i++) {
         db->entries[i] = rows[i].e;
@@ -675,24 +613,61 @@ struct passwd_db *passwd_load(const char *path, char *err, size_t errlen)
     ASSERT(off == names_len);
     db->count = count;
     if (disguises_init(db) != 0)
+        goto fail;
+    return db;
+fail:
+    passwd_free(db);
+    return NULL;
+}
+
+struct passwd_db *passwd_parse(const char *name, const uint8_t *data, size_t len, char *err,
+                               size_t errlen)
+{
+    ASSERT(name && (data || len == 0));
+    struct parser p = {
+        .name = name,
+        .data = data,
+        .len = len,
+        .scratch_len = PASSWD_LINE_MAX / 4 * 3 + 3,
+    };
+    struct passwd_db *db = NULL;
+
+    /* The reader bounds what it reads by the same limit before it
+     * allocates; checked again so that the limit holds for every caller. */
+    if (len > PASSWD_FILE_MAX) {
+        set_err(err, errlen, "%s: larger than %u bytes", name, PASSWD_FILE_MAX);
+        goto done;
+    }
+    p.scratch = malloc(p.scratch_len);
+    if (!p.scratch)
+        goto nomem;
+    if (parse_lines(&p, err, errlen) != 0)
+        goto done;
+
+    if (p.count > 0)
+        qsort(p.rows, p.count, sizeof(*p.rows), row_cmp);
+    /* Report the duplicate that comes first in the file. */
+    size_t dup_first;
+    size_t dup_line = first_duplicate(p.rows, p.count, &dup_first);
+    if (dup_line != 0) {
+        set_err(err, errlen, "%s:%zu: username already defined on line %zu", name, dup_line,
+                dup_first);
+        goto done;
+    }
+    db = db_build(p.rows, p.count);
+    if (!db)
         goto nomem;
     goto done;
 
 nomem:
-    set_err(err, errlen, "%s: out of memory", path);
-fail:
-    passwd_free(db);
-    db = NULL;
+    set_err(err, errlen, "%s: out of memory", name);
 done:
-    if (text) {
-        OPENSSL_cleanse(text, text_len);
-        free(text);
+    if (p.rows) {
+        /* Every row allocated, the one a bad line left half-parsed too. */
+        OPENSSL_cleanse(p.rows, p.cap * sizeof(*p.rows));
+        free(p.rows);
     }
-    if (rows) {
-        OPENSSL_cleanse(rows, count * sizeof(*rows));
-        free(rows);
-    }
-    free(scratch);
+    free(p.scratch);
     return db;
 }
 
@@ -830,7 +805,7 @@ const uint8_t *passwd_decoy_key(const struct passwd_db *db)
     return db ? db->decoy_key : NULL;
 }
 
-/* Would passwd_load read this name back as itself? */
+/* Would passwd_parse read this name back as itself? */
 static bool user_writable(const uint8_t *user, size_t len)
 {
     if (len == 0 || len > PASSWD_USER_MAX || !codec_utf8_valid(user, len))

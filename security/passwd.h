@@ -18,9 +18,10 @@
  * SaltedPassword itself, so serving SCRAM from it would let anyone who
  * reads the file log in as every $7$ user without knowing a password.
  *
- * Loaded once into an immutable table that shard threads read without
- * locks (it hangs off the security snapshot). Plain-text passwords are
- * refused with a hint to run `mosquitto_passwd -U`.
+ * Parsed once, from the bytes the main thread read, into an immutable
+ * table that shard threads read without locks (it hangs off the security
+ * snapshot). Plain-text passwords are refused with a hint to run
+ * `mosquitto_passwd -U`.
  */
 #ifndef RINGMQ_PASSWD_H
 #define RINGMQ_PASSWD_H
@@ -46,6 +47,10 @@
 #define PASSWD_SCRAM_SALT_LEN           16u
 /* SHA-512's output: a $6$/$7$ hash, StoredKey, ServerKey, the decoy key. */
 #define PASSWD_KEY_LEN 64u
+/* The largest password file passwd_parse takes, and so what its reader
+ * reads at most. A file of 100,000 users is about 15 MiB; anything past
+ * this is not a password file. */
+#define PASSWD_FILE_MAX (64u * 1024u * 1024u)
 
 enum passwd_kind {
     PASSWD_SHA512 = 6,        /* $6$ */
@@ -66,18 +71,24 @@ struct passwd_entry {
 
 struct passwd_db;
 
-/* Loads path. NULL on failure, with "path:line: what is wrong" (or
- * "path: what is wrong" for the file as a whole) in err; err never holds a
- * password or hash. Stricter than mosquitto, which skips or drops what it
- * cannot use: a line without ':', an empty, duplicate or non-UTF-8 name, a
- * second ':' (other than the two inside a SCRAM-SHA-512 hash), an unknown or
- * garbled hash, bad or unpadded base64, an empty salt or one over
- * PASSWD_SALT_MAX, a hash or key that is not 64 bytes, iterations outside
- * 1..PASSWD_ITERATIONS_MAX, a plain-text password, a line over 65 KiB or a
- * file over 64 MiB all fail the load. '#' in the first column and blank
- * lines are skipped; blanks around name and hash ('\r' too) are trimmed.
- * Reads the file: call it from the config thread, not from a shard. */
-struct passwd_db *passwd_load(const char *path, char *err, size_t errlen);
+/* Parses a password file's bytes, data[0..len) (data may be NULL when len
+ * is 0), into a table; the caller reads the file (security/ makes no
+ * system call) and keeps data, which is only read. name says where the
+ * bytes came from and is used only in messages. NULL on failure, with
+ * "name:line: what is wrong" (or "name: what is wrong" for the bytes as a
+ * whole) in err; err never holds a password or hash. Stricter than
+ * mosquitto, which skips or drops what it cannot use: a line without ':',
+ * an empty, duplicate or non-UTF-8 name, a second ':' (other than the two
+ * inside a SCRAM-SHA-512 hash), an unknown or garbled hash, bad or
+ * unpadded base64, an empty salt or one over PASSWD_SALT_MAX, a hash or key
+ * that is not 64 bytes, iterations outside 1..PASSWD_ITERATIONS_MAX, a
+ * plain-text password, a line over 65 KiB or more than PASSWD_FILE_MAX
+ * bytes all fail the parse. '#' in the first column and blank lines are
+ * skipped; blanks around name and hash ('\r' too) are trimmed. Pure, any
+ * thread, but it sorts and hashes the whole table: call it where the file
+ * is read (the main thread), not from a shard. */
+struct passwd_db *passwd_parse(const char *name, const uint8_t *data, size_t len, char *err,
+                               size_t errlen);
 void passwd_free(struct passwd_db *db);
 size_t passwd_count(const struct passwd_db *db);
 
@@ -131,7 +142,7 @@ const uint8_t *passwd_decoy_key(const struct passwd_db *db);
 /* Writes a complete password file line for user, "user:SCRAM-SHA-512$...",
  * with a fresh PASSWD_SCRAM_SALT_LEN-byte salt from RAND_bytes, then a NUL
  * (no newline) into out. Returns the line's length without the NUL, or -1
- * when the name is one passwd_load would refuse or read as another (empty,
+ * when the name is one passwd_parse would refuse or read as another (empty,
  * over PASSWD_USER_MAX bytes, not UTF-8, holding ':', '\r' or '\n', blanks
  * at either end, a leading '#' or byte order mark), when iterations is
  * outside 1..PASSWD_ITERATIONS_MAX, when out cannot hold the line and its

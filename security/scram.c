@@ -17,9 +17,9 @@
  * gives the same answer, as for a real name), of the length and with the
  * iteration count most SCRAM entries have, and made-up keys. Both paths
  * compute that salt, so scram_start takes as long either way, and
- * scram_finish does the same work and fails. The only process-wide state is
- * a secret drawn once with RAND_bytes that stands in for the decoy key when
- * there is no table at all.
+ * scram_finish does the same work and fails. Nothing here is process-wide
+ * state: the decoy key belongs to the table, and without a table a fixed
+ * key stands in for it (NO_TABLE_KEY says why that hides nothing).
  *
  * Parsing is strict: the messages are short, fully specified, and come from
  * an unauthenticated peer.
@@ -27,7 +27,6 @@
 #include "scram.h"
 
 #include <assert.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +47,13 @@
 /* Random bytes in the server's half of the nonce: 32 base64 characters, no
  * padding. */
 #define SERVER_NONCE_RAW_LEN 24u
+
+/* The decoy key when there is no table at all (db NULL). With no table no
+ * name is real, so a made-up salt has nothing to hide and needs no secret:
+ * a fixed key keeps each name's salt the same on every run. SCRAM is not
+ * offered without a password file (auth_method_offered); only an exchange
+ * that starts on a snapshot a reload left without one gets here. */
+#define NO_TABLE_KEY "ringmq scram no-table decoy key v1"
 
 _Static_assert(SERVER_NONCE_RAW_LEN % 3 == 0, "the server nonce has no '=' padding");
 _Static_assert(PASSWD_SALT_MAX <= KEY_LEN, "a made-up salt is cut from one HMAC-SHA512");
@@ -79,17 +85,6 @@ struct scram {
     size_t auth_cap;
     uint8_t buf[]; /* user, gs2, auth */
 };
-
-static uint8_t process_secret[KEY_LEN];
-static pthread_once_t process_secret_once = PTHREAD_ONCE_INIT;
-
-static void process_secret_init(void)
-{
-    /* A guessable secret would let a client recompute made-up salts and so
-     * tell unknown names from real ones: no fallback. */
-    if (RAND_bytes(process_secret, sizeof(process_secret)) != 1)
-        abort();
-}
 
 struct cursor {
     const uint8_t *p;
@@ -180,18 +175,224 @@ static bool hmac512(const uint8_t *key, size_t key_len, const uint8_t *data, siz
     return HMAC(EVP_sha512(), key, key_len, data, len, out, &n) != NULL && n == KEY_LEN;
 }
 
+/* What a client-first message carries: views into the message, and the
+ * names decoded from saslname. */
+struct client_first {
+    const uint8_t *gs2; /* "n,," or "y,,a=...," */
+    size_t gs2_len;
+    const uint8_t *bare; /* client-first-message-bare */
+    size_t bare_len;
+    const uint8_t *cnonce;
+    size_t cnonce_len;
+    uint8_t user[SCRAM_MSG_MAX];
+    size_t user_len;
+    bool has_authz;
+    uint8_t authz[SCRAM_MSG_MAX];
+    size_t authz_len;
+};
+
+/* gs2-header = gs2-cbind-flag "," [ authzid ] ","
+ * NULL, or what is wrong. */
+static const char *parse_gs2_header(struct cursor *c, struct client_first *cf)
+{
+    if (c->p[0] == 'p')
+        return "channel binding (p=) is not supported";
+    if (!take(c, "n,") && !take(c, "y,"))
+        return "gs2 header must start with \"n,\" or \"y,\"";
+    if (take(c, "a=")) {
+        const uint8_t *v;
+        size_t vlen;
+        value(c, &v, &vlen);
+        if (vlen == 0 || !saslname_decode(v, vlen, cf->authz, &cf->authz_len))
+            return "authzid (a=) is empty or has an '=' other than =2C or =3D";
+        cf->has_authz = true;
+    }
+    if (!take(c, ","))
+        return "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the second ','";
+    return NULL;
+}
+
+/* client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions]
+ * NULL, or what is wrong. */
+static const char *parse_client_first_bare(struct cursor *c, struct client_first *cf)
+{
+    if (take(c, "m="))
+        return "mandatory extension (m=) is not supported";
+    if (!take(c, "n="))
+        return "expected n=<username> after the gs2 header";
+    const uint8_t *v;
+    size_t vlen;
+    value(c, &v, &vlen);
+    if (vlen == 0)
+        return "empty username (n=)";
+    if (!saslname_decode(v, vlen, cf->user, &cf->user_len))
+        return "username (n=) has an '=' other than =2C or =3D";
+    if (!take(c, ",r="))
+        return "expected ,r=<nonce> after the username";
+    value(c, &cf->cnonce, &cf->cnonce_len);
+    if (cf->cnonce_len == 0)
+        return "empty client nonce (r=)";
+    if (!printable(cf->cnonce, cf->cnonce_len))
+        return "client nonce (r=) holds a character outside printable ASCII";
+    if (!skip_extensions(c, false))
+        return "malformed extension after the nonce in client-first";
+    return NULL;
+}
+
+/* The whole client-first message into cf. NULL, or what is wrong. */
+static const char *parse_client_first(const uint8_t *in, size_t len, struct client_first *cf)
+{
+    if (len > SCRAM_MSG_MAX)
+        return "client-first message longer than 1024 bytes";
+    if (len == 0)
+        return "empty client-first message";
+    if (!codec_utf8_valid(in, len))
+        return "client-first message is not valid UTF-8 (or holds a NUL)";
+    cf->has_authz = false;
+    cf->authz_len = 0;
+    struct cursor c = {in, in + len};
+    const char *w = parse_gs2_header(&c, cf);
+    if (w)
+        return w;
+    cf->gs2 = in;
+    cf->gs2_len = (size_t)(c.p - in);
+    cf->bare = c.p;
+    cf->bare_len = (size_t)(c.end - c.p);
+    w = parse_client_first_bare(&c, cf);
+    if (w)
+        return w;
+    if (cf->has_authz &&
+        (cf->authz_len != cf->user_len || memcmp(cf->authz, cf->user, cf->user_len) != 0))
+        return "authzid (a=) differs from the username";
+    return NULL;
+}
+
+/* What the exchange runs on: the name's SCRAM entry, or made-up values that
+ * look like one. Pointers into the table or into the caller's mac. */
+struct creds {
+    bool known;     /* a SCRAM entry */
+    bool has_entry; /* any entry */
+    const uint8_t *salt;
+    size_t salt_len;
+    uint32_t iterations;
+    const uint8_t *stored_key;
+    const uint8_t *server_key;
+};
+
+/* Picks the credentials for user, computing the made-up salt into mac
+ * whether or not it is used. False when HMAC fails. */
+static bool creds_pick(const struct passwd_db *db, const uint8_t *user, size_t user_len,
+                       uint8_t mac[KEY_LEN], struct creds *cr)
+{
+    /* Both paths compute the made-up salt, so the time spent does not
+     * depend on whether the name has a SCRAM entry. */
+    const uint8_t *key = passwd_decoy_key(db);
+    size_t key_len = KEY_LEN;
+    if (!key) {
+        key = (const uint8_t *)NO_TABLE_KEY;
+        key_len = sizeof(NO_TABLE_KEY) - 1;
+    }
+    if (!hmac512(key, key_len, user, user_len, mac))
+        return false;
+    const struct passwd_entry *e = passwd_find(db, user, user_len);
+    bool known = e && e->kind == PASSWD_SCRAM_SHA512;
+    cr->known = known;
+    cr->has_entry = e != NULL;
+    cr->salt = known ? e->salt : mac;
+    cr->salt_len = known ? e->salt_len : passwd_scram_salt_len(db);
+    cr->iterations = known ? e->iterations : passwd_scram_iterations(db);
+    /* Made-up keys for the rest: no proof can hash to them, and known is
+     * false anyway. */
+    cr->stored_key = known ? e->hash : mac;
+    cr->server_key = known ? e->server_key : mac;
+    ASSERT(cr->salt_len >= 1 && cr->salt_len <= PASSWD_SALT_MAX);
+    return true;
+}
+
+/* The parts of server-first-message that are not the nonce, as text. */
+struct server_first_parts {
+    uint8_t salt_b64[((PASSWD_SALT_MAX + 2) / 3) * 4 + 1];
+    size_t salt_b64_len;
+    char iter[16];
+    size_t iter_len;
+    size_t len; /* of the whole message */
+};
+
+/* server-first-message = "r=" c-nonce s-nonce ",s=" salt ",i=" iteration-count
+ * Its parts and length; false when it would pass SCRAM_MSG_MAX. */
+static bool server_first_prepare(const struct client_first *cf, size_t server_nonce_len,
+                                 const struct creds *cr, struct server_first_parts *sf)
+{
+    sf->salt_b64_len = EVP_EncodeBlock(sf->salt_b64, cr->salt, cr->salt_len);
+    int n = snprintf(sf->iter, sizeof(sf->iter), "%u", (unsigned)cr->iterations);
+    ASSERT(n > 0 && (size_t)n < sizeof(sf->iter));
+    sf->iter_len = (size_t)n;
+    sf->len = 2 + cf->cnonce_len + server_nonce_len + 3 + sf->salt_b64_len + 3 + sf->iter_len;
+    return sf->len <= SCRAM_MSG_MAX;
+}
+
+/* A state holding copies of the keys, the name, the gs2 header and the
+ * start of AuthMessage (client-first-bare "," server-first ","), with room
+ * for client-final-without-proof; *server_first points at the server-first
+ * message inside it. NULL when out of memory. */
+static struct scram *state_create(const struct client_first *cf, const struct creds *cr,
+                                  const uint8_t *server_nonce, size_t server_nonce_len,
+                                  const struct server_first_parts *sf, const uint8_t **server_first)
+{
+    size_t auth_cap = cf->bare_len + 1 + sf->len + 1 + SCRAM_MSG_MAX;
+    struct scram *s = calloc(1, sizeof(*s) + cf->user_len + cf->gs2_len + auth_cap);
+    if (!s)
+        return NULL;
+    memcpy(s->stored_key, cr->stored_key, KEY_LEN);
+    memcpy(s->server_key, cr->server_key, KEY_LEN);
+    s->known = cr->known;
+    s->has_entry = cr->has_entry;
+    s->user = s->buf;
+    s->user_len = cf->user_len;
+    memcpy(s->buf, cf->user, cf->user_len);
+    s->gs2 = s->buf + cf->user_len;
+    s->gs2_len = cf->gs2_len;
+    memcpy(s->buf + cf->user_len, cf->gs2, cf->gs2_len);
+    s->auth = s->buf + cf->user_len + cf->gs2_len;
+    s->auth_cap = auth_cap;
+
+    uint8_t *a = s->auth;
+    memcpy(a, cf->bare, cf->bare_len);
+    a += cf->bare_len;
+    *a++ = ',';
+    *server_first = a;
+    memcpy(a, "r=", 2);
+    a += 2;
+    s->nonce = a;
+    memcpy(a, cf->cnonce, cf->cnonce_len);
+    a += cf->cnonce_len;
+    memcpy(a, server_nonce, server_nonce_len);
+    a += server_nonce_len;
+    s->nonce_len = cf->cnonce_len + server_nonce_len;
+    memcpy(a, ",s=", 3);
+    a += 3;
+    memcpy(a, sf->salt_b64, sf->salt_b64_len);
+    a += sf->salt_b64_len;
+    memcpy(a, ",i=", 3);
+    a += 3;
+    memcpy(a, sf->iter, sf->iter_len);
+    a += sf->iter_len;
+    ASSERT((size_t)(a - *server_first) == sf->len);
+    *a++ = ',';
+    s->auth_len = (size_t)(a - s->auth);
+    return s;
+}
+
 enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
                                          const uint8_t *server_nonce, size_t server_nonce_len,
                                          struct scram **state, uint8_t *out, size_t *outlen,
                                          const char **why)
 {
-    struct scram *s = NULL;
-    uint8_t user[SCRAM_MSG_MAX];
-    size_t user_len = 0;
-    uint8_t authz[SCRAM_MSG_MAX];
-    size_t authz_len = 0;
-    bool has_authz = false;
+    struct client_first cf;
+    struct creds cr;
+    struct server_first_parts sf;
     uint8_t mac[KEY_LEN];
+    const uint8_t *server_first = NULL;
     const char *w = NULL;
 
     ASSERT(state && out && outlen && why);
@@ -199,181 +400,30 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
     *state = NULL;
     *outlen = 0;
 
-    if (len > SCRAM_MSG_MAX) {
-        w = "client-first message longer than 1024 bytes";
+    w = parse_client_first(in, len, &cf);
+    if (w)
         goto fail;
-    }
-    if (len == 0) {
-        w = "empty client-first message";
-        goto fail;
-    }
-    if (!codec_utf8_valid(in, len)) {
-        w = "client-first message is not valid UTF-8 (or holds a NUL)";
-        goto fail;
-    }
-
-    /* gs2-header = gs2-cbind-flag "," [ authzid ] "," */
-    struct cursor c = {in, in + len};
-    if (c.p[0] == 'p') {
-        w = "channel binding (p=) is not supported";
-        goto fail;
-    }
-    if (!take(&c, "n,") && !take(&c, "y,")) {
-        w = "gs2 header must start with \"n,\" or \"y,\"";
-        goto fail;
-    }
-    if (take(&c, "a=")) {
-        const uint8_t *v;
-        size_t vlen;
-        value(&c, &v, &vlen);
-        if (vlen == 0 || !saslname_decode(v, vlen, authz, &authz_len)) {
-            w = "authzid (a=) is empty or has an '=' other than =2C or =3D";
-            goto fail;
-        }
-        has_authz = true;
-    }
-    if (!take(&c, ",")) {
-        w = "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the second ','";
-        goto fail;
-    }
-    const uint8_t *gs2 = in;
-    size_t gs2_len = (size_t)(c.p - in);
-    const uint8_t *bare = c.p;
-    size_t bare_len = (size_t)(c.end - c.p);
-
-    /* client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions] */
-    if (take(&c, "m=")) {
-        w = "mandatory extension (m=) is not supported";
-        goto fail;
-    }
-    if (!take(&c, "n=")) {
-        w = "expected n=<username> after the gs2 header";
-        goto fail;
-    }
-    {
-        const uint8_t *v;
-        size_t vlen;
-        value(&c, &v, &vlen);
-        if (vlen == 0) {
-            w = "empty username (n=)";
-            goto fail;
-        }
-        if (!saslname_decode(v, vlen, user, &user_len)) {
-            w = "username (n=) has an '=' other than =2C or =3D";
-            goto fail;
-        }
-    }
-    if (!take(&c, ",r=")) {
-        w = "expected ,r=<nonce> after the username";
-        goto fail;
-    }
-    const uint8_t *cnonce;
-    size_t cnonce_len;
-    value(&c, &cnonce, &cnonce_len);
-    if (cnonce_len == 0) {
-        w = "empty client nonce (r=)";
-        goto fail;
-    }
-    if (!printable(cnonce, cnonce_len)) {
-        w = "client nonce (r=) holds a character outside printable ASCII";
-        goto fail;
-    }
-    if (!skip_extensions(&c, false)) {
-        w = "malformed extension after the nonce in client-first";
-        goto fail;
-    }
-    if (has_authz && (authz_len != user_len || memcmp(authz, user, user_len) != 0)) {
-        w = "authzid (a=) differs from the username";
-        goto fail;
-    }
-
-    /* Both paths compute the made-up salt, so the time spent does not
-     * depend on whether the name has a SCRAM entry. */
-    const uint8_t *key = passwd_decoy_key(db);
-    if (!key) {
-        pthread_once(&process_secret_once, process_secret_init);
-        key = process_secret;
-    }
-    if (!hmac512(key, KEY_LEN, user, user_len, mac)) {
+    if (!creds_pick(db, cf.user, cf.user_len, mac, &cr)) {
         w = "HMAC-SHA512 failed";
         goto fail;
     }
-    const struct passwd_entry *e = passwd_find(db, user, user_len);
-    bool known = e && e->kind == PASSWD_SCRAM_SHA512;
-    const uint8_t *salt = known ? e->salt : mac;
-    size_t salt_len = known ? e->salt_len : passwd_scram_salt_len(db);
-    uint32_t iterations = known ? e->iterations : passwd_scram_iterations(db);
-    /* Made-up keys for the rest: no proof can hash to them, and known is
-     * false anyway. */
-    const uint8_t *stored_key = known ? e->hash : mac;
-    const uint8_t *server_key = known ? e->server_key : mac;
-    ASSERT(salt_len >= 1 && salt_len <= PASSWD_SALT_MAX);
-
-    /* server-first-message = "r=" c-nonce s-nonce ",s=" salt ",i=" iteration-count */
-    uint8_t salt_b64[((PASSWD_SALT_MAX + 2) / 3) * 4 + 1];
-    size_t salt_b64_len = EVP_EncodeBlock(salt_b64, salt, salt_len);
-    char iter_txt[16];
-    int iter_len = snprintf(iter_txt, sizeof(iter_txt), "%u", (unsigned)iterations);
-    ASSERT(iter_len > 0 && (size_t)iter_len < sizeof(iter_txt));
-    size_t sf_len = 2 + cnonce_len + server_nonce_len + 3 + salt_b64_len + 3 + (size_t)iter_len;
-    if (sf_len > SCRAM_MSG_MAX) {
+    if (!server_first_prepare(&cf, server_nonce_len, &cr, &sf)) {
         w = "client nonce too long: the server-first message would pass 1024 bytes";
         goto fail;
     }
-
-    size_t auth_cap = bare_len + 1 + sf_len + 1 + SCRAM_MSG_MAX;
-    s = calloc(1, sizeof(*s) + user_len + gs2_len + auth_cap);
+    struct scram *s = state_create(&cf, &cr, server_nonce, server_nonce_len, &sf, &server_first);
     if (!s) {
         w = "out of memory";
         goto fail;
     }
-    memcpy(s->stored_key, stored_key, KEY_LEN);
-    memcpy(s->server_key, server_key, KEY_LEN);
-    s->known = known;
-    s->has_entry = e != NULL;
-    s->user = s->buf;
-    s->user_len = user_len;
-    memcpy(s->buf, user, user_len);
-    s->gs2 = s->buf + user_len;
-    s->gs2_len = gs2_len;
-    memcpy(s->buf + user_len, gs2, gs2_len);
-    s->auth = s->buf + user_len + gs2_len;
-    s->auth_cap = auth_cap;
-
-    uint8_t *a = s->auth;
-    memcpy(a, bare, bare_len);
-    a += bare_len;
-    *a++ = ',';
-    uint8_t *sf = a;
-    memcpy(a, "r=", 2);
-    a += 2;
-    s->nonce = a;
-    memcpy(a, cnonce, cnonce_len);
-    a += cnonce_len;
-    memcpy(a, server_nonce, server_nonce_len);
-    a += server_nonce_len;
-    s->nonce_len = cnonce_len + server_nonce_len;
-    memcpy(a, ",s=", 3);
-    a += 3;
-    memcpy(a, salt_b64, salt_b64_len);
-    a += salt_b64_len;
-    memcpy(a, ",i=", 3);
-    a += 3;
-    memcpy(a, iter_txt, (size_t)iter_len);
-    a += iter_len;
-    ASSERT((size_t)(a - sf) == sf_len);
-    *a++ = ',';
-    s->auth_len = (size_t)(a - s->auth);
-
-    memcpy(out, sf, sf_len);
-    *outlen = sf_len;
+    memcpy(out, server_first, sf.len);
+    *outlen = sf.len;
     OPENSSL_cleanse(mac, sizeof(mac));
     *state = s;
     return SCRAM_CONTINUE;
 
 fail:
     OPENSSL_cleanse(mac, sizeof(mac));
-    scram_free(s);
     *why = w;
     return SCRAM_FAIL;
 }
@@ -394,6 +444,73 @@ enum scram_result scram_start(const struct passwd_db *db, const uint8_t *in, siz
     return scram_start_with_nonce(db, in, len, nonce, n, state, out, outlen, why);
 }
 
+/* client-final-message = client-final-message-without-proof "," proof
+ * client-final-message-without-proof = channel-binding "," nonce ["," extensions]
+ * Checks the binding and the nonce against s and decodes the proof.
+ * NULL with the length of the part without the proof, or what is wrong. */
+static const char *parse_client_final(const struct scram *s, const uint8_t *in, size_t len,
+                                      size_t *without_proof_len, uint8_t proof[KEY_LEN])
+{
+    if (len > SCRAM_MSG_MAX)
+        return "client-final message longer than 1024 bytes";
+    if (len == 0 || !codec_utf8_valid(in, len))
+        return "client-final message is empty or not valid UTF-8";
+    struct cursor c = {in, in + len};
+    const uint8_t *v;
+    size_t vlen;
+    if (!take(&c, "c="))
+        return "client-final must start with c=<channel binding>";
+    value(&c, &v, &vlen);
+    uint8_t cbind[SCRAM_MSG_MAX];
+    size_t cbind_len;
+    if (vlen == 0 || EVP_DecodeBase64(cbind, &cbind_len, sizeof(cbind), v, vlen) != 1)
+        return "channel binding (c=) is not valid base64";
+    if (cbind_len != s->gs2_len || memcmp(cbind, s->gs2, cbind_len) != 0)
+        return "channel binding (c=) is not the gs2 header of client-first";
+    if (!take(&c, ",r="))
+        return "expected ,r=<nonce> after c= in client-final";
+    value(&c, &v, &vlen);
+    if (vlen != s->nonce_len || memcmp(v, s->nonce, vlen) != 0)
+        return "nonce (r=) is not the one the server sent";
+    if (!skip_extensions(&c, true))
+        return "malformed extension after the nonce in client-final";
+    *without_proof_len = (size_t)(c.p - in);
+    if (!take(&c, ",p="))
+        return "client-final has no proof (p=)";
+    if (memchr(c.p, ',', (size_t)(c.end - c.p)))
+        return "proof (p=) must be the last attribute of client-final";
+    uint8_t raw[SCRAM_MSG_MAX];
+    size_t raw_len;
+    if (EVP_DecodeBase64(raw, &raw_len, sizeof(raw), c.p, (size_t)(c.end - c.p)) != 1)
+        return "proof (p=) is not valid base64";
+    if (raw_len != KEY_LEN)
+        return "proof (p=) is not 64 bytes";
+    memcpy(proof, raw, KEY_LEN);
+    return NULL;
+}
+
+/* Checks proof against AuthMessage (s->auth, auth_len bytes) and computes
+ * ServerSignature. *match: the proof verifies. False when a hash fails. */
+static bool proof_verify(const struct scram *s, size_t auth_len, const uint8_t proof[KEY_LEN],
+                         uint8_t server_sig[KEY_LEN], bool *match)
+{
+    /* ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); the proof
+     * holds iff H(ClientKey) == StoredKey. */
+    uint8_t sig[KEY_LEN];
+    uint8_t client_key[KEY_LEN];
+    uint8_t stored[KEY_LEN];
+    bool ok = hmac512(s->stored_key, KEY_LEN, s->auth, auth_len, sig);
+    for (size_t i = 0; i < KEY_LEN; i++)
+        client_key[i] = proof[i] ^ sig[i];
+    ok = ok && SHA512(client_key, KEY_LEN, stored) != NULL;
+    *match = ok && CRYPTO_memcmp(stored, s->stored_key, KEY_LEN) == 0;
+    ok = hmac512(s->server_key, KEY_LEN, s->auth, auth_len, server_sig) && ok;
+    OPENSSL_cleanse(sig, sizeof(sig));
+    OPENSSL_cleanse(client_key, sizeof(client_key));
+    OPENSSL_cleanse(stored, sizeof(stored));
+    return ok;
+}
+
 enum scram_result scram_finish(struct scram *s, const uint8_t *in, size_t len, uint8_t *out,
                                size_t *outlen, const char **why)
 {
@@ -404,86 +521,20 @@ enum scram_result scram_finish(struct scram *s, const uint8_t *in, size_t len, u
         return SCRAM_FAIL;
     }
     s->spent = true;
-    if (len > SCRAM_MSG_MAX) {
-        *why = "client-final message longer than 1024 bytes";
-        return SCRAM_FAIL;
-    }
-    if (len == 0 || !codec_utf8_valid(in, len)) {
-        *why = "client-final message is empty or not valid UTF-8";
-        return SCRAM_FAIL;
-    }
-
-    /* client-final-message-without-proof = channel-binding "," nonce ["," extensions] */
-    struct cursor c = {in, in + len};
-    const uint8_t *v;
-    size_t vlen;
-    if (!take(&c, "c=")) {
-        *why = "client-final must start with c=<channel binding>";
-        return SCRAM_FAIL;
-    }
-    value(&c, &v, &vlen);
-    uint8_t cbind[SCRAM_MSG_MAX];
-    size_t cbind_len;
-    if (vlen == 0 || EVP_DecodeBase64(cbind, &cbind_len, sizeof(cbind), v, vlen) != 1) {
-        *why = "channel binding (c=) is not valid base64";
-        return SCRAM_FAIL;
-    }
-    if (cbind_len != s->gs2_len || memcmp(cbind, s->gs2, cbind_len) != 0) {
-        *why = "channel binding (c=) is not the gs2 header of client-first";
-        return SCRAM_FAIL;
-    }
-    if (!take(&c, ",r=")) {
-        *why = "expected ,r=<nonce> after c= in client-final";
-        return SCRAM_FAIL;
-    }
-    value(&c, &v, &vlen);
-    if (vlen != s->nonce_len || memcmp(v, s->nonce, vlen) != 0) {
-        *why = "nonce (r=) is not the one the server sent";
-        return SCRAM_FAIL;
-    }
-    if (!skip_extensions(&c, true)) {
-        *why = "malformed extension after the nonce in client-final";
-        return SCRAM_FAIL;
-    }
-    size_t without_proof_len = (size_t)(c.p - in);
-    if (!take(&c, ",p=")) {
-        *why = "client-final has no proof (p=)";
-        return SCRAM_FAIL;
-    }
-    if (memchr(c.p, ',', (size_t)(c.end - c.p))) {
-        *why = "proof (p=) must be the last attribute of client-final";
-        return SCRAM_FAIL;
-    }
-    uint8_t proof[SCRAM_MSG_MAX];
-    size_t proof_len;
-    if (EVP_DecodeBase64(proof, &proof_len, sizeof(proof), c.p, (size_t)(c.end - c.p)) != 1) {
-        *why = "proof (p=) is not valid base64";
-        return SCRAM_FAIL;
-    }
-    if (proof_len != KEY_LEN) {
-        *why = "proof (p=) is not 64 bytes";
+    size_t without_proof_len = 0;
+    uint8_t proof[KEY_LEN];
+    const char *w = parse_client_final(s, in, len, &without_proof_len, proof);
+    if (w) {
+        *why = w;
         return SCRAM_FAIL;
     }
 
     ASSERT(s->auth_len + without_proof_len <= s->auth_cap);
     memcpy(s->auth + s->auth_len, in, without_proof_len);
     size_t auth_len = s->auth_len + without_proof_len;
-
-    /* ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); the proof
-     * holds iff H(ClientKey) == StoredKey. */
-    uint8_t sig[KEY_LEN];
-    uint8_t client_key[KEY_LEN];
-    uint8_t stored[KEY_LEN];
     uint8_t server_sig[KEY_LEN];
-    bool ok = hmac512(s->stored_key, KEY_LEN, s->auth, auth_len, sig);
-    for (size_t i = 0; i < KEY_LEN; i++)
-        client_key[i] = proof[i] ^ sig[i];
-    ok = ok && SHA512(client_key, KEY_LEN, stored) != NULL;
-    bool match = ok && CRYPTO_memcmp(stored, s->stored_key, KEY_LEN) == 0;
-    ok = hmac512(s->server_key, KEY_LEN, s->auth, auth_len, server_sig) && ok;
-    OPENSSL_cleanse(sig, sizeof(sig));
-    OPENSSL_cleanse(client_key, sizeof(client_key));
-    OPENSSL_cleanse(stored, sizeof(stored));
+    bool match = false;
+    bool ok = proof_verify(s, auth_len, proof, server_sig, &match);
 
     enum scram_result r = SCRAM_FAIL;
     if (!ok) {

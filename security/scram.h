@@ -52,8 +52,8 @@ struct scram;
  * iteration count most SCRAM entries use (passwd_scram_iterations). A
  * client cannot tell it from a real one; such an exchange fails in
  * scram_finish after the same work. db may be NULL (no user is known; the
- * salt then comes from a per-process secret). On SCRAM_FAIL nothing is
- * allocated and *why names the problem (a static string).
+ * salt then comes from a fixed key, the same on every run). On SCRAM_FAIL
+ * nothing is allocated and *why names the problem (a static string).
  *
  * *why is for the broker's log. Do not send scram_finish's to the client:
  * "unknown user", "no SCRAM credentials for this user ..." and "wrong

@@ -1,11 +1,10 @@
 /*
- * libFuzzer target for security/passwd.c's loader. passwd_load takes only a
- * path and its line parser is static, so the input is written to a memfd and
- * loaded through /proc/self/fd/N: the real read path (open, fstat, read)
- * runs on every input, with no file on disk.
+ * libFuzzer target for security/passwd.c's parser: passwd_parse gets the
+ * input's bytes under a fixed name, as the broker hands it a password
+ * file's bytes under its path (reading the file is net/file.c's).
  *
- * passwd_load must return a table or NULL and never crash. Beyond that:
- *  - a failure reads "PATH:LINE: message" (or "PATH: message") with LINE a
+ * passwd_parse must return a table or NULL and never crash. Beyond that:
+ *  - a failure reads "NAME:LINE: message" (or "NAME: message") with LINE a
  *    line of the input, the first LINE lines alone fail with the same
  *    message, and the message never holds the failing line's hash text;
  *  - a table holds one entry per line that is not a comment or blank, each
@@ -21,8 +20,6 @@
  * a check at the ceiling costs 40 ms.
  */
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <openssl/digest.h>
 #include <openssl/evp.h>
@@ -34,24 +31,12 @@
 /* Above this the reordered copy could pass the loader's line limit. */
 #define REORDER_MAX 60000u
 
-static int memfd = -1;
-static char path[64];
+/* The name every input is parsed under; messages start with it. */
+static const char path[] = "/fuzz/passwd";
 
 static struct passwd_db *load(const uint8_t *data, size_t size, char *err, size_t errlen)
 {
-    if (memfd < 0) {
-        memfd = memfd_create("fuzz_passwd", MFD_CLOEXEC);
-        CHECK(memfd >= 0);
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
-    }
-    CHECK(ftruncate(memfd, 0) == 0);
-    size_t off = 0;
-    while (off < size) {
-        ssize_t n = pwrite(memfd, data + off, size - off, (off_t)off);
-        CHECK(n > 0);
-        off += (size_t)n;
-    }
-    return passwd_load(path, err, errlen);
+    return passwd_parse(path, data, size, err, errlen);
 }
 
 static bool blank(uint8_t c)

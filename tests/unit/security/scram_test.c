@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/base64.h>
 #include <openssl/digest.h>
@@ -42,11 +41,24 @@ int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t 
 
 static struct passwd_db *db;
 
+/* data/passwd, read with stdio and parsed under its path. */
+static struct passwd_db *load_data_file(void)
+{
+    FILE *f = fopen(DATA_FILE, "rb");
+    cr_assert_not_null(f, "%s", DATA_FILE);
+    static char buf[64 * 1024];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    cr_assert(feof(f) && !ferror(f), "%s: read error or too large", DATA_FILE);
+    fclose(f);
+    char err[256] = "";
+    struct passwd_db *d = passwd_parse(DATA_FILE, (const uint8_t *)buf, n, err, sizeof(err));
+    cr_assert_not_null(d, "%s", err);
+    return d;
+}
+
 static void db_init(void)
 {
-    char err[256] = "";
-    db = passwd_load(DATA_FILE, err, sizeof(err));
-    cr_assert_not_null(db, "%s", err);
+    db = load_data_file();
 }
 
 static void db_fini(void)
@@ -57,18 +69,11 @@ static void db_fini(void)
 
 TestSuite(scram, .init = db_init, .fini = db_fini);
 
-/* A table loaded from text through a temporary file. */
-static struct passwd_db *load_file(const char *text, size_t len)
+/* A table parsed from text. */
+static struct passwd_db *parse_text(const char *text, size_t len)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/tmp/scram_test_XXXXXX");
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(write(fd, text, len), (ssize_t)len);
-    close(fd);
     char err[256] = "";
-    struct passwd_db *d = passwd_load(path, err, sizeof(err));
-    unlink(path);
+    struct passwd_db *d = passwd_parse("test.passwd", (const uint8_t *)text, len, err, sizeof(err));
     cr_assert_not_null(d, "%s", err);
     return d;
 }
@@ -313,7 +318,7 @@ Test(scram, entry_from_passwd_scram_line_succeeds)
                               PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
     cr_assert_gt(n, 0);
     line[n] = '\n';
-    struct passwd_db *d = load_file(line, (size_t)n + 1);
+    struct passwd_db *d = parse_text(line, (size_t)n + 1);
     const char *why;
     cr_assert_eq(exchange_on(d, "gen=2C=3Duser", "p@ss:word,=x", &why), SCRAM_OK, "%s", why);
     cr_assert_eq(exchange_on(d, "gen=2C=3Duser", "p@ss:word,=X", &why), SCRAM_FAIL);
@@ -490,9 +495,7 @@ Test(scram, made_up_salt_is_stable_across_loads_of_the_same_file)
 {
     /* Two loads of one file, as before and after a restart: the same salt
      * for an unknown name and for a $7$ one, as for a real SCRAM user. */
-    char err[256] = "";
-    struct passwd_db *db2 = passwd_load(DATA_FILE, err, sizeof(err));
-    cr_assert_not_null(db2, "%s", err);
+    struct passwd_db *db2 = load_data_file();
     static const char *const names[] = {"mallory", "alice", "sasha"};
     uint8_t salt1[3][64];
     for (size_t i = 0; i < 3; i++) {
@@ -512,12 +515,67 @@ Test(scram, made_up_salt_is_stable_across_loads_of_the_same_file)
                               PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
     cr_assert_gt(n, 0);
     line[n] = '\n';
-    struct passwd_db *d3 = load_file(line, (size_t)n + 1);
+    struct passwd_db *d3 = parse_text(line, (size_t)n + 1);
     struct client c;
     scram_free(begin_on(d3, &c, "n,,", "mallory", "abc", ""));
     cr_assert_eq(c.salt_len, 16);
     cr_assert_neq(memcmp(c.salt, salt1[0], 16), 0);
     passwd_free(d3);
+}
+
+/* A password file line for user with password pw, into line (512 bytes). */
+static void scram_line_of(const char *user, const char *pw, char line[512])
+{
+    int n = passwd_scram_line((const uint8_t *)user, strlen(user), (const uint8_t *)pw, strlen(pw),
+                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, 512);
+    cr_assert_gt(n, 0);
+}
+
+/* The made-up salt scram_start shows for name under d. */
+static void salt_on(const struct passwd_db *d, const char *name, struct client *c)
+{
+    scram_free(begin_on(d, c, "n,,", name, "abc", ""));
+}
+
+Test(scram, made_up_salt_survives_a_reload_that_keeps_the_entries)
+{
+    /* A reload parses the file again. Written again with the same entries
+     * (comments, blank lines, order, CRLF), the made-up salt stays, as the
+     * real ones do: a salt that changed would tell the name is unknown. */
+    char l1[512];
+    char l2[512];
+    char l3[512];
+    scram_line_of("u1", "p1", l1);
+    scram_line_of("u2", "p2", l2);
+    scram_line_of("u2", "p3", l3);
+    char text[2048];
+    snprintf(text, sizeof(text), "%s\n%s\n", l1, l2);
+    struct passwd_db *first = parse_text(text, strlen(text));
+    snprintf(text, sizeof(text), "# reloaded\r\n\r\n%s\r\n%s\r\n", l2, l1);
+    struct passwd_db *again = parse_text(text, strlen(text));
+    /* An edit to an entry (u2's password). */
+    snprintf(text, sizeof(text), "%s\n%s\n", l1, l3);
+    struct passwd_db *edited = parse_text(text, strlen(text));
+
+    struct client made_up[3];
+    struct client real[3];
+    const struct passwd_db *const dbs[] = {first, again, edited};
+    for (size_t i = 0; i < 3; i++) {
+        salt_on(dbs[i], "mallory", &made_up[i]);
+        salt_on(dbs[i], "u1", &real[i]);
+        cr_assert_eq(made_up[i].salt_len, PASSWD_SCRAM_SALT_LEN);
+        cr_assert_eq(real[i].salt_len, PASSWD_SCRAM_SALT_LEN);
+    }
+    cr_assert_eq(memcmp(made_up[0].salt, made_up[1].salt, PASSWD_SCRAM_SALT_LEN), 0,
+                 "a made-up salt changed on a reload of the same entries");
+    cr_assert_eq(memcmp(real[0].salt, real[1].salt, PASSWD_SCRAM_SALT_LEN), 0);
+    /* After the edit unknown names get other salts while u1's stays: the
+     * price of a key that nobody without the file can compute (passwd.h). */
+    cr_assert_neq(memcmp(made_up[0].salt, made_up[2].salt, PASSWD_SCRAM_SALT_LEN), 0);
+    cr_assert_eq(memcmp(real[0].salt, real[2].salt, PASSWD_SCRAM_SALT_LEN), 0);
+    passwd_free(first);
+    passwd_free(again);
+    passwd_free(edited);
 }
 
 Test(scram, made_up_entries_copy_the_scram_entries)
@@ -542,7 +600,7 @@ Test(scram, made_up_entries_copy_the_scram_entries)
     for (int i = 0; i < 4; i++)
         off += (size_t)snprintf(lines + off, sizeof(lines) - off,
                                 "p%d:$7$101$c2FsdHNhbHRzYWx0$%s\n", i, FAKE_HASH_B64);
-    struct passwd_db *d = load_file(lines, off);
+    struct passwd_db *d = parse_text(lines, off);
     struct client c;
     scram_free(begin_on(d, &c, "n,,", "mallory", "abc", ""));
     cr_assert_eq(c.salt_len, 20, "%s", c.server_first);
@@ -557,7 +615,7 @@ Test(scram, made_up_entries_copy_the_scram_entries)
     for (int i = 0; i < 2; i++)
         off += (size_t)snprintf(lines + off, sizeof(lines) - off,
                                 "p%d:$7$101$c2FsdHNhbHRzYWx0$%s\n", i, FAKE_HASH_B64);
-    d = load_file(lines, off);
+    d = parse_text(lines, off);
     scram_free(begin_on(d, &c, "n,,", "p0", "abc", ""));
     cr_assert_eq(c.salt_len, PASSWD_SCRAM_SALT_LEN, "%s", c.server_first);
     cr_assert_eq(c.iterations, PASSWD_SCRAM_ITERATIONS_DEFAULT, "%s", c.server_first);
@@ -581,7 +639,8 @@ Test(scram, without_a_password_table_everyone_is_unknown)
     cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
     cr_assert_str_eq(why, UNKNOWN_WHY);
     scram_free(s);
-    /* The process secret keeps the made-up salt stable within a run. */
+    /* A fixed key keeps the made-up salt stable, within a run and across
+     * runs: with no table there is no real name for it to hide. */
     struct client again;
     scram_free(begin_on(NULL, &again, "n,,", "alice", "xyz", ""));
     cr_assert_eq(memcmp(again.salt, c.salt, c.salt_len), 0);
@@ -959,25 +1018,15 @@ Test(scram, a_flipped_proof_bit_fails)
 #define KAT_SERVER_FINAL                                                                           \
     "v=ZQnYEgWQMFmmsM8aQMF0nDDCy/AgCzkwk8CmMZYcMg0vSVlKDanekLtifDSeVGT4+5ZxXnJq199RVG2rR7N7Zw=="
 
-static struct passwd_db *kat_db(char *path, size_t path_len)
+static struct passwd_db *kat_db(void)
 {
-    snprintf(path, path_len, "/tmp/scram_kat_XXXXXX");
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(write(fd, KAT_ENTRY, strlen(KAT_ENTRY)), (ssize_t)strlen(KAT_ENTRY));
-    close(fd);
-    char err[256] = "";
-    struct passwd_db *d = passwd_load(path, err, sizeof(err));
-    unlink(path);
-    cr_assert_not_null(d, "%s", err);
-    return d;
+    return parse_text(KAT_ENTRY, strlen(KAT_ENTRY));
 }
 
 static enum scram_result kat_run(const char *final, char *out, const char **why)
 {
-    char path[64];
     *why = "";
-    struct passwd_db *d = kat_db(path, sizeof(path));
+    struct passwd_db *d = kat_db();
     struct scram *s = NULL;
     uint8_t sf[SCRAM_MSG_MAX];
     size_t sf_len = 0;

@@ -22,16 +22,15 @@
  *
  * Identity is the client's never-reused uid, never a pointer. Everything
  * here runs on the shard that owns the client it touches; holds for another
- * shard's publisher travel as XENV_HOLD envelopes.
+ * shard's publisher travel as ENGINE_ENV_HOLD envelopes.
  */
 #include <stdlib.h>
 
-#include "broker.h"
-#include "log.h"
+#include "engine_internal.h"
 
-static struct client *client_by_uid(struct shard *sh, uint64_t hash, uint64_t uid)
+static struct client *client_by_uid(struct engine *en, uint64_t hash, uint64_t uid)
 {
-    for (struct client *cl = sh->ctab[hash & sh->ctab_mask]; cl; cl = cl->hnext)
+    for (struct client *cl = en->ctab[hash & en->ctab_mask]; cl; cl = cl->hnext)
         if (cl->uid == uid)
             return cl;
     return NULL;
@@ -40,9 +39,9 @@ static struct client *client_by_uid(struct shard *sh, uint64_t hash, uint64_t ui
 /* Publisher side: who holds this client, until when. One subscriber's
  * release ends only its own hold; a full set forgets the entry that ends
  * first (its lease would soon end it anyway). */
-void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, uint64_t holder, bool hold)
+void flow_apply(struct engine *en, uint64_t uid, uint64_t hash, uint64_t holder, bool hold)
 {
-    struct client *cl = client_by_uid(sh, hash, uid);
+    struct client *cl = client_by_uid(en, hash, uid);
     if (!cl)
         return; /* the publisher is gone: nothing to hold */
     uint32_t i, soonest = 0;
@@ -55,8 +54,8 @@ void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, uint64_t holder, 
     if (!hold) {
         if (i < cl->held_by_n)
             cl->held_by[i] = cl->held_by[--cl->held_by_n];
-        if (!flow_held(sh, cl) && cl->conn && cl->conn->in.len > cl->conn->in_off)
-            shard_defer(cl->conn); /* its waiting PUBLISH goes on now */
+        if (!flow_held(en, cl) && cl->conn && cl->conn->in.len > cl->conn->in_off)
+            engine_yield(cl->conn); /* its waiting PUBLISH goes on now */
         return;
     }
     if (!cl->held_by) {
@@ -71,13 +70,13 @@ void flow_apply(struct shard *sh, uint64_t uid, uint64_t hash, uint64_t holder, 
             cl->held_by_n++;
     }
     cl->held_by[i].uid = holder;
-    cl->held_by[i].until_ms = sh->now_ms + FLOW_HOLD_LEASE_MS;
+    cl->held_by[i].until_ms = en->now_ms + FLOW_HOLD_LEASE_MS;
 }
 
-bool flow_held(const struct shard *sh, struct client *cl)
+bool flow_held(const struct engine *en, struct client *cl)
 {
     for (uint32_t i = 0; i < cl->held_by_n; i++)
-        if (cl->held_by[i].until_ms > sh->now_ms)
+        if (cl->held_by[i].until_ms > en->now_ms)
             return true;
     /* Every lease ended: forget them, so a publisher held once costs no
      * walk on each later PUBLISH. */
@@ -95,35 +94,35 @@ void flow_client_fini(struct client *cl)
     cl->holding_n = 0;
 }
 
-static void send_hold(struct shard *sh, const struct client *holder, uint64_t uid, uint64_t hash,
+static void send_hold(struct engine *en, const struct client *holder, uint64_t uid, uint64_t hash,
                       bool hold)
 {
     unsigned to = FLOW_UID_SHARD(uid);
-    if (to == sh->id) {
-        flow_apply(sh, uid, hash, holder->uid, hold);
+    if (to == en->id) {
+        flow_apply(en, uid, hash, holder->uid, hold);
         return;
     }
-    struct xenv *e = calloc(1, sizeof(*e));
+    struct engine_env *e = calloc(1, sizeof(*e));
     if (!e)
         return; /* a hold is advice: without it the queue bound still holds */
-    e->type = XENV_HOLD;
+    e->type = ENGINE_ENV_HOLD;
     e->present = hold;
-    e->from_shard = (uint16_t)sh->id;
+    e->from_shard = (uint16_t)en->id;
     e->key = uid;
     e->hash = hash;
     e->holder = holder->uid;
-    shard_post(sh, to, (void *)((uintptr_t)e | 1u));
+    engine_fx_post(en, to, engine_env_item(e));
 }
 
 /* QoS 1/2: a valid acknowledgement came lately. QoS 0: a send completed
  * lately (its output moves). */
-static bool draining(const struct shard *sh, const struct client *cl, uint8_t qos)
+static bool draining(const struct engine *en, const struct client *cl, uint8_t qos)
 {
-    const struct conn *c = cl->conn;
-    if (!c || c->state != CONN_ACTIVE || c->close_after_flush)
+    const struct engine_conn *c = cl->conn;
+    if (!c || c->phase != ENGINE_ACTIVE)
         return false;
     uint64_t last = qos ? cl->last_ack_ms : c->last_tx_ms;
-    return sh->now_ms - last < FLOW_STALE_MS;
+    return en->now_ms - last < FLOW_STALE_MS;
 }
 
 /* The queue length at which a draining subscriber holds its publishers, and
@@ -144,7 +143,7 @@ static uint32_t release_mark(const struct client *cl)
     return hold_mark(cl) / 2;
 }
 
-static void hold_origin(struct shard *sh, struct client *cl, uint64_t origin, uint64_t hash)
+static void hold_origin(struct engine *en, struct client *cl, uint64_t origin, uint64_t hash)
 {
     if (!origin || origin == cl->uid)
         return; /* a will or $SYS, or its own message: nobody to hold */
@@ -159,7 +158,7 @@ static void hold_origin(struct shard *sh, struct client *cl, uint64_t origin, ui
             oldest = i;
         if (cl->holding[i].uid != origin)
             continue;
-        if (sh->now_ms - cl->holding[i].sent_ms < FLOW_HOLD_LEASE_MS / 2)
+        if (en->now_ms - cl->holding[i].sent_ms < FLOW_HOLD_LEASE_MS / 2)
             return; /* renewed recently */
         break;
     }
@@ -171,49 +170,49 @@ static void hold_origin(struct shard *sh, struct client *cl, uint64_t origin, ui
     }
     cl->holding[i].uid = origin;
     cl->holding[i].hash = hash;
-    cl->holding[i].sent_ms = sh->now_ms;
-    send_hold(sh, cl, origin, hash, true);
-    atomic_fetch_add_explicit(&sh->st.publishers_held, 1, memory_order_relaxed);
+    cl->holding[i].sent_ms = en->now_ms;
+    send_hold(en, cl, origin, hash, true);
+    COUNT(en, publishers_held, 1);
 }
 
-void flow_behind(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash)
+void flow_behind(struct engine *en, struct client *cl, uint64_t origin, uint64_t origin_hash)
 {
-    if (draining(sh, cl, 1) || draining(sh, cl, 0))
-        hold_origin(sh, cl, origin, origin_hash);
+    if (draining(en, cl, 1) || draining(en, cl, 0))
+        hold_origin(en, cl, origin, origin_hash);
 }
 
-void flow_delivered(struct shard *sh, struct client *cl, uint64_t origin, uint64_t origin_hash,
+void flow_delivered(struct engine *en, struct client *cl, uint64_t origin, uint64_t origin_hash,
                     uint8_t qos)
 {
     /* Per message: the cheap test first, the draining one only when over. */
-    const struct conn *c = cl->conn;
+    const struct engine_conn *c = cl->conn;
     bool over =
-        qos ? cl->s.queued >= hold_mark(cl) : c && c->out.len >= sh->b->cfg.max_output_buffer / 2;
-    if (over && draining(sh, cl, qos))
-        hold_origin(sh, cl, origin, origin_hash);
+        qos ? cl->s.queued >= hold_mark(cl) : c && c->out.len >= en->cfg->max_output_buffer / 2;
+    if (over && draining(en, cl, qos))
+        hold_origin(en, cl, origin, origin_hash);
 }
 
-uint32_t flow_queue_slack(const struct shard *sh, const struct client *cl)
+uint32_t flow_queue_slack(const struct engine *en, const struct client *cl)
 {
-    return draining(sh, cl, 1) ? FLOW_SLACK_MESSAGES : 0;
+    return draining(en, cl, 1) ? FLOW_SLACK_MESSAGES : 0;
 }
 
-void flow_release(struct shard *sh, struct client *cl)
+void flow_release(struct engine *en, struct client *cl)
 {
     for (uint32_t i = 0; i < cl->holding_n; i++)
-        send_hold(sh, cl, cl->holding[i].uid, cl->holding[i].hash, false);
+        send_hold(en, cl, cl->holding[i].uid, cl->holding[i].hash, false);
     cl->holding_n = 0;
     free(cl->holding); /* congestion is the exception: no slots kept */
     cl->holding = NULL;
 }
 
-void flow_drained(struct shard *sh, struct client *cl)
+void flow_drained(struct engine *en, struct client *cl)
 {
     if (!cl->holding_n)
         return;
-    struct conn *c = cl->conn;
+    struct engine_conn *c = cl->conn;
     bool low =
-        cl->s.queued <= release_mark(cl) && (!c || c->out.len < sh->b->cfg.max_output_buffer / 4);
-    if (low || (!draining(sh, cl, 1) && !draining(sh, cl, 0)))
-        flow_release(sh, cl);
+        cl->s.queued <= release_mark(cl) && (!c || c->out.len < en->cfg->max_output_buffer / 4);
+    if (low || (!draining(en, cl, 1) && !draining(en, cl, 0)))
+        flow_release(en, cl);
 }

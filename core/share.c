@@ -3,7 +3,7 @@
  *
  * A share group is (group, filter), named by a 64-bit key. Each shard keeps
  * the members it owns (sessions homed here) in a small table, and a
- * replica of which shards have members of which groups (sh->share_routes: a
+ * replica of which shards have members of which groups (en->share_routes: a
  * subscription trie with one entry per member, whose owner encodes the
  * shard and a slot, and whose opaque value is the key). Replica changes travel as route envelopes
  * with the group set, exactly like plain route changes, and SUBACK waits for them.
@@ -21,8 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
-#include "log.h"
+#include "engine_internal.h"
 
 struct share_member {
     struct client *cl;
@@ -39,8 +38,8 @@ struct share_group {
     uint8_t data[]; /* group, then filter */
 };
 
-uint64_t share_key(const struct broker *b, const uint8_t *group, size_t glen, const uint8_t *filter,
-                   size_t flen)
+uint64_t share_key(const struct engine_shared *g, const uint8_t *group, size_t glen,
+                   const uint8_t *filter, size_t flen)
 {
     /* SipHash under the broker's secret (random at start-up): names are
      * the clients' choice, and with an unkeyed hash such as FNV-1a one
@@ -49,41 +48,41 @@ uint64_t share_key(const struct broker *b, const uint8_t *group, size_t glen, co
      * depends on the group's hash, so (group, filter) pairs cannot be
      * shifted into each other. Where the bytes are at hand (joining,
      * leaving) groups are also compared by them. */
-    uint64_t h = sub_table_hash(b->hash_key, group, glen, filter, flen);
+    uint64_t h = sub_table_hash(g->hash_key, group, glen, filter, flen);
     return h ? h : 1; /* 0 means "not shared" in a delivery */
 }
 
-static struct share_group **bucket(struct shard *sh, uint64_t key)
+static struct share_group **bucket(struct engine *en, uint64_t key)
 {
-    return &sh->share_tab[key & (SHARE_TABLE_SIZE - 1)];
+    return &en->share_tab[key & (ENGINE_SHARE_TABLE_SIZE - 1)];
 }
 
-static struct share_group *group_find(struct shard *sh, uint64_t key)
+static struct share_group *group_find(struct engine *en, uint64_t key)
 {
-    for (struct share_group *g = *bucket(sh, key); g; g = g->next)
+    for (struct share_group *g = *bucket(en, key); g; g = g->next)
         if (g->key == key)
             return g;
     return NULL;
 }
 
-static struct share_group *group_find_bytes(struct shard *sh, uint64_t key, const uint8_t *group,
+static struct share_group *group_find_bytes(struct engine *en, uint64_t key, const uint8_t *group,
                                             size_t glen, const uint8_t *filter, size_t flen)
 {
-    for (struct share_group *g = *bucket(sh, key); g; g = g->next)
+    for (struct share_group *g = *bucket(en, key); g; g = g->next)
         if (g->key == key && g->group_len == glen && g->filter_len == flen &&
             memcmp(g->data, group, glen) == 0 && memcmp(g->data + glen, filter, flen) == 0)
             return g;
     return NULL;
 }
 
-int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
+int share_join(struct engine *en, struct client *cl, const uint8_t *group, size_t glen,
                const uint8_t *filter, size_t flen, uint64_t opts, uint32_t *count)
 {
-    uint64_t key = share_key(sh->b, group, glen, filter, flen);
-    struct share_group *g = group_find_bytes(sh, key, group, glen, filter, flen);
+    uint64_t key = share_key(en->g, group, glen, filter, flen);
+    struct share_group *g = group_find_bytes(en, key, group, glen, filter, flen);
     *count = 0;
     if (!g) {
-        if (group_find(sh, key))
+        if (group_find(en, key))
             return -EEXIST; /* another group's key: refused rather than mixed */
         g = calloc(1, sizeof(*g) + glen + flen);
         if (!g)
@@ -93,8 +92,8 @@ int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t
         g->filter_len = (uint16_t)flen;
         memcpy(g->data, group, glen);
         memcpy(g->data + glen, filter, flen);
-        g->next = *bucket(sh, key);
-        *bucket(sh, key) = g;
+        g->next = *bucket(en, key);
+        *bucket(en, key) = g;
     }
     for (uint32_t i = 0; i < g->count; i++) {
         if (g->members[i].cl == cl) {
@@ -118,11 +117,11 @@ int share_join(struct shard *sh, struct client *cl, const uint8_t *group, size_t
     return 0;
 }
 
-bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size_t glen,
+bool share_leave(struct engine *en, struct client *cl, const uint8_t *group, size_t glen,
                  const uint8_t *filter, size_t flen, uint32_t *count)
 {
-    uint64_t key = share_key(sh->b, group, glen, filter, flen);
-    struct share_group *g = group_find_bytes(sh, key, group, glen, filter, flen);
+    uint64_t key = share_key(en->g, group, glen, filter, flen);
+    struct share_group *g = group_find_bytes(en, key, group, glen, filter, flen);
     bool removed = false;
     *count = 0;
     if (!g)
@@ -136,7 +135,7 @@ bool share_leave(struct shard *sh, struct client *cl, const uint8_t *group, size
     }
     *count = g->count;
     if (g->count == 0) {
-        struct share_group **pp = bucket(sh, key);
+        struct share_group **pp = bucket(en, key);
         while (*pp != g)
             pp = &(*pp)->next;
         *pp = g->next;
@@ -185,14 +184,14 @@ static void on_share_route(void *ctx, void *owner, uint64_t opts, const uint8_t 
 static bool member_ready(const struct share_member *m, uint8_t qos)
 {
     const struct client *cl = m->cl;
-    if (!cl->conn || cl->conn->state != CONN_ACTIVE)
+    if (!cl->conn || cl->conn->phase != ENGINE_ACTIVE)
         return false;
     if (qos == 0)
-        return cl->conn->out.len < cl->conn->sh->b->cfg.max_output_buffer;
+        return cl->conn->out.len < cl->conn->en->cfg->max_output_buffer;
     return cl->s.queued == 0 && cl->s.inflight_live < cl->s.window;
 }
 
-static void deliver_to_member(struct shard *sh, struct share_group *g, struct share_member *m,
+static void deliver_to_member(struct engine *en, struct share_group *g, struct share_member *m,
                               struct msg *msg)
 {
     uint64_t o = m->opts;
@@ -207,12 +206,12 @@ static void deliver_to_member(struct shard *sh, struct share_group *g, struct sh
         d.subid_count = 1;
     }
     d.share_key = g->key;
-    mqtt_deliver(sh, m->cl, &d);
+    engine_deliver(en, m->cl, &d);
 }
 
 /* Picks a member round-robin: the next one that can take the message now,
  * else the next connected one, else the next one (its session queues it). */
-static void group_deliver(struct shard *sh, struct share_group *g, struct msg *msg,
+static void group_deliver(struct engine *en, struct share_group *g, struct msg *msg,
                           const struct client *avoid)
 {
     uint32_t n = g->count;
@@ -225,7 +224,7 @@ static void group_deliver(struct shard *sh, struct share_group *g, struct msg *m
             if (m->cl == avoid && n > 1)
                 continue;
             bool ok = pass == 0   ? member_ready(m, msg->qos)
-                      : pass == 1 ? (m->cl->conn && m->cl->conn->state == CONN_ACTIVE)
+                      : pass == 1 ? (m->cl->conn && m->cl->conn->phase == ENGINE_ACTIVE)
                                   : true;
             if (ok) {
                 pick = m;
@@ -235,26 +234,26 @@ static void group_deliver(struct shard *sh, struct share_group *g, struct msg *m
         }
     }
     if (pick)
-        deliver_to_member(sh, g, pick, msg);
+        deliver_to_member(en, g, pick, msg);
 }
 
-static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg *msg,
+static void dispatch(struct engine *en, struct hits *h, uint64_t key, struct msg *msg,
                      bool prefer_other);
 
 /* Does the replica name a member of the group key on another shard? */
-static bool member_elsewhere(const struct shard *sh, const struct hits *h, uint64_t key)
+static bool member_elsewhere(const struct engine *en, const struct hits *h, uint64_t key)
 {
     for (uint32_t i = 0; i < h->n; i++)
-        if (h->v[i].key == key && h->v[i].shard != sh->id)
+        if (h->v[i].key == key && h->v[i].shard != en->id)
             return true;
     return false;
 }
 
-void share_deliver(struct shard *sh, uint64_t key, struct msg *msg)
+void share_deliver(struct engine *en, uint64_t key, struct msg *msg)
 {
-    struct share_group *g = group_find(sh, key);
+    struct share_group *g = group_find(en, key);
     if (g) {
-        group_deliver(sh, g, msg, NULL);
+        group_deliver(en, g, msg, NULL);
         return;
     }
     /* The group's last member here left after the sender chose us: its
@@ -266,42 +265,42 @@ void share_deliver(struct shard *sh, uint64_t key, struct msg *msg)
      * when the group has no member left anywhere. */
     struct hits *h = &share_retry;
     h->n = 0;
-    trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
-    if (!member_elsewhere(sh, h, key)) {
-        atomic_fetch_add_explicit(&sh->st.msgs_dropped, 1, memory_order_relaxed);
+    trie_match(en->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
+    if (!member_elsewhere(en, h, key)) {
+        COUNT(en, msgs_dropped, 1);
         return;
     }
-    dispatch(sh, h, key, msg, true);
+    dispatch(en, h, key, msg, true);
 }
 
-static void send_to_shard(struct shard *sh, unsigned to, uint64_t key, struct msg *msg)
+static void send_to_shard(struct engine *en, unsigned to, uint64_t key, struct msg *msg)
 {
-    if (to == sh->id) {
-        share_deliver(sh, key, msg);
+    if (to == en->id) {
+        share_deliver(en, key, msg);
         return;
     }
-    struct xenv *e = calloc(1, sizeof(*e));
+    struct engine_env *e = calloc(1, sizeof(*e));
     if (!e) {
         LOG(LOG_LEVEL_ERROR, "out of memory for a shared delivery");
         abort();
     }
-    e->type = XENV_SHARED;
-    e->from_shard = (uint16_t)sh->id;
+    e->type = ENGINE_ENV_SHARED;
+    e->from_shard = (uint16_t)en->id;
     e->key = key;
     e->msg = msg_ref(msg);
-    shard_post(sh, to, (void *)((uintptr_t)e | 1u));
+    engine_fx_post(en, to, engine_env_item(e));
 }
 
 /* Among the hits for one key, the shards holding members: one is chosen
  * round-robin (prefer_other: another shard than this one if there is). */
-static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg *msg,
+static void dispatch(struct engine *en, struct hits *h, uint64_t key, struct msg *msg,
                      bool prefer_other)
 {
     uint32_t nc = 0, others = 0;
     for (uint32_t i = 0; i < h->n; i++) {
         if (h->v[i].key == key) {
             nc++;
-            others += h->v[i].shard != sh->id;
+            others += h->v[i].shard != en->id;
         }
     }
     if (nc == 0)
@@ -311,35 +310,35 @@ static void dispatch(struct shard *sh, struct hits *h, uint64_t key, struct msg 
      * of two groups matching the same topics only every other value. A
      * small direct-mapped table is enough: a collision only restarts a
      * group's rotation. */
-    struct share_rr *rr = &sh->share_rr_tab[key & (SHARE_RR_SLOTS - 1)];
+    struct engine_share_rr *rr = &en->share_rr_tab[key & (ENGINE_SHARE_RR_SLOTS - 1)];
     if (rr->key != key) {
         rr->key = key;
         rr->next = 0;
     }
     uint32_t pick = rr->next++ % (skip_self ? others : nc);
     for (uint32_t i = 0; i < h->n; i++) {
-        if (h->v[i].key != key || (skip_self && h->v[i].shard == sh->id))
+        if (h->v[i].key != key || (skip_self && h->v[i].shard == en->id))
             continue;
         if (pick-- == 0) {
-            send_to_shard(sh, h->v[i].shard, key, msg);
+            send_to_shard(en, h->v[i].shard, key, msg);
             return;
         }
     }
 }
 
-uint32_t share_route_publish(struct shard *sh, struct msg *msg)
+uint32_t share_route_publish(struct engine *en, struct msg *msg)
 {
     uint32_t groups = 0;
     struct hits *h = &share_scratch;
     h->n = 0;
-    trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
+    trie_match(en->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
     /* One copy per group: each distinct key once (hits are few). */
     for (uint32_t i = 0; i < h->n; i++) {
         bool seen = false;
         for (uint32_t j = 0; j < i && !seen; j++)
             seen = h->v[j].key == h->v[i].key;
         if (!seen) {
-            dispatch(sh, h, h->v[i].key, msg, false);
+            dispatch(en, h, h->v[i].key, msg, false);
             groups++;
         }
     }
@@ -347,7 +346,7 @@ uint32_t share_route_publish(struct shard *sh, struct msg *msg)
 }
 
 struct redispatch_ctx {
-    struct shard *sh;
+    struct engine *en;
     struct client *from;
     uint32_t moved;
 };
@@ -355,9 +354,9 @@ struct redispatch_ctx {
 static void redispatch_one(void *ctx, struct delivery *d)
 {
     struct redispatch_ctx *rc = ctx;
-    struct shard *sh = rc->sh;
+    struct engine *en = rc->en;
     struct msg *msg = d->msg;
-    struct share_group *g = group_find(sh, d->share_key);
+    struct share_group *g = group_find(en, d->share_key);
     /* Another member here that is connected takes it; otherwise one on
      * another shard, found through the replica; otherwise another member
      * here, connected or not. */
@@ -367,18 +366,18 @@ static void redispatch_one(void *ctx, struct delivery *d)
         if (m == rc->from)
             continue;
         local_other = true;
-        local_connected = local_connected || (m->conn && m->conn->state == CONN_ACTIVE);
+        local_connected = local_connected || (m->conn && m->conn->phase == ENGINE_ACTIVE);
     }
     if (local_connected) {
-        group_deliver(sh, g, msg, rc->from);
+        group_deliver(en, g, msg, rc->from);
     } else {
         struct hits *h = &share_scratch;
         h->n = 0;
-        trie_match(sh->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
-        if (member_elsewhere(sh, h, d->share_key)) {
-            dispatch(sh, h, d->share_key, msg, true);
+        trie_match(en->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
+        if (member_elsewhere(en, h, d->share_key)) {
+            dispatch(en, h, d->share_key, msg, true);
         } else if (local_other) {
-            group_deliver(sh, g, msg, rc->from);
+            group_deliver(en, g, msg, rc->from);
         } else {
             /* The group's only member: the message stays in its session,
              * beyond the queue bound if need be (it was stored and
@@ -393,26 +392,26 @@ static void redispatch_one(void *ctx, struct delivery *d)
     rc->moved++;
 }
 
-void share_member_gone(struct shard *sh, struct client *cl)
+void share_member_gone(struct engine *en, struct client *cl)
 {
     if (!cl->share_count)
         return;
-    struct redispatch_ctx rc = {.sh = sh, .from = cl, .moved = 0};
+    struct redispatch_ctx rc = {.en = en, .from = cl, .moved = 0};
     session_take_shared(&cl->s, redispatch_one, &rc);
     if (rc.moved)
         LOGC(LOG_LEVEL_DEBUG, cl->id, cl->id_len,
              "%u shared-subscription messages handed to other members", rc.moved);
 }
 
-void share_fini(struct shard *sh)
+void share_fini(struct engine *en)
 {
-    for (uint32_t i = 0; i < SHARE_TABLE_SIZE; i++) {
-        for (struct share_group *g = sh->share_tab[i], *next; g; g = next) {
+    for (uint32_t i = 0; i < ENGINE_SHARE_TABLE_SIZE; i++) {
+        for (struct share_group *g = en->share_tab[i], *next; g; g = next) {
             next = g->next;
             free(g->members);
             free(g);
         }
-        sh->share_tab[i] = NULL;
+        en->share_tab[i] = NULL;
     }
 }
 

@@ -1,0 +1,380 @@
+/*
+ * The engine of one shard: its session table (client ids homed here),
+ * the end of a connection (detach, will), deadlines, the envelopes other
+ * shards send, and the life of a connection's protocol state.
+ *
+ * Runs on the thread that owns the engine; engine_init and engine_fini
+ * also on the main thread before the shard starts / after it ended.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "siphash.h"
+
+/* ---- the engine ------------------------------------------------------------ */
+
+int engine_init(struct engine *en, struct engine_shared *g, unsigned id)
+{
+    memset(en, 0, sizeof(*en));
+    en->g = g;
+    en->cfg = g->cfg;
+    en->id = id;
+    en->subs = trie_create();
+    en->routes = route_create();
+    en->share_routes = trie_create();
+    en->ctab_mask = 1023;
+    en->ctab = calloc(en->ctab_mask + 1, sizeof(*en->ctab));
+    if (!en->subs || !en->routes || !en->share_routes || !en->ctab) {
+        engine_fini(en);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+uint64_t engine_client_hash(const struct engine_shared *g, const uint8_t *id, size_t len)
+{
+    /* Keyed (SipHash under the broker's random key): a client cannot pick
+     * ids that land on one shard or one bucket. The same on every shard. */
+    return siphash24(g->hash_key, id, len);
+}
+
+struct session_limits engine_session_limits(const struct config *cfg, uint32_t inflight_max)
+{
+    struct session_limits lim = {
+        .inflight_max = inflight_max,
+        .queued_max = cfg->max_queued_messages,
+        .queued_bytes_max = cfg->max_queued_bytes,
+    };
+    return lim;
+}
+
+uint32_t engine_expiry_cap(const struct config *cfg, uint32_t expiry_s)
+{
+    uint64_t cap_s = cfg->persistent_client_expiration_s;
+    return (cap_s && expiry_s > cap_s) ? (uint32_t)cap_s : expiry_s;
+}
+
+/* ---- a connection's protocol state --------------------------------------------- */
+
+void engine_conn_init(struct engine_conn *c, struct engine *en, uint64_t id)
+{
+    memset(c, 0, sizeof(*c));
+    c->en = en;
+    c->id = id;
+    c->phase = ENGINE_NEW;
+    c->who.addr.ss_family = AF_UNSPEC;
+    c->created_ms = c->last_rx_ms = en->now_ms;
+}
+
+const uint8_t *engine_conn_client_id(const struct engine_conn *c, size_t *len)
+{
+    *len = c->client ? c->client->id_len : 0;
+    return c->client ? c->client->id : NULL;
+}
+
+static void alias_free(struct engine_alias *v, uint32_t n)
+{
+    for (uint32_t i = 0; v && i < n; i++)
+        free(v[i].topic);
+    free(v);
+}
+
+void engine_conn_fini(struct engine_conn *c)
+{
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->who.username);
+    c->who.username = NULL;
+    engine_connect_free(c->req);
+    c->req = NULL;
+    free(c->auth_reply);
+    c->auth_reply = NULL;
+    alias_free(c->alias_in, c->alias_in_max);
+    c->alias_in = NULL;
+    alias_free(c->alias_out, c->alias_out_max);
+    c->alias_out = NULL;
+    msg_unref(c->will);
+    c->will = NULL;
+}
+
+/* ---- the session table ----------------------------------------------------------- */
+
+struct client *engine_client_find(struct engine *en, const uint8_t *id, size_t len, uint64_t h)
+{
+    for (struct client *cl = en->ctab[h & en->ctab_mask]; cl; cl = cl->hnext)
+        if (cl->hash == h && cl->id_len == len && memcmp(cl->id, id, len) == 0)
+            return cl;
+    return NULL;
+}
+
+static void client_table_grow(struct engine *en)
+{
+    uint32_t mask = en->ctab_mask * 2 + 1;
+    struct client **tab = calloc((size_t)mask + 1, sizeof(*tab));
+    if (!tab)
+        return; /* longer chains, still correct */
+    for (uint32_t i = 0; i <= en->ctab_mask; i++) {
+        for (struct client *cl = en->ctab[i], *next; cl; cl = next) {
+            next = cl->hnext;
+            cl->hnext = tab[cl->hash & mask];
+            tab[cl->hash & mask] = cl;
+        }
+    }
+    free(en->ctab);
+    en->ctab = tab;
+    en->ctab_mask = mask;
+}
+
+struct client *engine_client_create(struct engine *en, const uint8_t *id, size_t len, uint64_t h)
+{
+    struct client *cl = calloc(1, sizeof(*cl));
+    if (!cl)
+        return NULL;
+    cl->id = malloc(len + 1);
+    struct session_limits lim = engine_session_limits(en->cfg, en->cfg->max_inflight_messages);
+    if (!cl->id || session_init(&cl->s, &lim)) {
+        free(cl->id);
+        free(cl);
+        return NULL;
+    }
+    memcpy(cl->id, id, len);
+    cl->id[len] = 0;
+    cl->id_len = (uint16_t)len;
+    cl->hash = h;
+    cl->subs.key = en->g->hash_key;
+    /* Never reused, unlike the struct's address: shard in the low bits,
+     * the shard's own count above. */
+    cl->uid = FLOW_UID_MAKE(++en->next_client_seq, en->id);
+    cl->hnext = en->ctab[h & en->ctab_mask];
+    en->ctab[h & en->ctab_mask] = cl;
+    if (++en->client_count > en->ctab_mask)
+        client_table_grow(en);
+    atomic_fetch_add_explicit(&en->g->session_count, 1, memory_order_relaxed);
+    return cl;
+}
+
+void engine_client_destroy(struct engine *en, struct client *cl, bool unroute)
+{
+    flow_release(en, cl);
+    struct client **pp = &en->ctab[cl->hash & en->ctab_mask];
+    while (*pp && *pp != cl)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = cl->hnext;
+    en->client_count--;
+    atomic_fetch_sub_explicit(&en->g->session_count, 1, memory_order_relaxed);
+    uint32_t pos = 0;
+    for (struct sub_entry *s = NULL; unroute && (s = sub_table_next(&cl->subs, &pos, s));)
+        engine_unsubscribe_one(en, cl, s);
+    sub_table_fini(&cl->subs);
+    engine_rb_discard(cl);
+    flow_client_fini(cl);
+    session_fini(&cl->s);
+    msg_unref(cl->pending_will);
+    free(cl->who.username);
+    free(cl->id);
+    free(cl);
+}
+
+/* Publishes a will (or a due delayed will). */
+void engine_publish_will(struct engine *en, struct msg *will)
+{
+    msg_start_expiry(will, en->now_ms);
+    if (will->retain && en->cfg->retain_available)
+        engine_retain_store(en, will);
+    engine_route_publish(en, will);
+    msg_unref(will);
+}
+
+/* The connection no longer speaks for its client: the session stays or
+ * ends by its expiry, the will goes out unless the client said goodbye. */
+void engine_detach(struct engine_conn *c)
+{
+    struct engine *en = c->en;
+    struct client *cl = c->client;
+    c->client = NULL;
+    struct msg *will = c->will;
+    c->will = NULL;
+    if (!cl)
+        goto will;
+    if (cl->conn == c)
+        cl->conn = NULL;
+    flow_release(en, cl);
+    if (!cl->conn) {
+        engine_rb_flush(en, cl);
+        share_member_gone(en, cl);
+    }
+    cl->disconnected_ms = en->now_ms;
+    if (will && c->will_delay_s && cl->expiry_s) {
+        /* 5.0 will delay: sent when the delay or the session ends,
+         * whichever comes first, unless the session resumes before
+         * [MQTT-3.1.3-9]. */
+        uint64_t delay_s = c->will_delay_s < cl->expiry_s ? c->will_delay_s : cl->expiry_s;
+        msg_unref(cl->pending_will);
+        cl->pending_will = will;
+        cl->will_at_ms = en->now_ms + delay_s * 1000u;
+        will = NULL;
+    }
+    if (cl->expiry_s == 0)
+        engine_client_destroy(en, cl, true);
+will:
+    if (will)
+        engine_publish_will(en, will);
+}
+
+void engine_closed(struct engine_conn *c)
+{
+    if (c->client)
+        LOGCL(LOG_LEVEL_INFO, c, "disconnected (%s)",
+              c->got_disconnect ? "DISCONNECT" : "connection lost");
+    engine_detach(c);
+    c->phase = ENGINE_CLOSED;
+}
+
+void engine_env_discard(struct engine_env *e)
+{
+    bool acked = e->type == ENGINE_ENV_ROUTE || e->type == ENGINE_ENV_BARRIER ||
+                 e->type == ENGINE_ENV_ROUTE_ACK;
+    struct pending_suback *ps = acked ? e->pending : NULL;
+    if (!ps || --ps->remaining > 0)
+        return;
+    engine_pending_discard(ps);
+}
+
+void engine_handle_env(struct engine *en, struct engine_env *e)
+{
+    switch (e->type) {
+    case ENGINE_ENV_ROUTE:
+        engine_route_apply(en, e->filter, e->group_len, e->slot, e->filter + e->group_len,
+                           e->filter_len, e->from_shard, e->present);
+        if (e->pending) {
+            /* The envelope goes back as the acknowledgement. */
+            unsigned to = e->from_shard;
+            e->type = ENGINE_ENV_ROUTE_ACK;
+            e->from_shard = (uint16_t)en->id;
+            engine_fx_post(en, to, engine_env_item(e));
+            return;
+        }
+        break;
+    case ENGINE_ENV_BARRIER:
+        /* Everything the sender posted before this has been applied here
+         * (the queue is FIFO): say so. */
+        e->type = ENGINE_ENV_ROUTE_ACK;
+        {
+            unsigned to = e->from_shard;
+            e->from_shard = (uint16_t)en->id;
+            engine_fx_post(en, to, engine_env_item(e));
+        }
+        return;
+    case ENGINE_ENV_ROUTE_ACK:
+        en->route_acks_due--;
+        engine_route_ack(en, e->pending);
+        break;
+    case ENGINE_ENV_SHARED:
+        share_deliver(en, e->key, e->msg);
+        msg_unref(e->msg);
+        break;
+    case ENGINE_ENV_HOLD:
+        flow_apply(en, e->key, e->hash, e->holder, e->present);
+        break;
+    default:
+        LOG(LOG_LEVEL_ERROR, "unknown cross-shard envelope %u", e->type);
+        abort();
+    }
+    free(e);
+}
+
+/* ---- deadlines -------------------------------------------------------------- */
+
+void engine_shutdown_notice(struct engine_conn *c)
+{
+    if (c->phase == ENGINE_ACTIVE)
+        engine_send_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN, NULL);
+    engine_close(c, "shutting down");
+}
+
+void engine_conn_tick(struct engine_conn *c, uint64_t now_ms)
+{
+    if (c->phase == ENGINE_CLOSED || c->phase == ENGINE_PLACED)
+        return; /* the runtime's deadlines hold now */
+    if (c->phase == ENGINE_NEW && now_ms - c->created_ms > engine_cfg(c)->connect_timeout_ms) {
+        engine_close(c, "no CONNECT within connect_timeout");
+        return;
+    }
+    if (c->phase == ENGINE_VERIFY &&
+        now_ms - c->verify_started_ms > engine_cfg(c)->connect_timeout_ms) {
+        /* The check's answer finds the connection closed (engine_verified). */
+        engine_close(c, "password check not done within connect_timeout");
+        return;
+    }
+    if (c->auth_running && now_ms - c->auth_started_ms > engine_cfg(c)->connect_timeout_ms) {
+        /* An exchange the client does not finish: before CONNACK the
+         * connect timeout, after it the same bound for re-authentication. */
+        engine_auth_fail(c, MQTT_RC_NOT_AUTHORIZED,
+                         "authentication not completed within connect_timeout");
+        return;
+    }
+    if (c->phase == ENGINE_ACTIVE && c->keepalive_s &&
+        now_ms - c->last_rx_ms > (uint64_t)c->keepalive_s * 1500u) {
+        /* One and a half keepalive periods of silence [MQTT-3.1.2-22]
+         * (3.1.1: [MQTT-3.1.2-24]). */
+        LOGCL(LOG_LEVEL_INFO, c, "keepalive timeout");
+        engine_send_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, NULL);
+        engine_close(c, NULL);
+    }
+}
+
+void engine_tick(struct engine *en, uint64_t now_ms)
+{
+    /* Expired sessions and due delayed wills. */
+    for (uint32_t i = 0; i <= en->ctab_mask; i++) {
+        for (struct client *cl = en->ctab[i], *next; cl; cl = next) {
+            next = cl->hnext;
+            if (cl->conn) {
+                flow_drained(en, cl); /* a session may have gone stale */
+                continue;
+            }
+            if (cl->pending_will && now_ms >= cl->will_at_ms) {
+                struct msg *w = cl->pending_will;
+                cl->pending_will = NULL;
+                engine_publish_will(en, w);
+            }
+            if (cl->expiry_s != UINT32_MAX &&
+                now_ms - cl->disconnected_ms >= (uint64_t)cl->expiry_s * 1000u) {
+                LOGC(LOG_LEVEL_INFO, cl->id, cl->id_len, "session expired");
+                engine_client_destroy(en, cl, true);
+            }
+        }
+    }
+}
+
+void engine_fini(struct engine *en)
+{
+    share_fini(en);
+    for (unsigned i = 0; i < ENGINE_ENC_SLOTS; i++) {
+        msg_unref(en->enc[i].msg);
+        en->enc[i].msg = NULL;
+        buf_free(&en->enc[i].bytes);
+    }
+    for (uint32_t i = 0; en->ctab && i <= en->ctab_mask; i++) {
+        for (struct client *cl = en->ctab[i], *next; cl; cl = next) {
+            next = cl->hnext;
+            engine_client_destroy(en, cl, false);
+        }
+    }
+    free(en->ctab);
+    en->ctab = NULL;
+    trie_destroy(en->subs);
+    trie_destroy(en->share_routes);
+    route_destroy(en->routes);
+    en->subs = en->share_routes = NULL;
+    en->routes = NULL;
+}
+
+void engine_thread_exit(void)
+{
+    engine_deliver_thread_exit();
+    share_thread_exit();
+}

@@ -1,0 +1,274 @@
+/*
+ * The metrics table and the two readers every consumer shares: the sum of
+ * one counter over the shards, and the Prometheus text renderer. Pure: no
+ * syscalls, no state; the shards' atomics are only loaded (relaxed), so
+ * any thread may call these while the shards run.
+ *
+ * The $SYS topics are those mosquitto users and the integration tests
+ * already read: never rename one. The Prometheus names are new and follow
+ * the rules in metrics.h.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "invariant.h"
+
+#define SHARD(field)  .source = METRICS_SHARD, .offset = offsetof(struct metrics_shard, field)
+#define BROKER(value) .source = METRICS_BROKER, .broker = (value)
+
+/* The helps of the labelled families, shared by their samples. */
+static const char help_limit_refusals[] =
+    "CONNECTs (and, at memory_limit, PUBLISHes) refused because a limit was reached, by limit.";
+static const char help_limit_drops[] = "Messages not queued, delivered or retained because a "
+                                       "limit was reached, by limit.";
+
+/* The shard counters come first and in their old order: the SIGUSR1 line
+ * lists them in this order. */
+const struct metrics_entry metrics_table[] = {
+    {.name = "ringmq_connections",
+     .help = "Network connections open now.",
+     .kind = METRICS_GAUGE,
+     SHARD(connections),
+     .per_shard = true,
+     .sys_topic = "clients/connected"},
+    {.name = "ringmq_connections_accepted_total",
+     .help = "Network connections accepted.",
+     .kind = METRICS_COUNTER,
+     SHARD(connects_total),
+     .per_shard = true,
+     .sys_topic = "connections/total"},
+    {.name = "ringmq_messages_received_total",
+     .help = "PUBLISH packets received from clients.",
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_received),
+     .per_shard = true,
+     .sys_topic = "messages/received"},
+    {.name = "ringmq_messages_sent_total",
+     .help = "PUBLISH packets sent to clients.",
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_sent),
+     .per_shard = true,
+     .sys_topic = "messages/sent"},
+    {.name = "ringmq_messages_dropped_total",
+     .help = "Messages dropped instead of delivered, all reasons: a subscriber's queue or "
+             "output full, memory_limit, too large for the client, no shared-subscription "
+             "member, a publish not accepted.",
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped),
+     .per_shard = true,
+     .sys_topic = "messages/dropped"},
+    {.name = "ringmq_bytes_received_total",
+     .help = "Bytes read from client connections.",
+     .kind = METRICS_COUNTER,
+     SHARD(bytes_received),
+     .per_shard = true,
+     .sys_topic = "bytes/received"},
+    {.name = "ringmq_bytes_sent_total",
+     .help = "Bytes written to client connections.",
+     .kind = METRICS_COUNTER,
+     SHARD(bytes_sent),
+     .per_shard = true,
+     .sys_topic = "bytes/sent"},
+    {.name = "ringmq_retained_messages_refused_total",
+     .help = "Retained messages not stored: over max_retained_messages, max_retained_bytes or "
+             "memory_limit.",
+     .kind = METRICS_COUNTER,
+     SHARD(retained_refused),
+     .sys_topic = "retained messages/refused"},
+    {.name = "ringmq_auth_failures_total",
+     .help = "CONNECTs refused for bad credentials or not authorised (0x86, 0x87).",
+     .kind = METRICS_COUNTER,
+     SHARD(auth_failed),
+     .sys_topic = "auth/failed"},
+    {.name = "ringmq_auth_busy_total",
+     .help = "CONNECTs refused Server busy (0x89) because the auth queue was full.",
+     .kind = METRICS_COUNTER,
+     SHARD(auth_busy),
+     .sys_topic = "auth/busy"},
+    {.name = "ringmq_protocol_errors_total",
+     .help = "Connections closed or CONNECTs refused for a protocol violation.",
+     .kind = METRICS_COUNTER,
+     SHARD(protocol_errors),
+     .sys_topic = "protocol errors"},
+    {.name = "ringmq_shard_queue_overflows_total",
+     .help = "Items for another shard parked in order behind its full queue (none is lost).",
+     .kind = METRICS_COUNTER,
+     SHARD(xq_overflow),
+     .per_shard = true,
+     .sys_topic = "queues/overflow"},
+    {.name = "ringmq_publishers_held_total",
+     .help = "Holds on a publisher's input asked for by draining subscribers.",
+     .kind = METRICS_COUNTER,
+     SHARD(publishers_held),
+     .sys_topic = "flow/publishers held"},
+    {.name = "ringmq_limit_refusals_total",
+     .labels = "limit=\"max_connect_size\"",
+     .help = help_limit_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(connect_too_large),
+     .sys_topic = "limits/connect too large"},
+    {.name = "ringmq_limit_refusals_total",
+     .labels = "limit=\"max_sessions\"",
+     .help = help_limit_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(sessions_refused),
+     .sys_topic = "limits/sessions refused"},
+    {.name = "ringmq_limit_refusals_total",
+     .labels = "limit=\"memory_limit\"",
+     .help = help_limit_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(mem_refused),
+     .sys_topic = "limits/memory refused"},
+    {.name = "ringmq_limit_drops_total",
+     .labels = "limit=\"memory_limit\"",
+     .help = help_limit_drops,
+     .kind = METRICS_COUNTER,
+     SHARD(mem_dropped),
+     .sys_topic = "limits/memory dropped"},
+    {.name = "ringmq_limit_drops_total",
+     .labels = "limit=\"retained_backlog\"",
+     .help = help_limit_drops,
+     .kind = METRICS_COUNTER,
+     SHARD(retained_backlog_dropped),
+     .sys_topic = "limits/retained backlog dropped"},
+
+    /* Broker-wide values, read by the caller. */
+    {.name = "ringmq_uptime_seconds",
+     .help = "Seconds since the broker started.",
+     .kind = METRICS_GAUGE,
+     BROKER(METRICS_BROKER_UPTIME_S),
+     .sys_topic = "uptime",
+     .sys_suffix = " seconds"},
+    {.name = "ringmq_shards",
+     .help = "Shards (event-loop threads) running.",
+     .kind = METRICS_GAUGE,
+     BROKER(METRICS_BROKER_SHARDS),
+     .sys_topic = "shards"},
+    {.name = "ringmq_retained_messages",
+     .help = "Retained messages stored now.",
+     .kind = METRICS_GAUGE,
+     BROKER(METRICS_BROKER_RETAINED),
+     .sys_topic = "retained messages/count"},
+    {.name = "ringmq_auth_pending",
+     .help = "CONNECTs waiting for the auth pool now.",
+     .kind = METRICS_GAUGE,
+     BROKER(METRICS_BROKER_AUTH_PENDING),
+     .sys_topic = "auth/pending"},
+    {.name = "ringmq_sessions",
+     .help = "Sessions held now, connected or not.",
+     .kind = METRICS_GAUGE,
+     BROKER(METRICS_BROKER_SESSIONS),
+     .sys_topic = "sessions/count"},
+    {.name = "ringmq_memory_allocated_bytes",
+     .help = "Bytes allocated by the broker, as memory_limit counts them.",
+     .kind = METRICS_GAUGE,
+     BROKER(METRICS_BROKER_MEM_ALLOCATED),
+     .sys_topic = "memory/allocated"},
+    {.name = "ringmq_memory_limit_bytes",
+     .help = "The configured memory_limit in bytes (0: none).",
+     .kind = METRICS_GAUGE,
+     BROKER(METRICS_BROKER_MEM_LIMIT),
+     .sys_topic = "memory/limit"},
+};
+const size_t metrics_table_len = sizeof(metrics_table) / sizeof(metrics_table[0]);
+
+uint64_t metrics_sum(const struct metrics_shard *const *shards, unsigned n, size_t offset)
+{
+    ASSERT(offset % _Alignof(atomic_uint_fast64_t) == 0);
+    ASSERT(offset + sizeof(atomic_uint_fast64_t) <= sizeof(struct metrics_shard));
+    ASSERT(n == 0 || shards);
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const atomic_uint_fast64_t *a =
+            (const atomic_uint_fast64_t *)((const char *)shards[i] + offset);
+        /* Wraps modulo 2^64 like the counters themselves. */
+        v += (uint64_t)atomic_load_explicit(a, memory_order_relaxed);
+    }
+    return v;
+}
+
+uint64_t metrics_value(const struct metrics_entry *e, const struct metrics_shard *const *shards,
+                       unsigned n, const uint64_t *broker)
+{
+    if (e->source == METRICS_SHARD)
+        return metrics_sum(shards, n, e->offset);
+    ASSERT(broker && e->broker < METRICS_BROKER_COUNT);
+    return broker[e->broker];
+}
+
+/* ---- Prometheus text format ---------------------------------------------- */
+
+/* An snprintf that keeps going past the end: len counts what the whole
+ * text needs, buf holds the prefix that fits, always NUL-terminated. */
+struct out {
+    char *buf;
+    size_t cap;
+    size_t len;
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *at = o->len < o->cap ? o->buf + o->len : NULL;
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    int w = vsnprintf(at, room, fmt, ap);
+    va_end(ap);
+    ASSERT(w >= 0); /* only %s, %c, %ld and %llu: no encoding error possible */
+    o->len += (size_t)w;
+}
+
+/* HELP text escapes backslash and newline [text format 0.0.4]. */
+static void put_help(struct out *o, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            put(o, "\\\\");
+        else if (*s == '\n')
+            put(o, "\\n");
+        else
+            put(o, "%c", *s);
+    }
+}
+
+/* One sample line; shard < 0: the sample is the sum, without a shard label. */
+static void put_sample(struct out *o, const struct metrics_entry *e, long shard, uint64_t v)
+{
+    put(o, "%s", e->name);
+    if (e->labels && shard >= 0)
+        put(o, "{%s,shard=\"%ld\"}", e->labels, shard);
+    else if (e->labels)
+        put(o, "{%s}", e->labels);
+    else if (shard >= 0)
+        put(o, "{shard=\"%ld\"}", shard);
+    put(o, " %llu\n", (unsigned long long)v);
+}
+
+size_t metrics_render(char *buf, size_t cap, const struct metrics_shard *const *shards, unsigned n,
+                      const uint64_t *broker)
+{
+    ASSERT(buf || cap == 0);
+    struct out o = {.buf = buf, .cap = cap, .len = 0};
+    if (cap > 0)
+        buf[0] = '\0';
+    for (size_t i = 0; i < metrics_table_len; i++) {
+        const struct metrics_entry *e = &metrics_table[i];
+        if (e->source == METRICS_BROKER && !broker)
+            continue;
+        if (i == 0 || strcmp(metrics_table[i - 1].name, e->name) != 0) {
+            put(&o, "# HELP %s ", e->name);
+            put_help(&o, e->help);
+            put(&o, "\n# TYPE %s %s\n", e->name, e->kind == METRICS_COUNTER ? "counter" : "gauge");
+        }
+        if (e->source == METRICS_SHARD && e->per_shard) {
+            for (unsigned s = 0; s < n; s++)
+                put_sample(&o, e, (long)s, metrics_sum(&shards[s], 1, e->offset));
+        } else {
+            put_sample(&o, e, -1, metrics_value(e, shards, n, broker));
+        }
+    }
+    return o.len;
+}

@@ -1,0 +1,106 @@
+/*
+ * A connection in the runtime: its socket, its kernel operations and its
+ * layers, around the engine's protocol state (struct engine_conn, the first
+ * member, so the engine's effects find the connection with conn_of).
+ *
+ * Layers sit between the socket and the engine: bytes from the socket go
+ * up the chain (layer 0 is nearest the socket), each layer passing
+ * plaintext up, the top one to the engine; the engine's output goes down
+ * the chain to the wire. A layer may have output of its own (handshake
+ * records, close_notify, pongs) and a shutdown of its own. Plain TCP is
+ * the empty chain: the engine's output is the wire, handed to the kernel
+ * without a copy. TLS, PROXY and WebSocket are layers of later work, each
+ * in its own file.
+ *
+ * The I/O state (enum conn_io) is the runtime's; the protocol phase is the
+ * engine's (engine_conn.phase). Everything here runs on the shard thread
+ * that owns the connection.
+ */
+#ifndef RINGMQ_CONN_H
+#define RINGMQ_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "engine.h"
+
+struct conn;
+struct shard;
+struct auth_job;
+struct scram;
+
+#define CONN_LAYERS_MAX 3u /* PROXY, TLS, WebSocket */
+
+struct conn_layer;
+struct conn_layer_ops {
+    const char *name;
+    /* Bytes from below: plaintext goes up with conn_layer_up(c, l, ...).
+     * 0, or a negative errno to close. */
+    int (*input)(struct conn *c, struct conn_layer *l, const uint8_t *data, size_t len);
+    /* Moves plaintext from above (*from, emptied) into wire bytes
+     * appended to *to. 0 or a negative errno. */
+    int (*output)(struct conn *c, struct conn_layer *l, struct buf *from, struct buf *to);
+    /* Has it output of its own waiting? */
+    bool (*pending)(const struct conn *c, const struct conn_layer *l);
+    /* Starts its orderly end: its last bytes go to *to. */
+    int (*shutdown)(struct conn *c, struct conn_layer *l, struct buf *to);
+    void (*destroy)(struct conn_layer *l);
+};
+struct conn_layer {
+    const struct conn_layer_ops *ops;
+    unsigned level;   /* its index in the chain */
+    struct buf above; /* plaintext from above, not yet encoded */
+    void *state;
+};
+
+enum conn_io {
+    CONN_IO_OPEN = 0, /* reading and writing */
+    CONN_IO_HANDOFF,  /* moving to the home shard: no operation may be in flight */
+    CONN_IO_CLOSING,  /* shut down, waiting for operations to finish */
+};
+
+struct conn {
+    struct engine_conn e; /* first: conn_of() */
+    struct shard *sh;
+    int fd;
+    uint8_t io; /* enum conn_io */
+    bool recv_armed;
+    bool send_inflight;
+    bool close_after_flush; /* the engine asked for a close: flush, then linger */
+    bool lingering;         /* output out, half-closed, input discarded */
+    bool dirty;
+    bool deferred;
+    bool reading; /* the engine wants input (no pause bit) */
+    bool reaping;
+    uint32_t ops; /* kernel operations in flight (+ holds by pending SUBACKs, checks) */
+
+    struct conn_layer *layer[CONN_LAYERS_MAX];
+    unsigned layers;
+    struct buf wire;    /* bytes for the socket not yet handed to the kernel */
+    struct buf sending; /* bytes owned by the kernel during a send */
+    size_t sending_off;
+
+    uint64_t close_deadline_ms; /* set by the close, again when lingering starts */
+    uint32_t linger_bytes;      /* discarded while lingering */
+
+    struct auth_job *verify_job; /* a password check in the pool; NULL once answered */
+    struct scram *ax;            /* an enhanced authentication exchange in progress */
+
+    struct conn *prev, *next;   /* shard's connection list */
+    struct conn *dirty_next;    /* shard's to-flush list */
+    struct conn *deferred_next; /* shard's input-left-over list */
+    struct conn *reap_next;     /* shard's to-free list */
+};
+
+static inline struct conn *conn_of(struct engine_conn *e)
+{
+    return (struct conn *)e;
+}
+
+/* A layer passes plaintext up: to the next layer, or to the engine. 0 or
+ * a negative errno. */
+int conn_layer_up(struct conn *c, const struct conn_layer *l, const uint8_t *data, size_t len);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * The engine's effects (core/engine_fx.h), as the runtime does them: the
+ * connection's I/O through shard.c, cross-shard posts, the retained
+ * store's lock, and the security decisions over the current snapshot
+ * (security/auth.h, security/scram.h). This is where struct auth_client
+ * is assembled from an engine identity, in one place.
+ *
+ * Runs on the shard thread that owns the engine or connection given.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authpool.h"
+#include "engine_fx.h"
+#include "log.h"
+#include "scram.h"
+#include "shard.h"
+
+_Static_assert(SCRAM_MSG_MAX <= AUTH_DATA_MAX, "a SCRAM message fits the engine's AUTH data");
+_Static_assert(SCRAM_MSG_MAX <= UINT16_MAX, "auth_reply_len holds a SCRAM message");
+
+static const struct auth_snapshot *snapshot(const struct engine *en)
+{
+    const struct shard *sh = (const struct shard *)en;
+    return atomic_load_explicit(&sh->b->auth, memory_order_seq_cst);
+}
+
+void engine_fx_output(struct engine_conn *c)
+{
+    conn_mark_dirty(conn_of(c));
+}
+
+void engine_fx_read_stop(struct engine_conn *c)
+{
+    conn_read_stop(conn_of(c));
+}
+
+void engine_fx_read_start(struct engine_conn *c)
+{
+    conn_read_start(conn_of(c));
+}
+
+void engine_fx_yield(struct engine_conn *c)
+{
+    conn_defer(conn_of(c));
+}
+
+void engine_fx_close(struct engine_conn *c, const char *why)
+{
+    conn_close(conn_of(c), why);
+}
+
+void engine_fx_hold(struct engine_conn *c)
+{
+    conn_hold(conn_of(c));
+}
+
+void engine_fx_release(struct engine_conn *c)
+{
+    conn_release(conn_of(c));
+}
+
+void engine_fx_post(struct engine *en, unsigned to, void *item)
+{
+    shard_post(shard_of(en), to, item);
+}
+
+bool engine_fx_congested(const struct engine *en)
+{
+    return ((const struct shard *)en)->ovf_count != 0;
+}
+
+void engine_fx_retain_lock(struct engine *en, bool write)
+{
+    pthread_rwlock_t *l = &shard_of(en)->b->retain_lock;
+    if (write)
+        pthread_rwlock_wrlock(l);
+    else
+        pthread_rwlock_rdlock(l);
+}
+
+void engine_fx_retain_unlock(struct engine *en, bool write)
+{
+    (void)write;
+    pthread_rwlock_unlock(&shard_of(en)->b->retain_lock);
+}
+
+/* ---- security ----------------------------------------------------------------- */
+
+bool engine_fx_allowed(const struct engine *en, const struct engine_identity *who,
+                       const uint8_t *client_id, size_t client_id_len, enum engine_access access,
+                       const uint8_t *topic, size_t len)
+{
+    struct auth_client ac = {
+        .listener = who->listener,
+        .client_id = client_id,
+        .client_id_len = client_id_len,
+        .username = who->username,
+        .username_len = who->username_len,
+    };
+    enum auth_access a = access == ENGINE_READ    ? AUTH_READ
+                         : access == ENGINE_WRITE ? AUTH_WRITE
+                                                  : AUTH_SUBSCRIBE;
+    return auth_allowed(snapshot(en), &ac, a, topic, len);
+}
+
+/* A job that never reached the pool. */
+static void job_discard(struct auth_job *j)
+{
+    if (!j)
+        return;
+    if (j->password) {
+        explicit_bzero(j->password, j->password_len);
+        free(j->password);
+    }
+    explicit_bzero(&j->check, sizeof(j->check));
+    free(j);
+}
+
+/* Hands the password check to the auth pool; the connection is held so it
+ * is not freed while the job refers to it. chk is wiped. */
+static uint8_t login_offload(struct conn *c, const struct engine_login *l, struct auth_check *chk,
+                             const char **why)
+{
+    struct shard *sh = c->sh;
+    struct auth_job *j = calloc(1, sizeof(*j));
+    uint8_t *pw = l->password_len ? malloc(l->password_len) : NULL;
+    if (!j || (l->password_len && !pw)) {
+        explicit_bzero(chk, sizeof(*chk));
+        job_discard(j);
+        free(pw);
+        *why = "out of memory";
+        return MQTT_RC_SERVER_UNAVAILABLE;
+    }
+    atomic_init(&j->cancelled, false);
+    j->conn = c;
+    j->conn_id = c->e.id;
+    j->shard = sh->id;
+    j->check = *chk;
+    explicit_bzero(chk, sizeof(*chk));
+    if (l->password_len)
+        memcpy(pw, l->password, l->password_len);
+    j->password = pw;
+    j->password_len = l->password_len;
+    int err = authpool_submit(sh->b->authpool, j);
+    if (err) {
+        job_discard(j);
+        /* A full queue is a storm of CONNECTs: try again later. */
+        *why = err == -EBUSY ? "password checks queue full" : "password checks stopped";
+        return err == -EBUSY ? MQTT_RC_SERVER_BUSY : MQTT_RC_SERVER_UNAVAILABLE;
+    }
+    c->verify_job = j; /* valid until the answer is back: the shard frees it */
+    conn_hold(c);
+    return ENGINE_LOGIN_PENDING;
+}
+
+uint8_t engine_fx_login(struct engine_conn *e, const struct engine_login *l, const char **why)
+{
+    struct conn *c = conn_of(e);
+    const struct auth_snapshot *snap = snapshot(e->en);
+    struct auth_request ar = {
+        .listener = e->who.listener,
+        .peer = e->who.peer,
+        .client_id = l->client_id,
+        .client_id_len = l->client_id_len,
+        .has_username = l->has_username,
+        .username = l->username,
+        .username_len = l->username_len,
+        .has_password = l->has_password,
+        .password = l->password,
+        .password_len = l->password_len,
+    };
+    if (!c->sh->b->authpool)
+        return auth_connect(snap, &ar);
+    /* Anything that hashes a password goes to the auth pool, so the
+     * shard's other clients do not wait for it. */
+    struct auth_check chk;
+    bool hash = false;
+    uint8_t rc = auth_connect_prepare(snap, &ar, &chk, &hash);
+    if (rc == MQTT_RC_SUCCESS && hash)
+        return login_offload(c, l, &chk, why);
+    return rc;
+}
+
+uint32_t engine_fx_auth_method(const struct engine *en, const uint8_t *name, size_t len)
+{
+    return auth_method_offered(snapshot(en), name, len);
+}
+
+const char *engine_fx_auth_method_name(uint32_t method)
+{
+    (void)method; /* one method today: CONFIG_AUTH_SCRAM_SHA512 */
+    return SCRAM_METHOD;
+}
+
+int engine_fx_auth_step(struct engine_conn *e, uint32_t method, const uint8_t *in, size_t in_len,
+                        uint8_t *out, size_t *out_len, const uint8_t **user, size_t *user_len,
+                        const char **why)
+{
+    struct conn *c = conn_of(e);
+    (void)method;
+    if (!c->ax) {
+        const struct auth_snapshot *snap = snapshot(e->en);
+        enum scram_result r = scram_start(snap->passwd, in, in_len, &c->ax, out, out_len, why);
+        return r == SCRAM_CONTINUE ? 1 : -1;
+    }
+    enum scram_result r = scram_finish(c->ax, in, in_len, out, out_len, why);
+    if (r != SCRAM_OK)
+        return -1;
+    *user = scram_username(c->ax, user_len);
+    return 0;
+}
+
+void engine_fx_auth_end(struct engine_conn *e)
+{
+    struct conn *c = conn_of(e);
+    scram_free(c->ax);
+    c->ax = NULL;
+}
