@@ -24,6 +24,7 @@ int engine_init(struct engine *en, struct engine_shared *g, unsigned id)
     en->subs = trie_create();
     en->routes = route_create();
     en->share_routes = trie_create();
+    timer_wheel_init(&en->timers, 0);
     en->ctab_mask = 1023;
     en->ctab = calloc(en->ctab_mask + 1, sizeof(*en->ctab));
     if (!en->subs || !en->routes || !en->share_routes || !en->ctab) {
@@ -66,6 +67,7 @@ void engine_conn_init(struct engine_conn *c, struct engine *en, uint64_t id)
     c->phase = ENGINE_NEW;
     c->who.addr.ss_family = AF_UNSPEC;
     c->created_ms = c->last_rx_ms = en->now_ms;
+    engine_conn_arm(c); /* connect_timeout */
 }
 
 const uint8_t *engine_conn_client_id(const struct engine_conn *c, size_t *len)
@@ -83,6 +85,8 @@ static void alias_free(struct engine_alias *v, uint32_t n)
 
 void engine_conn_fini(struct engine_conn *c)
 {
+    if (timer_armed(&c->deadline.t))
+        timer_cancel(&c->en->timers, &c->deadline.t);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->who.username);
@@ -157,6 +161,7 @@ struct client *engine_client_create(struct engine *en, const uint8_t *id, size_t
 
 void engine_client_destroy(struct engine *en, struct client *cl, bool unroute)
 {
+    timer_cancel(&en->timers, &cl->timer.t);
     flow_release(en, cl);
     struct client **pp = &en->ctab[cl->hash & en->ctab_mask];
     while (*pp && *pp != cl)
@@ -219,6 +224,8 @@ void engine_detach(struct engine_conn *c)
     }
     if (cl->expiry_s == 0)
         engine_client_destroy(en, cl, true);
+    else
+        engine_client_arm(en, cl);
 will:
     if (will)
         engine_publish_will(en, will);
@@ -295,25 +302,58 @@ void engine_shutdown_notice(struct engine_conn *c)
     engine_close(c, "shutting down");
 }
 
-void engine_conn_tick(struct engine_conn *c, uint64_t now_ms)
+/* The earliest protocol deadline of a connection in its phase (UINT64_MAX:
+ * none). A keepalive deadline moves with every receive; it is found
+ * stale when it fires, and armed again from the last receive, so the
+ * wheel is touched once per keepalive period, not per packet. */
+static uint64_t conn_deadline(const struct engine_conn *c)
 {
-    if (c->phase == ENGINE_CLOSED || c->phase == ENGINE_PLACED)
-        return; /* the runtime's deadlines hold now */
-    if (c->phase == ENGINE_NEW && now_ms - c->created_ms > engine_cfg(c)->connect_timeout_ms) {
+    uint64_t timeout_ms = engine_cfg(c)->connect_timeout_ms;
+    uint64_t due = UINT64_MAX;
+    if (c->phase == ENGINE_NEW || c->phase == ENGINE_AUTH)
+        due = c->created_ms + timeout_ms + 1;
+    else if (c->phase == ENGINE_VERIFY)
+        due = c->verify_started_ms + timeout_ms + 1;
+    else if (c->phase == ENGINE_ACTIVE && c->keepalive_s)
+        due = c->last_rx_ms + (uint64_t)c->keepalive_s * 1500u + 1;
+    if (c->auth_running && c->auth_started_ms + timeout_ms + 1 < due)
+        due = c->auth_started_ms + timeout_ms + 1;
+    return due;
+}
+
+void engine_conn_arm(struct engine_conn *c)
+{
+    uint64_t due =
+        c->phase == ENGINE_CLOSED || c->phase == ENGINE_PLACED ? UINT64_MAX : conn_deadline(c);
+    c->deadline.kind = ENGINE_TIMER_CONN;
+    if (due == UINT64_MAX)
+        timer_cancel(&c->en->timers, &c->deadline.t);
+    else
+        timer_arm(&c->en->timers, &c->deadline.t, due);
+}
+
+/* A connection's deadline fell due: what ran out, if anything did. */
+static void conn_timeout(struct engine_conn *c, uint64_t now_ms)
+{
+    uint64_t timeout_ms = engine_cfg(c)->connect_timeout_ms;
+    if (c->phase == ENGINE_NEW && now_ms - c->created_ms > timeout_ms) {
         engine_close(c, "no CONNECT within connect_timeout");
         return;
     }
-    if (c->phase == ENGINE_VERIFY &&
-        now_ms - c->verify_started_ms > engine_cfg(c)->connect_timeout_ms) {
+    if (c->phase == ENGINE_VERIFY && now_ms - c->verify_started_ms > timeout_ms) {
         /* The check's answer finds the connection closed (engine_verified). */
         engine_close(c, "password check not done within connect_timeout");
         return;
     }
-    if (c->auth_running && now_ms - c->auth_started_ms > engine_cfg(c)->connect_timeout_ms) {
+    if (c->auth_running && now_ms - c->auth_started_ms > timeout_ms) {
         /* An exchange the client does not finish: before CONNACK the
          * connect timeout, after it the same bound for re-authentication. */
         engine_auth_fail(c, MQTT_RC_NOT_AUTHORIZED,
                          "authentication not completed within connect_timeout");
+        return;
+    }
+    if (c->phase == ENGINE_AUTH && now_ms - c->created_ms > timeout_ms) {
+        engine_auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "no CONNACK within connect_timeout");
         return;
     }
     if (c->phase == ENGINE_ACTIVE && c->keepalive_s &&
@@ -323,31 +363,87 @@ void engine_conn_tick(struct engine_conn *c, uint64_t now_ms)
         LOGCL(LOG_LEVEL_INFO, c, "keepalive timeout");
         engine_send_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, NULL);
         engine_close(c, NULL);
+        return;
+    }
+    engine_conn_arm(c); /* not yet: a receive moved it */
+}
+
+void engine_client_arm(struct engine *en, struct client *cl)
+{
+    uint64_t due = UINT64_MAX;
+    if (cl->conn) {
+        if (cl->holding_n)
+            due = en->now_ms + FLOW_CHECK_MS; /* a stale subscriber's holds end */
+    } else {
+        if (cl->pending_will)
+            due = cl->will_at_ms;
+        if (cl->expiry_s != UINT32_MAX &&
+            cl->disconnected_ms + (uint64_t)cl->expiry_s * 1000u < due)
+            due = cl->disconnected_ms + (uint64_t)cl->expiry_s * 1000u;
+    }
+    cl->timer.kind = ENGINE_TIMER_CLIENT;
+    if (due == UINT64_MAX)
+        timer_cancel(&en->timers, &cl->timer.t);
+    else
+        timer_arm(&en->timers, &cl->timer.t, due);
+}
+
+/* A client's timer fell due: its holds are checked (connected), or its
+ * delayed will goes out and its session ends (disconnected). */
+static void client_timeout(struct engine *en, struct client *cl, uint64_t now_ms)
+{
+    if (cl->conn) {
+        flow_drained(en, cl); /* a session may have gone stale */
+        engine_client_arm(en, cl);
+        return;
+    }
+    if (cl->pending_will && now_ms >= cl->will_at_ms) {
+        struct msg *w = cl->pending_will;
+        cl->pending_will = NULL;
+        engine_publish_will(en, w);
+    }
+    if (cl->expiry_s != UINT32_MAX &&
+        now_ms - cl->disconnected_ms >= (uint64_t)cl->expiry_s * 1000u) {
+        LOGC(LOG_LEVEL_INFO, cl->id, cl->id_len, "session expired");
+        engine_client_destroy(en, cl, true);
+        return;
+    }
+    engine_client_arm(en, cl);
+}
+
+struct fire_ctx {
+    struct engine *en;
+    uint64_t now_ms;
+};
+
+static void on_timer(struct timer *t, void *ctx)
+{
+    struct fire_ctx *fc = ctx;
+    struct engine_timer *et = TIMER_OWNER(t, struct engine_timer, t);
+    switch (et->kind) {
+    case ENGINE_TIMER_CONN:
+        conn_timeout(TIMER_OWNER(et, struct engine_conn, deadline), fc->now_ms);
+        break;
+    case ENGINE_TIMER_CLIENT:
+        client_timeout(fc->en, TIMER_OWNER(et, struct client, timer), fc->now_ms);
+        break;
+    case ENGINE_TIMER_RUNTIME:
+        engine_fx_timer(fc->en, et);
+        break;
+    default:
+        ASSERT(!"a timer of no known kind");
     }
 }
 
-void engine_tick(struct engine *en, uint64_t now_ms)
+unsigned engine_run_timers(struct engine *en, uint64_t now_ms, unsigned budget)
 {
-    /* Expired sessions and due delayed wills. */
-    for (uint32_t i = 0; i <= en->ctab_mask; i++) {
-        for (struct client *cl = en->ctab[i], *next; cl; cl = next) {
-            next = cl->hnext;
-            if (cl->conn) {
-                flow_drained(en, cl); /* a session may have gone stale */
-                continue;
-            }
-            if (cl->pending_will && now_ms >= cl->will_at_ms) {
-                struct msg *w = cl->pending_will;
-                cl->pending_will = NULL;
-                engine_publish_will(en, w);
-            }
-            if (cl->expiry_s != UINT32_MAX &&
-                now_ms - cl->disconnected_ms >= (uint64_t)cl->expiry_s * 1000u) {
-                LOGC(LOG_LEVEL_INFO, cl->id, cl->id_len, "session expired");
-                engine_client_destroy(en, cl, true);
-            }
-        }
-    }
+    struct fire_ctx fc = {.en = en, .now_ms = now_ms};
+    return timer_expire(&en->timers, now_ms, budget, on_timer, &fc);
+}
+
+uint64_t engine_next_deadline(const struct engine *en)
+{
+    return timer_next_due(&en->timers);
 }
 
 void engine_fini(struct engine *en)
@@ -371,6 +467,7 @@ void engine_fini(struct engine *en)
     route_destroy(en->routes);
     en->subs = en->share_routes = NULL;
     en->routes = NULL;
+    timer_wheel_fini(&en->timers);
 }
 
 void engine_thread_exit(void)

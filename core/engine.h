@@ -37,6 +37,7 @@
 #include "route.h"
 #include "session.h"
 #include "sub_table.h"
+#include "timer.h"
 #include "topic_trie.h"
 
 struct engine;
@@ -80,6 +81,17 @@ enum engine_status {
     ENGINE_YIELD,        /* input waits (budget, back-pressure): engine_resume later */
     ENGINE_HANDOFF,      /* move the connection to engine_conn.home, then engine_adopted */
     ENGINE_CLOSING,      /* engine_fx_close was called */
+};
+
+/* A deadline on the engine's wheel: whose it is says what firing means. */
+enum engine_timer_kind {
+    ENGINE_TIMER_CONN = 1,    /* a connection's protocol deadline (engine) */
+    ENGINE_TIMER_CLIENT = 2,  /* a session's expiry, delayed will, or flow check (engine) */
+    ENGINE_TIMER_RUNTIME = 3, /* the runtime's own (engine_fx_timer) */
+};
+struct engine_timer {
+    struct timer t;
+    uint8_t kind;
 };
 
 /* Reasons reading is paused; the runtime reads on when all are clear. */
@@ -157,6 +169,9 @@ struct engine_conn {
     uint32_t session_expiry_s;
 
     struct engine_connect *req; /* a CONNECT waiting for a later step */
+    /* The earliest of its protocol deadlines (connect, password check,
+     * authentication exchange, keepalive), on its engine's wheel. */
+    struct engine_timer deadline;
 
     /* 5.0 enhanced authentication (4.12): the method (a runtime value,
      * 0: none), whether an exchange runs (before CONNACK or a
@@ -223,6 +238,8 @@ struct engine {
     size_t turn_in_bytes; /* input parsed this loop turn (the runtime zeroes it) */
     bool input_held;      /* a held publisher's input waits this turn (flow.c) */
     struct engine_enc_slot enc[ENGINE_ENC_SLOTS];
+    /* Every deadline of this shard: the engine's and the runtime's. */
+    struct timer_wheel timers;
 
     struct metrics_shard st;
 };
@@ -273,11 +290,12 @@ static inline struct engine_env *engine_env_of(void *item)
 int engine_init(struct engine *en, struct engine_shared *g, unsigned id);
 /* Ends every session (no route changes: every shard is stopping). */
 void engine_fini(struct engine *en);
-/* Deadlines: keepalive, connect and authentication timeouts of the
- * connections the runtime lists (engine_conn_tick), session expiry and
- * delayed wills (engine_tick). */
-void engine_tick(struct engine *en, uint64_t now_ms);
-void engine_conn_tick(struct engine_conn *c, uint64_t now_ms);
+/* Fires what is due at now_ms (keepalive, connect and authentication
+ * timeouts, session expiry, delayed wills, the runtime's deadlines), at
+ * most budget; returns how many fired. */
+unsigned engine_run_timers(struct engine *en, uint64_t now_ms, unsigned budget);
+/* The earliest deadline (a lower bound; UINT64_MAX: none), to sleep until. */
+uint64_t engine_next_deadline(const struct engine *en);
 /* A message from another shard: delivered to local subscribers. */
 void engine_deliver_local(struct engine *en, struct msg *m);
 /* Routes a message to every subscriber; true if any subscription matched.

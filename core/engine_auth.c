@@ -56,6 +56,7 @@ void engine_auth_fail(struct engine_conn *c, uint8_t reason, const char *why)
 {
     engine_fx_auth_end(c);
     c->auth_running = false;
+    engine_conn_arm(c);
     if (c->phase == ENGINE_AUTH) {
         engine_connack_fail(c, reason, why);
         return;
@@ -136,6 +137,7 @@ enum engine_status engine_auth_begin(struct engine_conn *c, const struct mqtt_co
     c->auth_running = true;
     c->auth_started_ms = c->en->now_ms;
     c->phase = ENGINE_AUTH;
+    engine_conn_arm(c);
     uint8_t out[AUTH_DATA_MAX];
     size_t out_len = 0, ulen = 0;
     const uint8_t *user = NULL;
@@ -179,6 +181,7 @@ static enum engine_status reauth_done(struct engine_conn *c, const uint8_t *user
     }
     engine_fx_auth_end(c);
     c->auth_running = false;
+    engine_conn_arm(c);
     LOGCL(LOG_LEVEL_INFO, c, "re-authenticated");
     if (!send_auth(c, MQTT_RC_SUCCESS, out, out_len)) {
         engine_auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "AUTH over the client's Maximum Packet Size");
@@ -215,6 +218,7 @@ static enum engine_status auth_active(struct engine_conn *c, const struct mqtt_d
         }
         c->auth_running = true;
         c->auth_started_ms = c->en->now_ms;
+        engine_conn_arm(c);
     } else if (a->reason != MQTT_RC_CONTINUE_AUTHENTICATION || !c->auth_running) {
         /* Success is the server's to send; Continue needs an exchange. */
         engine_violation(c, MQTT_RC_PROTOCOL_ERROR, "AUTH out of sequence");

@@ -178,6 +178,7 @@ static enum engine_status connect_login(struct engine_conn *c, const struct mqtt
          * bound); engine_verified goes on. */
         c->phase = ENGINE_VERIFY;
         c->verify_started_ms = c->en->now_ms;
+        engine_conn_arm(c);
         return ENGINE_CONSUMED;
     }
     return engine_verified(c, rc);
@@ -267,6 +268,7 @@ enum engine_status engine_connect_continue(struct engine_conn *c)
     c->home = (uint16_t)(h % en->g->shard_count);
     if (c->home != en->id) {
         c->phase = ENGINE_PLACED;
+        engine_conn_arm(c); /* off this shard's wheel: the home shard arms it */
         return ENGINE_HANDOFF;
     }
     return connect_attach(c);
@@ -536,6 +538,7 @@ static enum engine_status connect_attach(struct engine_conn *c)
     cl->conn = c;
     c->client = cl;
     c->phase = ENGINE_ACTIVE;
+    engine_client_arm(en, cl); /* no expiry while connected */
     /* Draining (flow.c) is shown by acknowledging on this connection, not
      * by having connected: a client that reconnects without ever
      * acknowledging must not hold its publishers. */
@@ -543,6 +546,7 @@ static enum engine_status connect_attach(struct engine_conn *c)
     /* Keepalive counts from the CONNECT's acceptance here, not from bytes
      * that reached another shard before the hand-off [MQTT-3.1.2-22]. */
     c->last_rx_ms = en->now_ms;
+    engine_conn_arm(c); /* keepalive */
     LOGCL(LOG_LEVEL_INFO, c, "connected from %s (MQTT %s, keepalive %u, %s)", c->who.peer,
           r->version == MQTT_V5     ? "5.0"
           : r->version == MQTT_V311 ? "3.1.1"

@@ -47,6 +47,9 @@ bool engine_fx_congested(const struct engine *en);
 void engine_fx_retain_lock(struct engine *en, bool write);
 void engine_fx_retain_unlock(struct engine *en, bool write);
 
+/* A runtime deadline (ENGINE_TIMER_RUNTIME) armed on en->timers fell due. */
+void engine_fx_timer(struct engine *en, struct engine_timer *t);
+
 /* ---- security decisions --------------------------------------------------------- */
 
 enum engine_access { ENGINE_READ = 1, ENGINE_WRITE = 2, ENGINE_SUBSCRIBE = 4 };

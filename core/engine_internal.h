@@ -52,6 +52,9 @@ struct client {
     uint64_t disconnected_ms;
     struct engine_identity who; /* owns its username */
     struct engine_conn *conn;
+    /* Disconnected: its expiry or delayed will. Connected: the next check
+     * of the holds it asked for (flow.c). */
+    struct engine_timer timer;
     struct session s;
     struct sub_table subs; /* its subscriptions, by (group, filter) */
     uint64_t last_ack_ms;  /* last PUBACK/PUBREC/PUBCOMP that acknowledged something */
@@ -147,6 +150,12 @@ struct client *engine_client_by_uid(struct engine *en, uint64_t hash, uint64_t u
 void engine_publish_will(struct engine *en, struct msg *will);
 /* The connection no longer speaks for its client. */
 void engine_detach(struct engine_conn *c);
+/* (Re)arms the connection's deadline for its phase; none once closed or
+ * placed elsewhere. */
+void engine_conn_arm(struct engine_conn *c);
+/* (Re)arms the client's timer: expiry and will while disconnected, the
+ * flow check while it holds publishers. */
+void engine_client_arm(struct engine *en, struct client *cl);
 struct session_limits engine_session_limits(const struct config *cfg, uint32_t inflight_max);
 /* Session expiry within persistent_client_expiration. */
 uint32_t engine_expiry_cap(const struct config *cfg, uint32_t expiry_s);

@@ -128,6 +128,7 @@ void engine_close(struct engine_conn *c, const char *why)
     if (c->phase == ENGINE_CLOSED)
         return;
     c->phase = ENGINE_CLOSED;
+    engine_conn_arm(c); /* no protocol deadline any more: the runtime's hold */
     engine_fx_close(c, why);
 }
 

@@ -165,8 +165,8 @@ static void hold_origin(struct engine *en, struct client *cl, uint64_t origin, u
     if (i == cl->holding_n) {
         if (cl->holding_n == FLOW_HOLDS_PER_SESSION)
             i = oldest; /* forgotten: its lease ends it */
-        else
-            cl->holding_n++;
+        else if (cl->holding_n++ == 0)
+            engine_client_arm(en, cl); /* its holds are checked for going stale */
     }
     cl->holding[i].uid = origin;
     cl->holding[i].hash = hash;

@@ -75,6 +75,8 @@
 
 /* One shard loop turn handles at most this many completions. */
 #define LOOP_CQES_MAX 256u
+/* Deadlines fired per loop turn (the rest fire next turn, without sleeping). */
+#define LOOP_TIMERS_MAX 1024u
 /* One connection's input parsed per turn before yielding to others. */
 #define LOOP_READ_BYTES_MAX (256u * 1024u)
 /* A shard's input parsed per loop turn, all connections together. Turns
@@ -101,6 +103,8 @@
 #define FLOW_HOLDS_PER_SESSION 64u
 /* Subscribers a publisher remembers as holding it (each ends its own hold). */
 #define FLOW_HOLDERS_PER_PUBLISHER 16u
+/* How often a session that holds publishers is checked for going stale. */
+#define FLOW_CHECK_MS 1000u
 _Static_assert(FLOW_HOLD_LEASE_MS < FLOW_STALE_MS, "a lease is shorter than staleness");
 
 /* Cross-shard queue capacity per ordered pair (power of two). */

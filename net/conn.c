@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "authpool.h"
+#include "engine_fx.h"
+#include "invariant.h"
 #include "log.h"
 #include "scram.h"
 #include "shard.h"
@@ -81,6 +83,7 @@ static void conn_forget_auth(struct conn *c)
 /* Releases what a connection owns, the struct included. */
 void conn_destroy(struct conn *c)
 {
+    ASSERT(!timer_armed(&c->close_timer.t)); /* on its shard's wheel until conn_free */
     for (unsigned i = 0; i < c->layers; i++)
         if (c->layer[i]->ops->destroy)
             c->layer[i]->ops->destroy(c->layer[i]);
@@ -96,6 +99,7 @@ void conn_destroy(struct conn *c)
 void conn_free(struct conn *c)
 {
     struct shard *sh = c->sh;
+    timer_cancel(&sh->en.timers, &c->close_timer.t);
     conn_unlink(sh, c);
     atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&sh->en.st.connections, 1, memory_order_relaxed);
@@ -180,7 +184,7 @@ static void conn_linger(struct conn *c)
         return;
     }
     c->lingering = true;
-    c->close_deadline_ms = c->sh->en.now_ms + CLOSE_LINGER_MS;
+    timer_arm(&c->sh->en.timers, &c->close_timer.t, c->sh->en.now_ms + CLOSE_LINGER_MS);
     shutdown(c->fd, SHUT_WR);
     conn_gone(c, c->io == CONN_IO_HANDOFF);
     if (!c->recv_armed)
@@ -200,7 +204,10 @@ void conn_close(struct conn *c, const char *why)
              (unsigned long long)c->e.id, c->e.who.peer, why);
     }
     c->close_after_flush = true;
-    c->close_deadline_ms = c->sh->en.now_ms + CLOSE_FLUSH_MAX_MS;
+    /* A peer that does not read gets a bounded wait, then the socket is
+     * cut (conn_on_timer). */
+    c->close_timer.kind = ENGINE_TIMER_RUNTIME;
+    timer_arm(&c->sh->en.timers, &c->close_timer.t, c->sh->en.now_ms + CLOSE_FLUSH_MAX_MS);
     /* Nothing more from this peer is processed, but its receive stays
      * armed so that what it still sends is read and discarded, not left to
      * reset the connection (conn_linger). The layers' own last bytes go

@@ -82,8 +82,10 @@ struct conn {
     struct buf sending; /* bytes owned by the kernel during a send */
     size_t sending_off;
 
-    uint64_t close_deadline_ms; /* set by the close, again when lingering starts */
-    uint32_t linger_bytes;      /* discarded while lingering */
+    /* The bound on flushing, then on lingering (CLOSE_FLUSH_MAX_MS,
+     * CLOSE_LINGER_MS): then the socket is cut. On the engine's wheel. */
+    struct engine_timer close_timer;
+    uint32_t linger_bytes; /* discarded while lingering */
 
     struct auth_job *verify_job; /* a password check in the pool; NULL once answered */
     struct scram *ax;            /* an enhanced authentication exchange in progress */

@@ -86,6 +86,14 @@ void engine_fx_retain_unlock(struct engine *en, bool write)
     pthread_rwlock_unlock(&shard_of(en)->b->retain_lock);
 }
 
+void engine_fx_timer(struct engine *en, struct engine_timer *t)
+{
+    (void)en;
+    /* The only runtime deadline today: flushing or lingering took too
+     * long; the socket is cut. */
+    conn_shutdown(TIMER_OWNER(t, struct conn, close_timer));
+}
+
 /* ---- security ----------------------------------------------------------------- */
 
 bool engine_fx_allowed(const struct engine *en, const struct engine_identity *who,

@@ -610,7 +610,13 @@ static int scram_entry(const char *user)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The command line: 0 to go on, or the exit status (*done). */
+struct args {
+    const char *path;
+    bool test_only, verbose;
+};
+
+static int parse_args(int argc, char **argv, struct args *a, bool *done)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -621,19 +627,18 @@ int main(int argc, char **argv)
         {"scram-entry", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
-    bool test_only = false, verbose = false;
     int ch;
+    *done = true;
     while ((ch = getopt_long(argc, argv, "c:tvhV", opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
-            path = optarg;
+            a->path = optarg;
             break;
         case 't':
-            test_only = true;
+            a->test_only = true;
             break;
         case 'v':
-            verbose = true;
+            a->verbose = true;
             break;
         case 'h':
             usage(stdout);
@@ -653,9 +658,178 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    *done = false;
+    return 0;
+}
 
+/* What the shards share, before any of them exists: 0 or 1 (logged). */
+static int broker_setup(struct broker *b)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    b->shard_count = b->cfg.shards ? b->cfg.shards : (unsigned)(ncpu > 0 ? ncpu : 1);
+    if (b->shard_count > SHARDS_MAX)
+        b->shard_count = SHARDS_MAX;
+    b->start_ms = broker_now_ms();
+    b->eng.cfg = &b->cfg;
+    b->eng.shard_count = b->shard_count;
+    b->eng.start_ms = b->start_ms;
+    /* The key of the tables clients name (share groups, subscriptions,
+     * the client id's home shard): unknown outside the process, so no
+     * client can pick names that collide. */
+    if (!RAND_bytes((uint8_t *)b->eng.hash_key, sizeof(b->eng.hash_key))) {
+        LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group key");
+        return 1;
+    }
+    b->eng.retain = retain_create();
+    if (!b->eng.retain || pthread_rwlock_init(&b->retain_lock, NULL)) {
+        LOG(LOG_LEVEL_ERROR, "out of memory at start-up");
+        return 1;
+    }
+    for (unsigned li = 0; li < b->cfg.listener_count; li++)
+        b->listen_port[li] = b->cfg.listeners[li].port;
+    mem_resolve(b);
+    return 0;
+}
+
+/* The shards hold their tables now: a memory_limit below that would
+ * refuse every client from the first. The shards find mem_allocated and
+ * mem_over set when they start. 0 or 1 (logged). */
+static int memory_check(struct broker *b, struct memwatch_state *mw)
+{
+    char f1[32], f2[32];
+    uint64_t used = 0;
+    if (b->cfg.memory_limit != 0 && memwatch_allocated(&used) == 0 && used >= b->mem_limit) {
+        LOG(LOG_LEVEL_ERROR,
+            "%s:%d: memory_limit %s (%llu bytes) is below the %s (%llu bytes) the broker "
+            "holds after start-up with %u shards",
+            b->cfg.source, b->cfg.memory_limit_line, mib(f1, sizeof(f1), b->mem_limit),
+            (unsigned long long)b->mem_limit, mib(f2, sizeof(f2), used), (unsigned long long)used,
+            b->shard_count);
+        return 1;
+    }
+    mem_sample(b, mw);
+    used = atomic_load_explicit(&b->mem_allocated, memory_order_relaxed);
+    LOG(LOG_LEVEL_INFO, "memory: %s allocated at start-up (%s), memory_limit %s",
+        mib(f1, sizeof(f1), used), memwatch_source(), mib(f2, sizeof(f2), b->mem_limit));
+    return 0;
+}
+
+/* Creates and starts the shards and the auth pool; *created and *started
+ * say how far it got (for broker_stop). 0 or 1. */
+static int broker_start(struct broker *b, struct memwatch_state *mw, unsigned *created,
+                        unsigned *started)
+{
+    for (; *created < b->shard_count; (*created)++)
+        if (shard_create(b, *created, &b->shards[*created]))
+            return 1;
+    if (memory_check(b, mw))
+        return 1;
+    /* Before the shards start: they read b->authpool without a lock. */
+    if (authpool_create(b, b->cfg.auth_threads, &b->authpool)) {
+        LOG(LOG_LEVEL_ERROR, "cannot start %u auth_threads", b->cfg.auth_threads);
+        return 1;
+    }
+    for (; *started < b->shard_count; (*started)++) {
+        if (shard_start(b->shards[*started])) {
+            if (b->shards[*started]->thread)
+                shard_join(b->shards[*started]);
+            return 1;
+        }
+    }
+    for (unsigned li = 0; li < b->cfg.listener_count; li++) {
+        const struct config_listener *l = &b->cfg.listeners[li];
+        LOG(LOG_LEVEL_NOTICE, "listening on %s:%u (anonymous %s)", l->address[0] ? l->address : "*",
+            b->listen_port[li], l->allow_anonymous == CONFIG_TRUE ? "allowed" : "refused");
+    }
+    LOG(LOG_LEVEL_NOTICE, "ringmq %s running with %u shards", RINGMQ_VERSION, b->shard_count);
+    return 0;
+}
+
+/* A signal nobody acts on: at most one line a second, so a stream of
+ * signals does not become a stream of log lines. */
+struct ignored {
+    uint64_t logged_ms;
+    unsigned unlogged;
+};
+
+static void signal_ignored(struct ignored *ig, int sig)
+{
+    char name[32];
+    uint64_t now = broker_now_ms();
+    if (ig->logged_ms != 0 && now - ig->logged_ms < 1000u) {
+        ig->unlogged++;
+        return;
+    }
+    if (ig->unlogged)
+        LOG(LOG_LEVEL_WARNING, "%s ignored (and %u other signals since)",
+            signal_name(sig, name, sizeof(name)), ig->unlogged);
+    else
+        LOG(LOG_LEVEL_WARNING, "%s ignored (SIGTERM or SIGINT stops the broker)",
+            signal_name(sig, name, sizeof(name)));
+    ig->logged_ms = now;
+    ig->unlogged = 0;
+}
+
+/* The main thread's life while the shards run: signals, and the memory
+ * sampler in between. Returns at SIGTERM or SIGINT. */
+static void signal_loop(struct broker *b, struct memwatch_state *mw, const sigset_t *sigs)
+{
+    uint64_t next_sample_ms = broker_now_ms() + mw->interval_ms;
+    struct ignored ig = {0};
+    for (;;) {
+        uint64_t now = broker_now_ms();
+        if (now >= next_sample_ms) {
+            mem_sample(b, mw);
+            now = broker_now_ms();
+            next_sample_ms = now + mw->interval_ms;
+        }
+        uint64_t wait_ms = next_sample_ms - now;
+        struct timespec ts = {.tv_sec = (time_t)(wait_ms / 1000u),
+                              .tv_nsec = (long)(wait_ms % 1000u) * 1000000L};
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig < 0)
+            continue; /* EAGAIN: time to sample; EINTR */
+        if (sig == SIGTERM || sig == SIGINT) {
+            LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return;
+        }
+        if (sig == SIGHUP)
+            reload(b);
+        else if (sig == SIGUSR1)
+            log_stats(b, mw);
+        else if (sig == SIGUSR2)
+            log_shards(b);
+        else
+            signal_ignored(&ig, sig);
+    }
+}
+
+static void broker_stop(struct broker *b, unsigned created, unsigned started)
+{
+    atomic_store(&b->stopping, true);
+    /* The workers go first: what is queued is answered at once (the shards
+     * are closing those connections), and no worker is left to post to a
+     * shard after it has freed its connections. */
+    authpool_stop(b->authpool);
+    for (unsigned i = 0; i < started; i++)
+        shard_join(b->shards[i]);
+    for (unsigned i = 0; i < created; i++)
+        shard_destroy(b->shards[i]);
+    authpool_destroy(b->authpool); /* after shard_destroy freed the last answers */
+    retain_destroy(b->eng.retain);
+    auth_snapshot_destroy(atomic_load(&b->auth));
+    pthread_rwlock_destroy(&b->retain_lock);
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {0};
+    bool done;
+    int rc = parse_args(argc, argv, &a, &done);
+    if (done)
+        return rc;
     static struct broker b;
-    if (load_config(&b.cfg, path))
+    if (load_config(&b.cfg, a.path))
         return 1;
     /* The files the config names are part of it: --test-config reads them
      * too, and a bad line stops the start with its file:line. */
@@ -666,12 +840,12 @@ int main(int argc, char **argv)
         return 1;
     }
     atomic_store(&b.auth, snap);
-    if (test_only) {
+    if (a.test_only) {
         auth_snapshot_destroy(snap);
-        printf("%s: configuration OK\n", path ? path : "<default>");
+        printf("%s: configuration OK\n", a.path ? a.path : "<default>");
         return 0;
     }
-    log_set_level(verbose ? LOG_LEVEL_DEBUG : b.cfg.log_level);
+    log_set_level(a.verbose ? LOG_LEVEL_DEBUG : b.cfg.log_level);
     log_set_thread(-1);
 
     /* Signals are taken synchronously by this thread only: the shards and
@@ -685,143 +859,14 @@ int main(int argc, char **argv)
         auth_snapshot_destroy(snap);
         return 1;
     }
-
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    b.shard_count = b.cfg.shards ? b.cfg.shards : (unsigned)(ncpu > 0 ? ncpu : 1);
-    if (b.shard_count > SHARDS_MAX)
-        b.shard_count = SHARDS_MAX;
-    b.start_ms = broker_now_ms();
-    b.eng.cfg = &b.cfg;
-    b.eng.shard_count = b.shard_count;
-    b.eng.start_ms = b.start_ms;
-    /* The key of the tables clients name (share groups, subscriptions):
-     * unknown outside the process, so no client can pick names that
-     * collide. */
-    if (!RAND_bytes((uint8_t *)b.eng.hash_key, sizeof(b.eng.hash_key))) {
-        LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group key");
+    if (broker_setup(&b))
         return 1;
-    }
-    b.eng.retain = retain_create();
-    if (!b.eng.retain || pthread_rwlock_init(&b.retain_lock, NULL)) {
-        LOG(LOG_LEVEL_ERROR, "out of memory at start-up");
-        return 1;
-    }
-    for (unsigned li = 0; li < b.cfg.listener_count; li++)
-        b.listen_port[li] = b.cfg.listeners[li].port;
-    mem_resolve(&b);
     struct memwatch_state mw = {.interval_ms = MEM_SAMPLE_MS};
-
-    int rc = 0;
     unsigned created = 0, started = 0;
-    for (; created < b.shard_count; created++) {
-        if (shard_create(&b, created, &b.shards[created])) {
-            rc = 1;
-            goto stop;
-        }
-    }
-    /* The shards hold their tables now: a memory_limit below that would
-     * refuse every client from the first. The shards find mem_allocated
-     * and mem_over set when they start. */
-    {
-        char f1[32], f2[32];
-        uint64_t used = 0;
-        if (b.cfg.memory_limit != 0 && memwatch_allocated(&used) == 0 && used >= b.mem_limit) {
-            LOG(LOG_LEVEL_ERROR,
-                "%s:%d: memory_limit %s (%llu bytes) is below the %s (%llu bytes) the broker "
-                "holds after start-up with %u shards",
-                b.cfg.source, b.cfg.memory_limit_line, mib(f1, sizeof(f1), b.mem_limit),
-                (unsigned long long)b.mem_limit, mib(f2, sizeof(f2), used),
-                (unsigned long long)used, b.shard_count);
-            rc = 1;
-            goto stop;
-        }
-        mem_sample(&b, &mw);
-        used = atomic_load_explicit(&b.mem_allocated, memory_order_relaxed);
-        LOG(LOG_LEVEL_INFO, "memory: %s allocated at start-up (%s), memory_limit %s",
-            mib(f1, sizeof(f1), used), memwatch_source(), mib(f2, sizeof(f2), b.mem_limit));
-    }
-    /* Before the shards start: they read b.authpool without a lock. */
-    if (authpool_create(&b, b.cfg.auth_threads, &b.authpool)) {
-        LOG(LOG_LEVEL_ERROR, "cannot start %u auth_threads", b.cfg.auth_threads);
-        rc = 1;
-        goto stop;
-    }
-    for (; started < b.shard_count; started++) {
-        int serr = shard_start(b.shards[started]);
-        if (serr) {
-            if (started < b.shard_count && b.shards[started]->thread)
-                shard_join(b.shards[started]);
-            rc = 1;
-            goto stop;
-        }
-    }
-    for (unsigned li = 0; li < b.cfg.listener_count; li++) {
-        const struct config_listener *l = &b.cfg.listeners[li];
-        LOG(LOG_LEVEL_NOTICE, "listening on %s:%u (anonymous %s)", l->address[0] ? l->address : "*",
-            b.listen_port[li], l->allow_anonymous == CONFIG_TRUE ? "allowed" : "refused");
-    }
-    LOG(LOG_LEVEL_NOTICE, "ringmq %s running with %u shards", RINGMQ_VERSION, b.shard_count);
-
-    uint64_t next_sample_ms = broker_now_ms() + mw.interval_ms;
-    uint64_t ignored_logged_ms = 0;
-    unsigned ignored_unlogged = 0;
-    for (;;) {
-        uint64_t now = broker_now_ms();
-        if (now >= next_sample_ms) {
-            mem_sample(&b, &mw);
-            now = broker_now_ms();
-            next_sample_ms = now + mw.interval_ms;
-        }
-        uint64_t wait_ms = next_sample_ms - now;
-        struct timespec ts = {.tv_sec = (time_t)(wait_ms / 1000u),
-                              .tv_nsec = (long)(wait_ms % 1000u) * 1000000L};
-        int sig = sigtimedwait(&sigs, NULL, &ts);
-        if (sig < 0)
-            continue; /* EAGAIN: time to sample; EINTR */
-        if (sig == SIGTERM || sig == SIGINT) {
-            LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-            break;
-        }
-        if (sig == SIGHUP) {
-            reload(&b);
-        } else if (sig == SIGUSR1) {
-            log_stats(&b, &mw);
-        } else if (sig == SIGUSR2) {
-            log_shards(&b);
-        } else {
-            /* At most one line a second: a stream of signals must not
-             * become a stream of log lines. */
-            char name[32];
-            now = broker_now_ms();
-            if (ignored_logged_ms == 0 || now - ignored_logged_ms >= 1000u) {
-                if (ignored_unlogged)
-                    LOG(LOG_LEVEL_WARNING, "%s ignored (and %u other signals since)",
-                        signal_name(sig, name, sizeof(name)), ignored_unlogged);
-                else
-                    LOG(LOG_LEVEL_WARNING, "%s ignored (SIGTERM or SIGINT stops the broker)",
-                        signal_name(sig, name, sizeof(name)));
-                ignored_logged_ms = now;
-                ignored_unlogged = 0;
-            } else {
-                ignored_unlogged++;
-            }
-        }
-    }
-
-stop:
-    atomic_store(&b.stopping, true);
-    /* The workers go first: what is queued is answered at once (the shards
-     * are closing those connections), and no worker is left to post to a
-     * shard after it has freed its connections. */
-    authpool_stop(b.authpool);
-    for (unsigned i = 0; i < started; i++)
-        shard_join(b.shards[i]);
-    for (unsigned i = 0; i < created; i++)
-        shard_destroy(b.shards[i]);
-    authpool_destroy(b.authpool); /* after shard_destroy freed the last answers */
-    retain_destroy(b.eng.retain);
-    auth_snapshot_destroy(atomic_load(&b.auth));
-    pthread_rwlock_destroy(&b.retain_lock);
+    rc = broker_start(&b, &mw, &created, &started);
+    if (rc == 0)
+        signal_loop(&b, &mw, &sigs);
+    broker_stop(&b, created, started);
     if (rc == 0)
         LOG(LOG_LEVEL_NOTICE, "stopped");
     return rc;

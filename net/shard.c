@@ -125,6 +125,7 @@ int shard_create(struct broker *b, unsigned id, struct shard **out)
     if (init_err || sh->auth_efd < 0)
         goto fail;
     b->eng.engines[id] = &sh->en;
+    timer_wheel_init(&sh->en.timers, broker_now_ms()); /* the wheel's time starts now */
     for (unsigned j = 0; j < b->shard_count; j++) {
         if (j == id)
             continue;
@@ -557,27 +558,6 @@ static void run_deferred(struct shard *sh)
     }
 }
 
-/* Once a second: the connections' deadlines, then the engine's. */
-static void shard_tick(struct shard *sh)
-{
-    uint64_t now_ms = sh->en.now_ms;
-    for (struct conn *c = sh->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->io != CONN_IO_OPEN)
-            continue;
-        if (c->close_after_flush) {
-            /* Closing, waiting for the output to drain (or lingering): a
-             * peer that does not read gets a bounded wait, then the socket
-             * is cut. */
-            if (now_ms >= c->close_deadline_ms)
-                conn_shutdown(c);
-            continue;
-        }
-        engine_conn_tick(&c->e, now_ms);
-    }
-    engine_tick(&sh->en, now_ms);
-}
-
 static void begin_stop(struct shard *sh)
 {
     sh->en.stopping = true;
@@ -600,6 +580,120 @@ static void begin_stop(struct shard *sh)
     }
 }
 
+/* The 100 ms tick: what has no deadline of its own. The loop wakes at
+ * least this often, which bounds how long a stop request waits. */
+static void shard_tick(struct shard *sh)
+{
+    sh->next_tick_ms = sh->en.now_ms + 100;
+    for (unsigned li = 0; sh->accept_paused && li < sh->b->cfg.listener_count; li++) {
+        if ((sh->accept_paused & (1u << li)) && !sh->en.stopping)
+            arm_accept(sh, li);
+    }
+    sh->accept_paused = 0;
+    if (sh->auth_read_broken)
+        auth_drain(sh);
+    if (sh->en.now_ms >= sh->next_scan_ms) {
+        sh->next_scan_ms = sh->en.now_ms + 1000;
+        sys_tick(sh, sh->en.now_ms);
+    }
+}
+
+/* Submits and waits as the turn's state allows: at once when busy, soon
+ * when input is held (other shards do not signal when that clears), else
+ * until a completion, the next deadline or the next tick. */
+static void shard_wait(struct shard *sh, bool busy)
+{
+    bool held = sh->ovf_count || (sh->deferred && sh->en.input_held);
+    busy = busy || (sh->deferred && !held) || sh->dirty;
+    struct io_uring_cqe *w;
+    if (busy) {
+        io_uring_submit_and_get_events(&sh->ring);
+        return;
+    }
+    if (held) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 200000};
+        io_uring_submit_and_wait_timeout(&sh->ring, &w, 1, &ts, NULL);
+        return;
+    }
+    atomic_exchange_explicit(&sh->sleeping, 1, memory_order_seq_cst);
+    if (!queues_empty(sh)) {
+        atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
+        io_uring_submit_and_get_events(&sh->ring);
+        return;
+    }
+    uint64_t until = sh->next_tick_ms;
+    uint64_t due = engine_next_deadline(&sh->en);
+    if (due < until)
+        until = due;
+    uint64_t wait_ms = until > sh->en.now_ms ? until - sh->en.now_ms : 0;
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)wait_ms * 1000000};
+    io_uring_submit_and_wait_timeout(&sh->ring, &w, 1, &ts, NULL);
+    atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
+}
+
+/* One loop turn; false once the shard is to end. */
+static bool shard_turn(struct shard *sh, uint64_t turn)
+{
+    /* seq_cst, as main.c's swap of the security snapshot: with both sides
+     * sequentially consistent, a shard that loads the old snapshot in this
+     * turn has published this turn's number before, so main.c waits for
+     * the next one (store-buffering order). */
+    atomic_store_explicit(&sh->turns, turn, memory_order_seq_cst);
+    sh->en.now_ms = broker_now_ms();
+    if (!sh->en.stopping && atomic_load_explicit(&sh->b->stopping, memory_order_relaxed))
+        begin_stop(sh);
+    if (sh->en.stopping && (!sh->conns || sh->en.now_ms >= sh->stop_deadline_ms))
+        return false;
+    /* Input left over from earlier turns goes first, with a fresh budget. */
+    sh->en.turn_in_bytes = 0;
+    sh->en.input_held = false;
+    if (sh->deferred)
+        run_deferred(sh);
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&sh->ring, head, cqe)
+    {
+        handle_cqe(sh, cqe);
+        if (++seen == LOOP_CQES_MAX)
+            break;
+    }
+    io_uring_cq_advance(&sh->ring, seen);
+    drain_queues(sh);
+    if (sh->ovf_count)
+        retry_overflow(sh);
+    /* Deadlines (keepalive, timeouts, expiry, wills, closing) fire when
+     * due, a bounded number per turn. */
+    unsigned fired = engine_run_timers(&sh->en, sh->en.now_ms, LOOP_TIMERS_MAX);
+    if (sh->en.now_ms >= sh->next_tick_ms)
+        shard_tick(sh);
+    flush_dirty(sh);
+    if (sh->reap)
+        conn_reap(sh);
+    if (sh->notify_mask)
+        notify_shards(sh);
+    shard_wait(sh, seen == LOOP_CQES_MAX || fired == LOOP_TIMERS_MAX);
+    return true;
+}
+
+/* After the loop: whatever is still open is cut and freed. */
+static void shard_end(struct shard *sh)
+{
+    for (struct conn *c = sh->conns, *next; c; c = next) {
+        next = c->next;
+        conn_shutdown(c);
+    }
+    io_uring_queue_exit(&sh->ring);
+    /* The kernel has dropped every operation with the ring: free what is
+     * left without waiting for completions. */
+    while (sh->conns) {
+        struct conn *c = sh->conns;
+        c->ops = 0;
+        c->dirty = c->deferred = false;
+        conn_free(c);
+    }
+    engine_thread_exit();
+}
+
 static void *shard_main(void *arg)
 {
     struct shard *sh = arg;
@@ -619,105 +713,9 @@ static void *shard_main(void *arg)
     io_uring_submit(&sh->ring);
     atomic_store(&sh->started, 1);
     sem_post(&sh->ready);
-
-    for (uint64_t turn = 1;; turn++) {
-        /* seq_cst, as main.c's swap of the security snapshot: with both
-         * sides sequentially consistent, a shard that loads the old
-         * snapshot in this turn has published this turn's number before,
-         * so main.c waits for the next one (store-buffering order). */
-        atomic_store_explicit(&sh->turns, turn, memory_order_seq_cst);
-        sh->en.now_ms = broker_now_ms();
-        if (!sh->en.stopping && atomic_load_explicit(&sh->b->stopping, memory_order_relaxed))
-            begin_stop(sh);
-        if (sh->en.stopping && (!sh->conns || sh->en.now_ms >= sh->stop_deadline_ms))
-            break;
-
-        /* Input left over from earlier turns goes first, with a fresh
-         * budget. */
-        sh->en.turn_in_bytes = 0;
-        sh->en.input_held = false;
-        if (sh->deferred)
-            run_deferred(sh);
-
-        struct io_uring_cqe *cqe;
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&sh->ring, head, cqe)
-        {
-            handle_cqe(sh, cqe);
-            if (++seen == LOOP_CQES_MAX)
-                break;
-        }
-        io_uring_cq_advance(&sh->ring, seen);
-
-        drain_queues(sh);
-        if (sh->ovf_count)
-            retry_overflow(sh);
-        if (sh->en.now_ms >= sh->next_tick_ms) {
-            /* The loop wakes every 100 ms (that bounds how long a stop
-             * request waits); the O(connections + sessions) scan for
-             * timeouts and expiry runs once a second. */
-            sh->next_tick_ms = sh->en.now_ms + 100;
-            for (unsigned li = 0; sh->accept_paused && li < sh->b->cfg.listener_count; li++) {
-                if ((sh->accept_paused & (1u << li)) && !sh->en.stopping)
-                    arm_accept(sh, li);
-            }
-            sh->accept_paused = 0;
-            if (sh->auth_read_broken)
-                auth_drain(sh);
-            if (sh->en.now_ms >= sh->next_scan_ms) {
-                sh->next_scan_ms = sh->en.now_ms + 1000;
-                shard_tick(sh);
-                sys_tick(sh, sh->en.now_ms);
-            }
-        }
-        flush_dirty(sh);
-        if (sh->reap)
-            conn_reap(sh);
-        if (sh->notify_mask)
-            notify_shards(sh);
-
-        /* Held input (a full peer queue, or deliveries behind) is retried
-         * soon; other shards do not signal when that clears. */
-        bool held = sh->ovf_count || (sh->deferred && sh->en.input_held);
-        bool busy = seen == LOOP_CQES_MAX || (sh->deferred && !held) || sh->dirty;
-        if (busy) {
-            io_uring_submit_and_get_events(&sh->ring);
-            continue;
-        }
-        if (held) {
-            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 200000};
-            struct io_uring_cqe *w;
-            io_uring_submit_and_wait_timeout(&sh->ring, &w, 1, &ts, NULL);
-            continue;
-        }
-        atomic_exchange_explicit(&sh->sleeping, 1, memory_order_seq_cst);
-        if (!queues_empty(sh)) {
-            atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
-            io_uring_submit_and_get_events(&sh->ring);
-            continue;
-        }
-        uint64_t wait_ms = sh->next_tick_ms > sh->en.now_ms ? sh->next_tick_ms - sh->en.now_ms : 0;
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)wait_ms * 1000000};
-        struct io_uring_cqe *w;
-        io_uring_submit_and_wait_timeout(&sh->ring, &w, 1, &ts, NULL);
-        atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
-    }
-
-    /* Whatever is still open after the deadline is cut. */
-    for (struct conn *c = sh->conns, *next; c; c = next) {
-        next = c->next;
-        conn_shutdown(c);
-    }
-    io_uring_queue_exit(&sh->ring);
-    /* The kernel has dropped every operation with the ring: free what is
-     * left without waiting for completions. */
-    while (sh->conns) {
-        struct conn *c = sh->conns;
-        c->ops = 0;
-        c->dirty = c->deferred = false;
-        conn_free(c);
-    }
-    engine_thread_exit();
+    for (uint64_t turn = 1; shard_turn(sh, turn); turn++)
+        ;
+    shard_end(sh);
     return NULL;
 }
 
