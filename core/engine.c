@@ -133,6 +133,7 @@ static void client_table_grow(struct engine *en)
 
 struct client *engine_client_create(struct engine *en, const uint8_t *id, size_t len, uint64_t h)
 {
+    ASSERT(h % en->g->shard_count == en->id); /* a session lives on its home shard only */
     struct client *cl = calloc(1, sizeof(*cl));
     if (!cl)
         return NULL;

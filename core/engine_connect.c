@@ -507,6 +507,7 @@ static enum engine_status connect_attach(struct engine_conn *c)
 {
     struct engine *en = c->en;
     struct engine_connect *r = c->req;
+    ASSERT(r && c->home == en->id);
     /* What CONNACK will say, decided before the session is touched. */
     c->client_max_packet = r->maximum_packet_size;
     c->request_problem_info = r->request_problem_info;

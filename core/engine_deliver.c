@@ -323,6 +323,7 @@ void engine_rb_pump(struct engine *en, struct client *cl)
 
 void engine_deliver(struct engine *en, struct client *cl, struct delivery *d)
 {
+    ASSERT_DEBUG(FLOW_UID_SHARD(cl->uid) == en->id); /* only its home shard touches a session */
     if (cl->conn && engine_rb_waiting(cl)) {
         uint64_t origin = d->msg->origin, origin_hash = d->msg->origin_hash;
         bool live = !d->stored;

@@ -11,6 +11,16 @@
 
 #include "engine_internal.h"
 
+/* Output was appended: it leaves this turn. Replies count against the
+ * output bound as much as messages do: a client that sends PINGREQs or
+ * publishes but never reads is paused, not buffered for. */
+static void appended(struct engine_conn *c)
+{
+    engine_fx_output(c);
+    if (c->out.len > engine_cfg(c)->max_output_buffer)
+        engine_pause(c, ENGINE_PAUSE_OUTPUT);
+}
+
 int engine_write_packet(struct engine_conn *c, const struct mqtt_packet *p)
 {
     size_t n = codec_encoded_size(p, c->version ? c->version : MQTT_V311);
@@ -30,20 +40,14 @@ int engine_write_packet(struct engine_conn *c, const struct mqtt_packet *p)
         return -ENOMEM;
     codec_encode(c->out.data + c->out.len, p, c->version ? c->version : MQTT_V311);
     c->out.len += n;
-    engine_fx_output(c);
-    /* Replies count against the output bound too: a client that sends
-     * PINGREQs or publishes but never reads is paused, not buffered for. */
-    if (c->out.len > engine_cfg(c)->max_output_buffer)
-        engine_pause(c, ENGINE_PAUSE_OUTPUT);
+    appended(c);
     return 0;
 }
 
 void engine_wrote(struct engine_conn *c)
 {
     COUNT(c->en, msgs_sent, 1);
-    engine_fx_output(c);
-    if (c->out.len > engine_cfg(c)->max_output_buffer)
-        engine_pause(c, ENGINE_PAUSE_OUTPUT);
+    appended(c);
 }
 
 void engine_send_ack(struct engine_conn *c, uint8_t type, uint16_t packet_id, uint8_t reason)

@@ -115,13 +115,11 @@ static void suback_complete(struct engine *en, struct pending_suback *ps)
         c->retained_pending -= ps->retained_n;
         engine_rb_append(en, c->client, ps->retained, ps->retained_n);
         engine_rb_pump(en, c->client);
+        ps->retained_n = 0; /* the backlog holds them now */
     } else {
         c->retained_pending -= ps->retained_n;
-        for (uint32_t i = 0; i < ps->retained_n; i++)
-            msg_unref(ps->retained[i].msg);
     }
-    free(ps->retained);
-    free(ps);
+    engine_pending_discard(ps);
     engine_fx_release(c);
 }
 

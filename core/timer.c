@@ -216,6 +216,9 @@ static bool timer_earliest(const struct timer_wheel *w, unsigned *level, unsigne
 {
     uint64_t now = w->now_ms;
     bool found = false;
+    *level = 0;
+    *slot = 0;
+    *start_ms = UINT64_MAX;
     for (unsigned l = 0; l < TIMER_LEVELS; l++) {
         uint64_t occ = w->occupied[l];
         if (occ == 0)
@@ -236,6 +239,8 @@ static bool timer_earliest(const struct timer_wheel *w, unsigned *level, unsigne
             s = (cur + d) & TIMER_SLOT_MASK;
             start = ((now >> shift) + d) << shift;
         }
+        /* Starts never tie across levels (a lower level ends before a
+         * higher one begins); strict keeps the lowest level if they did. */
         if (!found || start < *start_ms) {
             found = true;
             *level = l;
@@ -285,6 +290,8 @@ static bool timer_advance(struct timer_wheel *w, uint64_t now_ms, uint64_t *move
         return false;
     }
     ASSERT(start >= w->now_ms);
+    /* An occupancy bit over an empty list would spin the caller. */
+    ASSERT(!link_empty(&w->slots[level][slot]));
     if (level == 0) {
         ASSERT(start > w->now_ms);
         w->now_ms = start;

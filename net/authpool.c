@@ -15,7 +15,6 @@
  * snapshot (a reload may free it while the job waits) and its conn pointer
  * is only carried back, never dereferenced off the shard.
  */
-#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,8 +24,7 @@
 #include "authpool.h"
 #include "shard.h"
 #include "log.h"
-
-#define ASSERT(x) assert(x)
+#include "invariant.h"
 
 struct authpool {
     struct broker *b;

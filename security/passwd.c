@@ -39,7 +39,6 @@
  */
 #include "passwd.h"
 
-#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,8 +53,7 @@
 #include <openssl/sha.h>
 
 #include "codec.h"
-
-#define ASSERT(x) assert(x)
+#include "invariant.h"
 
 /* Longest hash text with the largest salt: "$7$<iterations>$<salt>$<hash>" is
  * 3 + 6 + 1 + 88 + 1 + 88 bytes, "SCRAM-SHA-512$<iterations>:<salt>$<StoredKey>:

@@ -26,7 +26,6 @@
  */
 #include "scram.h"
 
-#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +39,7 @@
 #include <openssl/sha.h>
 
 #include "codec.h"
-
-#define ASSERT(x) assert(x)
+#include "invariant.h"
 
 #define KEY_LEN 64u /* SHA-512 output */
 /* Random bytes in the server's half of the nonce: 32 base64 characters, no

@@ -24,18 +24,25 @@ struct fake_auth; /* one 2-step exchange's state (engine_fx_auth_step) */
 struct fake_conn {
     struct engine_conn e; /* first: fake_conn_of() */
     struct fake_conn *next;
-    bool output;       /* engine_fx_output was called since the flag was cleared */
-    bool reading;      /* engine_fx_read_stop / read_start */
-    bool resume_due;   /* engine_fx_yield: the harness calls engine_resume */
-    bool closed;       /* engine_fx_close */
-    char why[128];     /* its reason ("" for NULL) */
-    bool gone;         /* the harness called engine_closed */
-    int holds;         /* engine_fx_hold minus engine_fx_release */
-    bool login_waits;  /* engine_fx_login answered ENGINE_LOGIN_PENDING */
+    bool output;      /* engine_fx_output was called since the flag was cleared */
+    bool reading;     /* engine_fx_read_stop / read_start */
+    bool resume_due;  /* engine_fx_yield: the harness calls engine_resume */
+    bool closed;      /* engine_fx_close */
+    char why[128];    /* its reason ("" for NULL) */
+    bool gone;        /* the harness called engine_closed */
+    bool moving;      /* handed off, its ENGINE_ENV_ADOPT not yet delivered */
+    int holds;        /* engine_fx_hold minus engine_fx_release */
+    bool login_waits; /* engine_fx_login answered ENGINE_LOGIN_PENDING */
     struct fake_auth *auth;
-    /* What the harness read from e.out: whole packets parsed from rx. */
+    /* The test's side: the client's protocol version, what the harness
+     * took from e.out (rx, parsed up to rx_off) and the last packet read
+     * from it (views into rx, valid until the next read) with its bytes. */
+    uint8_t ver;
     struct buf rx;
     size_t rx_off;
+    struct mqtt_packet pkt;
+    const uint8_t *raw;
+    size_t raw_len;
 };
 
 static inline struct fake_conn *fake_conn_of(struct engine_conn *c)
@@ -58,7 +65,8 @@ struct fake_fx {
         char prefix[64];
     } deny[8];
     unsigned deny_n;
-    unsigned auth_live; /* 2-step exchanges started and not ended */
+    unsigned auth_live;      /* 2-step exchanges started and not ended */
+    unsigned runtime_timers; /* engine_fx_timer calls */
     int log_level;
 };
 extern struct fake_fx fake;
