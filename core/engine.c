@@ -277,7 +277,6 @@ void engine_handle_env(struct engine *en, struct engine_env *e)
         }
         return;
     case ENGINE_ENV_ROUTE_ACK:
-        en->route_acks_due--;
         engine_route_ack(en, e->pending);
         break;
     case ENGINE_ENV_SHARED:

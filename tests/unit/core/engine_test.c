@@ -252,6 +252,8 @@ struct copt {
     uint32_t expiry;
     uint16_t receive_max;
     const char *method, *data;
+    const char *will_topic, *will_payload;
+    uint8_t will_qos;
 };
 #define COPT(...) (&(struct copt){__VA_ARGS__})
 
@@ -289,6 +291,12 @@ static void connect_packet(struct fake_conn *fc, const struct copt *o, struct mq
     if (o->data) {
         c->props.present |= BIT(AUTH_DATA);
         c->props.auth_data = B(o->data);
+    }
+    if (o->will_topic) {
+        c->will_flag = true;
+        c->will_qos = o->will_qos;
+        c->will_topic = B(o->will_topic);
+        c->will_payload = B(o->will_payload ? o->will_payload : "");
     }
 }
 
@@ -916,6 +924,60 @@ Test(engine, connect_homed_elsewhere_hands_off_and_completes_there, .init = two_
     expect(c, MQTT_PINGRESP); /* what came behind the CONNECT */
     cr_assert_eq(en[1].client_count, 1);
     cr_assert_eq(en[0].client_count, 0);
+}
+
+Test(engine, takeover_of_a_session_homed_on_another_engine, .init = two_shards, .fini = teardown)
+{
+    char id[32];
+    home_id(id, sizeof(id), "far", 1);
+    struct fake_conn *c1 = client(0, COPT(.id = id));
+    struct fake_conn *c2 = client(0, COPT(.id = id));
+    cr_assert_eq(c1->e.en, &en[1]);
+    cr_assert_eq(c2->e.en, &en[1]);
+    expect_disconnect(c1, MQTT_RC_SESSION_TAKEN_OVER);
+    cr_assert_eq(en[1].client_count, 1);
+}
+
+Test(engine, will_is_published_when_the_connection_is_lost, .init = one_shard, .fini = teardown)
+{
+    struct fake_conn *s = client(0, COPT(.id = "sub"));
+    subscribed(s, "will/#", 1);
+    struct fake_conn *w =
+        client(0, COPT(.id = "w", .will_topic = "will/w", .will_payload = "bye", .will_qos = 1));
+    gone(w); /* no DISCONNECT */
+    expect_publish(s, "will/w", "bye", 1);
+}
+
+Test(engine, will_is_discarded_on_normal_disconnect, .init = one_shard, .fini = teardown)
+{
+    struct fake_conn *s = client(0, COPT(.id = "sub"));
+    subscribed(s, "will/#", 1);
+    struct fake_conn *w = client(0, COPT(.id = "w", .will_topic = "will/w", .will_payload = "bye"));
+    send_simple(w, MQTT_DISCONNECT);
+    gone(w);
+    expect_none(s);
+}
+
+Test(engine, will_on_takeover_is_published, .init = one_shard, .fini = teardown)
+{
+    struct fake_conn *s = client(0, COPT(.id = "sub"));
+    subscribed(s, "will/#", 0);
+    client(0, COPT(.id = "w", .will_topic = "will/w", .will_payload = "old"));
+    client(0, COPT(.id = "w"));
+    expect_publish(s, "will/w", "old", 0);
+}
+
+Test(engine, peer_leaving_while_its_suback_waits, .init = two_shards, .fini = teardown)
+{
+    char sid[32];
+    struct fake_conn *s = client(0, COPT(.id = home_id(sid, sizeof(sid), "sub", 0)));
+    subscribe(s, 5, "x", 0);
+    cr_assert_eq(s->holds, 1);
+    gone(s);
+    cr_assert_eq(s->holds, 1, "the connection stays until the acknowledgement");
+    pump();
+    cr_assert_eq(s->holds, 0, "released once the SUBACK is settled");
+    expect_none(s);
 }
 
 /* ---- shared subscriptions -------------------------------------------------------------- */
