@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "authpool.h"
 #include "engine_fx.h"
 #include "log.h"
@@ -210,7 +212,13 @@ int engine_fx_auth_step(struct engine_conn *e, uint32_t method, const uint8_t *i
     (void)method;
     if (!c->ax) {
         const struct auth_snapshot *snap = snapshot(e->en);
-        enum scram_result r = scram_start(snap->passwd, in, in_len, &c->ax, out, out_len, why);
+        uint8_t random[SCRAM_NONCE_RANDOM_LEN];
+        if (RAND_bytes(random, sizeof(random)) != 1) {
+            *why = "RAND_bytes failed";
+            return -1;
+        }
+        enum scram_result r =
+            scram_start(snap->passwd, in, in_len, random, &c->ax, out, out_len, why);
         return r == SCRAM_CONTINUE ? 1 : -1;
     }
     enum scram_result r = scram_finish(c->ax, in, in_len, out, out_len, why);

@@ -595,8 +595,11 @@ static int scram_entry(const char *user)
     while (len && (pw[len - 1] == '\n' || pw[len - 1] == '\r'))
         len--;
     char line[PASSWD_USER_MAX + 512];
-    int n = passwd_scram_line((const uint8_t *)user, strlen(user), (const uint8_t *)pw, len,
-                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line));
+    uint8_t salt[PASSWD_SCRAM_SALT_LEN];
+    int n = -1;
+    if (RAND_bytes(salt, sizeof(salt)) == 1)
+        n = passwd_scram_line((const uint8_t *)user, strlen(user), (const uint8_t *)pw, len, salt,
+                              sizeof(salt), PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line));
     explicit_bzero(pw, sizeof(pw));
     if (n < 0) {
         fprintf(stderr,

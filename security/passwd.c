@@ -49,7 +49,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/mem.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "codec.h"
@@ -83,9 +82,9 @@ _Static_assert(PASSWD_USER_MAX + 1 + PASSWD_HASH_TEXT_MAX + 1 <= INT32_MAX,
                "passwd_scram_line returns a line's length as an int");
 
 /* For tests: passwd_scram_line with a given salt instead of a random one. */
-int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
-                                const uint8_t *salt, size_t salt_len, uint32_t iterations,
-                                char *out, size_t outlen);
+int passwd_scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                      const uint8_t *salt, size_t salt_len, uint32_t iterations, char *out,
+                      size_t outlen);
 /* For tests: the entry passwd_check_decoy checks, or NULL when it does no
  * work. */
 const struct passwd_entry *passwd_decoy_entry(const struct passwd_db *db);
@@ -815,9 +814,9 @@ static bool user_writable(const uint8_t *user, size_t len)
     return !(len >= 3 && memcmp(user, "\xEF\xBB\xBF", 3) == 0);
 }
 
-int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
-                                const uint8_t *salt, size_t salt_len, uint32_t iterations,
-                                char *out, size_t outlen)
+int passwd_scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                      const uint8_t *salt, size_t salt_len, uint32_t iterations, char *out,
+                      size_t outlen)
 {
     static const uint8_t empty[1];
     uint8_t stored[PASSWD_KEY_LEN];
@@ -863,14 +862,4 @@ fail:
     OPENSSL_cleanse(stored, sizeof(stored));
     OPENSSL_cleanse(server, sizeof(server));
     return r;
-}
-
-int passwd_scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
-                      uint32_t iterations, char *out, size_t outlen)
-{
-    uint8_t salt[PASSWD_SCRAM_SALT_LEN];
-    if (RAND_bytes(salt, sizeof(salt)) != 1)
-        return -1;
-    return passwd_scram_line_with_salt(user, ulen, pw, pwlen, salt, sizeof(salt), iterations, out,
-                                       outlen);
 }

@@ -140,15 +140,17 @@ size_t passwd_scram_salt_len(const struct passwd_db *db);
 const uint8_t *passwd_decoy_key(const struct passwd_db *db);
 
 /* Writes a complete password file line for user, "user:SCRAM-SHA-512$...",
- * with a fresh PASSWD_SCRAM_SALT_LEN-byte salt from RAND_bytes, then a NUL
+ * with the salt the caller drew (PASSWD_SCRAM_SALT_LEN random bytes: the
+ * caller draws them, security/ makes no syscalls), then a NUL
  * (no newline) into out. Returns the line's length without the NUL, or -1
  * when the name is one passwd_parse would refuse or read as another (empty,
  * over PASSWD_USER_MAX bytes, not UTF-8, holding ':', '\r' or '\n', blanks
  * at either end, a leading '#' or byte order mark), when iterations is
  * outside 1..PASSWD_ITERATIONS_MAX, when out cannot hold the line and its
- * NUL, or when RAND_bytes fails. The password may be any bytes (pw may be
+ * NUL, or when salt_len is outside 1..PASSWD_SALT_MAX. The password may be any bytes (pw may be
  * NULL when pwlen is 0). Costs iterations HMAC-SHA512 rounds; any thread. */
 int passwd_scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
-                      uint32_t iterations, char *out, size_t outlen);
+                      const uint8_t *salt, size_t salt_len, uint32_t iterations, char *out,
+                      size_t outlen);
 
 #endif

@@ -35,7 +35,6 @@
 #include <openssl/digest.h>
 #include <openssl/hmac.h>
 #include <openssl/mem.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "codec.h"
@@ -44,7 +43,6 @@
 #define KEY_LEN 64u /* SHA-512 output */
 /* Random bytes in the server's half of the nonce: 32 base64 characters, no
  * padding. */
-#define SERVER_NONCE_RAW_LEN 24u
 
 /* The decoy key when there is no table at all (db NULL). With no table no
  * name is real, so a made-up salt has nothing to hide and needs no secret:
@@ -53,7 +51,7 @@
  * that starts on a snapshot a reload left without one gets here. */
 #define NO_TABLE_KEY "ringmq scram no-table decoy key v1"
 
-_Static_assert(SERVER_NONCE_RAW_LEN % 3 == 0, "the server nonce has no '=' padding");
+_Static_assert(SCRAM_NONCE_RANDOM_LEN % 3 == 0, "the server nonce has no '=' padding");
 _Static_assert(PASSWD_SALT_MAX <= KEY_LEN, "a made-up salt is cut from one HMAC-SHA512");
 _Static_assert(SHA512_DIGEST_LENGTH == KEY_LEN, "SHA-512 is 64 bytes");
 _Static_assert(PASSWD_KEY_LEN == KEY_LEN, "entries hold SHA-512-sized keys");
@@ -427,17 +425,11 @@ fail:
 }
 
 enum scram_result scram_start(const struct passwd_db *db, const uint8_t *in, size_t len,
-                              struct scram **state, uint8_t *out, size_t *outlen, const char **why)
+                              const uint8_t random[SCRAM_NONCE_RANDOM_LEN], struct scram **state,
+                              uint8_t *out, size_t *outlen, const char **why)
 {
-    uint8_t raw[SERVER_NONCE_RAW_LEN];
-    uint8_t nonce[SERVER_NONCE_RAW_LEN / 3 * 4 + 1];
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        *state = NULL;
-        *outlen = 0;
-        *why = "RAND_bytes failed";
-        return SCRAM_FAIL;
-    }
-    size_t n = EVP_EncodeBlock(nonce, raw, sizeof(raw));
+    uint8_t nonce[SCRAM_NONCE_RANDOM_LEN / 3 * 4 + 1];
+    size_t n = EVP_EncodeBlock(nonce, random, SCRAM_NONCE_RANDOM_LEN);
     ASSERT(n == sizeof(nonce) - 1);
     return scram_start_with_nonce(db, in, len, nonce, n, state, out, outlen, why);
 }

@@ -36,6 +36,9 @@
 /* Longest message either side sends or accepts; a longer client message
  * fails the exchange. */
 #define SCRAM_MSG_MAX 1024u
+/* Random bytes the caller draws for each server nonce (base64: 32
+ * characters); security/ makes no syscalls, so the runtime draws them. */
+#define SCRAM_NONCE_RANDOM_LEN 24u
 
 enum scram_result { SCRAM_CONTINUE, SCRAM_OK, SCRAM_FAIL };
 
@@ -60,7 +63,8 @@ struct scram;
  * password: ..." differ on purpose, and a reason string would tell a client
  * which names exist. */
 enum scram_result scram_start(const struct passwd_db *db, const uint8_t *in, size_t len,
-                              struct scram **state, uint8_t *out, size_t *outlen, const char **why);
+                              const uint8_t random[SCRAM_NONCE_RANDOM_LEN], struct scram **state,
+                              uint8_t *out, size_t *outlen, const char **why);
 
 /* The client-final message: channel binding and nonce must match, the
  * proof must verify. SCRAM_OK: out (SCRAM_MSG_MAX bytes) holds the

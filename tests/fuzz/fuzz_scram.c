@@ -408,10 +408,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why = NULL;
     enum scram_result r;
     if (random_nonce)
-        r = scram_start(d, first, flen, &st, sf, &sflen, &why);
-    else
-        r = scram_start_with_nonce(d, first, flen, (const uint8_t *)server_nonce,
-                                   strlen(server_nonce), &st, sf, &sflen, &why);
+        static const uint8_t random[SCRAM_NONCE_RANDOM_LEN] = {1, 2, 3};
+    r = scram_start(d, first, flen, random, &st, sf, &sflen, &why);
+    else r = scram_start_with_nonce(d, first, flen, (const uint8_t *)server_nonce,
+                                    strlen(server_nonce), &st, sf, &sflen, &why);
     if (r != SCRAM_CONTINUE) {
         if (f.ok)
             fprintf(stderr, "scram_start refused a valid client-first: %s\n", why);

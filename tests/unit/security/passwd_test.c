@@ -25,20 +25,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include <openssl/base64.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include <openssl/rand.h>
+
 #include "passwd.h"
+
+/* passwd_scram_line with a fresh random salt, as ringmq --scram-entry
+ * draws it. */
+static int scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                      uint32_t iterations, char *out, size_t outlen)
+{
+    uint8_t salt[PASSWD_SCRAM_SALT_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return -1;
+    return passwd_scram_line(user, ulen, pw, pwlen, salt, sizeof(salt), iterations, out, outlen);
+}
 
 #define DATA_FILE TEST_DATA_DIR "/passwd"
 
 /* Internal entry points of passwd.c. */
-int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
-                                const uint8_t *salt, size_t salt_len, uint32_t iterations,
-                                char *out, size_t outlen);
 const struct passwd_entry *passwd_decoy_entry(const struct passwd_db *db);
 
 /* The name the tests' bytes are parsed under, as the broker passes the
@@ -663,8 +672,8 @@ Test(passwd, scram_entry_known_answer)
 
     /* The generator writes exactly Python's line for the same salt. */
     char line[1024];
-    int n = passwd_scram_line_with_salt((const uint8_t *)"user", 4, (const uint8_t *)"pencil", 6,
-                                        salt, sizeof(salt), 4096, line, sizeof(line));
+    int n = passwd_scram_line((const uint8_t *)"user", 4, (const uint8_t *)"pencil", 6, salt,
+                              sizeof(salt), 4096, line, sizeof(line));
     cr_assert_eq(n, (int)strlen(KAT_LINE));
     cr_assert_str_eq(line, KAT_LINE);
 }
@@ -687,9 +696,9 @@ Test(passwd, scram_line_loads_and_checks)
     size_t off = 0;
     for (size_t i = 0; i < N; i++) {
         char line[1024];
-        int n = passwd_scram_line((const uint8_t *)users[i].user, strlen(users[i].user),
-                                  (const uint8_t *)users[i].pw, strlen(users[i].pw), users[i].it,
-                                  line, sizeof(line));
+        int n = scram_line((const uint8_t *)users[i].user, strlen(users[i].user),
+                           (const uint8_t *)users[i].pw, strlen(users[i].pw), users[i].it, line,
+                           sizeof(line));
         cr_assert_gt(n, 0, "%s", users[i].user);
         cr_assert_eq(strlen(line), (size_t)n, "NUL-terminated, no newline");
         cr_assert_null(strchr(line, '\n'));
@@ -715,13 +724,11 @@ Test(passwd, scram_line_loads_and_checks)
     /* Each line gets a fresh salt: the same user and password twice differ. */
     char a[1024];
     char b[1024];
-    cr_assert_gt(
-        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"p", 1, 1, a, sizeof(a)), 0);
-    cr_assert_gt(
-        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"p", 1, 1, b, sizeof(b)), 0);
+    cr_assert_gt(scram_line((const uint8_t *)"u", 1, (const uint8_t *)"p", 1, 1, a, sizeof(a)), 0);
+    cr_assert_gt(scram_line((const uint8_t *)"u", 1, (const uint8_t *)"p", 1, 1, b, sizeof(b)), 0);
     cr_assert_str_neq(a, b);
     /* A NULL password of length 0 is the empty password. */
-    cr_assert_gt(passwd_scram_line((const uint8_t *)"u", 1, NULL, 0, 1, a, sizeof(a)), 0);
+    cr_assert_gt(scram_line((const uint8_t *)"u", 1, NULL, 0, 1, a, sizeof(a)), 0);
 }
 
 Test(passwd, scram_line_longest_name)
@@ -732,11 +739,11 @@ Test(passwd, scram_line_longest_name)
     size_t cap = PASSWD_USER_MAX + 1024;
     char *line = malloc(cap);
     cr_assert_not_null(line);
-    cr_assert_eq(passwd_scram_line((const uint8_t *)user, PASSWD_USER_MAX + 1,
-                                   (const uint8_t *)"pw", 2, 1, line, cap),
+    cr_assert_eq(scram_line((const uint8_t *)user, PASSWD_USER_MAX + 1, (const uint8_t *)"pw", 2, 1,
+                            line, cap),
                  -1);
-    int n = passwd_scram_line((const uint8_t *)user, PASSWD_USER_MAX, (const uint8_t *)"pw", 2, 1,
-                              line, cap);
+    int n =
+        scram_line((const uint8_t *)user, PASSWD_USER_MAX, (const uint8_t *)"pw", 2, 1, line, cap);
     cr_assert_gt(n, PASSWD_USER_MAX);
     line[n] = '\n';
     char err[256] = "";
@@ -758,44 +765,38 @@ Test(passwd, scram_line_refuses_what_would_not_load)
         "trail ", "tab\t", "\rcr", "#hash",   "\xEF\xBB\xBFx", "\xc3",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_eq(passwd_scram_line((const uint8_t *)bad[i], strlen(bad[i]),
-                                       (const uint8_t *)"pw", 2, 1, out, sizeof(out)),
+        cr_assert_eq(scram_line((const uint8_t *)bad[i], strlen(bad[i]), (const uint8_t *)"pw", 2,
+                                1, out, sizeof(out)),
                      -1, "user %zu", i);
     /* A NUL inside the name. */
-    cr_assert_eq(passwd_scram_line((const uint8_t *)"a\0b", 3, (const uint8_t *)"pw", 2, 1, out,
-                                   sizeof(out)),
-                 -1);
-    cr_assert_eq(passwd_scram_line(NULL, 0, (const uint8_t *)"pw", 2, 1, out, sizeof(out)), -1);
+    cr_assert_eq(
+        scram_line((const uint8_t *)"a\0b", 3, (const uint8_t *)"pw", 2, 1, out, sizeof(out)), -1);
+    cr_assert_eq(scram_line(NULL, 0, (const uint8_t *)"pw", 2, 1, out, sizeof(out)), -1);
     /* A '#' after the first byte is an ordinary name. */
     cr_assert_gt(
-        passwd_scram_line((const uint8_t *)"a#", 2, (const uint8_t *)"pw", 2, 1, out, sizeof(out)),
-        0);
+        scram_line((const uint8_t *)"a#", 2, (const uint8_t *)"pw", 2, 1, out, sizeof(out)), 0);
 
     /* Iterations: 1..PASSWD_ITERATIONS_MAX. */
-    cr_assert_eq(
-        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 0, out, sizeof(out)),
-        -1);
-    cr_assert_eq(passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2,
-                                   PASSWD_ITERATIONS_MAX + 1, out, sizeof(out)),
+    cr_assert_eq(scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 0, out, sizeof(out)),
+                 -1);
+    cr_assert_eq(scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2,
+                            PASSWD_ITERATIONS_MAX + 1, out, sizeof(out)),
                  -1);
 
     /* out must hold the line and its NUL: exactly enough works, a byte less
      * does not. */
-    int n = passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, out,
-                              sizeof(out));
+    int n = scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, out, sizeof(out));
     cr_assert_eq(n, (int)strlen("u:SCRAM-SHA-512$4096:") + 24 + 1 + 88 + 1 + 88);
     char exact[512];
     memset(exact, 'x', sizeof(exact));
-    cr_assert_eq(passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, exact,
-                                   (size_t)n),
-                 -1);
-    cr_assert_eq(passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, exact,
-                                   (size_t)n + 1),
-                 n);
+    cr_assert_eq(
+        scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, exact, (size_t)n), -1);
+    cr_assert_eq(
+        scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, exact, (size_t)n + 1),
+        n);
     cr_assert_eq(exact[n], 0);
     cr_assert_eq(exact[n + 1], 'x', "nothing written past the NUL");
-    cr_assert_eq(
-        passwd_scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, NULL, 0), -1);
+    cr_assert_eq(scram_line((const uint8_t *)"u", 1, (const uint8_t *)"pw", 2, 4096, NULL, 0), -1);
 }
 
 Test(passwd, scram_entry_limits_that_load)

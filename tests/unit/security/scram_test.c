@@ -20,6 +20,7 @@
 #include <openssl/digest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "scram.h"
@@ -34,10 +35,28 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
                                          const uint8_t *server_nonce, size_t server_nonce_len,
                                          struct scram **state, uint8_t *out, size_t *outlen,
                                          const char **why);
-/* Internal entry point of passwd.c: passwd_scram_line with a given salt. */
-int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
-                                const uint8_t *salt, size_t salt_len, uint32_t iterations,
-                                char *out, size_t outlen);
+
+/* passwd_scram_line with a fresh random salt, as ringmq --scram-entry
+ * draws it. */
+static int scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                      uint32_t iterations, char *out, size_t outlen)
+{
+    uint8_t salt[PASSWD_SCRAM_SALT_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return -1;
+    return passwd_scram_line(user, ulen, pw, pwlen, salt, sizeof(salt), iterations, out, outlen);
+}
+
+/* scram_start with fresh random bytes for the server nonce, as the broker
+ * draws them. */
+static enum scram_result scram_begin(const struct passwd_db *d, const uint8_t *in, size_t len,
+                                     struct scram **state, uint8_t *out, size_t *outlen,
+                                     const char **why)
+{
+    uint8_t random[SCRAM_NONCE_RANDOM_LEN];
+    cr_assert_eq(RAND_bytes(random, sizeof(random)), 1);
+    return scram_start(d, in, len, random, state, out, outlen, why);
+}
 
 static struct passwd_db *db;
 
@@ -105,7 +124,7 @@ static enum scram_result start_msg(const struct passwd_db *d, const char *msg, s
     uint8_t buf[SCRAM_MSG_MAX];
     size_t len = 12345;
     *why = NULL;
-    enum scram_result r = scram_start(d, (const uint8_t *)msg, strlen(msg), s, buf, &len, why);
+    enum scram_result r = scram_begin(d, (const uint8_t *)msg, strlen(msg), s, buf, &len, why);
     if (r == SCRAM_CONTINUE) {
         cr_assert_leq(len, SCRAM_MSG_MAX);
         cr_assert_not_null(*s);
@@ -314,8 +333,8 @@ Test(scram, entry_from_passwd_scram_line_succeeds)
     /* What `ringmq --scram-entry` writes, for a name that needs escaping and
      * a password with SCRAM's separators in it. */
     char line[1024];
-    int n = passwd_scram_line((const uint8_t *)"gen,=user", 9, (const uint8_t *)"p@ss:word,=x", 12,
-                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
+    int n = scram_line((const uint8_t *)"gen,=user", 9, (const uint8_t *)"p@ss:word,=x", 12,
+                       PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
     cr_assert_gt(n, 0);
     line[n] = '\n';
     struct passwd_db *d = parse_text(line, (size_t)n + 1);
@@ -511,8 +530,8 @@ Test(scram, made_up_salt_is_stable_across_loads_of_the_same_file)
 
     /* Another file: a real user's salt is its own, a made-up one changes. */
     char line[1024];
-    int n = passwd_scram_line((const uint8_t *)"other", 5, (const uint8_t *)"pw", 2,
-                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
+    int n = scram_line((const uint8_t *)"other", 5, (const uint8_t *)"pw", 2,
+                       PASSWD_SCRAM_ITERATIONS_DEFAULT, line, sizeof(line) - 1);
     cr_assert_gt(n, 0);
     line[n] = '\n';
     struct passwd_db *d3 = parse_text(line, (size_t)n + 1);
@@ -526,8 +545,8 @@ Test(scram, made_up_salt_is_stable_across_loads_of_the_same_file)
 /* A password file line for user with password pw, into line (512 bytes). */
 static void scram_line_of(const char *user, const char *pw, char line[512])
 {
-    int n = passwd_scram_line((const uint8_t *)user, strlen(user), (const uint8_t *)pw, strlen(pw),
-                              PASSWD_SCRAM_ITERATIONS_DEFAULT, line, 512);
+    int n = scram_line((const uint8_t *)user, strlen(user), (const uint8_t *)pw, strlen(pw),
+                       PASSWD_SCRAM_ITERATIONS_DEFAULT, line, 512);
     cr_assert_gt(n, 0);
 }
 
@@ -590,9 +609,8 @@ Test(scram, made_up_entries_copy_the_scram_entries)
     for (size_t i = 0; i < 3; i++) {
         uint8_t salt[20];
         memset(salt, (int)i, sizeof(salt));
-        int n =
-            passwd_scram_line_with_salt((const uint8_t *)users[i], 2, (const uint8_t *)"pw", 2,
-                                        salt, salts[i], its[i], lines + off, sizeof(lines) - off);
+        int n = passwd_scram_line((const uint8_t *)users[i], 2, (const uint8_t *)"pw", 2, salt,
+                                  salts[i], its[i], lines + off, sizeof(lines) - off);
         cr_assert_gt(n, 0);
         off += (size_t)n;
         lines[off++] = '\n';
@@ -864,11 +882,11 @@ Test(scram, malformed_client_first)
     uint8_t out[SCRAM_MSG_MAX];
     size_t out_len = 1;
     const char *why = NULL;
-    cr_assert_eq(scram_start(db, (const uint8_t *)nul, sizeof(nul) - 1, &s, out, &out_len, &why),
+    cr_assert_eq(scram_begin(db, (const uint8_t *)nul, sizeof(nul) - 1, &s, out, &out_len, &why),
                  SCRAM_FAIL);
     cr_assert_null(s);
     cr_assert_str_eq(why, "client-first message is not valid UTF-8 (or holds a NUL)");
-    cr_assert_eq(scram_start(db, NULL, 0, &s, out, &out_len, &why), SCRAM_FAIL);
+    cr_assert_eq(scram_begin(db, NULL, 0, &s, out, &out_len, &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "empty client-first message");
 }
 
@@ -1096,7 +1114,7 @@ static void *thread_main(void *p)
         size_t sf_len = 0;
         const char *why = NULL;
         const char *first = "n,,n=sasha,r=threadnonce";
-        if (scram_start(a->db, (const uint8_t *)first, strlen(first), &s, sf, &sf_len, &why) !=
+        if (scram_begin(a->db, (const uint8_t *)first, strlen(first), &s, sf, &sf_len, &why) !=
             SCRAM_CONTINUE)
             continue;
         sf[sf_len] = 0;
