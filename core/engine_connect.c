@@ -181,6 +181,10 @@ static enum engine_status connect_login(struct engine_conn *c, const struct mqtt
         engine_conn_arm(c);
         return ENGINE_CONSUMED;
     }
+    if (rc != MQTT_RC_SUCCESS && why) {
+        engine_connack_fail(c, rc, why); /* the runtime said why */
+        return ENGINE_CLOSING;
+    }
     return engine_verified(c, rc);
 }
 
@@ -258,6 +262,13 @@ enum engine_status engine_connect_continue(struct engine_conn *c)
     struct engine *en = c->en;
     struct engine_connect *r = c->req;
     ASSERT(r && c->authenticated);
+    if (engine_mem_over(en)) {
+        /* Also after a check off the shard or an exchange: the memory
+         * may have run out meanwhile. */
+        COUNT(en, mem_refused, 1);
+        engine_connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
+        return ENGINE_CLOSING;
+    }
     if (r->will && !engine_fx_allowed(en, &c->who, r->client_id, r->client_id_len, ENGINE_WRITE,
                                       msg_topic(r->will), r->will->topic_len)) {
         engine_connack_fail(c, MQTT_RC_NOT_AUTHORIZED, "will topic not authorized");
@@ -530,6 +541,8 @@ static enum engine_status connect_attach(struct engine_conn *c)
     if (!cl)
         return ENGINE_CLOSING;
     if (!session_settle(c, cl)) {
+        if (!present)
+            engine_client_destroy(en, cl, true); /* made for this CONNECT only */
         engine_connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
         return ENGINE_CLOSING;
     }

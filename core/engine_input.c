@@ -275,6 +275,18 @@ static int stash(struct engine_conn *c, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* The output has room again: work that waited for it goes on. */
+static void output_room(struct engine_conn *c)
+{
+    struct client *cl = c->client;
+    if (!cl || c->phase != ENGINE_ACTIVE)
+        return;
+    if (cl->holding_n)
+        flow_drained(c->en, cl); /* QoS 0 holds end as the output empties */
+    if (engine_rb_waiting(cl))
+        engine_rb_pump(c->en, cl);
+}
+
 static enum engine_status status_of(const struct engine_conn *c)
 {
     if (c->phase == ENGINE_CLOSED)
@@ -292,7 +304,7 @@ int engine_keep_input(struct engine_conn *c, const uint8_t *data, size_t len)
 enum engine_status engine_resume(struct engine_conn *c)
 {
     c->yielded = false;
-    engine_output_drained(c, 0, 0); /* retained messages deferred by their budget */
+    output_room(c); /* retained messages deferred by their budget */
     size_t n = parse(c, c->in.data + c->in_off, c->in.len - c->in_off);
     c->in_off += n;
     if ((c->pause & ENGINE_PAUSE_CONGEST) && !stash_full(c))
@@ -347,11 +359,5 @@ void engine_output_drained(struct engine_conn *c, size_t sent_bytes, size_t pend
     if ((c->pause & ENGINE_PAUSE_OUTPUT) &&
         c->out.len + pending_bytes < en->cfg->max_output_buffer / 2)
         engine_unpause(c, ENGINE_PAUSE_OUTPUT);
-    struct client *cl = c->client;
-    if (!cl || c->phase != ENGINE_ACTIVE)
-        return;
-    if (cl->holding_n)
-        flow_drained(en, cl); /* QoS 0 holds end as the output empties */
-    if (engine_rb_waiting(cl))
-        engine_rb_pump(en, cl);
+    output_room(c);
 }

@@ -149,11 +149,17 @@ void engine_unpause(struct engine_conn *c, uint8_t reason)
     if (!(c->pause & reason))
         return;
     c->pause &= (uint8_t)~reason;
-    if (c->pause || c->phase == ENGINE_CLOSED)
+    if (c->phase == ENGINE_CLOSED)
         return;
-    engine_fx_read_start(c);
-    if (c->in.len > c->in_off)
+    if (!c->pause)
+        engine_fx_read_start(c);
+    /* Input that waited goes on, also while a congestion pause is left:
+     * only parsing what waits can end that one. The runtime dropped an
+     * earlier yield while the connection was paused, so this is a new one. */
+    if (!(c->pause & ~ENGINE_PAUSE_CONGEST) && c->in.len > c->in_off) {
+        c->yielded = false;
         engine_yield(c);
+    }
 }
 
 void engine_yield(struct engine_conn *c)

@@ -192,6 +192,7 @@ static void conn_linger(struct conn *c)
 }
 
 static struct buf *layer_to(struct conn *c, unsigned i);
+static bool conn_has_output(const struct conn *c);
 
 void conn_close(struct conn *c, const char *why)
 {
@@ -204,18 +205,18 @@ void conn_close(struct conn *c, const char *why)
              (unsigned long long)c->e.id, c->e.who.peer, why);
     }
     c->close_after_flush = true;
-    /* A peer that does not read gets a bounded wait, then the socket is
-     * cut (conn_on_timer). */
-    c->close_timer.kind = ENGINE_TIMER_RUNTIME;
-    timer_arm(&c->sh->en.timers, &c->close_timer.t, c->sh->en.now_ms + CLOSE_FLUSH_MAX_MS);
     /* Nothing more from this peer is processed, but its receive stays
      * armed so that what it still sends is read and discarded, not left to
-     * reset the connection (conn_linger). The layers' own last bytes go
-     * out with the rest. */
-    for (unsigned i = c->layers; i-- > 0;)
-        if (c->layer[i]->ops->shutdown &&
-            c->layer[i]->ops->shutdown(c, c->layer[i], layer_to(c, i)))
-            break;
+     * reset the connection (conn_linger). With nothing to send it lingers
+     * now: its will and a takeover do not wait for the next flush. */
+    if (c->io == CONN_IO_OPEN && !c->send_inflight && !conn_has_output(c)) {
+        conn_linger(c);
+        return;
+    }
+    /* A peer that does not read gets a bounded wait, then the socket is
+     * cut (engine_fx_timer). The layers end their part (close_notify)
+     * after the last of the engine's output, in conn_flush. */
+    timer_arm(&c->sh->en.timers, &c->close_timer.t, c->sh->en.now_ms + CLOSE_FLUSH_MAX_MS);
     conn_mark_dirty(c);
 }
 
@@ -274,31 +275,42 @@ int conn_layer_up(struct conn *c, const struct conn_layer *l, const uint8_t *dat
     return conn_feed(c, l->level + 1, data, len);
 }
 
-/* Has any layer output of its own? */
-static bool layers_pending(const struct conn *c)
-{
-    for (unsigned i = 0; i < c->layers; i++)
-        if (c->layer[i]->ops->pending && c->layer[i]->ops->pending(c, c->layer[i]))
-            return true;
-    return false;
-}
-
 /* Where layer i's output goes: the layer below's input, or the wire. */
 static struct buf *layer_to(struct conn *c, unsigned i)
 {
     return i == 0 ? &c->wire : &c->layer[i - 1]->above;
 }
 
+/* Anything to send: the engine's output, a layer's, or wire bytes. */
+static bool conn_has_output(const struct conn *c)
+{
+    if (c->e.out.len || c->wire.len)
+        return true;
+    for (unsigned i = 0; i < c->layers; i++)
+        if (c->layer[i]->above.len ||
+            (c->layer[i]->ops->pending && c->layer[i]->ops->pending(c, c->layer[i])))
+            return true;
+    return false;
+}
+
 /* The engine's output, down the chain, into the bytes to send next
- * (c->sending). Plain TCP swaps buffers instead of copying. 0 or -errno. */
-static int layers_output(struct conn *c)
+ * (c->sending). Each layer encodes what came from above; when closing, it
+ * then ends its part (close_notify, a close frame), whose bytes the layers
+ * below encode in turn: the peer gets the last packet before the end of
+ * each layer. Plain TCP swaps buffers instead of copying. 0 or -errno. */
+static int layers_output(struct conn *c, bool closing)
 {
     for (unsigned i = c->layers; i-- > 0;) {
-        struct buf *from = i == c->layers - 1 ? &c->e.out : &c->layer[i]->above;
-        int err = c->layer[i]->ops->output(c, c->layer[i], from, layer_to(c, i));
+        struct conn_layer *l = c->layer[i];
+        struct buf *from = i == c->layers - 1 ? &c->e.out : &l->above;
+        int err = l->ops->output(c, l, from, layer_to(c, i));
+        if (!err && closing && !c->layers_ended && l->ops->shutdown)
+            err = l->ops->shutdown(c, l, layer_to(c, i));
         if (err)
             return err;
     }
+    if (closing)
+        c->layers_ended = true;
     struct buf *src = c->layers ? &c->wire : &c->e.out;
     struct buf tmp = c->sending;
     c->sending = *src;
@@ -309,20 +321,23 @@ static int layers_output(struct conn *c)
 
 void conn_flush(struct conn *c)
 {
-    if (c->io != CONN_IO_OPEN || c->send_inflight || c->fd < 0)
+    if (c->io != CONN_IO_OPEN || c->send_inflight || c->fd < 0 || c->lingering)
         return;
     /* A layer's own records leave even when the engine wrote nothing. */
-    if (c->e.out.len == 0 && c->wire.len == 0 && !layers_pending(c)) {
+    if (!conn_has_output(c) && !(c->close_after_flush && c->layers && !c->layers_ended)) {
         if (c->close_after_flush)
             conn_linger(c);
         return;
     }
-    if (layers_output(c)) {
+    if (layers_output(c, c->close_after_flush)) {
         conn_shutdown(c);
         return;
     }
-    if (c->sending.len == 0)
+    if (c->sending.len == 0) {
+        if (c->close_after_flush)
+            conn_linger(c);
         return;
+    }
     c->sending_off = 0;
     struct io_uring_sqe *sqe = shard_sqe(c->sh);
     io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
@@ -353,21 +368,28 @@ void conn_on_send(struct shard *sh, struct conn *c, int res)
         conn_maybe_free(c);
         return;
     }
-    if (c->sending_off < c->sending.len) {
+    size_t left = c->sending.len - c->sending_off;
+    if (left) {
         /* A short send: the rest goes before anything newer. */
         struct io_uring_sqe *sqe = shard_sqe(sh);
-        io_uring_prep_send(sqe, c->fd, c->sending.data + c->sending_off,
-                           c->sending.len - c->sending_off, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, c->fd, c->sending.data + c->sending_off, left, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, shard_ud(c, UD_SEND));
         c->send_inflight = true;
         c->ops++;
+    } else {
+        c->sending.len = 0;
+        c->sending_off = 0;
+    }
+    if (c->io == CONN_IO_HANDOFF) {
+        /* A send in flight when the hand-off began: the move waits for
+         * its end (run_deferred). */
+        if (!left && !c->recv_armed && c->ops == 0)
+            conn_defer(c);
         return;
     }
-    c->sending.len = 0;
-    c->sending_off = 0;
-    if (c->io == CONN_IO_OPEN && !c->close_after_flush)
-        engine_output_drained(&c->e, (size_t)res, c->wire.len);
-    if (c->e.out.len || c->wire.len || c->close_after_flush)
+    if (!c->close_after_flush)
+        engine_output_drained(&c->e, (size_t)res, left + c->wire.len);
+    if (!left && (conn_has_output(c) || c->close_after_flush))
         conn_mark_dirty(c);
 }
 
@@ -415,6 +437,7 @@ void conn_accept(struct shard *sh, unsigned li, int fd)
     engine_conn_init(&c->e, &sh->en, ++sh->next_conn_id * SHARDS_MAX + sh->id);
     c->fd = fd;
     c->reading = true;
+    c->close_timer.kind = ENGINE_TIMER_RUNTIME;
     c->e.who.listener = li;
     conn_peer(c);
     conn_link(sh, c);
@@ -431,6 +454,7 @@ void conn_adopt(struct shard *sh, struct conn *c)
     c->io = CONN_IO_OPEN;
     atomic_fetch_add_explicit(&sh->en.st.connections, 1, memory_order_relaxed);
     if (sh->en.stopping) {
+        c->e.en = &sh->en;         /* its engine now, for what the close touches */
         engine_close(&c->e, NULL); /* arrived after the stop began */
         conn_shutdown(c);
         return;
@@ -448,7 +472,9 @@ void conn_handoff_start(struct conn *c)
 {
     c->io = CONN_IO_HANDOFF;
     if (c->recv_armed)
-        cancel_recv(c);
+        cancel_recv(c); /* its last completion defers it (conn_on_recv) */
+    else if (c->ops == 0)
+        conn_defer(c); /* nothing in flight: the shard moves it next turn */
 }
 
 /* Received bytes: up the layers, or discarded while lingering. */

@@ -72,7 +72,8 @@ struct conn {
     bool lingering;         /* output out, half-closed, input discarded */
     bool dirty;
     bool deferred;
-    bool reading; /* the engine wants input (no pause bit) */
+    bool reading;      /* the engine wants input (no pause bit) */
+    bool layers_ended; /* the layers' own ends (close_notify) are written */
     bool reaping;
     uint32_t ops; /* kernel operations in flight (+ holds by pending SUBACKs, checks) */
 

@@ -517,10 +517,15 @@ static void flush_dirty(struct shard *sh)
  * no operation of ours is in flight, so it can move. */
 static void handoff_complete(struct shard *sh, struct conn *c)
 {
+    if (c->close_after_flush) {
+        /* Closed meanwhile (its close deadline is on this shard's wheel):
+         * it ends here, it never reached a session. */
+        conn_shutdown(c);
+        return;
+    }
     struct engine_env *e = calloc(1, sizeof(*e));
     if (!e) {
         engine_close(&c->e, "out of memory");
-        c->io = CONN_IO_OPEN;
         conn_shutdown(c);
         return;
     }
@@ -551,9 +556,12 @@ static void run_deferred(struct shard *sh)
             conn_handoff_start(c);
         else if (c->io == CONN_IO_HANDOFF && !c->recv_armed && c->ops == 0)
             handoff_complete(sh, c);
-        else if (c->io == CONN_IO_OPEN && !(c->e.pause & ~ENGINE_PAUSE_CONGEST) &&
-                 engine_resume(&c->e) == ENGINE_HANDOFF)
-            conn_defer(c); /* a congestion pause ends above */
+        else if (c->io != CONN_IO_OPEN)
+            ; /* handing off: the completion of its last operation defers it again */
+        else if (c->e.pause & ~ENGINE_PAUSE_CONGEST)
+            c->e.yielded = false; /* paused: engine_unpause yields again */
+        else if (engine_resume(&c->e) == ENGINE_HANDOFF)
+            conn_defer(c); /* a congestion pause ends in engine_resume */
         c = next;
     }
 }
@@ -573,10 +581,10 @@ static void begin_stop(struct shard *sh)
     }
     for (struct conn *c = sh->conns, *next; c; c = next) {
         next = c->next;
-        if (c->io == CONN_IO_OPEN && !c->close_after_flush)
+        if (c->io == CONN_IO_HANDOFF)
+            conn_shutdown(c); /* not moved any more: it ends here */
+        else if (!c->close_after_flush)
             engine_shutdown_notice(&c->e);
-        else
-            conn_close(c, "shutting down");
     }
 }
 
