@@ -127,6 +127,26 @@ static enum engine_status auth_connected(struct engine_conn *c, const uint8_t *u
     return engine_connect_continue(c);
 }
 
+/* One step with the client's data: the next challenge goes out, or the
+ * exchange is done and the CONNECT goes on (before CONNACK) or the
+ * re-authentication is answered (after it). */
+static enum engine_status reauth_done(struct engine_conn *c, const uint8_t *user, size_t ulen,
+                                      const uint8_t *out, size_t out_len);
+
+static enum engine_status auth_proceed(struct engine_conn *c, const struct mqtt_props *props)
+{
+    uint8_t out[AUTH_DATA_MAX];
+    size_t out_len = 0, ulen = 0;
+    const uint8_t *user = NULL;
+    int r = auth_run(c, props, out, &out_len, &user, &ulen);
+    if (r < 0)
+        return ENGINE_CLOSING;
+    if (r == 1)
+        return ENGINE_CONSUMED;
+    return c->phase == ENGINE_AUTH ? auth_connected(c, user, ulen, out, out_len)
+                                   : reauth_done(c, user, ulen, out, out_len);
+}
+
 enum engine_status engine_auth_begin(struct engine_conn *c, const struct mqtt_connect *cn,
                                      uint32_t method)
 {
@@ -138,13 +158,7 @@ enum engine_status engine_auth_begin(struct engine_conn *c, const struct mqtt_co
     c->auth_started_ms = c->en->now_ms;
     c->phase = ENGINE_AUTH;
     engine_conn_arm(c);
-    uint8_t out[AUTH_DATA_MAX];
-    size_t out_len = 0, ulen = 0;
-    const uint8_t *user = NULL;
-    int r = auth_run(c, &cn->props, out, &out_len, &user, &ulen);
-    if (r < 0)
-        return ENGINE_CLOSING;
-    return r == 0 ? auth_connected(c, user, ulen, out, out_len) : ENGINE_CONSUMED;
+    return auth_proceed(c, &cn->props);
 }
 
 /* AUTH before CONNACK: only the next step of the exchange. */
@@ -161,13 +175,7 @@ static enum engine_status auth_connecting(struct engine_conn *c, const struct mq
         engine_auth_fail(c, MQTT_RC_PROTOCOL_ERROR, "AUTH names another authentication method");
         return ENGINE_CLOSING;
     }
-    uint8_t out[AUTH_DATA_MAX];
-    size_t out_len = 0, ulen = 0;
-    const uint8_t *user = NULL;
-    int r = auth_run(c, &a->props, out, &out_len, &user, &ulen);
-    if (r < 0)
-        return ENGINE_CLOSING;
-    return r == 0 ? auth_connected(c, user, ulen, out, out_len) : ENGINE_CONSUMED;
+    return auth_proceed(c, &a->props);
 }
 
 /* A re-authentication step proved user: the same identity again, it
@@ -224,13 +232,7 @@ static enum engine_status auth_active(struct engine_conn *c, const struct mqtt_d
         engine_violation(c, MQTT_RC_PROTOCOL_ERROR, "AUTH out of sequence");
         return ENGINE_CLOSING;
     }
-    uint8_t out[AUTH_DATA_MAX];
-    size_t out_len = 0, ulen = 0;
-    const uint8_t *user = NULL;
-    int r = auth_run(c, &a->props, out, &out_len, &user, &ulen);
-    if (r < 0)
-        return ENGINE_CLOSING;
-    return r == 0 ? reauth_done(c, user, ulen, out, out_len) : ENGINE_CONSUMED;
+    return auth_proceed(c, &a->props);
 }
 
 enum engine_status engine_handle_auth(struct engine_conn *c, const struct mqtt_disconnect *a)

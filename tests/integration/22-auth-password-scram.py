@@ -538,37 +538,24 @@ def auth_packet_edges(pwfile):
 HEAVY_ITERATIONS = 100000  # PASSWD_ITERATIONS_MAX: about 45 ms of one core per check
 
 
-def heavy_scram_line(user, password):
-    """A SCRAM-SHA-512 entry at the largest iteration count a file may hold
-    (RFC 5803's form, computed here: --scram-entry writes 4096)."""
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, HEAVY_ITERATIONS)
-    stored = hashlib.sha512(hmac.new(salted, b"Client Key", "sha512").digest()).digest()
-    server = hmac.new(salted, b"Server Key", "sha512").digest()
-    return "%s:SCRAM-SHA-512$%d:%s$%s:%s" % (user, HEAVY_ITERATIONS, b64(salt), b64(stored),
-                                             b64(server))
-
-
-def home_shard(client_id, shards):
-    """net/shard.c broker_client_hash: FNV-1a, folded, modulo the shards."""
-    h = 0xcbf29ce484222325
-    for ch in client_id.encode():
-        h = ((h ^ ch) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return (h ^ (h >> 29)) % shards
-
-
 def pingers_on_every_shard(b, prefix, shards=4):
-    """One raw client homed on each shard (bob: a $7$ entry, cheap to check)."""
+    """One raw client homed on each shard (bob: a $7$ entry, cheap to check).
+    Where a client lives the broker's log says (Broker.home_shard); a client
+    on a shard already covered is closed again. Bounded: 64 tries per shard
+    (a random key spreads ids evenly: 4 shards are all hit within a few)."""
     out = {}
-    i = 0
-    while len(out) < shards:
+    for i in range(64 * shards):
+        if len(out) == shards:
+            break
         cid = "%s-%d" % (prefix, i)
-        i += 1
-        if home_shard(cid, shards) in out:
-            continue
         r = Raw(b, version=4)
         r.connect(cid, username="bob", password=USERS["bob"])
-        out[home_shard(cid, shards)] = r
+        home = b.home_shard(cid)
+        if home is None or home in out:
+            r.close()
+            continue
+        out[home] = r
+    check(len(out) == shards, "a pinger homed on each of the %d shards" % shards)
     return [out[k] for k in sorted(out)]
 
 
@@ -640,7 +627,7 @@ def password_checks_off_the_shards(pwfile):
     # this run (the broker's hash is BoringSSL's, not slowed by a sanitizer).
     # It sizes the storms' bounds, never a check.
     t = time.monotonic()
-    line = heavy_scram_line("heavy", "slow-to-check")
+    line = scram_entry("heavy", "slow-to-check", HEAVY_ITERATIONS)
     hash_s = time.monotonic() - t
     with open(heavyfile, "a") as f:
         f.write(line + "\n")

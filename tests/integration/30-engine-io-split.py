@@ -18,9 +18,6 @@ Each case hung or crashed one build of the split before a review found it.
   no sanitizer report), twice.
 
 Every wait is bounded and generous; nothing depends on the machine's speed."""
-import base64
-import hashlib
-import hmac
 import random
 import threading
 
@@ -91,16 +88,6 @@ def flood_own_subscription():
     check(got, "PINGREQ answered after both pauses ended")
     r.close()
     b.stop()
-
-
-def scram_entry(user, password, iterations):
-    b64 = lambda x: base64.b64encode(x).decode()
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    stored = hashlib.sha512(hmac.new(salted, b"Client Key", "sha512").digest()).digest()
-    server = hmac.new(salted, b"Server Key", "sha512").digest()
-    return "%s:SCRAM-SHA-512$%d:%s$%s:%s" % (user, iterations, b64(salt), b64(stored),
-                                             b64(server))
 
 
 def handoff_with_reading_stopped():

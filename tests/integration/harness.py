@@ -29,6 +29,7 @@ separates test bugs from broker bugs; it is not part of the suite.
 import glob
 import os
 import queue
+import re
 import resource
 import shutil
 import signal
@@ -353,6 +354,23 @@ class Broker:
     def log_grep(self, needle):
         return [l for l in self.log_text().splitlines() if needle in l]
 
+    def home_shard(self, client_id, timeout=5.0):
+        """The shard a connected client's session lives on, from the
+        broker's log line "[shard N] client 'ID': connected" (the home
+        shard follows from a keyed hash with a random key: a test cannot
+        compute it). None if no such line appears within timeout."""
+        pat = re.compile(r"\[shard (\d+)\] client '%s': connected" % re.escape(client_id))
+        found = []
+
+        def seen():
+            m = pat.search(self.log_text())
+            if m:
+                found.append(int(m.group(1)))
+            return bool(found)
+
+        wait_until(seen, timeout)
+        return found[0] if found else None
+
     def print_log_tail(self, n=60):
         lines = self.log_text().splitlines()
         log("---- broker log (port %s, %s), last %d of %d lines ----" %
@@ -639,6 +657,23 @@ def connected(broker, client_id, version=4, **kw):
 
 # ---------------------------------------------------------------------------
 # raw MQTT packets
+
+
+def scram_entry(user, password, iterations):
+    """A password file line for user in RFC 5803's SCRAM-SHA-512 form,
+    computed here with hashlib (ringmq --scram-entry writes 4096 iterations;
+    tests that want another count, such as the largest a file may hold, use
+    this)."""
+    import base64
+    import hashlib
+    import hmac
+    b64 = lambda x: base64.b64encode(x).decode()
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    stored = hashlib.sha512(hmac.new(salted, b"Client Key", "sha512").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha512").digest()
+    return "%s:SCRAM-SHA-512$%d:%s$%s:%s" % (user, iterations, b64(salt), b64(stored),
+                                             b64(server))
 
 
 def varint(n):
