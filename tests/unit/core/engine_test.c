@@ -1408,3 +1408,32 @@ Test(engine, denied_subscribe_gets_suback_0x87, .init = one_shard, .fini = teard
     subscribe(s, 3, "secret/#", 1);
     expect_suback(s, 3, MQTT_RC_NOT_AUTHORIZED);
 }
+
+/* The home shard of a client id follows from a hash keyed by the broker's
+ * random key: the same ids spread differently under another key, so a
+ * client cannot choose ids that all land on one shard. */
+Test(engine, client_hash_depends_on_the_key)
+{
+    struct engine_shared a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a.hash_key[0] = 1;
+    a.hash_key[1] = 2;
+    b.hash_key[0] = 3;
+    b.hash_key[1] = 4;
+    unsigned same_shard = 0, differ = 0;
+    for (int i = 0; i < 1000; i++) {
+        char id[32];
+        int n = snprintf(id, sizeof(id), "device-%d", i);
+        uint64_t ha = engine_client_hash(&a, (const uint8_t *)id, (size_t)n);
+        uint64_t hb = engine_client_hash(&b, (const uint8_t *)id, (size_t)n);
+        cr_assert_eq(ha, engine_client_hash(&a, (const uint8_t *)id, (size_t)n),
+                     "the same key gives the same hash");
+        differ += ha != hb;
+        same_shard += ha % 4 == hb % 4;
+    }
+    cr_assert_eq(differ, 1000u);
+    /* With unrelated keys a quarter of the ids keep their shard of 4:
+     * 250 +- a few dozen, never all of them. */
+    cr_assert(same_shard > 150 && same_shard < 350, "%u of 1000 kept their shard", same_shard);
+}
