@@ -89,6 +89,21 @@ void config_init(struct config *c)
     c->sys_interval_s = 10;
     c->auth_threads = 1;
     c->listener_count = 0;
+    for (uint32_t i = 0; i < LISTENERS_MAX; i++)
+        c->listeners[i].tls.min_version = CONFIG_TLS_1_2;
+}
+
+/* A listener block as its "listener" line opens it (line 0: the default
+ * listener config_finish() adds). */
+static void listener_reset(struct config_listener *l, uint16_t port, const char *address, int line)
+{
+    memset(l, 0, sizeof(*l));
+    l->port = port;
+    snprintf(l->address, sizeof(l->address), "%s", address);
+    l->allow_anonymous = CONFIG_UNSET;
+    l->max_connections = 0;
+    l->line = line;
+    l->tls.min_version = CONFIG_TLS_1_2;
 }
 
 /* Parse state for one config_parse() call. */
@@ -122,17 +137,35 @@ __attribute__((format(printf, 4, 5))) static int report(char *err, size_t errlen
     return -1;
 }
 
+/* The same with the place as "source:line". */
+__attribute__((format(printf, 5, 0))) static int
+vreport_at(char *err, size_t errlen, const char *source, int line, const char *fmt, va_list ap)
+{
+    if (err == NULL || errlen == 0)
+        return -1;
+    int n = snprintf(err, errlen, "%s:%d: ", source, line);
+    if (n < 0 || (size_t)n >= errlen)
+        return -1;
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    return -1;
+}
+
+__attribute__((format(printf, 5, 6))) static int
+report_at(char *err, size_t errlen, const char *source, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport_at(err, errlen, source, line, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 /* The same for a line of the file being parsed. */
 __attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const char *fmt, ...)
 {
-    if (p->err == NULL || p->errlen == 0)
-        return -1;
-    int n = snprintf(p->err, p->errlen, "%s:%d: ", p->source, p->line);
-    if (n < 0 || (size_t)n >= p->errlen)
-        return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    vreport_at(p->err, p->errlen, p->source, p->line, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -630,12 +663,7 @@ static int set_listener(struct parser *p)
         return fail(p, "too many listeners (at most %u)", (unsigned)LISTENERS_MAX);
 
     struct config_listener *l = &c->listeners[c->listener_count++];
-    memset(l, 0, sizeof(*l));
-    l->port = (uint16_t)port;
-    snprintf(l->address, sizeof(l->address), "%s", address);
-    l->allow_anonymous = CONFIG_UNSET;
-    l->max_connections = 0;
-    l->line = p->line;
+    listener_reset(l, (uint16_t)port, address, p->line);
     p->listener = l;
     return 0;
 }
@@ -663,6 +691,155 @@ static int set_protocol(struct parser *p)
     return fail(p, "`protocol' value `%s' is not mqtt or websockets", p->values[0]);
 }
 
+/* ---- TLS, mosquitto's keys inside a listener block ----
+ *
+ * Each key may appear once per block: a second certfile would silently
+ * replace the first, and the operator meant one of them. The parser checks
+ * each value on its own; how the keys fit together (keyfile with certfile,
+ * require_certificate with a CA) is config_finish()'s, since a block may
+ * give them in any order. Nothing here opens a file: the shards do when
+ * they build their TLS contexts, and report their own errors. */
+
+/* Records that p->key was given on this line; a second time is an error
+ * naming the first. */
+static int tls_once(struct parser *p, int *line)
+{
+    if (*line != 0)
+        return fail(p, "duplicate `%s' in this listener block (first at line %d)", p->key, *line);
+    *line = p->line;
+    return 0;
+}
+
+/* A path, kept as written (relative to the working directory, as
+ * mosquitto). The tokenizer never yields an empty value; one word only, so
+ * a path with spaces is refused rather than cut short. */
+static int tls_path(struct parser *p, char *dst, size_t size, int *line)
+{
+    if (tls_once(p, line) != 0)
+        return -1;
+    const char *v = p->values[0];
+    if (strlen(v) >= size)
+        return fail(p, "`%s' path is longer than %u bytes", p->key, (unsigned)size - 1);
+    snprintf(dst, size, "%s", v);
+    return 0;
+}
+
+static int set_certfile(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    if (tls_path(p, t->certfile, sizeof(t->certfile), &t->line) != 0)
+        return -1;
+    t->enabled = true;
+    return 0;
+}
+
+static int set_keyfile(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    return tls_path(p, t->keyfile, sizeof(t->keyfile), &t->keyfile_line);
+}
+
+static int set_cafile(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    return tls_path(p, t->cafile, sizeof(t->cafile), &t->cafile_line);
+}
+
+static int set_capath(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    return tls_path(p, t->capath, sizeof(t->capath), &t->capath_line);
+}
+
+static int set_crlfile(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    return tls_path(p, t->crlfile, sizeof(t->crlfile), &t->crlfile_line);
+}
+
+static int set_require_certificate(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    if (tls_once(p, &t->require_certificate_line) != 0)
+        return -1;
+    return value_bool(p, &t->require_certificate);
+}
+
+static int set_use_identity_as_username(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    if (tls_once(p, &t->use_identity_as_username_line) != 0)
+        return -1;
+    return value_bool(p, &t->use_identity_as_username);
+}
+
+static int set_use_subject_as_username(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    if (tls_once(p, &t->use_subject_as_username_line) != 0)
+        return -1;
+    return value_bool(p, &t->use_subject_as_username);
+}
+
+/* mosquitto's tls_version names the one version it allows; ours is the
+ * lowest offered, so "tlsv1.2" also lets TLS 1.3 clients in, which is what
+ * an operator upgrading from mosquitto's default wants. TLS 1.0 and 1.1 are
+ * broken (RFC 8996) and never offered: saying so beats quietly raising
+ * the floor. */
+static int set_tls_version(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    if (tls_once(p, &t->tls_version_line) != 0)
+        return -1;
+    const char *v = p->values[0];
+    if (strcmp(v, "tlsv1.2") == 0) {
+        t->min_version = CONFIG_TLS_1_2;
+        return 0;
+    }
+    if (strcmp(v, "tlsv1.3") == 0) {
+        t->min_version = CONFIG_TLS_1_3;
+        return 0;
+    }
+    if (strcmp(v, "tlsv1") == 0 || strcmp(v, "tlsv1.1") == 0)
+        return fail(p,
+                    "`tls_version' value `%s' is refused: TLS 1.0 and 1.1 are never offered "
+                    "(use tlsv1.2 or tlsv1.3)",
+                    v);
+    return fail(p, "`tls_version' value `%s' is not tlsv1.2 or tlsv1.3", v);
+}
+
+/* OpenSSL's list syntax: names joined by ':' (or ',') with the '!', '+',
+ * '-' and '@' operators. The TLS library knows the names; here only the
+ * characters are checked, so a quote or a '$' copied from a shell line is
+ * caught with its line number. '=' is allowed too, for "@SECLEVEL=2". */
+static int set_ciphers(struct parser *p)
+{
+    struct config_tls *t = &p->listener->tls;
+    if (tls_once(p, &t->ciphers_line) != 0)
+        return -1;
+    const char *v = p->values[0];
+    if (strlen(v) >= sizeof(t->ciphers))
+        return fail(p, "`ciphers' list is longer than %u bytes", (unsigned)sizeof(t->ciphers) - 1);
+    for (const char *s = v; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            strchr("!:+@_.,-=", ch) != NULL)
+            continue;
+        if (ch > 0x20 && ch < 0x7f)
+            return fail(p,
+                        "`ciphers' list holds `%c' (an OpenSSL cipher list has names, digits and "
+                        "! : + @ _ . , - =)",
+                        ch);
+        return fail(p,
+                    "`ciphers' list holds byte 0x%02x (an OpenSSL cipher list has names, "
+                    "digits and ! : + @ _ . , - =)",
+                    ch);
+    }
+    snprintf(t->ciphers, sizeof(t->ciphers), "%s", v);
+    return 0;
+}
+
+/* Sent to PSK clients in the clear: one word of printable text. */
 /* Kept as written, relative to the working directory like mosquitto's; the
  * security snapshot opens it and reports its own file:line errors. The
  * value is one word: a path with spaces is refused, not cut short. */
@@ -748,6 +925,16 @@ static const struct option options[] = {
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
     {"protocol", set_protocol, SCOPE_LISTENER, 1},
+    {"certfile", set_certfile, SCOPE_LISTENER, 1},
+    {"keyfile", set_keyfile, SCOPE_LISTENER, 1},
+    {"cafile", set_cafile, SCOPE_LISTENER, 1},
+    {"capath", set_capath, SCOPE_LISTENER, 1},
+    {"crlfile", set_crlfile, SCOPE_LISTENER, 1},
+    {"require_certificate", set_require_certificate, SCOPE_LISTENER, 1},
+    {"use_identity_as_username", set_use_identity_as_username, SCOPE_LISTENER, 1},
+    {"use_subject_as_username", set_use_subject_as_username, SCOPE_LISTENER, 1},
+    {"tls_version", set_tls_version, SCOPE_LISTENER, 1},
+    {"ciphers", set_ciphers, SCOPE_LISTENER, 1},
 };
 
 /* Options of mosquitto 2.0 that ringmq does not implement. Refusing them is
@@ -767,18 +954,13 @@ static const char *const mosquitto_only[] = {
     "autosave_on_changes",
     "bind_address",
     "bind_interface",
-    "cafile",
-    "capath",
-    "certfile",
     "check_retain_source",
-    "ciphers",
     "ciphers_tls1.3",
     "cleansession",
     "clientid",
     "clientid_prefixes",
     "connection",
     "connection_messages",
-    "crlfile",
     "dhparamfile",
     "disable_client_cert_date_checks",
     "enable_control_api",
@@ -787,7 +969,6 @@ static const char *const mosquitto_only[] = {
     "idle_timeout",
     "include_dir",
     "keepalive_interval",
-    "keyfile",
     "local_cleansession",
     "local_clientid",
     "local_password",
@@ -817,7 +998,6 @@ static const char *const mosquitto_only[] = {
     "remote_clientid",
     "remote_password",
     "remote_username",
-    "require_certificate",
     "restart_timeout",
     "round_robin",
     "set_tcp_nodelay",
@@ -827,12 +1007,9 @@ static const char *const mosquitto_only[] = {
     "tls_engine",
     "tls_engine_kpass_sha1",
     "tls_keyform",
-    "tls_version",
     "topic",
     "try_private",
     "upgrade_outgoing_qos",
-    "use_identity_as_username",
-    "use_subject_as_username",
     "use_username_as_clientid",
     "user",
     "username",
@@ -957,6 +1134,119 @@ int config_parse(struct config *c, const char *source, const char *text, size_t 
     return 0;
 }
 
+/* The line to name for a TLS key: where it was given, else (a struct not
+ * filled by the parser) the listener's. */
+static int tls_key_line(const struct config_listener *l, int line)
+{
+    return line != 0 ? line : l->line;
+}
+
+/* A listener without certfile: any other TLS key given in its block would
+ * be silently without effect. */
+static int tls_check_plain(const char *source, struct config_listener *l, char *err, size_t errlen)
+{
+    struct config_tls *t = &l->tls;
+    const struct {
+        const char *key;
+        int line;
+        bool set;
+    } keys[] = {
+        {"cafile", t->cafile_line, t->cafile[0] != '\0'},
+        {"capath", t->capath_line, t->capath[0] != '\0'},
+        {"crlfile", t->crlfile_line, t->crlfile[0] != '\0'},
+        {"require_certificate", t->require_certificate_line, t->require_certificate},
+        {"use_identity_as_username", t->use_identity_as_username_line, t->use_identity_as_username},
+        {"use_subject_as_username", t->use_subject_as_username_line, t->use_subject_as_username},
+        {"tls_version", t->tls_version_line, t->min_version != CONFIG_TLS_1_2},
+        {"ciphers", t->ciphers_line, t->ciphers[0] != '\0'},
+        {"psk_hint", t->psk_hint_line, t->psk_hint[0] != '\0'},
+        {"psk_file", t->psk_file_line, t->psk_file[0] != '\0'},
+    };
+    const size_t n = sizeof(keys) / sizeof(keys[0]);
+    /* Name the first in the file, where an operator starts reading. */
+    size_t first = n;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].line == 0 && !keys[i].set)
+            continue;
+        if (first == n || tls_key_line(l, keys[i].line) < tls_key_line(l, keys[first].line))
+            first = i;
+    }
+    if (first == n) {
+        t->enabled = false;
+        return 0;
+    }
+    int line = tls_key_line(l, keys[first].line);
+    if (strcmp(keys[first].key, "psk_file") == 0)
+        return report_at(err, errlen, source, line,
+                         "`psk_file' needs certfile on this listener (PSK-only listeners are "
+                         "not supported yet)");
+    return report_at(err, errlen, source, line,
+                     "`%s' means nothing on a listener without certfile (TLS is off there)",
+                     keys[first].key);
+}
+
+/* The TLS keys of one listener block, taken together. A key that cannot
+ * take effect is an error, not a no-op: an operator who wrote cafile on a
+ * plain listener believes its clients are verified. */
+static int tls_check(const char *source, struct config_listener *l, char *err, size_t errlen)
+{
+    struct config_tls *t = &l->tls;
+    const struct {
+        const char *s;
+        size_t size;
+    } strings[] = {
+        {t->certfile, sizeof(t->certfile)}, {t->keyfile, sizeof(t->keyfile)},
+        {t->cafile, sizeof(t->cafile)},     {t->capath, sizeof(t->capath)},
+        {t->crlfile, sizeof(t->crlfile)},   {t->ciphers, sizeof(t->ciphers)},
+        {t->psk_hint, sizeof(t->psk_hint)}, {t->psk_file, sizeof(t->psk_file)},
+    };
+    /* As for the address: net/tls.c opens what we return. */
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        if (memchr(strings[i].s, '\0', strings[i].size) == NULL)
+            return report_at(err, errlen, source, l->line,
+                             "listener TLS setting is not a terminated string");
+
+    bool tls = t->certfile[0] != '\0';
+    if (t->keyfile[0] != '\0' && !tls)
+        return report_at(err, errlen, source, tls_key_line(l, t->keyfile_line),
+                         "`keyfile' needs certfile on this listener (a TLS listener takes both)");
+    if (tls && t->keyfile[0] == '\0')
+        return report_at(err, errlen, source, tls_key_line(l, t->line),
+                         "`certfile' needs keyfile on this listener (a TLS listener takes both)");
+    if (!tls)
+        return tls_check_plain(source, l, err, errlen);
+
+    if (t->min_version != CONFIG_TLS_1_2 && t->min_version != CONFIG_TLS_1_3)
+        return report_at(err, errlen, source, tls_key_line(l, t->tls_version_line),
+                         "listener TLS minimum version is not TLS 1.2 or 1.3");
+    if (t->require_certificate && t->cafile[0] == '\0' && t->capath[0] == '\0')
+        return report_at(err, errlen, source, tls_key_line(l, t->require_certificate_line),
+                         "`require_certificate true' needs cafile or capath on this listener "
+                         "(the CA certificates that client certificates are checked against)");
+    if (t->use_identity_as_username && !t->require_certificate)
+        return report_at(err, errlen, source, tls_key_line(l, t->use_identity_as_username_line),
+                         "`use_identity_as_username true' needs `require_certificate true' "
+                         "(without a verified client certificate there is no name to use)");
+    if (t->use_subject_as_username && !t->require_certificate)
+        return report_at(err, errlen, source, tls_key_line(l, t->use_subject_as_username_line),
+                         "`use_subject_as_username true' needs `require_certificate true' "
+                         "(without a verified client certificate there is no name to use)");
+    if (t->use_identity_as_username && t->use_subject_as_username) {
+        int a = tls_key_line(l, t->use_identity_as_username_line);
+        int b = tls_key_line(l, t->use_subject_as_username_line);
+        return report_at(err, errlen, source, a > b ? a : b,
+                         "`use_identity_as_username' and `use_subject_as_username' cannot both "
+                         "be true (the other is at line %d)",
+                         a > b ? b : a);
+    }
+    if (t->psk_hint[0] != '\0' && t->psk_file[0] == '\0')
+        return report_at(err, errlen, source, tls_key_line(l, t->psk_hint_line),
+                         "`psk_hint' needs psk_file on this listener (a hint without keys offers "
+                         "no PSK)");
+    t->enabled = true;
+    return 0;
+}
+
 int config_finish(struct config *c, char *err, size_t errlen)
 {
     assert(c != NULL);
@@ -965,13 +1255,7 @@ int config_finish(struct config *c, char *err, size_t errlen)
     if (c->listener_count == 0) {
         /* Loopback only: a broker started without a config must not be
          * reachable from the network. */
-        struct config_listener *l = &c->listeners[0];
-        memset(l, 0, sizeof(*l));
-        l->port = 1883;
-        snprintf(l->address, sizeof(l->address), "%s", "127.0.0.1");
-        l->allow_anonymous = CONFIG_UNSET;
-        l->max_connections = 0;
-        l->line = 0;
+        listener_reset(&c->listeners[0], 1883, "127.0.0.1", 0);
         c->listener_count = 1;
     }
     if (c->auth_methods && c->password_file[0] == '\0') {
@@ -1009,6 +1293,8 @@ int config_finish(struct config *c, char *err, size_t errlen)
             snprintf(where, sizeof(where), "%s:%d", c->source, l->line);
             return report(err, errlen, where, "listener address is not a numeric IP address");
         }
+        if (tls_check(c->source, l, err, errlen) != 0)
+            return -1;
         if (l->allow_anonymous != CONFIG_UNSET)
             continue;
         if (c->allow_anonymous != CONFIG_UNSET)

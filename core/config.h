@@ -22,7 +22,9 @@ enum config_log_level {
     LOG_LEVEL_DEBUG = 4,
 };
 
-#define CONFIG_PATH_MAX 1024
+#define CONFIG_PATH_MAX     1024
+#define CONFIG_CIPHERS_MAX  512 /* a TLS 1.2 cipher list */
+#define CONFIG_PSK_HINT_MAX 128
 
 enum config_auth_method {
     CONFIG_AUTH_SCRAM_SHA512 = 1u << 0, /* "SCRAM-SHA-512" over password_file $7$ entries */
@@ -31,12 +33,48 @@ enum config_auth_method {
 /* Tri-state for settings a listener may override. */
 enum config_tristate { CONFIG_UNSET = -1, CONFIG_FALSE = 0, CONFIG_TRUE = 1 };
 
+/* A listener's TLS settings, mosquitto's keys inside its block. TLS is on
+ * when certfile is set (keyfile must be too). Paths are read when the
+ * shards build their contexts (net/tls.c), not by the parser. */
+enum config_tls_version { CONFIG_TLS_1_2 = 0x0303, CONFIG_TLS_1_3 = 0x0304 };
+struct config_tls {
+    bool enabled; /* certfile set */
+    char certfile[CONFIG_PATH_MAX];
+    char keyfile[CONFIG_PATH_MAX];
+    char cafile[CONFIG_PATH_MAX]; /* "": none */
+    char capath[CONFIG_PATH_MAX]; /* "": none */
+    char crlfile[CONFIG_PATH_MAX];
+    bool require_certificate;
+    bool use_identity_as_username;    /* the certificate's CN is the username */
+    bool use_subject_as_username;     /* the certificate's subject DN is the username */
+    uint16_t min_version;             /* enum config_tls_version; tls_version, default TLS 1.2 */
+    char ciphers[CONFIG_CIPHERS_MAX]; /* TLS 1.2 suites (OpenSSL list syntax); "": the default */
+    char psk_hint[CONFIG_PSK_HINT_MAX];
+    char psk_file[CONFIG_PATH_MAX];
+    int line; /* the certfile line, for messages about the files */
+    /* Where each other key was given, 0: not in the file. The parser
+     * refuses a key given twice in one block by them, and config_finish()
+     * names the line of a key that contradicts the others. */
+    int keyfile_line;
+    int cafile_line;
+    int capath_line;
+    int crlfile_line;
+    int require_certificate_line;
+    int use_identity_as_username_line;
+    int use_subject_as_username_line;
+    int tls_version_line;
+    int ciphers_line;
+    int psk_hint_line;
+    int psk_file_line;
+};
+
 struct config_listener {
     uint16_t port;            /* 0: an ephemeral port (tests) */
     char address[64];         /* numeric IPv4/IPv6 or "" for all addresses */
     int allow_anonymous;      /* enum config_tristate; resolved by config_finish() */
     uint32_t max_connections; /* 0: unlimited */
     int line;                 /* where the block starts, for messages */
+    struct config_tls tls;
 };
 
 struct config {

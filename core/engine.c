@@ -91,6 +91,8 @@ void engine_conn_fini(struct engine_conn *c)
     buf_free(&c->out);
     free(c->who.username);
     c->who.username = NULL;
+    free(c->who.cert_identity);
+    c->who.cert_identity = NULL;
     engine_connect_free(c->req);
     c->req = NULL;
     free(c->auth_reply);
@@ -180,6 +182,7 @@ void engine_client_destroy(struct engine *en, struct client *cl, bool unroute)
     session_fini(&cl->s);
     msg_unref(cl->pending_will);
     free(cl->who.username);
+    free(cl->who.cert_identity);
     free(cl->id);
     free(cl);
 }

@@ -110,6 +110,10 @@ struct engine_identity {
     char peer[64];                /* the peer as text, for logs */
     uint8_t *username;            /* owned, NUL-terminated; NULL: none */
     uint32_t username_len;
+    /* The TLS client certificate's identity (its CN, or its subject DN
+     * with use_subject_as_username), owned; NULL: none. */
+    uint8_t *cert_identity;
+    uint32_t cert_identity_len;
 };
 
 /* A CONNECT, decoded once into what its later steps need, owned: it waits

@@ -203,13 +203,19 @@ enum engine_status engine_verified(struct engine_conn *c, uint8_t rc)
                                                              : "anonymous refused");
         return ENGINE_CLOSING;
     }
-    if (r->username) {
-        c->who.username = dup_bytes(r->username, r->username_len);
+    /* With use_identity_as_username (or use_subject_as_username) the
+     * client certificate names the user, whatever the CONNECT says. */
+    const struct config_tls *tls = &engine_cfg(c)->listeners[c->who.listener].tls;
+    bool by_cert = tls->use_identity_as_username || tls->use_subject_as_username;
+    const uint8_t *name = by_cert ? c->who.cert_identity : r->username;
+    uint32_t name_len = by_cert ? c->who.cert_identity_len : r->username_len;
+    if (name) {
+        c->who.username = dup_bytes(name, name_len);
         if (!c->who.username) {
             engine_close(c, "out of memory");
             return ENGINE_CLOSING;
         }
-        c->who.username_len = r->username_len;
+        c->who.username_len = name_len;
     }
     c->authenticated = true;
     enum engine_status st = engine_connect_continue(c);
@@ -459,12 +465,19 @@ static bool session_settle(struct engine_conn *c, struct client *cl)
     session_set_limits(&cl->s, &lim);
     /* Delivery-time decisions use the identity of the session's last
      * connection, also while it is offline. */
-    uint8_t *user = NULL;
+    uint8_t *user = NULL, *cert = NULL;
     if (c->who.username && !(user = dup_bytes(c->who.username, c->who.username_len)))
         return false;
+    if (c->who.cert_identity &&
+        !(cert = dup_bytes(c->who.cert_identity, c->who.cert_identity_len))) {
+        free(user);
+        return false;
+    }
     free(cl->who.username);
+    free(cl->who.cert_identity);
     cl->who = c->who;
     cl->who.username = user;
+    cl->who.cert_identity = cert;
     return true;
 }
 

@@ -134,6 +134,16 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(retained_backlog_dropped),
      .sys_topic = "limits/retained backlog dropped"},
+    {.name = "ringmq_tls_handshakes_total",
+     .help = "TLS handshakes completed.",
+     .kind = METRICS_COUNTER,
+     SHARD(tls_handshakes),
+     .sys_topic = "tls/handshakes"},
+    {.name = "ringmq_tls_failures_total",
+     .help = "TLS connections ended by a failed handshake or a bad record.",
+     .kind = METRICS_COUNTER,
+     SHARD(tls_failures),
+     .sys_topic = "tls/failures"},
 
     /* Broker-wide values, read by the caller. */
     {.name = "ringmq_uptime_seconds",

@@ -50,7 +50,9 @@ struct metrics_shard {
     atomic_uint_fast64_t mem_refused;       /* CONNECTs, PUBLISHes refused over memory_limit */
     atomic_uint_fast64_t mem_dropped;       /* messages not queued or retained over memory_limit */
     atomic_uint_fast64_t
-        retained_backlog_dropped; /* retained for a SUBSCRIBE over the backlog bound */
+        retained_backlog_dropped;        /* retained for a SUBSCRIBE over the backlog bound */
+    atomic_uint_fast64_t tls_handshakes; /* TLS handshakes completed */
+    atomic_uint_fast64_t tls_failures;   /* TLS handshakes or records refused */
 };
 
 enum metrics_kind {

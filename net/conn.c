@@ -23,6 +23,7 @@
 #include "log.h"
 #include "scram.h"
 #include "shard.h"
+#include "tls.h"
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -84,9 +85,12 @@ static void conn_forget_auth(struct conn *c)
 void conn_destroy(struct conn *c)
 {
     ASSERT(!timer_armed(&c->close_timer.t)); /* on its shard's wheel until conn_free */
-    for (unsigned i = 0; i < c->layers; i++)
+    for (unsigned i = 0; i < c->layers; i++) {
+        buf_free(&c->layer[i]->above);
+        buf_free(&c->layer[i]->up);
         if (c->layer[i]->ops->destroy)
             c->layer[i]->ops->destroy(c->layer[i]);
+    }
     if (c->fd >= 0)
         close(c->fd);
     buf_free(&c->wire);
@@ -260,19 +264,30 @@ void conn_read_start(struct conn *c)
  * during a hand-off the engine keeps them for its home shard. */
 static int conn_feed(struct conn *c, unsigned level, const uint8_t *data, size_t len)
 {
-    if (level < c->layers)
-        return c->layer[level]->ops->input(c, c->layer[level], data, len);
+    if (level < c->layers) {
+        struct conn_layer *l = c->layer[level];
+        l->up.len = 0;
+        int err = l->ops->input(c, l, data, len, &l->up);
+        /* What the layer made before it stopped (a close_notify behind the
+         * client's last packets) still goes up. */
+        if (l->up.len) {
+            int up_err = conn_feed(c, level + 1, l->up.data, l->up.len);
+            err = err ? err : up_err;
+        }
+        l->up.len = 0;
+        if (l->up.cap > 4 * BUF_RING_BUF_SIZE)
+            buf_free(&l->up); /* a burst passed: give its buffer back */
+        /* Its own records (handshake, alerts, tickets) leave this turn. */
+        if (!err && l->ops->pending && l->ops->pending(c, l))
+            conn_mark_dirty(c);
+        return err;
+    }
     if (c->io == CONN_IO_HANDOFF)
         return engine_keep_input(&c->e, data, len);
     enum engine_status st = engine_input(&c->e, data, len);
     if (st == ENGINE_HANDOFF)
         conn_defer(c); /* the move starts from the deferred list */
     return 0;
-}
-
-int conn_layer_up(struct conn *c, const struct conn_layer *l, const uint8_t *data, size_t len)
-{
-    return conn_feed(c, l->level + 1, data, len);
 }
 
 /* Where layer i's output goes: the layer below's input, or the wire. */
@@ -432,6 +447,19 @@ void conn_accept(struct shard *sh, unsigned li, int fd)
         close(fd);
         return;
     }
+    if (sh->tls[li]) {
+        /* Before the engine's state: a failure here leaves nothing armed. */
+        struct conn_layer *tl = tls_layer_create(sh->tls[li]);
+        if (!tl) {
+            LOG(LOG_LEVEL_NOTICE, "connection refused: ENOMEM");
+            atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
+            free(c);
+            close(fd);
+            return;
+        }
+        tl->level = 0;
+        c->layer[c->layers++] = tl;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     engine_conn_init(&c->e, &sh->en, ++sh->next_conn_id * SHARDS_MAX + sh->id);
@@ -491,7 +519,9 @@ static void recv_data(struct shard *sh, struct conn *c, const uint8_t *data, siz
         return;
     int err = conn_feed(c, 0, data, len);
     if (err && c->io != CONN_IO_CLOSING) {
-        engine_close(&c->e, err == -ENOMEM ? "out of memory" : "layer error");
+        engine_close(&c->e, err == -ENOMEM  ? "out of memory"
+                            : err == -EPIPE ? "the peer ended its TLS session (close_notify)"
+                                            : "layer error");
         if (c->io == CONN_IO_HANDOFF)
             conn_shutdown(c);
     }

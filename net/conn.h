@@ -36,9 +36,11 @@ struct scram;
 struct conn_layer;
 struct conn_layer_ops {
     const char *name;
-    /* Bytes from below: plaintext goes up with conn_layer_up(c, l, ...).
-     * 0, or a negative errno to close. */
-    int (*input)(struct conn *c, struct conn_layer *l, const uint8_t *data, size_t len);
+    /* Bytes from below; the plaintext they make is appended to *up (the
+     * chain hands it to the layer above, or the engine). 0, or a negative
+     * errno to close. A layer calls nothing in conn.c: it returns. */
+    int (*input)(struct conn *c, struct conn_layer *l, const uint8_t *data, size_t len,
+                 struct buf *up);
     /* Moves plaintext from above (*from, emptied) into wire bytes
      * appended to *to. 0 or a negative errno. */
     int (*output)(struct conn *c, struct conn_layer *l, struct buf *from, struct buf *to);
@@ -52,6 +54,7 @@ struct conn_layer {
     const struct conn_layer_ops *ops;
     unsigned level;   /* its index in the chain */
     struct buf above; /* plaintext from above, not yet encoded */
+    struct buf up;    /* plaintext for above, made by input */
     void *state;
 };
 
@@ -101,9 +104,5 @@ static inline struct conn *conn_of(struct engine_conn *e)
 {
     return (struct conn *)e;
 }
-
-/* A layer passes plaintext up: to the next layer, or to the engine. 0 or
- * a negative errno. */
-int conn_layer_up(struct conn *c, const struct conn_layer *l, const uint8_t *data, size_t len);
 
 #endif

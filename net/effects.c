@@ -181,6 +181,15 @@ uint8_t engine_fx_login(struct engine_conn *e, const struct engine_login *l, con
         .password = l->password,
         .password_len = l->password_len,
     };
+    const struct config_tls *tls = &c->sh->b->cfg.listeners[e->who.listener].tls;
+    if (tls->use_identity_as_username || tls->use_subject_as_username) {
+        /* The certificate, verified in the handshake, is the credential:
+         * no password is asked for (mosquitto's meaning). */
+        if (e->who.cert_identity)
+            return MQTT_RC_SUCCESS;
+        *why = "no usable identity in the client certificate";
+        return MQTT_RC_NOT_AUTHORIZED;
+    }
     if (!c->sh->b->authpool)
         return auth_connect(snap, &ar);
     /* Anything that hashes a password goes to the auth pool, so the

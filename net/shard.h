@@ -30,6 +30,8 @@ struct overflow_node {
     void *item;
 };
 
+struct tls_ctx;
+
 struct shard {
     struct engine en; /* first: shard_of() */
     struct broker *b;
@@ -38,6 +40,7 @@ struct shard {
     struct io_uring ring;
     int ring_fd;
     int listen_fd[LISTENERS_MAX];
+    struct tls_ctx *tls[LISTENERS_MAX]; /* this shard's context per TLS listener; NULL: plain */
 
     struct io_uring_buf_ring *br;
     uint8_t *bufs;

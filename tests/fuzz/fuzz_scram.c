@@ -407,11 +407,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t sflen = 12345;
     const char *why = NULL;
     enum scram_result r;
+    /* The runtime draws the nonce's random bytes; any fixed bytes will do
+     * here. */
+    static const uint8_t nonce_bytes[SCRAM_NONCE_RANDOM_LEN] = {1, 2, 3};
     if (random_nonce)
-        static const uint8_t random[SCRAM_NONCE_RANDOM_LEN] = {1, 2, 3};
-    r = scram_start(d, first, flen, random, &st, sf, &sflen, &why);
-    else r = scram_start_with_nonce(d, first, flen, (const uint8_t *)server_nonce,
-                                    strlen(server_nonce), &st, sf, &sflen, &why);
+        r = scram_start(d, first, flen, nonce_bytes, &st, sf, &sflen, &why);
+    else
+        r = scram_start_with_nonce(d, first, flen, (const uint8_t *)server_nonce,
+                                   strlen(server_nonce), &st, sf, &sflen, &why);
     if (r != SCRAM_CONTINUE) {
         if (f.ok)
             fprintf(stderr, "scram_start refused a valid client-first: %s\n", why);

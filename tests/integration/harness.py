@@ -8,6 +8,11 @@ wrappers for mosquitto_pub / mosquitto_sub.
 
 Every wait is bounded; everything talks to 127.0.0.1 only.
 
+For TLS listeners: Broker(listener_conf={...}) writes keys inside the
+listener block; make_pki() makes test certificates with the openssl CLI;
+TlsRaw is Raw over TLS; Client(tls=...) is paho over TLS; s_client() runs
+openssl s_client.
+
 A test script is a plain program:
 
     from harness import *
@@ -34,6 +39,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -246,12 +252,27 @@ _MOSQ_KEYS = {"allow_anonymous", "max_queued_messages", "max_inflight_messages",
               "retain_available", "max_qos"}
 
 
-class Broker:
-    """One broker process. Keyword arguments become config lines."""
+def _conf_value(v):
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    return str(v)
 
-    def __init__(self, **conf):
+
+class Broker:
+    """One broker process. Keyword arguments become config lines.
+
+    listener_conf: keys written inside the listener block, after the
+    `listener PORT 127.0.0.1` line (certfile, keyfile, cafile,
+    require_certificate, ...), in the dict's order; True/False become
+    true/false. mosquitto knows the TLS keys by the same names, so they
+    are written for RINGMQ_TEST_BROKER=mosquitto too."""
+
+    def __init__(self, listener_conf=None, **conf):
         self.conf = dict(DEFAULT_CONF)
         self.conf.update(conf)
+        self.listener_conf = dict(listener_conf or {})
         self.dir = tempfile.mkdtemp(prefix="ringmq-it-")
         self.port = None
         self.proc = None
@@ -274,6 +295,8 @@ class Broker:
             for k, v in self.conf.items():
                 lines.append("%s %s" % (k, v))
         lines.append("listener %d %s" % (self.port, HOST))
+        for k, v in self.listener_conf.items():
+            lines.append("%s %s" % (k, _conf_value(v)))
         return "\n".join(lines) + "\n"
 
     def start(self, ready_timeout=5.0):
@@ -483,7 +506,11 @@ class Client:
 
     def __init__(self, broker, client_id, version=4, clean=True, keepalive=60,
                  session_expiry=None, will=None, connect_props=None, username=None,
-                 password=None):
+                 password=None, tls=None):
+        """tls: None (plain TCP) or tls_context()'s keyword arguments, e.g.
+        {"ca": pki.ca, "cert": pki.alice_cert, "key": pki.alice_key}; the
+        handshake then runs inside connect() (an ssl.SSLError from there is
+        a refused handshake)."""
         self.broker = broker
         self.port = broker if isinstance(broker, int) else broker.port
         self.client_id = client_id
@@ -500,6 +527,8 @@ class Client:
             self.c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=proto,
                                  reconnect_on_failure=False)
         self.c.max_inflight_messages_set(20)
+        if tls is not None:
+            self.c.tls_set_context(tls_context(**tls))
         if username is not None:
             self.c.username_pw_set(username, password)
         if will is not None:
@@ -1276,3 +1305,279 @@ def sanitized(pid):
     """Is the process an ASan build (its RSS then says little)?"""
     with open("/proc/%d/maps" % pid) as f:
         return "libasan" in f.read()
+
+
+# ---------------------------------------------------------------------------
+# TLS: test certificates made with the openssl CLI, a TLS raw client,
+# openssl s_client
+
+
+_PKI_CNF = """\
+[req]
+distinguished_name = req_dn
+[req_dn]
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[server_rsa_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+# `openssl ca', only for the expired certificate: OpenSSL 3.0's x509 and
+# req have no -not_before, ca has -startdate/-enddate.
+[ca]
+default_ca = test_ca
+[test_ca]
+dir = %(dir)s
+database = $dir/ca-db/index.txt
+new_certs_dir = $dir/ca-db
+serial = $dir/ca-db/serial
+default_md = sha256
+policy = policy_any
+unique_subject = no
+email_in_dn = no
+[policy_any]
+commonName = supplied
+"""
+
+
+class PKI:
+    """Paths of make_pki()'s files (PEM). expired_cert/expired_key are None
+    when openssl could not make a certificate that has expired."""
+
+    def __repr__(self):
+        return "PKI(%s)" % self.dir
+
+
+def _openssl(argv, what, cwd, timeout=30.0):
+    try:
+        r = subprocess.run(["openssl"] + argv, cwd=cwd, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Fail("make_pki: openssl %s (%s) did not finish within %.0f s" %
+                   (argv[0], what, timeout))
+    out = r.stdout.decode("utf-8", "replace")
+    if r.returncode != 0:
+        raise Fail("make_pki: openssl %s (%s) failed with status %d:\n%s" %
+                   (" ".join(argv), what, r.returncode, out[-2000:]))
+    return out
+
+
+def make_pki(dir):
+    """Test certificates, made with the openssl CLI in dir:
+    ca (ECDSA P-256 CA); server_cert/server_key (ECDSA, signed by ca, for
+    IP:127.0.0.1 and DNS:localhost); server_rsa_cert/server_rsa_key (the same
+    with an RSA 2048 key: only an RSA certificate lets a client ask for
+    RSA-key-exchange suites such as AES128-SHA); alice_cert/alice_key (CN
+    alice, clientAuth, signed by ca); foreign_ca and foreign_cert/foreign_key
+    (CN alice too, signed by another CA); expired_cert/expired_key (CN alice,
+    signed by ca, valid only in January 2020; None if openssl could not make
+    it). Raises Fail (Skip without openssl) with openssl's output."""
+    if not shutil.which("openssl"):
+        skip("the openssl CLI is not installed (apt-get install openssl)")
+    os.makedirs(dir, exist_ok=True)
+    cnf = os.path.join(dir, "pki.cnf")
+    with open(cnf, "w") as f:
+        f.write(_PKI_CNF % {"dir": dir})
+    pki = PKI()
+    pki.dir = dir
+    path = lambda name: os.path.join(dir, name)
+
+    def ec_key(name):
+        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", path(name)], "EC P-256 key " + name, dir)
+        return path(name)
+
+    def self_signed_ca(name, cn):
+        key = ec_key(name + ".key")
+        _openssl(["req", "-x509", "-new", "-config", cnf, "-extensions", "v3_ca", "-key", key,
+                  "-subj", "/CN=" + cn, "-days", "3650", "-sha256", "-out", path(name + ".crt")],
+                 "CA " + cn, dir)
+        return path(name + ".crt"), key
+
+    def csr(name, cn, key):
+        _openssl(["req", "-new", "-config", cnf, "-key", key, "-subj", "/CN=" + cn,
+                  "-out", path(name + ".csr")], "request " + name, dir)
+        return path(name + ".csr")
+
+    def signed(name, cn, key, ca, ca_key, ext):
+        req = csr(name, cn, key)
+        _openssl(["x509", "-req", "-in", req, "-CA", ca, "-CAkey", ca_key,
+                  "-set_serial", "0x" + os.urandom(8).hex(), "-days", "30", "-sha256",
+                  "-extfile", cnf, "-extensions", ext, "-out", path(name + ".crt")],
+                 "certificate " + name, dir)
+        return path(name + ".crt")
+
+    pki.ca, pki.ca_key = self_signed_ca("ca", "ringmq test CA")
+    pki.server_key = ec_key("server.key")
+    pki.server_cert = signed("server", "localhost", pki.server_key, pki.ca, pki.ca_key,
+                             "server_ext")
+    pki.server_rsa_key = path("server-rsa.key")
+    _openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+              "-out", pki.server_rsa_key], "RSA 2048 key", dir)
+    pki.server_rsa_cert = signed("server-rsa", "localhost", pki.server_rsa_key, pki.ca,
+                                 pki.ca_key, "server_rsa_ext")
+    pki.alice_key = ec_key("alice.key")
+    pki.alice_cert = signed("alice", "alice", pki.alice_key, pki.ca, pki.ca_key, "client_ext")
+    pki.foreign_ca, foreign_ca_key = self_signed_ca("foreign-ca", "ringmq foreign CA")
+    pki.foreign_key = ec_key("foreign-alice.key")
+    pki.foreign_cert = signed("foreign-alice", "alice", pki.foreign_key, pki.foreign_ca,
+                              foreign_ca_key, "client_ext")
+
+    pki.expired_key = ec_key("expired-alice.key")
+    pki.expired_cert = path("expired-alice.crt")
+    db = path("ca-db")
+    os.makedirs(db, exist_ok=True)
+    open(os.path.join(db, "index.txt"), "w").close()
+    with open(os.path.join(db, "serial"), "w") as f:
+        f.write(os.urandom(8).hex() + "\n")
+    try:
+        _openssl(["ca", "-config", cnf, "-batch", "-notext", "-in",
+                  csr("expired-alice", "alice", pki.expired_key), "-cert", pki.ca, "-keyfile",
+                  pki.ca_key, "-startdate", "20200101000000Z", "-enddate", "20200131000000Z",
+                  "-extensions", "client_ext", "-out", pki.expired_cert],
+                 "expired certificate", dir)
+    except Fail as e:
+        log("# make_pki: no expired certificate, its checks are skipped: %s" % e)
+        pki.expired_cert = pki.expired_key = None
+    if FLAVOUR == "mosquitto":
+        # mosquitto drops root for its own user before reading the files.
+        os.chmod(dir, 0o755)
+        for f in glob.glob(os.path.join(dir, "*.crt")) + glob.glob(os.path.join(dir, "*.key")):
+            os.chmod(f, 0o644)
+    log("# make_pki: test certificates in %s" % dir)
+    return pki
+
+
+def tls_context(ca, cert=None, key=None, min_version=None, max_version=None, alpn=None,
+                check_hostname=True):
+    """A client ssl.SSLContext that trusts ca (a PEM file) and verifies the
+    broker's certificate and name; cert/key: a client certificate;
+    min_version/max_version: ssl.TLSVersion; alpn: a list of protocols."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.check_hostname = check_hostname
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if alpn is not None:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+class TlsRaw(Raw):
+    """Raw over TLS: the same packet helpers on an ssl socket. The TCP
+    connection is Raw's; the handshake runs in the constructor, bounded by
+    timeout, and its failure raises to the caller: ssl.SSLError (an alert,
+    a bad certificate), ConnectionResetError / an EOF (the broker hung up),
+    TimeoutError (no answer; not a refusal). tls: tls_context()'s keyword
+    arguments. Afterwards tls_version and alpn say what was negotiated; a
+    TLS alert or error on a read ends the connection like an EOF (Closed,
+    with eof_reason saying which alert)."""
+
+    def __init__(self, broker, version=4, timeout=5.0, server_hostname=HOST, **tls):
+        super().__init__(broker, version, timeout)
+        tcp = self.sock
+        try:
+            self.sock = tls_context(**tls).wrap_socket(tcp, server_hostname=server_hostname)
+        except BaseException:
+            tcp.close()
+            raise
+        self.tls_version = self.sock.version()
+        self.alpn = self.sock.selected_alpn_protocol()
+
+    def send(self, data):
+        try:
+            return super().send(data)
+        except (ssl.SSLError, OSError) as e:
+            self.eof_reason = repr(e)
+            return False
+
+    def _fill(self, deadline):
+        try:
+            return super()._fill(deadline)
+        except ssl.SSLError as e:
+            self.eof = True
+            self.eof_reason = "TLS %s" % (e.reason or e)
+            raise Closed
+
+
+def client_hello(ca):
+    """The bytes of a TLS ClientHello (Python's ssl), to send in pieces."""
+    ctx = tls_context(ca)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=HOST)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def s_client_has(option):
+    """Does this openssl s_client know option (e.g. "-tls1")?"""
+    if not shutil.which("openssl"):
+        return False
+    try:
+        r = subprocess.run(["openssl", "s_client", "-help"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return re.search(r"^\s*%s\b" % re.escape(option), r.stdout.decode("utf-8", "replace"),
+                     re.M) is not None
+
+
+def s_client(port, *args, timeout=10.0):
+    """openssl s_client -connect 127.0.0.1:port ARGS with stdin /dev/null:
+    it does the handshake, reads what comes and ends. Returns (exit status,
+    output); status None when it ran past timeout."""
+    port = port if isinstance(port, int) else port.port
+    argv = ["openssl", "s_client", "-connect", "%s:%d" % (HOST, port)] + list(args)
+    log("# $ " + " ".join(argv) + " < /dev/null")
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return None, (e.output or b"").decode("utf-8", "replace")
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+
+
+def s_client_summary(out):
+    """The lines of s_client's output that say how a handshake went."""
+    keep = re.compile(r"CONNECTED|Cipher is|Protocol|ALPN|Verify return|error|alert|errno|"
+                      r"no peer certificate|handshake")
+    return " | ".join(l.strip() for l in out.splitlines() if keep.search(l))[:1500]
+
+
+def s_client_handshake(out):
+    """The protocol s_client negotiated ("TLSv1.2", "TLSv1.3", "TLSv1" for
+    1.0 ...), or None when its output shows no completed handshake. (The
+    "New, X, Cipher is" line names the suite's version, not the protocol's:
+    AES128-SHA says SSLv3 in TLS 1.2; the session's "Protocol :" line says
+    what ran, and is missing for TLS 1.3 when no ticket came before EOF.)"""
+    m = re.search(r"^(?:New|Reused), (\S+), Cipher is (?!\(NONE\))\S", out, re.M)
+    if not m:
+        return None
+    p = re.search(r"^\s*Protocol\s*:\s*(\S+)", out, re.M)
+    return p.group(1) if p else m.group(1)

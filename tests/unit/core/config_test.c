@@ -219,8 +219,8 @@ Test(config, unsupported_mosquitto_options)
 {
     expect_error("persistence true\n",
                  "t.conf:1: `persistence' is a mosquitto option ringmq does not support yet");
-    expect_error("listener 8883\ncertfile /x.pem\n",
-                 "t.conf:2: `certfile' is a mosquitto option ringmq does not support yet");
+    expect_error("listener 8883\ndhparamfile /x.pem\n",
+                 "t.conf:2: `dhparamfile' is a mosquitto option ringmq does not support yet");
     expect_error("connection bridge1\n",
                  "t.conf:1: `connection' is a mosquitto option ringmq does not support yet");
     expect_error("bridge_cafile /x\n",
@@ -229,9 +229,9 @@ Test(config, unsupported_mosquitto_options)
                  "t.conf:1: `auth_opt_backend' is a mosquitto option ringmq does not support yet");
     const char *keys[] = {"persistence_location",
                           "acl_file",
-                          "keyfile",
-                          "cafile",
-                          "require_certificate",
+                          "ciphers_tls1.3",
+                          "tls_engine",
+                          "tls_keyform",
                           "address",
                           "include_dir",
                           "per_listener_settings",
@@ -792,6 +792,380 @@ Test(config, global_key_after_listener_is_global)
 {
     expect_ok("listener 1883\nmax_qos 1\n");
     cr_expect_eq(cfg.max_qos, 1);
+}
+
+/* ---- TLS in a listener block ---- */
+
+#define expect_finish_error(text, message)                                                         \
+    do {                                                                                           \
+        int rc_ = parse(text);                                                                     \
+        cr_assert_eq(rc_, 0, "parse(\"%s\") failed: %s", text, err);                               \
+        rc_ = config_finish(&cfg, err, sizeof(err));                                               \
+        cr_assert_eq(rc_, -1, "config_finish after \"%s\" should fail", text);                     \
+        cr_expect_str_eq(err, message);                                                            \
+    } while (0)
+
+/* The listener block every test below builds on: TLS with its two files. */
+#define TLS_BLOCK "listener 8883\ncertfile /etc/ringmq/server.crt\nkeyfile /etc/ringmq/server.key\n"
+
+static const char *const tls_keys[] = {
+    "certfile",
+    "keyfile",
+    "cafile",
+    "capath",
+    "crlfile",
+    "require_certificate",
+    "use_identity_as_username",
+    "use_subject_as_username",
+    "tls_version",
+    "ciphers",
+};
+
+/* A value each key accepts. */
+static const char *tls_value(const char *key)
+{
+    if (strcmp(key, "require_certificate") == 0 || strcmp(key, "use_identity_as_username") == 0 ||
+        strcmp(key, "use_subject_as_username") == 0)
+        return "true";
+    if (strcmp(key, "tls_version") == 0)
+        return "tlsv1.3";
+    if (strcmp(key, "ciphers") == 0)
+        return "ECDHE+AESGCM";
+    return "/x";
+}
+
+Test(config, tls_defaults)
+{
+    config_init(&cfg);
+    for (unsigned i = 0; i < LISTENERS_MAX; i++) {
+        cr_expect_eq(cfg.listeners[i].tls.min_version, CONFIG_TLS_1_2, "slot %u", i);
+        cr_expect(!cfg.listeners[i].tls.enabled, "slot %u", i);
+    }
+    cr_assert_eq(parse_finish(""), 0, "%s", err);
+    cr_expect(!cfg.listeners[0].tls.enabled, "the default listener is plain");
+    cr_expect_eq(cfg.listeners[0].tls.min_version, CONFIG_TLS_1_2);
+    cr_assert_eq(parse_finish(TLS_BLOCK), 0, "%s", err);
+    const struct config_tls *t = &cfg.listeners[0].tls;
+    cr_expect(t->enabled);
+    cr_expect_eq(t->min_version, CONFIG_TLS_1_2, "TLS 1.2 and 1.3 unless tls_version says");
+    cr_expect_str_eq(t->cafile, "");
+    cr_expect_str_eq(t->capath, "");
+    cr_expect_str_eq(t->ciphers, "", "the library default list");
+    cr_expect(!t->require_certificate);
+    cr_expect(!t->use_identity_as_username);
+    cr_expect(!t->use_subject_as_username);
+}
+
+Test(config, tls_keys_go_to_their_listener)
+{
+    cr_assert_eq(parse_finish("listener 1883 127.0.0.1\n"         /* 1 */
+                              "max_connections 10\n"              /* 2 */
+                              "listener 8883\n"                   /* 3 */
+                              "certfile /etc/ringmq/server.crt\n" /* 4 */
+                              "keyfile /etc/ringmq/server.key\n"  /* 5 */
+                              "cafile /etc/ringmq/ca.crt\n"       /* 6 */
+                              "capath /etc/ssl/certs\n"           /* 7 */
+                              "crlfile /etc/ringmq/ca.crl\n"      /* 8 */
+                              "require_certificate true\n"        /* 9 */
+                              "use_identity_as_username true\n"   /* 10 */
+                              "use_subject_as_username false\n"   /* 11 */
+                              "tls_version tlsv1.3\n"             /* 12 */
+                              "ciphers ECDHE+AESGCM:!aNULL\n"     /* 13 */
+                              "listener 1884\n"),                 /* 14 */
+                 0, "%s", err);
+    cr_assert_eq(cfg.listener_count, 3);
+    for (unsigned i = 0; i < 3; i += 2) {
+        const struct config_tls *plain = &cfg.listeners[i].tls;
+        cr_expect(!plain->enabled, "listener %u", i);
+        cr_expect_str_eq(plain->certfile, "");
+        cr_expect_str_eq(plain->keyfile, "");
+        cr_expect_str_eq(plain->cafile, "");
+        cr_expect_eq(plain->line, 0);
+        cr_expect_eq(plain->min_version, CONFIG_TLS_1_2);
+    }
+    const struct config_tls *t = &cfg.listeners[1].tls;
+    cr_expect(t->enabled);
+    cr_expect_str_eq(t->certfile, "/etc/ringmq/server.crt");
+    cr_expect_eq(t->line, 4);
+    cr_expect_str_eq(t->keyfile, "/etc/ringmq/server.key");
+    cr_expect_eq(t->keyfile_line, 5);
+    cr_expect_str_eq(t->cafile, "/etc/ringmq/ca.crt");
+    cr_expect_eq(t->cafile_line, 6);
+    cr_expect_str_eq(t->capath, "/etc/ssl/certs");
+    cr_expect_eq(t->capath_line, 7);
+    cr_expect_str_eq(t->crlfile, "/etc/ringmq/ca.crl");
+    cr_expect_eq(t->crlfile_line, 8);
+    cr_expect(t->require_certificate);
+    cr_expect_eq(t->require_certificate_line, 9);
+    cr_expect(t->use_identity_as_username);
+    cr_expect_eq(t->use_identity_as_username_line, 10);
+    cr_expect(!t->use_subject_as_username);
+    cr_expect_eq(t->use_subject_as_username_line, 11);
+    cr_expect_eq(t->min_version, CONFIG_TLS_1_3);
+    cr_expect_eq(t->tls_version_line, 12);
+    cr_expect_str_eq(t->ciphers, "ECDHE+AESGCM:!aNULL");
+    cr_expect_eq(t->ciphers_line, 13);
+    cr_expect_eq(cfg.listeners[0].max_connections, 10, "the plain block's own key stays there");
+}
+
+Test(config, tls_enabled_is_certfile_only)
+{
+    expect_ok("listener 8883\ncertfile /c\n");
+    cr_expect(cfg.listeners[0].tls.enabled, "the parser sets it with certfile");
+    expect_ok("listener 8883\nkeyfile /k\n");
+    cr_expect(!cfg.listeners[0].tls.enabled);
+}
+
+Test(config, tls_version_values)
+{
+    expect_ok("listener 8883\ntls_version tlsv1.2\n");
+    cr_expect_eq(cfg.listeners[0].tls.min_version, CONFIG_TLS_1_2);
+    expect_ok("listener 8883\ntls_version tlsv1.3\n");
+    cr_expect_eq(cfg.listeners[0].tls.min_version, CONFIG_TLS_1_3);
+    expect_error("listener 8883\ntls_version tlsv1.1\n",
+                 "t.conf:2: `tls_version' value `tlsv1.1' is refused: TLS 1.0 and 1.1 are never "
+                 "offered (use tlsv1.2 or tlsv1.3)");
+    expect_error("listener 8883\ntls_version tlsv1\n",
+                 "t.conf:2: `tls_version' value `tlsv1' is refused: TLS 1.0 and 1.1 are never "
+                 "offered (use tlsv1.2 or tlsv1.3)");
+    expect_error("listener 8883\ntls_version TLSv1.2\n",
+                 "t.conf:2: `tls_version' value `TLSv1.2' is not tlsv1.2 or tlsv1.3");
+    expect_error("listener 8883\ntls_version 1.3\n",
+                 "t.conf:2: `tls_version' value `1.3' is not tlsv1.2 or tlsv1.3");
+    expect_error("listener 8883\ntls_version tlsv1.2 tlsv1.3\n",
+                 "t.conf:2: `tls_version' takes one value, found extra `tlsv1.3'");
+}
+
+Test(config, tls_booleans)
+{
+    const char *keys[] = {"require_certificate", "use_identity_as_username",
+                          "use_subject_as_username"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char text[128], msg[160];
+        snprintf(text, sizeof(text), "listener 8883\n%s true\n", keys[i]);
+        expect_ok(text);
+        snprintf(text, sizeof(text), "listener 8883\n%s false\n", keys[i]);
+        expect_ok(text);
+        snprintf(text, sizeof(text), "listener 8883\n%s yes\n", keys[i]);
+        snprintf(msg, sizeof(msg), "t.conf:2: `%s' value `yes' is not true or false", keys[i]);
+        expect_error(text, msg);
+    }
+    expect_ok("listener 8883\nrequire_certificate true\nuse_subject_as_username true\n");
+    cr_expect(cfg.listeners[0].tls.require_certificate);
+    cr_expect(cfg.listeners[0].tls.use_subject_as_username);
+    cr_expect(!cfg.listeners[0].tls.use_identity_as_username);
+}
+
+Test(config, tls_path_length_limit)
+{
+    const char *keys[] = {"certfile", "keyfile", "cafile", "capath", "crlfile"};
+    static char text[CONFIG_PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        int off = snprintf(text, sizeof(text), "listener 8883\n%s /", keys[i]);
+        memset(text + off, 'p', CONFIG_PATH_MAX - 2);
+        strcpy(text + off + CONFIG_PATH_MAX - 2, "\n");
+        expect_ok(text); /* CONFIG_PATH_MAX - 1 bytes */
+        memcpy(text + off + CONFIG_PATH_MAX - 2, "p\n", 3);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "t.conf:2: `%s' path is longer than %u bytes", keys[i],
+                 CONFIG_PATH_MAX - 1);
+        expect_error(text, msg);
+    }
+    expect_error("listener 8883\ncertfile /a b\n",
+                 "t.conf:2: `certfile' takes one value, found extra `b'");
+    expect_error("listener 8883\nkeyfile\n", "t.conf:2: `keyfile' needs a value");
+}
+
+Test(config, tls_ciphers)
+{
+    expect_ok("listener 8883\nciphers "
+              "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE+CHACHA20,ECDHE+AESGCM:-aNULL:!MD5:@STRENGTH:@"
+              "SECLEVEL=2:TLS_AES_128_GCM_SHA256.x\n");
+    cr_expect_str_eq(cfg.listeners[0].tls.ciphers,
+                     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE+CHACHA20,ECDHE+AESGCM:-aNULL:!MD5:@"
+                     "STRENGTH:@SECLEVEL=2:TLS_AES_128_GCM_SHA256.x");
+    expect_error("listener 8883\nciphers 'ECDHE+AESGCM'\n",
+                 "t.conf:2: `ciphers' list holds `'' (an OpenSSL cipher list has names, digits "
+                 "and ! : + @ _ . , - =)");
+    expect_error("listener 8883\nciphers ECDHE$AESGCM\n",
+                 "t.conf:2: `ciphers' list holds `$' (an OpenSSL cipher list has names, digits "
+                 "and ! : + @ _ . , - =)");
+    expect_error("listener 8883\nciphers ECDHE\xc3\xa9\n",
+                 "t.conf:2: `ciphers' list holds byte 0xc3 (an OpenSSL cipher list has names, "
+                 "digits and ! : + @ _ . , - =)");
+    static char text[CONFIG_CIPHERS_MAX + 64];
+    int off = snprintf(text, sizeof(text), "listener 8883\nciphers ");
+    memset(text + off, 'A', CONFIG_CIPHERS_MAX - 1);
+    strcpy(text + off + CONFIG_CIPHERS_MAX - 1, "\n");
+    expect_ok(text);
+    cr_expect_eq(strlen(cfg.listeners[0].tls.ciphers), CONFIG_CIPHERS_MAX - 1);
+    memcpy(text + off + CONFIG_CIPHERS_MAX - 1, "A\n", 3);
+    char msg[96];
+    snprintf(msg, sizeof(msg), "t.conf:2: `ciphers' list is longer than %u bytes",
+             CONFIG_CIPHERS_MAX - 1);
+    expect_error(text, msg);
+}
+
+Test(config, tls_keys_only_inside_a_listener_block)
+{
+    for (size_t i = 0; i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++) {
+        char text[128], msg[160];
+        snprintf(text, sizeof(text), "max_qos 1\n%s %s\nlistener 8883\n", tls_keys[i],
+                 tls_value(tls_keys[i]));
+        snprintf(msg, sizeof(msg),
+                 "t.conf:2: `%s' is only valid inside a listener block (after a `listener' line)",
+                 tls_keys[i]);
+        expect_error(text, msg);
+    }
+}
+
+Test(config, tls_key_twice_in_a_block)
+{
+    for (size_t i = 0; i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++) {
+        const char *k = tls_keys[i], *v = tls_value(k);
+        char text[160], msg[160];
+        snprintf(text, sizeof(text), "listener 8883\n%s %s\n# again\n%s %s\n", k, v, k, v);
+        snprintf(msg, sizeof(msg),
+                 "t.conf:4: duplicate `%s' in this listener block (first at "
+                 "line 2)",
+                 k);
+        expect_error(text, msg);
+        /* Once in each of two blocks is two listeners' settings. */
+        snprintf(text, sizeof(text), "listener 8883\n%s %s\nlistener 8884\n%s %s\n", k, v, k, v);
+        expect_ok(text);
+    }
+    /* The second value is refused even when it is the same as the first
+     * or would be valid on its own. */
+    expect_error("listener 8883\nrequire_certificate false\nrequire_certificate true\n",
+                 "t.conf:3: duplicate `require_certificate' in this listener block (first at "
+                 "line 2)");
+}
+
+Test(config, tls_keyfile_and_certfile_go_together)
+{
+    expect_finish_error("listener 1883\nlistener 8883\nkeyfile /k\n",
+                        "t.conf:3: `keyfile' needs certfile on this listener (a TLS listener "
+                        "takes both)");
+    expect_finish_error("listener 8883\nmax_connections 5\ncertfile /c\n",
+                        "t.conf:3: `certfile' needs keyfile on this listener (a TLS listener "
+                        "takes both)");
+    /* The other listener's certfile does not count. */
+    expect_finish_error("listener 8883\ncertfile /c\nlistener 8884\nkeyfile /k\n",
+                        "t.conf:2: `certfile' needs keyfile on this listener (a TLS listener "
+                        "takes both)");
+    cr_assert_eq(parse_finish("listener 8883\nkeyfile /k\ncertfile /c\n"), 0, "%s", err);
+    cr_expect(cfg.listeners[0].tls.enabled);
+}
+
+Test(config, tls_keys_on_a_plain_listener_are_refused)
+{
+    const char *keys[] = {"cafile",
+                          "capath",
+                          "crlfile",
+                          "require_certificate",
+                          "use_identity_as_username",
+                          "use_subject_as_username",
+                          "tls_version",
+                          "ciphers"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char text[160], msg[160];
+        snprintf(text, sizeof(text), TLS_BLOCK "listener 1883\nmax_connections 3\n%s %s\n", keys[i],
+                 tls_value(keys[i]));
+        snprintf(msg, sizeof(msg),
+                 "t.conf:6: `%s' means nothing on a listener without certfile (TLS is off "
+                 "there)",
+                 keys[i]);
+        expect_finish_error(text, msg);
+    }
+    /* Even a value that would change nothing says TLS was expected. */
+    expect_finish_error("listener 1883\nrequire_certificate false\n",
+                        "t.conf:2: `require_certificate' means nothing on a listener without "
+                        "certfile (TLS is off there)");
+    expect_finish_error("listener 1883\ntls_version tlsv1.2\n",
+                        "t.conf:2: `tls_version' means nothing on a listener without certfile "
+                        "(TLS is off there)");
+    /* With several, the first in the file is named. */
+    expect_finish_error("listener 1883\nciphers ECDHE\ncafile /ca\n",
+                        "t.conf:2: `ciphers' means nothing on a listener without certfile (TLS "
+                        "is off there)");
+}
+
+/* TLS-PSK is not implemented yet: its keys are refused, never ignored. */
+Test(config, tls_psk_keys_are_refused_until_supported)
+{
+    expect_error(TLS_BLOCK "psk_file /psk\n",
+                 "t.conf:4: `psk_file' is a mosquitto option ringmq does not support yet");
+    expect_error(TLS_BLOCK "psk_hint h\n",
+                 "t.conf:4: `psk_hint' is a mosquitto option ringmq does not support yet");
+}
+
+Test(config, tls_require_certificate_needs_a_ca)
+{
+    expect_finish_error(TLS_BLOCK "crlfile /crl\nrequire_certificate true\n",
+                        "t.conf:5: `require_certificate true' needs cafile or capath on this "
+                        "listener (the CA certificates that client certificates are checked "
+                        "against)");
+    cr_assert_eq(parse_finish(TLS_BLOCK "require_certificate true\ncafile /ca\n"), 0, "%s", err);
+    cr_assert_eq(parse_finish(TLS_BLOCK "capath /etc/ssl/certs\nrequire_certificate true\n"), 0,
+                 "%s", err);
+    cr_assert_eq(parse_finish(TLS_BLOCK "require_certificate false\n"), 0, "%s", err);
+    /* A CA without require_certificate: clients may send a certificate. */
+    cr_assert_eq(parse_finish(TLS_BLOCK "cafile /ca\n"), 0, "%s", err);
+}
+
+Test(config, tls_certificate_as_username_needs_require_certificate)
+{
+    expect_finish_error(TLS_BLOCK "cafile /ca\nuse_identity_as_username true\n",
+                        "t.conf:5: `use_identity_as_username true' needs `require_certificate "
+                        "true' (without a verified client certificate there is no name to use)");
+    expect_finish_error(TLS_BLOCK "cafile /ca\nrequire_certificate false\n"
+                                  "use_subject_as_username true\n",
+                        "t.conf:6: `use_subject_as_username true' needs `require_certificate "
+                        "true' (without a verified client certificate there is no name to use)");
+    cr_assert_eq(parse_finish(TLS_BLOCK "use_identity_as_username false\n"
+                                        "use_subject_as_username false\n"),
+                 0, "%s", err);
+    cr_assert_eq(parse_finish(TLS_BLOCK "use_subject_as_username true\ncafile /ca\n"
+                                        "require_certificate true\n"),
+                 0, "%s", err);
+}
+
+Test(config, tls_identity_and_subject_exclude_each_other)
+{
+    expect_finish_error(TLS_BLOCK "cafile /ca\nrequire_certificate true\n"
+                                  "use_subject_as_username true\nuse_identity_as_username true\n",
+                        "t.conf:7: `use_identity_as_username' and `use_subject_as_username' "
+                        "cannot both be true (the other is at line 6)");
+    expect_finish_error("listener 1883\n" TLS_BLOCK "cafile /ca\nrequire_certificate true\n"
+                        "use_identity_as_username true\nuse_subject_as_username true\n",
+                        "t.conf:8: `use_identity_as_username' and `use_subject_as_username' "
+                        "cannot both be true (the other is at line 7)");
+}
+
+Test(config, tls_finish_checks_a_struct_filled_by_hand)
+{
+    /* No line numbers: messages name the listener's line. */
+    cr_assert_eq(parse("max_qos 1\nlistener 8883\n"), 0, "%s", err);
+    snprintf(cfg.listeners[0].tls.cafile, sizeof(cfg.listeners[0].tls.cafile), "/ca");
+    cr_assert_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    cr_expect_str_eq(err, "t.conf:2: `cafile' means nothing on a listener without certfile (TLS "
+                          "is off there)");
+
+    cr_assert_eq(parse("listener 8883\n"), 0, "%s", err);
+    struct config_tls *t = &cfg.listeners[0].tls;
+    snprintf(t->certfile, sizeof(t->certfile), "/c");
+    snprintf(t->keyfile, sizeof(t->keyfile), "/k");
+    cr_assert_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
+    cr_expect(t->enabled, "config_finish resolves enabled from certfile");
+
+    t->min_version = 0x0302; /* TLS 1.1 */
+    cr_assert_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    cr_expect_str_eq(err, "t.conf:1: listener TLS minimum version is not TLS 1.2 or 1.3");
+
+    t->min_version = CONFIG_TLS_1_3;
+    memset(t->ciphers, 'h', sizeof(t->ciphers));
+    cr_assert_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    cr_expect_str_eq(err, "t.conf:1: listener TLS setting is not a terminated string");
 }
 
 /* ---- credentials ---- */
