@@ -211,9 +211,11 @@ void conn_close(struct conn *c, const char *why)
     c->close_after_flush = true;
     /* Nothing more from this peer is processed, but its receive stays
      * armed so that what it still sends is read and discarded, not left to
-     * reset the connection (conn_linger). With nothing to send it lingers
-     * now: its will and a takeover do not wait for the next flush. */
-    if (c->io == CONN_IO_OPEN && !c->send_inflight && !conn_has_output(c)) {
+     * reset the connection (conn_linger). With nothing to send (and no
+     * layer with an end of its own to write, such as TLS's close_notify)
+     * it lingers now: its will and a takeover do not wait for the flush. */
+    if (c->io == CONN_IO_OPEN && !c->send_inflight && !conn_has_output(c) &&
+        (c->layers == 0 || c->layers_ended)) {
         conn_linger(c);
         return;
     }
