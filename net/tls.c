@@ -236,11 +236,15 @@ static void take_identity(struct conn *c, struct tls_state *st)
 
 /* A handshake or record the library refused: a debug line and a counter,
  * and the connection ends. */
-static int tls_fail(struct conn *c, const char *stage)
+static int tls_fail(struct conn *c, const SSL *ssl, const char *stage)
 {
     char why[256];
     last_error(why, sizeof(why));
-    LOG(LOG_LEVEL_DEBUG, "TLS %s with %s failed: %s", stage, c->e.who.peer, why);
+    long v = SSL_get_verify_result(ssl);
+    /* A refused client certificate says why (revoked, unknown CA, expired). */
+    LOG(LOG_LEVEL_DEBUG, "TLS %s with %s failed: %s%s%s", stage, c->e.who.peer, why,
+        v != X509_V_OK ? "; certificate: " : "",
+        v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
     atomic_fetch_add_explicit(&c->e.en->st.tls_failures, 1, memory_order_relaxed);
     return -EPROTO;
 }
@@ -257,7 +261,7 @@ static int tls_input(struct conn *c, struct conn_layer *l, const uint8_t *data, 
             int e = SSL_get_error(st->ssl, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return 0; /* more of the handshake to come; records wait in wbio */
-            return tls_fail(c, "handshake");
+            return tls_fail(c, st->ssl, "handshake");
         }
         st->done = true;
         atomic_fetch_add_explicit(&c->e.en->st.tls_handshakes, 1, memory_order_relaxed);
@@ -276,7 +280,7 @@ static int tls_input(struct conn *c, struct conn_layer *l, const uint8_t *data, 
             return 0;
         if (e == SSL_ERROR_ZERO_RETURN)
             return -EPIPE; /* close_notify: the peer ends the connection */
-        return tls_fail(c, "read");
+        return tls_fail(c, st->ssl, "read");
     }
 }
 
@@ -293,7 +297,7 @@ static int tls_output(struct conn *c, struct conn_layer *l, struct buf *from, st
             n = TLS_RECORD_IN_MAX;
         int w = SSL_write(st->ssl, from->data + off, (int)n);
         if (w <= 0)
-            return tls_fail(c, "write");
+            return tls_fail(c, st->ssl, "write");
         off += (size_t)w;
     }
     buf_consume(from, off);
