@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """01: mosquitto_sub -t '#' -v sees what mosquitto_pub publishes, in MQTT
 3.1.1 and 5.0, at each QoS, and across protocol versions."""
 from harness import *
@@ -29,7 +29,7 @@ def main():
     one(b, "mqttv311", "mqttv5", 1, n)
     one(b, "mqttv5", "mqttv311", 2, n + 1)
 
-#A retained message reaches a later mosquitto_sub with - R off(default).
+    # A retained message reaches a later mosquitto_sub with -R off (default).
     rc, _ = mosq_pub(b, "-V", "mqttv5", "-t", "it01/retained", "-m", "kept", "-r", "-q", "1")
     check_eq(rc, 0, "mosquitto_pub -r exits 0")
     sub = MosqSub(b, "-V", "mqttv311", "-t", "it01/retained", "-v", "-C", "1", "-W", "5")

@@ -1,7 +1,6 @@
-#!/ usr / bin / python3
-""
-    "02: QoS 0/1/2 fan-out across shards. 8 subscribers (distinct client ids,
-    so they hash to different home shards; half 3.1.1, half 5.0) and 4 publishers
+#!/usr/bin/python3
+"""02: QoS 0/1/2 fan-out across shards. 8 subscribers (distinct client ids,
+so they hash to different home shards; half 3.1.1, half 5.0) and 4 publishers
 each sending 500 messages per QoS. Every subscriber must get every QoS 1 and
 QoS 2 message exactly once, at the published QoS, in per-publisher order;
 QoS 0 messages may only be dropped under overload, never duplicated or
@@ -15,7 +14,7 @@ N_MSG = 500
 
 
 def main():
-#The per - session queue must hold a burst : 4 publishers x 1500 messages.
+    # The per-session queue must hold a burst: 4 publishers x 1500 messages.
     b = Broker(max_queued_messages=20000, max_inflight_messages=20).start()
     subs = []
     for i in range(N_SUB):
@@ -29,7 +28,7 @@ def main():
     errors = []
 
     def publish_all(i, c):
-try:
+        try:
             for qos in (0, 1, 2):
                 mids = []
                 for seq in range(N_MSG):
@@ -55,10 +54,11 @@ try:
     def reliable(m):
         return m.topic.endswith(("q1", "q2"))
 
-#Wait for everyone(bounded), then report each subscriber.
+    # Wait for everyone (bounded), then report each subscriber.
     deadline = time.monotonic() + 30
     for c in subs:
-                try : c.wait_messages(want_reliable, max(0.1, deadline - time.monotonic()), pred=reliable)
+        try:
+            c.wait_messages(want_reliable, max(0.1, deadline - time.monotonic()), pred=reliable)
         except Fail:
             pass
     time.sleep(0.5)  # let duplicates, if any, arrive

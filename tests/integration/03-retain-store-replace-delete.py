@@ -1,9 +1,7 @@
-#!/ usr / bin / python3
-""
-    "03: retained messages. A retained publish is stored and delivered to later
-    subscribers with the retain flag set;
-a new one replaces it;
-an empty payload deletes it; live delivery to an existing subscriber has retain=0 [MQTT-3.3.1-9]
+#!/usr/bin/python3
+"""03: retained messages. A retained publish is stored and delivered to later
+subscribers with the retain flag set; a new one replaces it; an empty payload
+deletes it; live delivery to an existing subscriber has retain=0 [MQTT-3.3.1-9]
 unless a 5.0 subscriber asked for Retain As Published; 5.0 Retain Handling 2
 sends nothing on subscribe."""
 from harness import *
@@ -27,7 +25,7 @@ def main():
     check(m.payload == b"one" and m.retain, "new subscriber gets stored retained 'one' with retain=1",
           m)
 
-#Live delivery to the existing subscriber : retain flag cleared.
+    # Live delivery to the existing subscriber: retain flag cleared.
     pub.publish("it03/a", "two", qos=1, retain=True)
     m = s1.wait_messages(2)[1]
     check(m.payload == b"two" and not m.retain,
@@ -40,18 +38,18 @@ def main():
     check(len(got) == 1 and got[0].payload == b"two" and got[0].retain,
           "replacement: a later subscriber gets only 'two' (retain=1)", got)
 
-#Retained delivery QoS is min(message QoS, granted QoS).
+    # Retained delivery QoS is min(message QoS, granted QoS).
     s3 = fresh_sub(b, "it03-s3", "it03/a", qos=0)
     m = s3.wait_topic("it03/a")
     check_eq(m.qos, 0, "retained QoS 1 message to a QoS 0 subscription arrives at QoS 0")
 
-#Delete with an empty retained payload.
+    # Delete with an empty retained payload.
     pub.publish("it03/a", b"", qos=1, retain=True)
     s4 = fresh_sub(b, "it03-s4", "it03/a")
     time.sleep(QUIET_S)
     check_eq(s4.messages(), [], "after an empty retained publish, a new subscriber gets nothing")
 
-#Wildcard subscribe collects every stored retained message once.
+    # Wildcard subscribe collects every stored retained message once.
     for i in range(5):
         pub.publish("it03/w/%d" % i, "w%d" % i, qos=1, retain=True)
     pub.publish("it03/w/1", "w1b", qos=1, retain=True)
@@ -64,14 +62,14 @@ def main():
                   [("it03/w/1", b"w1b", True)])
     check_eq(got, want, "it03/w/# gets the 5 stored retained messages, latest value each")
 
-#A retained QoS 0 publish is stored too.
+    # A retained QoS 0 publish is stored too.
     pub.publish("it03/q0", "zero", qos=0, retain=True)
     pub.publish("it03/barrier", "b", qos=1)  # acked => the QoS 0 publish was handled
     s6 = fresh_sub(b, "it03-s6", "it03/q0")
     m = s6.wait_topic("it03/q0")
     check(m.payload == b"zero" and m.retain, "retained QoS 0 message stored and delivered", m)
 
-#MQTT 5 subscription options, observed on the wire.
+    # MQTT 5 subscription options, observed on the wire.
     pub.publish("it03/v5", "five", qos=1, retain=True)
     r = Raw(b, version=5)
     r.connect("it03-raw5", version=5)
@@ -86,7 +84,8 @@ def main():
           "on live delivery", p)
     codes = r.subscribe([("it03/v5", 1 | (1 << 4))], pid=3)  # retain handling 1: existing sub
     check_eq(codes, [1], "re-subscribe with retain handling 1 granted")
-try : p = r.recv(QUIET_S)
+    try:
+        p = r.recv(QUIET_S)
         check(False, "retain handling 1 on an existing subscription sends no retained message", p)
     except TimeoutError:
         check(True, "retain handling 1 on an existing subscription sends no retained message")

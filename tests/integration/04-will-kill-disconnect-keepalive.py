@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """04: will messages. Published when a client process is SIGKILLed (3.1.1
 and 5.0), when a client goes silent past 1.5 x keepalive, and on a 5.0
 DISCONNECT with reason 0x04; NOT published after a normal DISCONNECT."""
@@ -62,7 +62,7 @@ def main():
         check_eq(sub.messages(lambda m: m.topic == topic), [],
                  "v%s client with normal DISCONNECT: no will" % ver)
 
-# 5.0 DISCONNECT with reason 0x04 : publish the will anyway.
+    # 5.0 DISCONNECT with reason 0x04: publish the will anyway.
     r = Raw(b, version=5)
     r.connect("it04-dw", version=5, will=("it04/dw", "with-will", 1, False))
     r.send(disconnect_pkt(5, 0x04))
@@ -70,7 +70,7 @@ def main():
     m = sub.wait_topic("it04/dw", 5)
     check_eq(m.payload, b"with-will", "5.0 DISCONNECT 0x04 (with will): will published")
 
-# 5.0 DISCONNECT 0x00 on a raw connection : no will.
+    # 5.0 DISCONNECT 0x00 on a raw connection: no will.
     r = Raw(b, version=5)
     r.connect("it04-d0", version=5, will=("it04/d0", "nope", 1, False))
     r.send(disconnect_pkt(5, 0x00))
@@ -79,8 +79,8 @@ def main():
     check_eq(sub.messages(lambda m: m.topic == "it04/d0"), [],
              "5.0 DISCONNECT 0x00: no will")
 
-#Keepalive 2 s, then silence : the broker must drop the client once 1.5 x
-#keepalive(3 s) passes without a packet[MQTT - 3.1.2 - 24] and publish its will.
+    # Keepalive 2 s, then silence: the broker must drop the client once 1.5 x
+    # keepalive (3 s) passes without a packet [MQTT-3.1.2-24] and publish its will.
     for ver in (4, 5):
         topic = "it04/ka/v%d" % ver
         r = Raw(b, version=ver)
@@ -94,19 +94,19 @@ def main():
               (ver, dt))
         got = r.wait_closed(2)
         if ver == 5:
-#Closing "as if the network had failed" is allowed; a packet, if
-#any, must be DISCONNECT 0x8D Keep Alive timeout.
+            # Closing "as if the network had failed" is allowed; a packet, if
+            # any, must be DISCONNECT 0x8D Keep Alive timeout.
             check(got == [] or (len(got) == 1 and got[0].type == 14 and got[0].rc == 0x8D),
                   "v5 connection closed (with DISCONNECT 0x8D if any packet: %s)" % got, got)
         else:
             check_eq(got, [], "v3.1.1 connection closed without any packet")
 
-#Retained will : stored like any retained publish.
+    # Retained will: stored like any retained publish.
     r = Raw(b, version=4)
     r.connect("it04-rw", version=4, will=("it04r/will", "gone", 1, True))
     r.close()  # TCP close without DISCONNECT
     sub.subscribe("it04r/#", qos=1)
-#(the will may already be stored; either way a later subscriber must see it)
+    # (the will may already be stored; either way a later subscriber must see it)
     late = connected(b, "it04-late")
     deadline = time.monotonic() + 5
     got = []

@@ -1,10 +1,8 @@
-#!/ usr / bin / python3
-""
-    "05: persistent sessions. A 3.1.1 clean_session=0 subscriber that went
-    away gets the 50 QoS 1 messages published meanwhile,
-    in order, with session_present = 1;
-max_queued_messages bounds that queue;
-clean_session = 1 discards the session; 5.0 session expiry 0 ends the session at disconnect,
+#!/usr/bin/python3
+"""05: persistent sessions. A 3.1.1 clean_session=0 subscriber that went
+away gets the 50 QoS 1 messages published meanwhile, in order, with
+session_present=1; max_queued_messages bounds that queue; clean_session=1
+discards the session; 5.0 session expiry 0 ends the session at disconnect,
 >0 keeps it, and a short expiry really expires."""
 from harness import *
 
@@ -46,7 +44,7 @@ def main():
     b = Broker(max_queued_messages=1000, persistent_client_expiration="1h").start()
     pub = connected(b, "it05-pub")
 
-#-- - 3.1.1 resume
+    # --- 3.1.1 resume
     s = Client(b, "it05-sub", version=4, clean=False)
     sp, _, _ = s.connect()
     check_eq(sp, 0, "first clean_session=0 connect: session_present=0")
@@ -59,13 +57,13 @@ def main():
     got = settle(s, N)
     check_eq(seqs(got), list(range(N)), "all %d queued QoS 1 messages, once each, in order" % N)
     check(all(m.qos == 1 for m in got), "queued messages delivered at QoS 1")
-#The subscription survived too : a live publish arrives.
+    # The subscription survived too: a live publish arrives.
     pub.publish("it05/q", "m999", qos=1)
     s.wait_messages(N + 1)
     check(True, "subscription kept in the resumed session")
     s.disconnect()
 
-#-- - clean_session = 1 discards the stored session
+    # --- clean_session=1 discards the stored session
     publish_n(pub, "it05/q", 3)
     s = Client(b, "it05-sub", version=4, clean=True)
     sp, _, _ = s.connect()
@@ -81,7 +79,7 @@ def main():
     check_eq(s.messages(), [], "the old subscription is gone")
     s.disconnect()
 
-#-- - 5.0 session expiry
+    # --- 5.0 session expiry
     def v5_cycle(cid, expiry, wait_s):
         s = Client(b, cid, version=5, clean=True, session_expiry=expiry)
         s.connect()
@@ -106,7 +104,7 @@ def main():
     check_eq((sp, got), (0, []), "5.0 session expiry 1 s, back after %.0f s: session gone" %
              (1.0 + SLACK_S))
 
-#-- - max_queued_messages bound(separate broker : limit 10)
+    # --- max_queued_messages bound (separate broker: limit 10)
     b2 = Broker(max_queued_messages=10, max_inflight_messages=20).start()
     pub2 = connected(b2, "it05-pub2")
     s = Client(b2, "it05-q10", version=4, clean=False)
@@ -121,8 +119,8 @@ def main():
     log("# queued messages received with max_queued_messages 10: %s" % got)
     check_eq(len(got), 10, "max_queued_messages 10: exactly 10 of %d delivered" % N)
     check(got == sorted(set(got)), "the 10 kept messages arrive in publish order", got)
-#Which ten : mosquitto keeps the oldest(drops new messages once full).
-#ringmq 's DESIGN leaves the choice to the broker; report, don' t assert.
+    # Which ten: mosquitto keeps the oldest (drops new messages once full).
+    # ringmq's DESIGN leaves the choice to the broker; report, don't assert.
     log("# kept: %s" % ("the oldest 10" if got == list(range(10)) else
                         "the newest 10" if got == list(range(N - 10, N)) else "other: %s" % got))
     s.disconnect()

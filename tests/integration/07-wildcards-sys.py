@@ -1,13 +1,13 @@
-#!/ usr / bin / python3
-""
-    "07: topic filters. '+' and '#' match per [MQTT-4.7]; filters starting
-    with a wildcard do not match topics starting with '$'[MQTT - 4.7.2 - 1] while '$foo/#' does;
-overlapping subscriptions of one client give one copy at the highest granted QoS; 5.0 No Local."""
+#!/usr/bin/python3
+"""07: topic filters. '+' and '#' match per [MQTT-4.7]; filters starting
+with a wildcard do not match topics starting with '$' [MQTT-4.7.2-1] while
+'$foo/#' does; overlapping subscriptions of one client give one copy at the
+highest granted QoS; 5.0 No Local."""
 from harness import *
 
 TOPICS = ["a", "a/b", "a/b/c", "a/", "/a", "b/b/b", "x/y", "$foo/bar", "$foo", "$SYS/it07"]
 
-#Expected matches, written out by hand(not computed by a matcher of ours).
+# Expected matches, written out by hand (not computed by a matcher of ours).
 EXPECT = {
     "#": ["a", "a/b", "a/b/c", "a/", "/a", "b/b/b", "x/y"],
     "$foo/#": ["$foo/bar", "$foo"],
@@ -45,11 +45,11 @@ def main():
         got = sorted(m.topic for m in c.messages() if m.topic != MARKER)
         check_eq(got, sorted(EXPECT[f]), "filter %r receives exactly %s" % (f, sorted(EXPECT[f])))
 
-#'#' must never see a '$' topic, the broker's own $SYS included.
+    # '#' must never see a '$' topic, the broker's own $SYS included.
     dollar = [m.topic for m in subs["#"].messages() if m.topic.startswith("$")]
     check_eq(dollar, [], "'#' received no '$...' topic (broker $SYS included)")
 
-#Overlapping subscriptions : one copy at the highest granted QoS.
+    # Overlapping subscriptions: one copy at the highest granted QoS.
     for ver in (4, 5):
         o = connected(b, "it07-overlap-v%d" % ver, version=ver)
         codes = o.subscribe([("o7/#", 0), ("o7/+", 2), ("o7/x", 1)])
@@ -59,13 +59,13 @@ def main():
         pub.publish("o7/end", "end", qos=2)
         o.wait_topic("o7/end", 5)
         time.sleep(0.3)
-#Order across QoS levels is not promised : compare sorted.
+        # Order across QoS levels is not promised: compare sorted.
         got = sorted((m.payload.decode(), m.qos) for m in o.messages() if m.topic == "o7/x")
         check_eq(got, [("q0", 0), ("q1", 1), ("q2", 2)],
                  "v%d overlapping filters: one copy per publish, at min(publish QoS, 2)" % ver)
         o.disconnect()
 
-# 5.0 No Local : own publishes are not delivered back.
+    # 5.0 No Local: own publishes are not delivered back.
     nl = connected(b, "it07-nolocal", version=5)
     nl.subscribe([("nl7/#", SubscribeOptions(qos=1, noLocal=True))])
     nl.publish("nl7/own", "own", qos=1)
@@ -75,7 +75,7 @@ def main():
     check_eq([m.topic for m in nl.messages()], ["nl7/other"],
              "5.0 No Local: only the other client's publish arrives")
 
-#Unsubscribe stops delivery.
+    # Unsubscribe stops delivery.
     c = subs["a/b"]
     c.unsubscribe("a/b")
     n = len(c.messages())

@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """08: malformed and protocol-violating input. Each bad packet closes only
 its own connection: 3.1.1 silently, 5.0 with a DISCONNECT (or, for a bad
 CONNECT, optionally a CONNACK) carrying the reason code the spec names
@@ -34,15 +34,15 @@ def pub_body_raw(topic_bytes, payload=b"x", qos=0, pid=1, v=4, pprops=b""):
         body += pprops or props()
     return packet(3, qos << 1, body + payload)
 
-#-- -                                                                                              \
-    cases -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- --
-#Each : (name, version, phase, bytes, expectation)
-#phase "pre" : sent instead of CONNECT; must close with no packet.
-#phase "connect" : a bad CONNECT.3.1.1 : close, CONNACK allowed only with
-#rc in want(never 0).5.0 : close, no packet or a CONNACK
-#with rc in want.If "required", the CONNACK must come.
-#phase "post" : after a good CONNECT / CONNACK.3.1.1 : close with no
-#packet.5.0 : DISCONNECT with rc in want, then close.
+
+# --- cases --------------------------------------------------------------
+# Each: (name, version, phase, bytes, expectation)
+#   phase "pre":     sent instead of CONNECT; must close with no packet.
+#   phase "connect": a bad CONNECT. 3.1.1: close, CONNACK allowed only with
+#                    rc in want (never 0). 5.0: close, no packet or a CONNACK
+#                    with rc in want. If "required", the CONNACK must come.
+#   phase "post":    after a good CONNECT/CONNACK. 3.1.1: close with no
+#                    packet. 5.0: DISCONNECT with rc in want, then close.
 
 def cases():
     out = []
@@ -64,8 +64,8 @@ def cases():
 
     for v in (4, 5):
         cid = "it08-c%d-" % v
-# 3.1.1 : a CONNECT that does not conform is closed without a CONNACK
-#[MQTT - 3.1.4 - 1]; 5.0 may send CONNACK with the reason first.
+        # 3.1.1: a CONNECT that does not conform is closed without a CONNACK
+        # [MQTT-3.1.4-1]; 5.0 may send CONNACK with the reason first.
         MALFORMED = {0x81} if v == 5 else set()
         con("CONNECT reserved flag (bit 0) set", v,
             connect_pkt(cid + "rsv", version=v, flags_extra=0x01), MALFORMED)
@@ -78,12 +78,10 @@ def cases():
         con("CONNECT will retain without will flag", v,
             connect_pkt(cid + "wr", version=v, flags_extra=0x20), MALFORMED)
         con("CONNECT client id not valid UTF-8", v,
-            connect_pkt(b"it08-\xff\xfe", version=v), {
-    0x81, 0x85} if v == 5 else {0x02})
+            connect_pkt(b"it08-\xff\xfe", version=v), {0x81, 0x85} if v == 5 else {0x02})
         con("CONNECT bad protocol name 'MQTX'", v,
             connect_pkt(cid + "name", version=v, proto_name=b"MQTX"),
-            {
-    0x84} if v == 5 else {0x01})
+            {0x84} if v == 5 else {0x01})
         con("CONNECT truncated (length says more than the fields hold)", v,
             packet(1, 0, s("MQTT") + bytes([v, 0x02]) + u16(60) + (b"\x00" if v == 5 else b"") +
                    u16(10) + b"abc"), MALFORMED)
@@ -94,8 +92,8 @@ def cases():
         connect_pkt("it08-c5-prop", version=5, cprops=[(0x23, 1)]), MALFORMED)
     con("5.0 CONNECT with session expiry twice", 5,
         connect_pkt("it08-c5-dup", version=5, cprops=[(0x11, 1), (0x11, 2)]), PROTOCOL)
-#Unsupported protocol level : 3.1.1 says the server MUST answer CONNACK
-# 0x01 [MQTT - 3.1.2 - 2]; 5.0 allows 0x84. Either wire form is accepted.
+    # Unsupported protocol level: 3.1.1 says the server MUST answer CONNACK
+    # 0x01 [MQTT-3.1.2-2]; 5.0 allows 0x84. Either wire form is accepted.
     for lvl in (2, 6):
         con("CONNECT unsupported protocol level %d" % lvl, lvl,
             packet(1, 0, s("MQTT") + bytes([lvl, 0x02]) + u16(60) + s("it08-lvl%d" % lvl)),
@@ -121,8 +119,8 @@ def cases():
     post("PUBLISH topic with U+0000", lambda v: pub_body_raw(b"it08/a\x00b", v=v), MALFORMED)
     post("PUBLISH topic length beyond the packet",
          lambda v: packet(3, 0, u16(100) + b"it08/short"), MALFORMED)
-#[MQTT - 3.3.2 - 2] forbids wildcards in a topic name without naming a code:
-# 0x90 Topic Name invalid, 0x82 or 0x81 are all defensible.
+    # [MQTT-3.3.2-2] forbids wildcards in a topic name without naming a code:
+    # 0x90 Topic Name invalid, 0x82 or 0x81 are all defensible.
     post("PUBLISH topic with '+'", lambda v: publish_pkt("it08/+", "x", version=v), {0x81, 0x82, 0x90})
     post("PUBLISH topic with '#'", lambda v: publish_pkt("it08/#", "x", version=v), {0x81, 0x82, 0x90})
     post("PUBLISH empty topic (no alias)", lambda v: publish_pkt("", "x", version=v),
@@ -163,7 +161,8 @@ def run_case(b, idx, case):
     if phase == "post":
         r.connect("it08-post-%d" % idx, version=v)
     r.send(data)
-try : got = r.wait_closed(WAIT_CLOSE_S)
+    try:
+        got = r.wait_closed(WAIT_CLOSE_S)
         closed = True
     except Fail:
         got, closed = [], False
@@ -223,7 +222,7 @@ def main():
     st.start()
     time.sleep(0.3)
 
-#The size limit, exactly and plus one byte, and what 5.0 CONNACK says.
+    # The size limit, exactly and plus one byte, and what 5.0 CONNACK says.
     r = Raw(b, version=5)
     ack = r.connect("it08-size5", version=5)
     check_eq(ack.props.get(0x27), MAX_PACKET,
@@ -251,30 +250,31 @@ def main():
     check(b.alive(), "broker still running after %d malformed inputs" % len(all_cases))
     failed = 0
     for case, res in zip(all_cases, results):
-    try:
-#report every case : each one is a separate finding judge(
-    case, *res) except Fail : failed += 1 time.sleep(0.3) stop.set() st.join(5)
-                                            streamer.wait_acked(sent, 10)
-                                                got = watch.wait_messages(len(sent), 10) seq =
-    [int(m.payload) for m in
-         got] check_eq(seq, list(range(len(sent))),
-                       "steady stream: subscriber got all %d QoS 1 messages in order" % len(sent))
-         gaps =
-             [b2.t -
-                  a.t for a,
-              b2 in zip(got, got [1:])] check(
-                  max(gaps) < 1.0,
-                  "steady stream never stalled for 1 s (longest gap %.2f s)" % max(gaps))
+        try:  # report every case: each one is a separate finding
+            judge(case, *res)
+        except Fail:
+            failed += 1
+    time.sleep(0.3)
+    stop.set()
+    st.join(5)
+    streamer.wait_acked(sent, 10)
+    got = watch.wait_messages(len(sent), 10)
+    seq = [int(m.payload) for m in got]
+    check_eq(seq, list(range(len(sent))),
+             "steady stream: subscriber got all %d QoS 1 messages in order" % len(sent))
+    gaps = [b2.t - a.t for a, b2 in zip(got, got[1:])]
+    check(max(gaps) < 1.0, "steady stream never stalled for 1 s (longest gap %.2f s)" % max(gaps))
 
-#A fresh client still works.
-                  c = connected(b, "it08-after") c.subscribe("it08/after", 1)
-                          c.publish("it08/after", "ok", qos = 1)
-                              c.wait_topic("it08/after") check(
-                                   True,
-                                   "a new client connects, subscribes and receives after all that")
-                                  check_eq(failed, 0,
-                                           "all %d malformed-input cases behaved as specified" %
-                                               len(all_cases)) c.disconnect()
-                                      watch.disconnect() streamer.disconnect()
+    # A fresh client still works.
+    c = connected(b, "it08-after")
+    c.subscribe("it08/after", 1)
+    c.publish("it08/after", "ok", qos=1)
+    c.wait_topic("it08/after")
+    check(True, "a new client connects, subscribes and receives after all that")
+    check_eq(failed, 0, "all %d malformed-input cases behaved as specified" % len(all_cases))
+    c.disconnect()
+    watch.disconnect()
+    streamer.disconnect()
 
-                                          run(main)
+
+run(main)

@@ -1,10 +1,8 @@
-#!/ usr / bin / python3
-""
-    "09: client identifiers. 3.1.1 empty id with clean session is accepted
-        [MQTT - 3.1.3 - 6],
-    without clean session rejected with CONNACK 0x02 [MQTT - 3.1.3 - 8];
-5.0 empty id gets an Assigned Client Identifier property[MQTT - 3.2.2 - 16], unique per connection;
-3.1 requires 1 - 23 characters; ids up
+#!/usr/bin/python3
+"""09: client identifiers. 3.1.1 empty id with clean session is accepted
+[MQTT-3.1.3-6], without clean session rejected with CONNACK 0x02
+[MQTT-3.1.3-8]; 5.0 empty id gets an Assigned Client Identifier property
+[MQTT-3.2.2-16], unique per connection; 3.1 requires 1-23 characters; ids up
 to the broker's limit (256 bytes) work, longer ones are refused."""
 from harness import *
 
@@ -58,7 +56,7 @@ def main():
     r = Raw(b, version=4)
     ack = r.connect(long_ok, version=4, expect_rc=None)
     check_eq(ack.rc, 0, "3.1.1 256-byte client id accepted")
-#CLIENT_ID_LEN_MAX in core / limits.h(ringmq's own limit).
+    # CLIENT_ID_LEN_MAX in core/limits.h (ringmq's own limit).
     for v, want in (((4, 0x02), (5, 0x85)) if FLAVOUR == "ringmq" else ()):
         r = Raw(b, version=v)
         ack = r.connect("L" * 300, version=v, expect_rc=None)

@@ -1,9 +1,8 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """10: timers. A TCP connection that never sends CONNECT (or only part of
-one) is closed after connect_timeout;
-PINGREQ gets PINGRESP;
-a client that pings within its keepalive stays connected and one that goes silent is closed
-    after 1.5 x keepalive[MQTT - 3.1.2 - 24]; 5.0 clients asking for more
+one) is closed after connect_timeout; PINGREQ gets PINGRESP; a client that
+pings within its keepalive stays connected and one that goes silent is
+closed after 1.5 x keepalive [MQTT-3.1.2-24]; 5.0 clients asking for more
 than max_keepalive get a Server Keep Alive property."""
 import threading
 from harness import *
@@ -15,7 +14,8 @@ MAX_KEEPALIVE_S = 10
 def timed_close(r, timeout):
     """(seconds until the broker closed, packets before) or (inf, 'still open')."""
     t0 = time.monotonic()
-try : got = r.wait_closed(timeout)
+    try:
+        got = r.wait_closed(timeout)
     except Fail:
         return float("inf"), "still open after %.1f s" % timeout
     return time.monotonic() - t0, got
@@ -25,7 +25,7 @@ def main():
     b = Broker(connect_timeout=CONNECT_TIMEOUT_S, max_keepalive=MAX_KEEPALIVE_S).start()
     results = {}
 
-#Run the slow timer checks side by side.
+    # Run the slow timer checks side by side.
     def idle():
         r = Raw(b)
         results["idle"] = timed_close(r, CONNECT_TIMEOUT_S + SLACK_S + 1)
@@ -48,7 +48,7 @@ def main():
             if p.type == 13:
                 n += 1
         results["ping%d" % v] = (n, r.is_open(0.0))
-#Now go silent : closed within 1.5 x 2 s(+slack) of the last PINGREQ.
+        # Now go silent: closed within 1.5 x 2 s (+ slack) of the last PINGREQ.
         t0 = time.monotonic()
         dt, got = timed_close(r, 3.0 + SLACK_S + 1)
         results["silent%d" % v] = (dt + (t0 - t_last), got)
@@ -57,7 +57,9 @@ def main():
 
     def guard(fn, *a):
         def g():
-    try : fn(*a) except BaseException as e:
+            try:
+                fn(*a)
+            except BaseException as e:
                 errors.append("%s: %r" % (fn.__name__, e))
         return threading.Thread(target=g)
 
@@ -65,7 +67,7 @@ def main():
     for t in ts:
         t.start()
 
-#Meanwhile : Server Keep Alive for 5.0 clients asking for more.
+    # Meanwhile: Server Keep Alive for 5.0 clients asking for more.
     r = Raw(b, version=5)
     ack = r.connect("it10-ka-big", version=5, keepalive=60)
     check_eq(ack.props.get(0x13), MAX_KEEPALIVE_S,
@@ -75,8 +77,8 @@ def main():
     ack = r.connect("it10-ka-small", version=5, keepalive=5)
     check(ack.props.get(0x13) in (None, 5),
           "5.0 keepalive 5 <= max_keepalive: no Server Keep Alive (or 5)", ack)
-# 3.1.1 has no Server Keep Alive : clients asking more than max_keepalive
-#are refused, as mosquitto does(README).
+    # 3.1.1 has no Server Keep Alive: clients asking more than max_keepalive
+    # are refused, as mosquitto does (README).
     r = Raw(b, version=4)
     ack = r.connect("it10-ka-big-v4", version=4, keepalive=60, expect_rc=None)
     got = r.wait_closed(3)

@@ -1,10 +1,7 @@
-#!/ usr / bin / python3
-""
-    "11: configuration errors. `ringmq --test-config -c FILE` exits 0 on a good
-    file and
-    1 on a bad one,
-    printing `FILE : LINE : message` on stderr;
-starting the broker with a bad file fails the same way; --help and --version exit 0."""
+#!/usr/bin/python3
+"""11: configuration errors. `ringmq --test-config -c FILE` exits 0 on a good
+file and 1 on a bad one, printing `FILE:LINE: message` on stderr; starting the
+broker with a bad file fails the same way; --help and --version exit 0."""
 import subprocess
 from harness import *
 
@@ -27,7 +24,7 @@ memory_limit 512M
 listener 18830 127.0.0.1
 """
 
-#(name, text, line number of the error)
+# (name, text, line number of the error)
 BAD = [
     ("unknown key", "shards 2\nlog_level info\nno_such_key 1\nlistener 18830 127.0.0.1\n", 3),
     ("bad integer", "shards two\nlistener 18830 127.0.0.1\n", 1),
@@ -37,7 +34,7 @@ BAD = [
     ("bad log level", "# comment\n\nlog_level loud\n", 3),
     ("listener with a hostname", "shards 1\nlistener 18830 localhost\n", 2),
     ("listener port out of range", "listener 70000 127.0.0.1\n", 1),
-#(max_packet_size 0 means the protocol maximum, as documented)
+    # (max_packet_size 0 means the protocol maximum, as documented)
     ("max_packet_size above the protocol maximum",
      "max_packet_size 268435456\nlistener 18830 127.0.0.1\n", 1),
     ("key without a value", "shards\nlistener 18830 127.0.0.1\n", 1),
@@ -97,15 +94,15 @@ def main():
               "--test-config on %s: exit 1 and stderr '%s...'" % (name, want),
               "exit %d, stderr %r" % (rc, err.strip()[:300]))
 
-#Starting(not just testing) with a bad config fails the same way, fast.
+    # Starting (not just testing) with a bad config fails the same way, fast.
     p = os.path.join(d, "bad0.conf")
     rc, out, err = ringmq("-c", p, timeout=10)
     check(rc == 1 and ("%s:3: " % p) in err,
           "starting with a bad config exits 1 with the file:line message",
           "exit %d, stderr %r" % (rc, err.strip()[:300]))
 
-#A memory_limit the broker's own tables exceed (64 shards hold about
-# 130 MiB of cross - shard queues) is refused at start, with its line.
+    # A memory_limit the broker's own tables exceed (64 shards hold about
+    # 130 MiB of cross-shard queues) is refused at start, with its line.
     p = os.path.join(d, "tiny-memory.conf")
     with open(p, "w") as f:
         f.write("shards 64\nmemory_limit 1M\nlistener 0 127.0.0.1\n")

@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """12: shutdown. On SIGTERM (and SIGINT) the broker sends every MQTT 5
 client DISCONNECT 0x8B (Server shutting down), closes 3.1.1 connections,
 and exits 0 within 5 s."""
@@ -31,22 +31,29 @@ def one(sig, name):
           "%s: broker exited with status 0 after %.2f s (limit %.0f s)" % (name, dt, STOP_S),
           "exit status %r" % rc)
     for i, r in enumerate(v5s):
-try : got = r.wait_closed(1.0)
+        try:
+            got = r.wait_closed(1.0)
         except Fail as e:
             got = str(e)
         check(isinstance(got, list) and len(got) == 1 and got[0].type == 14 and
               got[0].rc == 0x8B,
               "%s: 5.0 client %d got DISCONNECT 0x8B then close" % (name, i), got)
     for i, r in enumerate(v4s):
-    try : got
-        = r.wait_closed(1.0) except Fail as e : got =
-            str(e) check(got == [], "%s: 3.1.1 client %d closed without a packet" % (name, i), got)
-        try : got
-= idle.wait_closed(1.0) except Fail as e : got =
-    str(e) check(got == [], "%s: connection that never sent CONNECT closed" % name, got)
+        try:
+            got = r.wait_closed(1.0)
+        except Fail as e:
+            got = str(e)
+        check(got == [], "%s: 3.1.1 client %d closed without a packet" % (name, i), got)
+    try:
+        got = idle.wait_closed(1.0)
+    except Fail as e:
+        got = str(e)
+    check(got == [], "%s: connection that never sent CONNECT closed" % name, got)
 
-        def
-        main()
-    : one(signal.SIGTERM, "SIGTERM") one(signal.SIGINT, "SIGINT")
 
-          run(main)
+def main():
+    one(signal.SIGTERM, "SIGTERM")
+    one(signal.SIGINT, "SIGINT")
+
+
+run(main)

@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """13: MQTT 3.1 ("MQIsdp", level 3) clients connect, subscribe and publish,
 and interoperate with 3.1.1 and 5.0 clients."""
 from harness import *
@@ -37,8 +37,8 @@ def main():
     sub_pub(b, n + 1, "mqttv5", "mqttv31", 2)
     sub_pub(b, n + 2, "mqttv31", "mqttv5", 1)
 
-#A 3.1 client id longer than 23 characters : 3.1 says the server may
-#refuse it(0x02); accepting it is fine too.Either way, no crash.
+    # A 3.1 client id longer than 23 characters: 3.1 says the server may
+    # refuse it (0x02); accepting it is fine too. Either way, no crash.
     r = Raw(b, version=3)
     ack = r.connect("it13-" + "x" * 30, version=3, expect_rc=None)
     check(ack.rc in (0, 2), "3.1 client id of 35 characters: CONNACK 0 or 2", ack)

@@ -1,11 +1,8 @@
-#!/ usr / bin / python3
-""
-    "14: QoS 2 exactly-once. A QoS 2 PUBLISH resent with DUP before PUBREL
-    (3.1.1
-     : on the same connection;
-     both
-     : after a reconnect)is delivered once[MQTT - 4.3.3];
-after PUBCOMP the packet id is free and a new PUBLISH with it is a new message; PUBREL for an unknown id is answered with PUBCOMP (5.0:
+#!/usr/bin/python3
+"""14: QoS 2 exactly-once. A QoS 2 PUBLISH resent with DUP before PUBREL
+(3.1.1: on the same connection; both: after a reconnect) is delivered once
+[MQTT-4.3.3]; after PUBCOMP the packet id is free and a new PUBLISH with it
+is a new message; PUBREL for an unknown id is answered with PUBCOMP (5.0:
 reason 0x92 Packet Identifier not found). Outbound, the broker resends an
 unacknowledged PUBLISH (DUP=1) and PUBREL on session resume."""
 from harness import *
@@ -19,17 +16,15 @@ def main():
     for v in (4, 5):
         topic = "it14/dup/v%d" % v
         cid = "it14-pub-v%d" % v
-        kw = {"cprops": [(0x11, 60)]} if v == 5 else
-{
-}
+        kw = {"cprops": [(0x11, 60)]} if v == 5 else {}
         r = Raw(b, version=v)
         r.connect(cid, version=v, clean=(v == 5), **kw)
         r.send(publish_pkt(topic, "once", 2, 7, version=v))
         rec = r.expect(5, what="PUBREC 7")
         check(rec.pid == 7 and rec.rc == 0, "v%d QoS 2 PUBLISH id 7: PUBREC 7" % v, rec)
         if v == 4:
-# 3.1.1 lets a client resend on the same connection; 5.0 only
-#after a reconnect[MQTT - 4.4.0 - 1].
+            # 3.1.1 lets a client resend on the same connection; 5.0 only
+            # after a reconnect [MQTT-4.4.0-1].
             r.send(publish_pkt(topic, "once", 2, 7, dup=True, version=v))
             rec = r.expect(5, what="PUBREC 7 for the DUP resend")
             check(rec.pid == 7 and rec.rc == 0,
@@ -45,11 +40,11 @@ def main():
         comp = r.expect(7, what="PUBCOMP 7")
         check(comp.pid == 7 and comp.rc == 0, "v%d PUBREL 7: PUBCOMP 7" % v, comp)
         if v == 4:
-#A resent PUBREL(our PUBCOMP "got lost") is answered again.
+            # A resent PUBREL (our PUBCOMP "got lost") is answered again.
             r.send(ack_pkt(6, 7, version=v))
             comp = r.expect(7, what="PUBCOMP 7 for a resent PUBREL")
             check_eq(comp.pid, 7, "v4 resent PUBREL 7: PUBCOMP 7")
-#The id is free again : a new message.
+        # The id is free again: a new message.
         r.send(publish_pkt(topic, "second", 2, 7, version=v))
         r.expect(5, what="PUBREC 7 (new message)")
         r.send(ack_pkt(6, 7, version=v))
@@ -62,7 +57,7 @@ def main():
         check_eq(got, [b"once", b"second"],
                  "v%d subscriber got the duplicated QoS 2 message once, then the new one" % v)
 
-#PUBREL for an id never used.
+        # PUBREL for an id never used.
         r.send(ack_pkt(6, 999, version=v))
         comp = r.expect(7, what="PUBCOMP 999")
         if v == 5:
@@ -75,9 +70,9 @@ def main():
         r.send(disconnect_pkt(v))
         r.close()
 
-#Outbound : the broker resends an unacknowledged QoS 2 PUBLISH with DUP
-#after a reconnect, and a PUBREL after PUBREC, and the client sees the
-#message once.
+    # Outbound: the broker resends an unacknowledged QoS 2 PUBLISH with DUP
+    # after a reconnect, and a PUBREL after PUBREC, and the client sees the
+    # message once.
     r = Raw(b, version=4)
     r.connect("it14-out", version=4, clean=False)
     r.subscribe([("it14/out", 2)])
@@ -101,8 +96,13 @@ def main():
     rel = r.expect(6, what="resent PUBREL after reconnect")
     check_eq(rel.pid, p2.pid, "unacknowledged PUBREL resent after reconnect")
     r.send(ack_pkt(7, rel.pid))
-        try : extra
-        = r.recv(0.7) check(False, "nothing more after PUBCOMP", extra) except TimeoutError
-            : check(True, "nothing more after PUBCOMP") pub.disconnect() sub.disconnect()
+    try:
+        extra = r.recv(0.7)
+        check(False, "nothing more after PUBCOMP", extra)
+    except TimeoutError:
+        check(True, "nothing more after PUBCOMP")
+    pub.disconnect()
+    sub.disconnect()
 
-                  run(main)
+
+run(main)

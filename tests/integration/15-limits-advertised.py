@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """15: configured limits as clients see them. max_qos 1: 5.0 CONNACK Maximum
 QoS 1, subscriptions granted at most QoS 1, a 5.0 QoS 2 PUBLISH is refused
 with DISCONNECT 0x9B [MQTT-3.2.2-11]. retain_available false: CONNACK Retain
@@ -18,8 +18,8 @@ def main():
     ack = r.connect("it15-props", version=5)
     check_eq(ack.props.get(0x24), 1, "5.0 CONNACK Maximum QoS 1")
     check_eq(ack.props.get(0x25), 0, "5.0 CONNACK Retain Available 0")
-#Receive Maximum in CONNACK limits the client's publishes to the broker;
-#max_inflight_messages is the other direction, so it is not asserted.
+    # Receive Maximum in CONNACK limits the client's publishes to the broker;
+    # max_inflight_messages is the other direction, so it is not asserted.
     log("# CONNACK Receive Maximum: %s" % ack.props.get(0x21))
     check_eq(r.subscribe([("it15/a", 2)]), [1], "5.0 SUBSCRIBE QoS 2 granted QoS 1")
     r.send(publish_pkt("it15/a", "q2", 2, 3, version=5))
@@ -38,7 +38,7 @@ def main():
     r.connect("it15-v4", version=4)
     check_eq(r.subscribe([("it15/b", 2)]), [1], "3.1.1 SUBSCRIBE QoS 2 granted QoS 1")
 
-#Flow control towards a slow subscriber.
+    # Flow control towards a slow subscriber.
     for v in (4, 5):
         topic = "it15/flow/v%d" % v
         s = Raw(b, version=v)
@@ -48,8 +48,8 @@ def main():
         mids = [pub.publish(topic, str(i), qos=1, wait=False) for i in range(20)]
         pub.wait_acked(mids, 10)
         held = []
-try:
-    while True:
+        try:
+            while True:
                 held.append(s.expect(3, 1.0))
         except Fail:
             pass
@@ -60,12 +60,15 @@ try:
         for p in held:
             s.send(ack_pkt(4, p.pid, version=v))
         while len(seen) < 20:
-        try : p
-= s.expect(3, 2.0) except Fail
-    : break seen.append(int(p.payload))
-          s.send(ack_pkt(4, p.pid, version = v))
-              check_eq(seen, list(range(20)),
-                       "v%d after acknowledging, the other %d follow, in order" %
-                           (v, 20 - INFLIGHT)) pub.disconnect()
+            try:
+                p = s.expect(3, 2.0)
+            except Fail:
+                break
+            seen.append(int(p.payload))
+            s.send(ack_pkt(4, p.pid, version=v))
+        check_eq(seen, list(range(20)),
+                 "v%d after acknowledging, the other %d follow, in order" % (v, 20 - INFLIGHT))
+        pub.disconnect()
 
-                  run(main)
+
+run(main)

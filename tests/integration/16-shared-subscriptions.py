@@ -1,10 +1,8 @@
-#!/ usr / bin / python3
-""
-    "16: shared subscriptions ($share/group/filter). Members of one group spread
-    over shards : each message goes to exactly one member of each group,
-                  none is lost,
-                  each member sees its share in order;
-a plain subscriber still gets everything; when a member leaves, the others take over its share, including
+#!/usr/bin/python3
+"""16: shared subscriptions ($share/group/filter). Members of one group spread
+over shards: each message goes to exactly one member of each group, none is
+lost, each member sees its share in order; a plain subscriber still gets
+everything; when a member leaves, the others take over its share, including
 messages already on their way to the leaver's shard. No Local on a shared
 subscription is a Protocol Error [MQTT-3.8.3-4]."""
 import re
@@ -33,7 +31,7 @@ def main():
     r = Raw(b, version=5)
     ack = r.connect("it16-probe", version=5)
     if ack.props.get(0x2A, 1) == 0:
-#The broker says it has none : then it must refuse them consistently.
+        # The broker says it has none: then it must refuse them consistently.
         codes = r.subscribe([("$share/g1/it16/x", 1)])
         check_eq(codes, [0x9E], "5.0 CONNACK says no shared subscriptions: SUBACK 0x9E")
         r4 = Raw(b, version=4)
@@ -72,8 +70,8 @@ def main():
         log("# %s share per member: %s" % (name, [len(p) for p in per]))
         check_eq(allseq, want, "group %s: every message delivered to exactly one member" % name)
         check(all(p == sorted(p) for p in per), "group %s: each member's share in order" % name)
-#Not a spec rule, but what shared subscriptions are for : spreading
-#load.A member that never gets anything out of hundreds is a bug.
+        # Not a spec rule, but what shared subscriptions are for: spreading
+        # load. A member that never gets anything out of hundreds is a bug.
         check(all(len(p) > 0 for p in per), "group %s: every member gets part of the load "
               "(shares %s)" % (name, [len(p) for p in per]))
         return per
@@ -81,7 +79,7 @@ def main():
     group_ok(g1, "g1", list(range(N)))
     group_ok(g2, "g2", list(range(N)))
 
-#A member leaves : the others get everything that follows.
+    # A member leaves: the others get everything that follows.
     g1[0].disconnect()
     for c in g1[1:]:
         with c.cv:
@@ -89,12 +87,12 @@ def main():
     publish_n(pub, "it16/x", N, 100)
     group_ok(g1[1:], "g1 without m0", list(range(N, N + 100)))
 
-#A member leaves while a stream is flowing.It is the only member on its
-#shard, so messages the publisher's shard already sent there find no
-#member when they arrive : they must go on to the member on another
-#shard, not be dropped(they were acknowledged to the publisher).The
-#leaver never acknowledges, so everything it got is handed over too:
-#the stayer ends up with every message exactly once.
+    # A member leaves while a stream is flowing. It is the only member on its
+    # shard, so messages the publisher's shard already sent there find no
+    # member when they arrive: they must go on to the member on another
+    # shard, not be dropped (they were acknowledged to the publisher). The
+    # leaver never acknowledges, so everything it got is handed over too:
+    # the stayer ends up with every message exactly once.
     stay = connected(b, "it16-g4-stay", version=5)
     check_eq(stay.subscribe("$share/g4/it16/s", qos=1), [1], "it16-g4-stay joined g4")
     avoid = {shard_of(b, "it16-g4-stay"), shard_of(b, "it16-pub")}
@@ -125,7 +123,7 @@ def main():
         rounds += 1
     check(rounds == 10, "10 rounds with the leaver on a shard of its own (%d)" % rounds)
 
-#No Local on a shared subscription.
+    # No Local on a shared subscription.
     r = Raw(b, version=5)
     r.connect("it16-nolocal", version=5)
     r.send(subscribe_pkt(1, [("$share/g3/it16/x", 0x04 | 1)], 5))

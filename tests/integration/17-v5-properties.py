@@ -1,13 +1,12 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """17: MQTT 5 properties end to end. Publish properties (payload format,
 content type, response topic, correlation data, user properties in order)
-reach subscribers unchanged [MQTT-3.3.2-15..18];
-subscription identifiers are delivered, all of them on one copy[MQTT - 3.3.4 - 4];
-message expiry drops stale queued messages and counts down the rest[MQTT - 3.3.2 - 5, -6];
-client topic aliases work within the advertised maximum and 0x94 beyond it;
-the client's Maximum Packet Size and Receive Maximum are respected[MQTT - 3.1.2 - 25],
-    [MQTT - 3.3.4 - 9];
-will delay postpones the will, a reconnect cancels it; an
+reach subscribers unchanged [MQTT-3.3.2-15..18]; subscription identifiers are
+delivered, all of them on one copy [MQTT-3.3.4-4]; message expiry drops stale
+queued messages and counts down the rest [MQTT-3.3.2-5, -6]; client topic
+aliases work within the advertised maximum and 0x94 beyond it; the client's
+Maximum Packet Size and Receive Maximum are respected [MQTT-3.1.2-25],
+[MQTT-3.3.4-9]; will delay postpones the will, a reconnect cancels it; an
 unknown authentication method is refused."""
 import threading
 from harness import *
@@ -24,7 +23,7 @@ def main():
         pid[0] += 1
         return pub.publish(topic, payload, qos=qos, pid=pid[0], pprops=pprops)
 
-#-- - property passthrough
+    # --- property passthrough
     sub = Raw(b, version=5)
     sub.connect("it17-sub", version=5)
     sub.subscribe([("it17/p/#", 1)])
@@ -43,7 +42,7 @@ def main():
     check_eq(m.payload, b"hello", "a 3.1.1 subscriber gets the same message (payload only)")
     v4.disconnect()
 
-#-- - subscription identifiers
+    # --- subscription identifiers
     s = Raw(b, version=5)
     ack = s.connect("it17-subid", version=5)
     if ack.props.get(0x29, 1) == 0:
@@ -61,34 +60,42 @@ def main():
         p = s.recv_publish(5)
         check(p.payload == b"one" and p.props.get(0x0B) == [42],
               "a message matching only '#' carries id 42 only", p)
-try : extra
-    = s.recv(0.5) check(False, "no second copy", extra) except TimeoutError
-        : check(True, "no second copy of either message")
-              s.send(subscribe_pkt(3, [("it17/sid/z", 1)], 5, sprops = [(0x0B, 0)])) got =
-        s.wait_closed(3) check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
-                               "subscription identifier 0: DISCONNECT 0x82", got)
+        try:
+            extra = s.recv(0.5)
+            check(False, "no second copy", extra)
+        except TimeoutError:
+            check(True, "no second copy of either message")
+        s.send(subscribe_pkt(3, [("it17/sid/z", 1)], 5, sprops=[(0x0B, 0)]))
+        got = s.wait_closed(3)
+        check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
+              "subscription identifier 0: DISCONNECT 0x82", got)
 
-#-- - message expiry on a queued message
-            e = Raw(b, version = 5) e.connect("it17-exp", version = 5, cprops = [(0x11, 60)])
-                    e.subscribe([("it17/exp", 1)]) e.send(disconnect_pkt(5)) e.wait_closed(3)
-                        publish("it17/exp", "short", pprops = [(0x02, 1)])
-                            publish("it17/exp", "long", pprops = [(0x02, 100)])
-                                t0 = time.monotonic() time.sleep(2.2) e = Raw(b, version = 5) ack =
-            e.connect("it17-exp", version = 5, clean = False, cprops = [(0x11, 60)])
-                check_eq(ack.session_present, 1, "expiry: session resumed")
-                    p = e.recv_publish(5) waited =
-                time.monotonic() - t0 left = p.props.get(0x02) check(
-                    p.payload == b "long" and left is not None and 100 - waited - 1.5 <= left < 100,
-                    "message with expiry 1 s dropped; expiry 100 s delivered with %s s left after "
-                    "%.1f s" %
-                        (left, waited),
-                    p)
-    try : extra = e.recv(0.7)
+    # --- message expiry on a queued message
+    e = Raw(b, version=5)
+    e.connect("it17-exp", version=5, cprops=[(0x11, 60)])
+    e.subscribe([("it17/exp", 1)])
+    e.send(disconnect_pkt(5))
+    e.wait_closed(3)
+    publish("it17/exp", "short", pprops=[(0x02, 1)])
+    publish("it17/exp", "long", pprops=[(0x02, 100)])
+    t0 = time.monotonic()
+    time.sleep(2.2)
+    e = Raw(b, version=5)
+    ack = e.connect("it17-exp", version=5, clean=False, cprops=[(0x11, 60)])
+    check_eq(ack.session_present, 1, "expiry: session resumed")
+    p = e.recv_publish(5)
+    waited = time.monotonic() - t0
+    left = p.props.get(0x02)
+    check(p.payload == b"long" and left is not None and 100 - waited - 1.5 <= left < 100,
+          "message with expiry 1 s dropped; expiry 100 s delivered with %s s left after %.1f s" %
+          (left, waited), p)
+    try:
+        extra = e.recv(0.7)
         check(False, "nothing else queued", extra)
     except TimeoutError:
         check(True, "the expired message never arrives")
 
-#-- - client topic aliases
+    # --- client topic aliases
     ta = Raw(b, version=5)
     ta.connect("it17-alias-sub", version=5)
     ta.subscribe([("it17/alias", 1)])
@@ -111,7 +118,7 @@ try : extra
     check(len(got) == 1 and got[0].type == 14 and got[0].rc in (0x82, 0x94),
           "empty topic with an alias never set: DISCONNECT 0x82 (or 0x94)", got)
 
-#-- - the client's Maximum Packet Size
+    # --- the client's Maximum Packet Size
     mp = Raw(b, version=5)
     mp.connect("it17-maxpkt", version=5, cprops=[(0x27, 128)])
     mp.subscribe([("it17/mps", 0)])
@@ -122,15 +129,15 @@ try : extra
              "is not sent; the next one is")
     check(mp.is_open(0.2), "that client stays connected")
 
-#-- - the client's Receive Maximum
+    # --- the client's Receive Maximum
     rm = Raw(b, version=5)
     rm.connect("it17-recvmax", version=5, cprops=[(0x21, 2)])
     rm.subscribe([("it17/rm", 1)])
     for i in range(6):
         publish("it17/rm", str(i))
     held = []
-        try:
-            while True:
+    try:
+        while True:
             held.append(rm.expect(3, 1.0))
     except Fail:
         pass
@@ -139,39 +146,44 @@ try : extra
     for p in held:
         rm.send(ack_pkt(4, p.pid, version=5))
     while len(seen) < 6:
-                try : p
-= rm.expect(3, 2.0) except Fail
-    : break seen.append(int(p.payload)) rm.send(ack_pkt(4, p.pid, version = 5))
-          check_eq(seen, list(range(6)), "the rest follow as acknowledgements arrive, in order")
+        try:
+            p = rm.expect(3, 2.0)
+        except Fail:
+            break
+        seen.append(int(p.payload))
+        rm.send(ack_pkt(4, p.pid, version=5))
+    check_eq(seen, list(range(6)), "the rest follow as acknowledgements arrive, in order")
 
-#-- - will delay, and a reconnect that cancels it
-              ws = connected(b, "it17-will-sub", version = 5) ws.subscribe("it17/will/#", qos = 1)
-                       w1 = Raw(b, version = 5) w1.connect(
-    "it17-wd", version = 5, cprops = [(0x11, 60)], will = ("it17/will/delayed", "late", 1, False),
-    will_props = [(0x18, 2)]) w2 = Raw(b, version = 5)
-                                       w2.connect("it17-wd2", version = 5, cprops = [(0x11, 60)],
-                                                  will = ("it17/will/cancelled", "never", 1, False),
-                                                  will_props = [(0x18, 3)])
-                                           t0 = time.monotonic() w1.close()
-                                                    w2.close() time.sleep(0.5) w2 =
-    Raw(b, version = 5)
-        w2.connect("it17-wd2", version = 5, clean = False, cprops = [(0x11, 60)]) time.sleep(0.5)
-            check_eq(ws.messages(), [], "no will in the first second of a 2 s will delay") m =
-        ws.wait_topic("it17/will/delayed", 2 + SLACK_S)
-            check(1.5 <= m.t - t0 <= 2 + SLACK_S, "delayed will published %.2f s after the drop "
-                                                  "(will delay 2 s)" %
-                                                      (m.t - t0))
-                time.sleep(max(0.0, 3.5 - (time.monotonic() - t0)))
-                    check_eq(ws.messages(lambda m
-                                         : m.topic == "it17/will/cancelled"),
-                             [], "reconnecting within the will delay cancels the will")
-                        ws.disconnect()
+    # --- will delay, and a reconnect that cancels it
+    ws = connected(b, "it17-will-sub", version=5)
+    ws.subscribe("it17/will/#", qos=1)
+    w1 = Raw(b, version=5)
+    w1.connect("it17-wd", version=5, cprops=[(0x11, 60)],
+               will=("it17/will/delayed", "late", 1, False), will_props=[(0x18, 2)])
+    w2 = Raw(b, version=5)
+    w2.connect("it17-wd2", version=5, cprops=[(0x11, 60)],
+               will=("it17/will/cancelled", "never", 1, False), will_props=[(0x18, 3)])
+    t0 = time.monotonic()
+    w1.close()
+    w2.close()
+    time.sleep(0.5)
+    w2 = Raw(b, version=5)
+    w2.connect("it17-wd2", version=5, clean=False, cprops=[(0x11, 60)])
+    time.sleep(0.5)
+    check_eq(ws.messages(), [], "no will in the first second of a 2 s will delay")
+    m = ws.wait_topic("it17/will/delayed", 2 + SLACK_S)
+    check(1.5 <= m.t - t0 <= 2 + SLACK_S, "delayed will published %.2f s after the drop "
+          "(will delay 2 s)" % (m.t - t0))
+    time.sleep(max(0.0, 3.5 - (time.monotonic() - t0)))
+    check_eq(ws.messages(lambda m: m.topic == "it17/will/cancelled"), [],
+             "reconnecting within the will delay cancels the will")
+    ws.disconnect()
 
-#-- - an authentication method the broker does not know
-                            au = Raw(b, version = 5) ack =
-            au.connect("it17-auth", version = 5, cprops = [(0x15, "NO-SUCH-METHOD")],
-                       expect_rc = None)
-                check(ack.rc in(0x8C, 0x87), "unknown authentication method: CONNACK 0x8C or 0x87",
-                      ack) check_eq(au.wait_closed(3), [], "... then closed")
+    # --- an authentication method the broker does not know
+    au = Raw(b, version=5)
+    ack = au.connect("it17-auth", version=5, cprops=[(0x15, "NO-SUCH-METHOD")], expect_rc=None)
+    check(ack.rc in (0x8C, 0x87), "unknown authentication method: CONNACK 0x8C or 0x87", ack)
+    check_eq(au.wait_closed(3), [], "... then closed")
 
-                    run(main)
+
+run(main)

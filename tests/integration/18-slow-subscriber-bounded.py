@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """18: a subscriber that stops reading costs the broker bounded memory
 (max_output_buffer: QoS 0 to it is dropped) and does not hold up anyone else:
 publishers keep getting PUBACKs and a healthy subscriber on the same topic
@@ -23,7 +23,7 @@ def rss_bytes(pid):
 def main():
     b = Broker(max_output_buffer=OUT_BUF, max_queued_messages=100000).start()
 
-#The stuck subscriber : small receive buffer, never reads after SUBACK.
+    # The stuck subscriber: small receive buffer, never reads after SUBACK.
     r = Raw(b, rcvbuf=4096)
     r.connect("it18-stuck", version=4)
     check_eq(r.subscribe([("it18/#", 0)]), [0], "stuck subscriber subscribed to it18/# at QoS 0")
@@ -47,7 +47,7 @@ def main():
               "%.1f MB for %d MB published (limit %d MB)" %
               (grown / 1048576, BLAST * len(PAYLOAD) >> 20, RSS_GROWTH_MAX >> 20))
 
-#Someone else is served promptly meanwhile.
+    # Someone else is served promptly meanwhile.
     t1 = time.monotonic()
     probe = connected(b, "it18-probe")
     probe.subscribe("it18p/x", 1)
@@ -56,7 +56,7 @@ def main():
     check(time.monotonic() - t1 < 2.0, "a new client connects and round-trips a message in "
           "%.2f s" % (time.monotonic() - t1))
 
-#Isolation for reliable traffic : a healthy QoS 1 subscriber on the same topics.
+    # Isolation for reliable traffic: a healthy QoS 1 subscriber on the same topics.
     fast = connected(b, "it18-fast", version=5)
     fast.subscribe("it18/#", qos=1)
     n = 3000

@@ -1,24 +1,28 @@
-#!/ usr / bin / python3
-""
-    "19: clients that misuse the broker cost it bounded memory and cannot hold
-    anyone else up
-    : a client that floods PINGREQ without reading its PINGRESPs is paused(max_output_buffer); eight subscribers that never acknowledge QoS 1 do
+#!/usr/bin/python3
+"""19: clients that misuse the broker cost it bounded memory and cannot hold
+anyone else up: a client that floods PINGREQ without reading its PINGRESPs is
+paused (max_output_buffer); eight subscribers that never acknowledge QoS 1 do
 not stop publishes on other topics, and a publisher held meanwhile is paused,
-not buffered for;
-a client that stops reading is disconnected after its keepalive even though its socket never
-    drains.""
-           "
-    import os import socket import threading from harness import *
+not buffered for; a client that stops reading is disconnected after its
+keepalive even though its socket never drains."""
+import os
+import socket
+import threading
+from harness import *
 
-        def
-        ping_flood(b)
-    : s = socket.socket() s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
-                                       4096) s.connect(("127.0.0.1", b.port)) s
-              .sendall(connect_pkt("it19-pinger", keepalive = 0)) time.sleep(0.2) base =
-    rss_kb(b.proc.pid) chunk = pingreq_pkt() * (1 << 19) #1 MiB of PINGREQ s.settimeout(5) sent,
-      t0, blocked = 0, time.monotonic(), False
-try:
-    while sent < (200 << 20) and time.monotonic() - t0 < 15:
+
+def ping_flood(b):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", b.port))
+    s.sendall(connect_pkt("it19-pinger", keepalive=0))
+    time.sleep(0.2)
+    base = rss_kb(b.proc.pid)
+    chunk = pingreq_pkt() * (1 << 19)  # 1 MiB of PINGREQ
+    s.settimeout(5)
+    sent, t0, blocked = 0, time.monotonic(), False
+    try:
+        while sent < (200 << 20) and time.monotonic() - t0 < 15:
             s.sendall(chunk)
             sent += len(chunk)
     except socket.timeout:
@@ -61,13 +65,18 @@ def stuck_subscribers(b):
     msgs = b"".join(publish_pkt("it19/t/a", b"x" * 1000, qos=1, pid=(i % 65535) + 1)
                     for i in range(9000))
     pub.settimeout(5)
-                try : pub
-                    .sendall(msgs) except socket.timeout
-                        : pass time.sleep(1.0) base = rss_kb(b.proc.pid)
+    try:
+        pub.sendall(msgs)
+    except socket.timeout:
+        pass
+    time.sleep(1.0)
+    base = rss_kb(b.proc.pid)
 
-                        good_pub = Raw(b) good_pub.connect("it19-good-pub", keepalive = 0) good_pub
-                                       .send(publish_pkt("it19/other", b "hello"))
-                    try : got = good_sub.recv(3.0).type == 3
+    good_pub = Raw(b)
+    good_pub.connect("it19-good-pub", keepalive=0)
+    good_pub.send(publish_pkt("it19/other", b"hello"))
+    try:
+        got = good_sub.recv(3.0).type == 3
     except TimeoutError:
         got = False
     check(got, "a publish on another topic is delivered while 8 subscribers never acknowledge")
@@ -79,8 +88,8 @@ def stuck_subscribers(b):
     chunk = b"".join(publish_pkt("it19/t/b", b"y" * 1000, qos=0) for _ in range(8))
     pub2.settimeout(5)
     sent, t0 = 0, time.monotonic()
-                        try:
-                            while time.monotonic() - t0 < 6:
+    try:
+        while time.monotonic() - t0 < 6:
             pub2.sendall(chunk)
             sent += len(chunk)
     except socket.timeout:

@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """20: a SUBACK is sent only once every shard applied the subscription's
 route: two SUBSCRIBEs to a new filter in one write are acknowledged in order
 (the second may not overtake the first's pending route change), and a

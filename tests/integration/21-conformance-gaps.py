@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """21: normative statements no other test checked (tests/CONFORMANCE.md,
 "Gaps worth a test"). Each check names the statements it tests, 5.0 ids
 first, 3.1.1 ids as "3.1.1 [MQTT-...]".
@@ -6,34 +6,29 @@ first, 3.1.1 ids as "3.1.1 [MQTT-...]".
 - outbound topic aliases: within 1..the client's Topic Alias Maximum, never
   0, the name sent before an alias is used, none left behind by a message
   too large for the client, none carried to a new connection;
-- nothing processed after a refused CONNECT(SUBSCRIBE and PUBLISH pipelined behind it); Session Present 0 on every refusal, also for a client id that
-  has a session;
-will QoS / retained will refused(0x9B / 0x9A);
+- nothing processed after a refused CONNECT (SUBSCRIBE and PUBLISH pipelined
+  behind it); Session Present 0 on every refusal, also for a client id that
+  has a session; will QoS / retained will refused (0x9B / 0x9A);
 - a full Receive Maximum window holds only PUBLISH: PINGREQ, SUBSCRIBE,
   UNSUBSCRIBE and the client's own publishes are still answered;
 - UNSUBSCRIBE: one UNSUBACK per packet, reason codes in filter order,
   0x11 for a filter that was not subscribed, exact filter match, QoS 1/2
   deliveries already started still complete;
-- PUBACK /
-        PUBREC >=
-    0x80 end the
-    flow:no PUBREL, no resend on resume, no hand - off to another shared - subscription member;
-- retained edges:RETAIN 0 leaves the stored message alone,
-                 Retain Handling 0 / 1 on a new subscription,
-                 a re - subscription re - sends and loses nothing, Retain As Published 0,
-                 a retained QoS 0 replaces;
-- session state stays whole while connected past its expiry;
-inbound topic aliases do not survive a reconnect;
-- wills:non - retained not stored,
-        retained stored(5.0), user properties in order, nothing from a client without a will;
-- DUP 0 on first sends whatever the inbound DUP;
-a QoS 1 packet id is new after PUBACK;
-PUBACK / PUBREC 0x10 and 0x99, PUBREL 0x92;
-a QoS 2 id refused with 0x99 is new;
-Response Information only when asked;
-no Authentication Method unasked;
-the server DISCONNECT carries no Session Expiry Interval and drops its Reason String under a small
-    Maximum Packet Size;
+- PUBACK / PUBREC >= 0x80 end the flow: no PUBREL, no resend on resume, no
+  hand-off to another shared-subscription member;
+- retained edges: RETAIN 0 leaves the stored message alone, Retain Handling
+  0 / 1 on a new subscription, a re-subscription re-sends and loses
+  nothing, Retain As Published 0, a retained QoS 0 replaces;
+- session state stays whole while connected past its expiry; inbound topic
+  aliases do not survive a reconnect;
+- wills: non-retained not stored, retained stored (5.0), user properties in
+  order, nothing from a client without a will;
+- DUP 0 on first sends whatever the inbound DUP; a QoS 1 packet id is new
+  after PUBACK; PUBACK/PUBREC 0x10 and 0x99, PUBREL 0x92; a QoS 2 id refused
+  with 0x99 is new; Response Information only when asked; no
+  Authentication Method unasked; the server DISCONNECT carries no Session
+  Expiry Interval and drops its Reason String under a small Maximum Packet
+  Size;
 - shared subscriptions: each member's granted QoS; a QoS 2 message in flight
   completes with its member on reconnect and goes to nobody else if that
   member's session ends;
@@ -42,75 +37,71 @@ the server DISCONNECT carries no Session Expiry Interval and drops its Reason St
   normalization in matching, no message expiry for a QoS 2 PUBLISH once sent.
 
 Four shards (the harness default), so most pairs of clients sit on different
-shards. Waits are bounded;
-short fixed waits only where a check is that something does not arrive.""
-                                                                       "
-    from harness import *
+shards. Waits are bounded; short fixed waits only where a check is that
+something does not arrive."""
+from harness import *
 
-    QUIET_S = 0.4 #how long "nothing more arrives" is watched
+QUIET_S = 0.4  # how long "nothing more arrives" is watched
 
-    def
-    quiet(r, wait = QUIET_S)
-    : ""
-      "Packets r receives within wait seconds; the connection must stay open."
-      "" got = [] deadline = time.monotonic() + wait while True:
-try : got
-    .append(r.recv(max(0.0, deadline - time.monotonic()))) except TimeoutError
-        : return got except Closed
-        : raise Fail("connection closed by the broker (%s) after %r" % (r.eof_reason, got))
 
-              def next_packet(r, timeout = 5.0, what = "a packet")
-        :
+def quiet(r, wait=QUIET_S):
+    """Packets r receives within wait seconds; the connection must stay open."""
+    got = []
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            got.append(r.recv(max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            return got
+        except Closed:
+            raise Fail("connection closed by the broker (%s) after %r" % (r.eof_reason, got))
+
+
+def next_packet(r, timeout=5.0, what="a packet"):
     try:
-        return r.recv(timeout) except TimeoutError
-            : raise Fail("%s: nothing within %.1f s" % (what, timeout)) except Closed
-            : raise Fail("%s: connection closed by the broker (%s)" % (what, r.eof_reason))
+        return r.recv(timeout)
+    except TimeoutError:
+        raise Fail("%s: nothing within %.1f s" % (what, timeout))
+    except Closed:
+        raise Fail("%s: connection closed by the broker (%s)" % (what, r.eof_reason))
 
-                  def
-                  sync(r)
-            : ""
-              "PINGREQ / PINGRESP: the broker has handled everything r sent before
-              (closing a socket right after a last acknowledgement can lose it)
-                  .""
-                   "
-              r.send(pingreq_pkt()) p = next_packet(r, what = "PINGRESP") if p.type != 13
-            : raise Fail("want PINGRESP, got %r" % p)
 
-                  class Pub : ""
-                              "A raw publisher that completes each QoS flow."
-                              ""
+def sync(r):
+    """PINGREQ / PINGRESP: the broker has handled everything r sent before
+    (closing a socket right after a last acknowledgement can lose it)."""
+    r.send(pingreq_pkt())
+    p = next_packet(r, what="PINGRESP")
+    if p.type != 13:
+        raise Fail("want PINGRESP, got %r" % p)
 
-                              def
-                              __init__(self, b, cid, version = 5)
-            : self.r = Raw(b, version = version) self.r.connect(cid, version = version) self.pid =
-                                            0
 
-                                            def
-                                            __call__(self, topic, payload, qos = 1, retain = False,
-                                                     pprops = None, dup = False)
-            : self.pid = self.pid % 60000 + 1 return self.r.publish(topic, payload, qos, self.pid,
-                                                                    retain, pprops = pprops,
-                                                                    dup = dup)
+class Pub:
+    """A raw publisher that completes each QoS flow."""
 
-                                                def
-                                                raw(b, cid, version = 5, **kw)
-            : r = Raw(b, version = version) ack = r.connect(cid, version = version, **kw) return r,
-                                    ack
+    def __init__(self, b, cid, version=5):
+        self.r = Raw(b, version=version)
+        self.r.connect(cid, version=version)
+        self.pid = 0
 
-                                        def
-                                        no_session_expiry_prop(p)
-            : return 0x11 not in p
-                  .props
+    def __call__(self, topic, payload, qos=1, retain=False, pprops=None, dup=False):
+        self.pid = self.pid % 60000 + 1
+        return self.r.publish(topic, payload, qos, self.pid, retain, pprops=pprops, dup=dup)
 
-                      def
-                      collect_publishes(clients, n, timeout = 5.0)
-            : ""
-              "PUBLISHes reaching any of clients until n arrived (then QUIET_S more),
-              each QoS flow completed whatever the interleaving.Returns{client : [Packet]}
-                  .""
-                   "
-              got =
-        {r: [] for r in clients}
+
+def raw(b, cid, version=5, **kw):
+    r = Raw(b, version=version)
+    ack = r.connect(cid, version=version, **kw)
+    return r, ack
+
+
+def no_session_expiry_prop(p):
+    return 0x11 not in p.props
+
+
+def collect_publishes(clients, n, timeout=5.0):
+    """PUBLISHes reaching any of clients until n arrived (then QUIET_S more),
+    each QoS flow completed whatever the interleaving. Returns {client: [Packet]}."""
+    got = {r: [] for r in clients}
     deadline = time.monotonic() + timeout
     settle = None
     while True:
@@ -121,7 +112,8 @@ try : got
         if now >= end:
             return got
         for r in clients:
-        try : p = r.recv(min(0.05, max(0.0, end - time.monotonic())))
+            try:
+                p = r.recv(min(0.05, max(0.0, end - time.monotonic())))
             except TimeoutError:
                 continue
             except Closed:
@@ -138,14 +130,15 @@ try : got
             else:
                 raise Fail("unexpected %r" % p)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# ---------------------------------------------------------------------------
 
 
 def outbound_aliases(b, pub):
     """[MQTT-3.1.2-26], [MQTT-3.3.2-11], [MQTT-3.3.2-8], [MQTT-3.1.2-25]"""
     tam, mps = 2, 64
-#Receive Maximum 1 : a dropped QoS 1 message must count as sent, or the
-#window stays shut[MQTT - 3.1.2 - 25].
+    # Receive Maximum 1: a dropped QoS 1 message must count as sent, or the
+    # window stays shut [MQTT-3.1.2-25].
     kw = dict(cprops=[(0x22, tam), (0x27, mps), (0x21, 1)])
     s, _ = raw(b, "it21-alias", **kw)
     s.subscribe([("it21/alias/#", 1)])
@@ -159,7 +152,8 @@ def outbound_aliases(b, pub):
         sent.append(("it21/alias/" + t, str(i).encode()))
     table, got, aliases, bad, empties = {}, [], [], [], 0
     for _ in sent:
-            try : p = s.recv_publish(5)
+        try:
+            p = s.recv_publish(5)
         except Fail as e:
             check(False, "[MQTT-3.1.2-25] QoS 1 messages keep coming to a client with Receive "
                   "Maximum 1 after one too large for it was dropped", "%d of %d, then %s" %
@@ -186,8 +180,8 @@ def outbound_aliases(b, pub):
              "and with Receive Maximum 1 the next ones still come: it counts as sent)")
     check(empties > 0, "(ringmq replaces topic names by aliases towards a client that allows "
           "them, so the checks above bite: %d of %d)" % (empties, len(sent)), aliases)
-#A new connection starts without mappings[MQTT - 3.3.2 - 7] : the first
-#PUBLISH of a topic it had an alias for carries the name again.
+    # A new connection starts without mappings [MQTT-3.3.2-7]: the first
+    # PUBLISH of a topic it had an alias for carries the name again.
     s.close()
     s, _ = raw(b, "it21-alias", **kw)
     s.subscribe([("it21/alias/#", 1)])
@@ -353,7 +347,7 @@ def unsubscribe(b, pub):
         check(p.type == 11 and p.pid == 8 and p.codes == ([0x11] if v == 5 else []),
               "%s[MQTT-3.10.4-5] v%d UNSUBSCRIBE of a filter never subscribed: UNSUBACK anyway%s" %
               (pre, v, " (0x11)" if v == 5 else ""), p)
-#a now matches only '+' : one copy; x too.
+        # a now matches only '+': one copy; x too.
         pub(base + "a", "a")
         pub(base + "x", "x")
         got = [r.recv_publish(5).topic for _ in range(2)] + quiet(r, 0.2)
@@ -373,11 +367,9 @@ def unsubscribe(b, pub):
               [p] + extra)
         r.close()
 
-#Deliveries already started complete[MQTT - 3.10.4 - 3].
+        # Deliveries already started complete [MQTT-3.10.4-3].
         cid = "it21-unq%d" % v
-        kw = dict(cprops=[(0x11, 60)]) if v == 5 else
-{
-}
+        kw = dict(cprops=[(0x11, 60)]) if v == 5 else {}
         r, _ = raw(b, cid, version=v, clean=(v == 5), **kw)
         r.subscribe([(base + "q", 2)])
         pub(base + "q", "q1", qos=1)
@@ -442,7 +434,7 @@ def negative_acks(b, pub):
     a.send(disconnect_pkt(5, dprops=[(0x11, 0)]))
     a.close()
 
-#Shared : a member that refused a message does not pass it on.
+    # Shared: a member that refused a message does not pass it on.
     for qos, ack_type in ((1, 4), (2, 5)):
         grp = "$share/nack%d/it21/shnack%d" % (qos, qos)
         topic = "it21/shnack%d" % qos
@@ -454,8 +446,8 @@ def negative_acks(b, pub):
         sync(sa)
         sb, _ = raw(b, "it21-shn%d-b" % qos)
         sb.subscribe([(grp, qos)])
-#Pull the first member's session away from its connection (takeover):
-#unacknowledged shared messages would now be passed to sb.
+        # Pull the first member's session away from its connection (takeover):
+        # unacknowledged shared messages would now be passed to sb.
         sa2, ack = raw(b, "it21-shn%d-a" % qos, clean=False, cprops=[(0x11, 60)])
         old = sa.wait_closed(3)
         check(len(old) == 1 and old[0].type == 14 and old[0].rc == 0x8E and
@@ -489,7 +481,7 @@ def retained_edges(b, pub, pub4):
               "retained message alone" % ("[MQTT-3.3.1-8]" if v == 5 else "3.1.1 [MQTT-3.3.1-12]",
                                            v), [m] + extra)
         s.close()
-# 5.0 subscriber : Retain Handling 0 sends them; 1 on a new subscription too.
+    # 5.0 subscriber: Retain Handling 0 sends them; 1 on a new subscription too.
     t = "it21/ret/k5"
     for rh, ids in ((0, "[MQTT-3.3.1-9]"), (1, "[MQTT-3.3.1-10]")):
         s, _ = raw(b, "it21-rh%d" % rh)
@@ -506,14 +498,14 @@ def retained_edges(b, pub, pub4):
                   "[MQTT-3.3.1-10] ... Retain Handling 1 on the existing subscription: not "
                   "sent again", m)
         else:
-#Retain As Published 0 : a live retained message arrives with RETAIN 0.
+            # Retain As Published 0: a live retained message arrives with RETAIN 0.
             pub(t, "R", qos=1, retain=True)
             m = s.recv_publish(5)
             check(m.payload == b"R" and not m.retain,
                   "[MQTT-3.3.1-12] 5.0 subscription with Retain As Published 0: a live retained "
                   "message is forwarded with RETAIN 0", m)
         s.close()
-#Re - subscribing : retained re - sent, new options apply, nothing lost.
+    # Re-subscribing: retained re-sent, new options apply, nothing lost.
     for v in (5, 4):
         t = "it21/ret/re%d" % v
         pub(t, "RC", qos=1, retain=True)
@@ -528,7 +520,8 @@ def retained_edges(b, pub, pub4):
         pkts = []
         deadline = time.monotonic() + 5
         while len(pkts) < 10 and time.monotonic() < deadline:
-        try : p = c.recv(max(0.0, deadline - time.monotonic()))
+            try:
+                p = c.recv(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 break
             pkts.append(p)
@@ -550,7 +543,7 @@ def retained_edges(b, pub, pub4):
               "%s v%d ... and the retained message is sent again, with RETAIN 1" %
               ("[MQTT-3.8.4-4]" if v == 5 else "3.1.1 [MQTT-3.8.4-3]", v), pubs)
         c.close()
-#A retained QoS 0 message replaces the stored one(3.1.1 3.3.1 - 7).
+    # A retained QoS 0 message replaces the stored one (3.1.1 3.3.1-7).
     t = "it21/ret/q0"
     pub4(t, "old", qos=1, retain=True)
     pub4(t, "new", qos=0, retain=True)
@@ -633,16 +626,16 @@ def wills(b, pub):
     pub("it21/will/r5", "", qos=1, retain=True)
     n.close()
     w.close()
-#No will : nothing at all appears when such a client goes.
+    # No will: nothing at all appears when such a client goes.
     all_, _ = raw(b, "it21-willall")
     all_.subscribe([("#", 1 | (2 << 4))])  # Retain Handling 2: no stored messages
     for v in (4, 5):
         cid = "it21-nowill%d" % v
         r, _ = raw(b, cid, version=v)
         r.close()
-#The same id again : its home shard has dealt with the old connection
-#(closed, or taken over now) before this CONNACK, so a will from it
-#would be routed before the marker this connection publishes.
+        # The same id again: its home shard has dealt with the old connection
+        # (closed, or taken over now) before this CONNACK, so a will from it
+        # would be routed before the marker this connection publishes.
         r, _ = raw(b, cid, version=v)
         r.publish("it21/nowill/mark%d" % v, "m", qos=1, pid=1)
         p = all_.recv_publish(5)
@@ -692,7 +685,7 @@ def dup_and_reason_codes(b, pub):
     for r in subs.values():
         r.close()
 
-#Reason codes the broker sends on acknowledgements(5.0).
+    # Reason codes the broker sends on acknowledgements (5.0).
     s, _ = raw(b, "it21-rc-sub")
     s.subscribe([("it21/rc/sub", 2)])
     r, _ = raw(b, "it21-rc")
@@ -748,10 +741,10 @@ def connack_and_disconnect_props(b):
     check(0x15 not in ack.props and 0x16 not in ack.props,
           "[MQTT-4.12.0-6] CONNECT without Authentication Method: CONNACK carries none", ack)
     r.close()
-#[MQTT - 3.1.2 - 24] the CONNACK, too, stays within the client's Maximum
-#Packet Size : optional properties(Response Information, Topic Alias
-#Maximum) go; when the rest still does not fit(an Assigned Client
-#Identifier is required) the broker closes without a CONNACK.
+    # [MQTT-3.1.2-24] the CONNACK, too, stays within the client's Maximum
+    # Packet Size: optional properties (Response Information, Topic Alias
+    # Maximum) go; when the rest still does not fit (an Assigned Client
+    # Identifier is required) the broker closes without a CONNACK.
     for cid, cprops, want in (("it21-mps-ri", [(0x27, 20), (0x19, 1)], "connack"),
                               ("", [(0x27, 20)], "closed"),
                               ("it21-mps-12", [(0x27, 12)], "closed"),
@@ -825,7 +818,7 @@ def shared_qos(b, pub):
     a.close()
     c.close()
 
-#QoS 2 in flight to a member that drops : completed with it[MQTT - 4.8.2 - 4].
+    # QoS 2 in flight to a member that drops: completed with it [MQTT-4.8.2-4].
     grp = "$share/gq2/it21/sq2"
     se = [(0x11, 60)]
     a, _ = raw(b, "it21-sq2-a", cprops=se)
@@ -862,7 +855,7 @@ def shared_qos(b, pub):
     a.close()
     o.close()
 
-#Its session ends instead : nobody else gets it[MQTT - 4.8.2 - 5].
+    # Its session ends instead: nobody else gets it [MQTT-4.8.2-5].
     grp = "$share/gq5/it21/sq5"
     a, _ = raw(b, "it21-sq5-a")  # Session Expiry 0: the session ends with the connection
     a.subscribe([(grp, 2)])
@@ -871,7 +864,7 @@ def shared_qos(b, pub):
     o, _ = raw(b, "it21-sq5-b")
     o.subscribe([(grp, 2)])
     a.close()
-#The same id again : the old session is gone before this CONNACK.
+    # The same id again: the old session is gone before this CONNACK.
     a, ack = raw(b, "it21-sq5-a")
     got = quiet(o)
     pub("it21/sq5", "k3", qos=2)
@@ -897,7 +890,7 @@ def small_edges(b, pub, pub4):
                   ack)
             r.close()
 
-#Every inbound alias 1..the advertised maximum.
+    # Every inbound alias 1..the advertised maximum.
     w, _ = raw(b, "it21-alw")
     w.subscribe([("it21/al/#", 0)])
     a, ack = raw(b, "it21-alp")
@@ -914,7 +907,7 @@ def small_edges(b, pub, pub4):
     a.close()
     w.close()
 
-#A DISCONNECT with a reserved flag bit set is malformed.
+    # A DISCONNECT with a reserved flag bit set is malformed.
     for v in (5, 4):
         r, _ = raw(b, "it21-dflags%d" % v, version=v)
         r.send(b"\xe1\x00")
@@ -924,7 +917,7 @@ def small_edges(b, pub, pub4):
         check(ok, "%s[MQTT-3.14.1-1] v%d DISCONNECT with flags 0001: %s" %
               ("" if v == 5 else "3.1.1 ", v, want), got)
 
-#U + FEFF is kept; topics match without normalization.
+    # U+FEFF is kept; topics match without normalization.
     bom = "it21/bom/\ufeffx"
     nfc, nfd = "it21/norm/\u00e9", "it21/norm/e\u0301"
     subs = []
@@ -939,7 +932,7 @@ def small_edges(b, pub, pub4):
     pub(nfc, "nfc")
     for v, r in subs:
         got = [r.recv_publish(5) for _ in range(3)] + quiet(r, 0.2)
-#Two publishers on(likely) different shards : no order between them.
+        # Two publishers on (likely) different shards: no order between them.
         boms = sorted((p for p in got if p.topic == bom), key=lambda p: p.payload)
         desc = [(p.topic, p.payload.decode()) for p in boms]
         rest = [(p.topic, p.payload.decode()) for p in got if p.topic != bom]
@@ -958,16 +951,16 @@ def small_edges(b, pub, pub4):
 
 def main():
     b = Broker().start()
-#[MQTT - 4.1.0 - 1] : a session with Session Expiry 1 s, connected for 3 s
-#while the other checks run.
+    # [MQTT-4.1.0-1]: a session with Session Expiry 1 s, connected for 3 s
+    # while the other checks run.
     se, _ = raw(b, "it21-expiry", cprops=[(0x11, 1)])
     se.subscribe([("it21/expiry", 1)])
     t_se = time.monotonic()
 
     pub = Pub(b, "it21-pub")
     pub4 = Pub(b, "it21-pub4", version=4)
-#[MQTT - 4.3.3 - 7] : a QoS 2 message with Message Expiry 1 s, sent and not
-#acknowledged; resent at the end, long after it would have expired.
+    # [MQTT-4.3.3-7]: a QoS 2 message with Message Expiry 1 s, sent and not
+    # acknowledged; resent at the end, long after it would have expired.
     qx, _ = raw(b, "it21-qexp", cprops=[(0x11, 60)])
     qx.subscribe([("it21/qexp", 2)])
     pub("it21/qexp", "short-lived", qos=2, pprops=[(0x02, 1)])
@@ -1017,8 +1010,8 @@ def main():
 
 
 def acks_over_max_packet(b):
-#A SUBACK / UNSUBACK cannot be dropped like a PUBLISH : over the
-#client's Maximum Packet Size the connection ends with 0x95.
+    # A SUBACK / UNSUBACK cannot be dropped like a PUBLISH: over the
+    # client's Maximum Packet Size the connection ends with 0x95.
     for what, pkt in (("SUBACK", subscribe_pkt(5, [("it21/mps/%d" % i, 0) for i in range(30)], 5)),
                       ("UNSUBACK", unsubscribe_pkt(6, ["it21/mps/%d" % i for i in range(30)], 5))):
         r = Raw(b, version=5)

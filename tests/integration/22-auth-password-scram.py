@@ -1,17 +1,13 @@
-#!/ usr / bin / python3
-""
-    "22: authentication. A password file with entries written by the real
-    mosquitto_passwd($7$ PBKDF2 - SHA512, $6$ SHA - 512) and
-    by
-`ringmq-- scram - entry` (RFC 5803 StoredKey /
-                           ServerKey) checks CONNECT usernames and passwords(paho 3.1.1 and 5.0,
-                                                                             mosquitto_pub);
-MQTT 5.0 enhanced authentication with SCRAM - SHA -
-        512 runs over AUTH packets before CONNACK(4.12) and
-    again as re - authentication after it(4.12.1),
-    on shards 4 so the authenticated CONNECT is handed to its home shard
-        .SCRAM works only from SCRAM entries : a $7$ hash is not a credential that logs in by itself
-        .Every wrong step gets the reason code the specification names; SIGHUP reloads the
+#!/usr/bin/python3
+"""22: authentication. A password file with entries written by the real
+mosquitto_passwd ($7$ PBKDF2-SHA512, $6$ SHA-512) and by
+`ringmq --scram-entry` (RFC 5803 StoredKey/ServerKey) checks CONNECT usernames
+and passwords (paho 3.1.1 and 5.0, mosquitto_pub); MQTT 5.0 enhanced
+authentication with SCRAM-SHA-512 runs over AUTH packets before CONNACK
+(4.12) and again as re-authentication after it (4.12.1), on shards 4 so the
+authenticated CONNECT is handed to its home shard. SCRAM works only from
+SCRAM entries: a $7$ hash is not a credential that logs in by itself. Every
+wrong step gets the reason code the specification names; SIGHUP reloads the
 file."""
 import base64
 import hashlib
@@ -25,11 +21,11 @@ import subprocess
 import harness
 from harness import *
 
-#Every check here is about behaviour, not speed : a wait for something that
-#must happen is bounded only to keep a broken broker from hanging the test,
-#generously, and grows with RINGMQ_TEST_SLACK(a TSan build runs the broker
-# 5 - 15x slower, and a loaded CI machine slower still).Nothing waits for
-#something that must * not *happen.
+# Every check here is about behaviour, not speed: a wait for something that
+# must happen is bounded only to keep a broken broker from hanging the test,
+# generously, and grows with RINGMQ_TEST_SLACK (a TSan build runs the broker
+# 5-15x slower, and a loaded CI machine slower still). Nothing waits for
+# something that must *not* happen.
 WAIT = 5.0 + 3 * SLACK_S
 
 
@@ -79,7 +75,7 @@ def connected(broker, client_id, version=4, **kw):
 
 
 METHOD = "SCRAM-SHA-512"
-#alice and carol : SCRAM entries; bob : $7$; frank : $6$.
+# alice and carol: SCRAM entries; bob: $7$; frank: $6$.
 USERS = {"alice": "wonderland", "bob": "builder", "carol,=x": "p@ss", "frank": "furter"}
 
 
@@ -180,7 +176,7 @@ def main():
     b = Broker(allow_anonymous="false", password_file=pwfile, auth_methods=METHOD,
                connect_timeout=max(10, int(WAIT))).start()
 
-#-- - CONNECT username and password -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+    # --- CONNECT username and password -----------------------------------
     for user in USERS:
         for version in (4, 5):
             c = Client(b, "it22-%s-v%d" % (user[:5], version), version=version,
@@ -205,7 +201,7 @@ def main():
                  "MQTT %s: anonymous refused (allow_anonymous false) with %#x" %
                  (name, not_auth))
 
-#A real client end to end.
+    # A real client end to end.
     sub = connected(b, "it22-sub", username="bob", password=USERS["bob"])
     sub.subscribe("it22/t", qos=1)
     r = subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(b.port), "-u", "alice", "-P",
@@ -220,9 +216,9 @@ def main():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=2 * WAIT)
     check(r.returncode != 0, "mosquitto_pub with a wrong password fails", r.stdout)
 
-#-- - SCRAM - SHA - 512 before CONNACK -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- --
-#Several client ids : most land on another shard than the one that
-#accepted them, so the authenticated CONNECT is handed over.
+    # --- SCRAM-SHA-512 before CONNACK ----------------------------------------
+    # Several client ids: most land on another shard than the one that
+    # accepted them, so the authenticated CONNECT is handed over.
     for i in range(6):
         cid = "it22-scram-%d" % i
         r, ack, sc, sf, attrs = scram_connect(b, cid, "alice", USERS["alice"])
@@ -245,9 +241,9 @@ def main():
     homes = b.log_grep("it22-scram-")
     log("# SCRAM clients' log lines: %s" % homes[:3])
 
-#The AUTH that finishes the exchange and a SUBSCRIBE in one segment:
-#the SUBSCRIBE is answered after the CONNACK(the CONNECT is replayed
-#in front of it).
+    # The AUTH that finishes the exchange and a SUBSCRIBE in one segment:
+    # the SUBSCRIBE is answered after the CONNACK (the CONNECT is replayed
+    # in front of it).
     r, ack, sc, sf, attrs = scram_connect(b, "it22-pipelined", "alice", USERS["alice"],
                                           extra_after_final=subscribe_pkt(7, [("it22/pp", 0)], 5))
     check_eq(ack.rc, 0, "pipelined: CONNACK 0x00")
@@ -255,12 +251,12 @@ def main():
     check_eq((sa.pid, sa.codes), (7, [0]), "pipelined SUBSCRIBE answered after CONNACK")
     r.close()
 
-#SaslName escapes('=' and ',' in the name).
+    # SaslName escapes ('=' and ',' in the name).
     r, ack, sc, sf, _ = scram_connect(b, "it22-carol", "carol,=x", USERS["carol,=x"])
     check_eq(ack.rc, 0, "SCRAM for a name with ',' and '=' (saslname =2C, =3D): CONNACK 0x00")
     r.close()
-#$7$ and $6$ entries check CONNECT passwords but are no SCRAM
-#credentials : the exchange runs and fails at the end, looking the same.
+    # $7$ and $6$ entries check CONNECT passwords but are no SCRAM
+    # credentials: the exchange runs and fails at the end, looking the same.
     _, _, _, _, alice_attrs = scram_connect(b, "it22-alice-shape", "alice", USERS["alice"])
     for user in ("bob", "frank"):
         r, ack, sc, sf, attrs = scram_connect(b, "it22-%s-scram" % user, user, USERS[user])
@@ -289,8 +285,8 @@ def main():
                                           username_field="bob")
     check_eq(ack.rc, 0x87, "CONNECT username other than the SCRAM user: CONNACK 0x87")
 
-#Method not offered; AUTH data missing; a non - AUTH packet mid - exchange;
-#another method mid - exchange; Re - authenticate before CONNACK.
+    # Method not offered; AUTH data missing; a non-AUTH packet mid-exchange;
+    # another method mid-exchange; Re-authenticate before CONNACK.
     r = Raw(b, version=5)
     r.send(connect_pkt("it22-m256", version=5, cprops=[(0x15, "SCRAM-SHA-256"),
                                                         (0x16, b"n,,n=alice,r=abc")]))
@@ -318,15 +314,15 @@ def main():
     r.send(disconnect_pkt(5))
     check(r.wait_closed() == [], "DISCONNECT during the exchange: closed without CONNACK")
 
-#A second CONNECT right behind the AUTH that completes the exchange is
-#a protocol error on the now connected session[MQTT - 3.1.0 - 2].
+    # A second CONNECT right behind the AUTH that completes the exchange is
+    # a protocol error on the now connected session [MQTT-3.1.0-2].
     r, ack, sc, sf, attrs = scram_connect(b, "it22-twice", "alice", USERS["alice"],
                                           extra_after_final=connect_pkt("it22-twice", version=5))
     check_eq(ack.rc, 0, "exchange completed")
     got = r.wait_closed()
     check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
           "a second CONNECT behind the final AUTH: DISCONNECT 0x82", got)
-#Before CONNACK nothing larger than an AUTH exchange needs is buffered.
+    # Before CONNACK nothing larger than an AUTH exchange needs is buffered.
     sc = Scram("alice", USERS["alice"])
     r = Raw(b, version=5)
     r.send(connect_pkt("it22-big", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
@@ -336,13 +332,13 @@ def main():
     check(len(got) == 1 and got[0].type == 2 and got[0].rc == 0x95,
           "a 4 KB AUTH before CONNACK: CONNACK 0x95 (packet too large), closed", got)
 
-#An exchange the client never finishes is bounded by connect_timeout:
-#on a broker of its own with a short one(the broker above has a long
-#one, so that no exchange this test drives races it on a slow machine).
-#The one bound on time left in this test, as it is the behaviour : the
-# 1 s timer plus twice the slack the harness allows on top of spec
-#timers(5 s by default, as before for a 2 s timer : still short of the
-# 10 s default connect_timeout, far short of keepalive).
+    # An exchange the client never finishes is bounded by connect_timeout:
+    # on a broker of its own with a short one (the broker above has a long
+    # one, so that no exchange this test drives races it on a slow machine).
+    # The one bound on time left in this test, as it is the behaviour: the
+    # 1 s timer plus twice the slack the harness allows on top of spec
+    # timers (5 s by default, as before for a 2 s timer: still short of the
+    # 10 s default connect_timeout, far short of keepalive).
     bs = Broker(allow_anonymous="false", password_file=pwfile, auth_methods=METHOD,
                 connect_timeout=1).start()
     sc = Scram("alice", USERS["alice"])
@@ -358,7 +354,7 @@ def main():
     r.close()
     bs.stop()
 
-#-- - re - authentication -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+    # --- re-authentication -------------------------------------------------
     r, ack, sc, _, _ = scram_connect(b, "it22-reauth", "alice", USERS["alice"])
     check_eq(ack.rc, 0, "re-auth client connected")
     r.send(subscribe_pkt(1, [("it22/ra", 1)], 5))
@@ -367,7 +363,7 @@ def main():
     r.send(auth_pkt(0x19, sc2.first()))
     step = r.expect(15, what="AUTH continue for the re-authentication")
     check_eq(step.rc, 0x18, "AUTH 0x19 answered with AUTH 0x18 [MQTT-4.12.0-2]")
-#Other traffic flows while the re - authentication is in progress.
+    # Other traffic flows while the re-authentication is in progress.
     pub = connected(b, "it22-rapub", username="bob", password=USERS["bob"])
     pub.publish("it22/ra", "during", qos=1)
     got = r.recv_publish()
@@ -417,9 +413,9 @@ def main():
     check(len(got) == 1 and got[0].type == 14 and got[0].rc == 0x82,
           "AUTH on a connection whose CONNECT named no method: DISCONNECT 0x82 [MQTT-4.12.0-7]",
           got)
-#-- - SIGHUP reloads the password file -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- --
-#While clients connect and SCRAM runs, the snapshot is swapped under
-#the shards(a TSan run of this test checks the hand - over).
+    # --- SIGHUP reloads the password file ----------------------------------
+    # While clients connect and SCRAM runs, the snapshot is swapped under
+    # the shards (a TSan run of this test checks the hand-over).
     shutil.copy(pwfile, pwfile + ".orig")
     lines = [l for l in open(pwfile).read().splitlines() if not l.startswith("alice:")]
     lines += [scram_line("alice", "new-secret"), scram_line("dave", "dave-pw")]
@@ -455,7 +451,7 @@ def main():
     sub.disconnect()
     b.stop()
 
-#-- - a broker without auth_methods refuses the method -- -- -- -- -- -- -- -- -- -
+    # --- a broker without auth_methods refuses the method -------------------
     b2 = Broker(password_file=pwfile).start()
     r = Raw(b2, version=5)
     sc = Scram("alice", USERS["alice"])
@@ -471,7 +467,7 @@ def main():
              "access is allowed (as mosquitto)")
     b2.stop()
 
-#-- - start - up errors name the file and line -- -- -- -- -- -- -- -- -- -- -- -- -- --
+    # --- start-up errors name the file and line ----------------------------
     bad = os.path.join(d, "bad-passwd")
     with open(bad, "w") as f:
         f.write(text.splitlines()[0] + "\n" + "dave:plaintext\n")
@@ -513,8 +509,8 @@ def auth_packet_edges(pwfile):
     check(len(got) == 1 and got[0].type == 2 and got[0].rc == 0x87,
           "[MQTT-3.1.2-24] the server-first AUTH would exceed Maximum Packet Size 64: not sent, "
           "CONNACK 0x87", got)
-#Reserved flags on AUTH : during the exchange(closed, the CONNACK says
-#why) and after CONNACK(DISCONNECT 0x81).
+    # Reserved flags on AUTH: during the exchange (closed, the CONNACK says
+    # why) and after CONNACK (DISCONNECT 0x81).
     sc = Scram("alice", USERS["alice"])
     r = Raw(b, version=5)
     r.send(connect_pkt("it22-flags", version=5, cprops=[(0x15, METHOD), (0x16, sc.first())]))
@@ -547,8 +543,7 @@ def pingers_on_every_shard(b, prefix, shards=4):
     Where a client lives the broker's log says (Broker.home_shard); a client
     on a shard already covered is closed again. Bounded: 64 tries per shard
     (a random key spreads ids evenly: 4 shards are all hit within a few)."""
-    out =
-{}
+    out = {}
     for i in range(64 * shards):
         if len(out) == shards:
             break
@@ -589,9 +584,9 @@ def storm(b, user, password, n, pingers, bound):
             for p in pingers:
                 p.expect(13, timeout=bound, what="PINGRESP during the storm")
             rtts.append((time.monotonic() - t1) * 1000)
-#A short wait for CONNACKs between ping rounds : rounds come far
-#more often than checks finish, without spinning CPU the checks
-#need.
+        # A short wait for CONNACKs between ping rounds: rounds come far
+        # more often than checks finish, without spinning CPU the checks
+        # need.
         ready, _, _ = select.select([r.sock for r in pending], [], [], 0.005)
         ready = set(ready)
         still = []
@@ -599,7 +594,8 @@ def storm(b, user, password, n, pingers, bound):
             if r.sock not in ready:
                 still.append(r)
                 continue
-try : got = r.recv(bound)
+            try:
+                got = r.recv(bound)
             except Closed:
                 closed += 1
                 continue
@@ -626,20 +622,20 @@ def password_checks_off_the_shards(pwfile):
     d = os.path.dirname(pwfile)
     heavyfile = os.path.join(d, "passwd-heavy")
     shutil.copy(pwfile, heavyfile)
-#Computing the heavy entry here is one PBKDF2 - SHA512 at HEAVY_ITERATIONS:
-#the cost of one such check on this machine, under its present load, in
-#this run(the broker 's hash is BoringSSL' s, not slowed by a sanitizer).
-#It sizes the storms' bounds, never a check.
+    # Computing the heavy entry here is one PBKDF2-SHA512 at HEAVY_ITERATIONS:
+    # the cost of one such check on this machine, under its present load, in
+    # this run (the broker's hash is BoringSSL's, not slowed by a sanitizer).
+    # It sizes the storms' bounds, never a check.
     t = time.monotonic()
     line = scram_entry("heavy", "slow-to-check", HEAVY_ITERATIONS)
     hash_s = time.monotonic() - t
     with open(heavyfile, "a") as f:
         f.write(line + "\n")
     n = 16  # each quarter of the storm below is 4 checks
-#The storms' bound: their answers must come, at whatever speed; the
-#brokers' connect_timeout is at least as long, so that no CONNECT of a
-#storm is closed because the machine is slow(only the test's watchdog
-#bounds the whole).
+    # The storms' bound: their answers must come, at whatever speed; the
+    # brokers' connect_timeout is at least as long, so that no CONNECT of a
+    # storm is closed because the machine is slow (only the test's watchdog
+    # bounds the whole).
     bound = max(60.0, 3 * WAIT, 20 * n * hash_s)
     log("# one check at %d iterations took %.0f ms here; storm bound %.0f s" %
         (HEAVY_ITERATIONS, hash_s * 1000, bound))
@@ -664,8 +660,8 @@ def password_checks_off_the_shards(pwfile):
                 check(len(got) == 1 and got[0].type == 2 and got[0].rc == bad,
                       "%s, MQTT %d: %r/%r refused with %#x, then closed" %
                       (tag, version, user, pw, bad), got)
-#SUBSCRIBE and PUBLISH right behind the CONNECT, in one segment:
-#they wait for the check and are answered after the CONNACK.
+        # SUBSCRIBE and PUBLISH right behind the CONNECT, in one segment:
+        # they wait for the check and are answered after the CONNACK.
         watcher = Raw(b, version=5)
         watcher.connect("it22-ap-watch", username="bob", password=USERS["bob"])
         watcher.subscribe([("it22/ap/out", 0)])
@@ -693,15 +689,15 @@ def password_checks_off_the_shards(pwfile):
               "%s: wrong password with a pipelined SUBSCRIBE: CONNACK 0x86 only" % tag, got)
         watcher.close()
 
-#A storm of CONNECTs for a user whose check costs the most a file
-#may ask(PASSWD_ITERATIONS_MAX rounds), with one client homed on
-#each shard pinging meanwhile.
+        # A storm of CONNECTs for a user whose check costs the most a file
+        # may ask (PASSWD_ITERATIONS_MAX rounds), with one client homed on
+        # each shard pinging meanwhile.
         pingers = pingers_on_every_shard(b, "it22-ap-ping-%d" % threads)
         codes, closed, pend, rtts, took = storm(b, "heavy", "slow-to-check", n, pingers, bound)
         rtts.sort()
         rounds = sum(1 for p in pend if p)
-#Which quarter of the storm(by CONNACKs already received) each ping
-#round that completed with CONNACKs still pending fell in.
+        # Which quarter of the storm (by CONNACKs already received) each ping
+        # round that completed with CONNACKs still pending fell in.
         quarters = sorted({(n - p) * 4 // n for p in pend if p})
         log("# %s: %d CONNECTs at %d iterations answered in %.2f s; %d ping rounds (one "
             "PINGREQ per shard) while CONNACKs were pending, %d pending after the first, "
@@ -712,14 +708,14 @@ def password_checks_off_the_shards(pwfile):
               "%s: every CONNECT of the storm accepted" % tag, (codes, closed))
         if threads:
             per_check_s = min(per_check_s, took / n)
-#One worker answers the CONNECTs one after the other, a whole
-#hash apart, so each quarter of the storm(by CONNACKs received)
-#lasts about n / 4 checks, whatever the speed of the machine.A
-#shard that hashed would hold a PINGREQ behind its own share of
-#the checks(each holds it for the whole hash), so its rounds
-#would skip quarters(auth_threads 0 completes rounds in one or
-#two).Counted in checks, not seconds : ping rounds, one PINGREQ
-#on every shard, keep being answered in every quarter.
+            # One worker answers the CONNECTs one after the other, a whole
+            # hash apart, so each quarter of the storm (by CONNACKs received)
+            # lasts about n/4 checks, whatever the speed of the machine. A
+            # shard that hashed would hold a PINGREQ behind its own share of
+            # the checks (each holds it for the whole hash), so its rounds
+            # would skip quarters (auth_threads 0 completes rounds in one or
+            # two). Counted in checks, not seconds: ping rounds, one PINGREQ
+            # on every shard, keep being answered in every quarter.
             check(quarters == [0, 1, 2, 3],
                   "%s: PINGREQs on every shard keep being answered while the CONNECTs wait for "
                   "their checks: ping rounds completed in every quarter of the storm (%d rounds)"
@@ -736,13 +732,13 @@ def password_checks_off_the_shards(pwfile):
             p.close()
         b.stop()
 
-#connect_timeout bounds the wait for a check : CONNECTs queued behind
-#more hashing than that are closed without CONNACK.The storm is sized
-#from the fastest check measured above so that its checks take at
-#least 5 s, five times connect_timeout, on however fast a machine(a
-#slower one only closes more), and it stays far below the pool's bound
-#(AUTH_JOBS_MAX, 4096 CONNECTs waiting), so no CONNECT is refused 0x89
-#for a full queue : each gets a CONNACK 0x00 or is closed.
+    # connect_timeout bounds the wait for a check: CONNECTs queued behind
+    # more hashing than that are closed without CONNACK. The storm is sized
+    # from the fastest check measured above so that its checks take at
+    # least 5 s, five times connect_timeout, on however fast a machine (a
+    # slower one only closes more), and it stays far below the pool's bound
+    # (AUTH_JOBS_MAX, 4096 CONNECTs waiting), so no CONNECT is refused 0x89
+    # for a full queue: each gets a CONNACK 0x00 or is closed.
     soft_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft_nofile == resource.RLIM_INFINITY:
         soft_nofile = 1 << 20

@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """23: a shared-subscription member whose connection goes away (issue 7,
 defects 1, 2 and 3).
 
@@ -36,8 +36,7 @@ def ids_per_shard(b, prefix, shards=4):
     """{shard: client id} with one id homed on each shard, found by
     connecting candidates (clean session, so nothing stays behind)."""
     if FLAVOUR != "ringmq":
-        return {
-i: "%s%d" % (prefix, i) for i in range(shards)}  # no shards to find
+        return {i: "%s%d" % (prefix, i) for i in range(shards)}  # no shards to find
     found = {}
     for i in range(200):
         if len(found) == shards:
@@ -96,8 +95,9 @@ def stop_cleanly(b, what):
     rc = b.stop(timeout=5.0 + SLACK_S)
     check(rc == 0, "%s: SIGTERM stops the broker with exit status 0" % what, rc)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 1 : the only member drops its socket with messages in flight and queued
+
+# ---------------------------------------------------------------------------
+# Defect 1: the only member drops its socket with messages in flight and queued
 
 
 def sole_member_drops():
@@ -117,7 +117,7 @@ def sole_member_drops():
     m.close()  # the socket goes, no DISCONNECT
     time.sleep(0.3)
     shards_answer(b, live, "after the only member of a group dropped with messages held")
-#The broker still routes : a plain publish / subscribe pair works.
+    # The broker still routes: a plain publish/subscribe pair works.
     sub = connected(b, "it23-after1")
     sub.subscribe("it23/after", qos=1)
     pub.publish("it23/after", "x", qos=1)
@@ -127,8 +127,9 @@ def sole_member_drops():
     pub.disconnect()
     stop_cleanly(b, "after the only member of a group dropped")
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 1, two members on different shards
+
+# ---------------------------------------------------------------------------
+# Defect 1, two members on different shards
 
 
 def two_members_one_drops():
@@ -158,11 +159,11 @@ def two_members_one_drops():
     time.sleep(0.3)
     shards_answer(b, live, "after one of two members (other shard) dropped with messages held")
 
-#The member that stays takes over everything the other held : it now
-#acknowledges, and ends up with every message, each once(its own
-#in - flight ones are resent only if it reconnected, which it did not ).
-#(The spec only allows the hand - over[MQTT - 4.8.2]; ringmq promises it,
-#see 16. mosquitto 2.0 drops a clean member's messages instead.)
+    # The member that stays takes over everything the other held: it now
+    # acknowledges, and ends up with every message, each once (its own
+    # in-flight ones are resent only if it reconnected, which it did not).
+    # (The spec only allows the hand-over [MQTT-4.8.2]; ringmq promises it,
+    # see 16. mosquitto 2.0 drops a clean member's messages instead.)
     seen = [int(p.payload) for p in got_b]
     for p in got_b:
         mb.send(ack_pkt(4, p.pid))
@@ -177,9 +178,10 @@ def two_members_one_drops():
     pub.disconnect()
     stop_cleanly(b, "after one of two members dropped")
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defects 2 and 3 : plain persistent messages of a client that also holds a
-#shared subscription
+
+# ---------------------------------------------------------------------------
+# Defects 2 and 3: plain persistent messages of a client that also holds a
+# shared subscription
 
 
 def connect_persistent(b, cid, version, first):
@@ -191,7 +193,8 @@ def connect_persistent(b, cid, version, first):
     else:
         pkt = connect_pkt(cid, version=4, clean=False, keepalive=0)
     r.send(pkt)
-try : ack = r.recv(ANSWER_S)
+    try:
+        ack = r.recv(ANSWER_S)
     except (TimeoutError, Closed):
         ack = None
     check(ack is not None and ack.type == 2 and ack.rc == 0,
@@ -208,7 +211,7 @@ def plain_and_shared(b, pub, version):
     cid = "it23-mixed-v%d" % version
     topic = "it23/plain/v%d" % version
     if version == 4:
-#Start without an old session.
+        # Start without an old session.
         r = Raw(b)
         r.connect(cid, clean=True)
         r.send(disconnect_pkt())
@@ -288,8 +291,8 @@ def persistent_with_shared():
 
 
 def main():
-#Defects 2 and 3 first : on a broker with defect 1 the sole - member case
-#leaves a shard spinning, and the later checks would say nothing new.
+    # Defects 2 and 3 first: on a broker with defect 1 the sole-member case
+    # leaves a shard spinning, and the later checks would say nothing new.
     persistent_with_shared()
     two_members_one_drops()
     sole_member_drops()

@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """24: session edges of issue 7 (defects 12, 14 and 15).
 
 - A 5.0 persistent subscriber with a full window of unacknowledged QoS 1
@@ -43,8 +43,9 @@ def sub_v5(b, cid, first, cprops=()):
                     cprops=[(0x11, 60)] + list(cprops))
     return r, ack
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 12 : resume with a smaller Maximum Packet Size
+
+# ---------------------------------------------------------------------------
+# Defect 12: resume with a smaller Maximum Packet Size
 
 
 def fill_window(b, pub, cid, topic, sizes, queued):
@@ -71,7 +72,7 @@ def smaller_mps_mixed(b, pub):
     fill_window(b, pub, cid, topic, sizes, queued)
     r, ack = sub_v5(b, cid, False, [(0x27, MPS)])
     check_eq(ack.session_present, 1, "%s: resumed with Maximum Packet Size %d" % (cid, MPS))
-#Not acknowledging anything : what comes is what the window allows.
+    # Not acknowledging anything: what comes is what the window allows.
     got = read_publishes(r, WINDOW, 5)
     got += read_publishes(r, 1, 0.5)
     big = [len(p.raw) for p in got if len(p.raw) > MPS]
@@ -112,8 +113,9 @@ def smaller_mps_all_big(b, pub):
     r.send(disconnect_pkt(5))
     r.close()
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 14 : the delayed will and a Clean Start takeover
+
+# ---------------------------------------------------------------------------
+# Defect 14: the delayed will and a Clean Start takeover
 
 
 WILL_PROPS = [(0x18, 30)]  # Will Delay Interval 30 s
@@ -173,12 +175,13 @@ def takeover_resume_keeps_will(b, watch):
     a.wait_closed(3.0 + SLACK_S)
     check_eq(wait_will(watch, topic, 1.0), [],
              "%s: the session resumed before the will delay: no will [MQTT-3.1.3-9]" % cid)
-#A normal DISCONNECT with Session Expiry 0 ends it without a will.
+    # A normal DISCONNECT with Session Expiry 0 ends it without a will.
     n.send(disconnect_pkt(5, 0, [(0x11, 0)]))
     n.close()
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 15 : No Local compares publishers by identity(best effort)
+
+# ---------------------------------------------------------------------------
+# Defect 15: No Local compares publishers by identity (best effort)
 
 
 def no_local_identity(b):
@@ -189,11 +192,11 @@ def no_local_identity(b):
     missing = []
     cycles = 40
     for i in range(cycles):
-#Other clients come and go(their sessions, clean, are freed), then
-#a new client publishes : it is not X, so X gets it.Best effort : a
-#broker that compared memory addresses would fail only when a
-#freed session's memory is reused by a later publisher and the
-#comparison meets it, which the churn makes likely but not sure.
+        # Other clients come and go (their sessions, clean, are freed), then
+        # a new client publishes: it is not X, so X gets it. Best effort: a
+        # broker that compared memory addresses would fail only when a
+        # freed session's memory is reused by a later publisher and the
+        # comparison meets it, which the churn makes likely but not sure.
         for k in range(3):
             z = Raw(b, version=5 if k % 2 else 4)
             z.connect("it24-nl-z%d-%d" % (i, k), version=5 if k % 2 else 4)

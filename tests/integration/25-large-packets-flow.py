@@ -1,10 +1,9 @@
-#!/ usr / bin / python3
-""
-    "25: input and flow control of issue 7 (defects 4, 5 and 6).
+#!/usr/bin/python3
+"""25: input and flow control of issue 7 (defects 4, 5 and 6).
 
-    - A packet over 64 KiB is read to its end however it arrives
-    : a 200 KB QoS 1 PUBLISH sent in 8 KiB pieces gets its PUBACK and is delivered;
-so are the packets of one 600 KB write; a 100 KB CONNECT (a large will) in
+- A packet over 64 KiB is read to its end however it arrives: a 200 KB
+  QoS 1 PUBLISH sent in 8 KiB pieces gets its PUBACK and is delivered; so
+  are the packets of one 600 KB write; a 100 KB CONNECT (a large will) in
   pieces gets its CONNACK where max_connect_size allows it, and the
   connection then works (PINGRESP, its will on a lost connection).
 - Clients that never acknowledge cannot hold every publisher in the broker
@@ -30,7 +29,7 @@ def send_all(r, data, timeout=10.0):
     """r.send with its own bound: False if the broker closed the connection
     or stopped reading it for timeout seconds."""
     r.sock.settimeout(timeout)
-try:
+    try:
         return r.send(data)
     except OSError:  # socket.timeout included
         return False
@@ -48,8 +47,8 @@ def packets_of(r, ptype, n, timeout):
     """Up to n packets of ptype within timeout (others are skipped)."""
     got = []
     deadline = time.monotonic() + timeout
-        try:
-            while len(got) < n:
+    try:
+        while len(got) < n:
             p = r.recv(max(0.01, deadline - time.monotonic()))
             if p.type == ptype:
                 got.append(p)
@@ -57,8 +56,11 @@ def packets_of(r, ptype, n, timeout):
         pass
     return got
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 4 : packets over 64 KiB
+
+
+
+# ---------------------------------------------------------------------------
+# Defect 4: packets over 64 KiB
 
 
 def big_publish_in_pieces(b):
@@ -81,8 +83,8 @@ def big_publish_in_pieces(b):
     pub.send(disconnect_pkt())
     pub.close()
 
-#Several packets in one write(a new connection) : 3 x 200 KB with
-#small ones between.
+    # Several packets in one write (a new connection): 3 x 200 KB with
+    # small ones between.
     pub = Raw(b)
     pub.connect("it25-big-pub2", keepalive=0)
     many = b""
@@ -104,15 +106,16 @@ def big_publish_in_pieces(b):
 
 
 def big_connect_in_pieces():
-                try : b = Broker(max_packet_size=1048576, max_connect_size=200000).start()
+    try:
+        b = Broker(max_packet_size=1048576, max_connect_size=200000).start()
     except Fail as e:
         check(False, "a broker configured with max_connect_size 200000 starts", str(e))
         return
     watch = Raw(b)
     watch.connect("it25-will-watch", keepalive=0)
     watch.subscribe([("it25/bigwill", 1)])
-#A string is at most 64 KiB : the will's payload and two user
-#properties of the CONNECT make it 100 KB.
+    # A string is at most 64 KiB: the will's payload and two user
+    # properties of the CONNECT make it 100 KB.
     will = bytes(range(256)) * 200  # 51200 bytes
     r = Raw(b, version=5)
     pkt = connect_pkt("it25-big-connect", version=5, keepalive=0,
@@ -132,8 +135,9 @@ def big_connect_in_pieces():
     watch.send(disconnect_pkt())
     watch.close()
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 5 : unknown - id PUBACKs from stuck clients
+
+# ---------------------------------------------------------------------------
+# Defect 5: unknown-id PUBACKs from stuck clients
 
 
 class AckCounter:
@@ -149,25 +153,31 @@ class AckCounter:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-try : hdr
-    = self.s.recv(4) self.connack = hdr[:1] == b "\x20" while True : d =
-                                                self.s.recv(65536) if not d : return self.nbytes +=
-                                            len(d) except OSError : pass
+        try:
+            hdr = self.s.recv(4)
+            self.connack = hdr[:1] == b"\x20"
+            while True:
+                d = self.s.recv(65536)
+                if not d:
+                    return
+                self.nbytes += len(d)
+        except OSError:
+            pass
 
-                                                                        def
-                                                                        acks(self)
-        : return self.nbytes // 4
+    def acks(self):
+        return self.nbytes // 4
 
-              def
-              send_async(self, data)
-        : def w() :
-    try : self
-        .s.sendall(data) except OSError : pass threading.Thread(target = w, daemon = True)
-                                              .start()
+    def send_async(self, data):
+        def w():
+            try:
+                self.s.sendall(data)
+            except OSError:
+                pass
+        threading.Thread(target=w, daemon=True).start()
 
-                                                  def close(self)
-            :
-        try : self.s.shutdown(socket.SHUT_RDWR)
+    def close(self):
+        try:
+            self.s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.s.close()
@@ -224,8 +234,9 @@ def unknown_acks_hold_nobody():
         r.close()
     pub.close()
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 6 : a draining subscriber slower than the publisher
+
+# ---------------------------------------------------------------------------
+# Defect 6: a draining subscriber slower than the publisher
 
 
 def draining_subscriber_loses_nothing():
@@ -239,55 +250,76 @@ def draining_subscriber_loses_nothing():
 
     def drain():
         t0 = time.monotonic()
-            try:
-                while
-                    len(seen) < n and not done.is_set() :
-                    try : p
-                        = sub.recv(0.5) except TimeoutError : continue if p.type !=
-                          3 : continue sub.send(ack_pkt(4, p.pid))
-                                  seen.append(int(p.payload)) if len (seen) %
-                              15 ==
-                          0 : ahead = t0 + len(seen) / rate - time.monotonic() if ahead > 0
-                            : time.sleep(ahead) except Closed : pass done.set() th =
-                                          threading.Thread(target = drain, daemon = True) th.start()
+        try:
+            while len(seen) < n and not done.is_set():
+                try:
+                    p = sub.recv(0.5)
+                except TimeoutError:
+                    continue
+                if p.type != 3:
+                    continue
+                sub.send(ack_pkt(4, p.pid))
+                seen.append(int(p.payload))
+                if len(seen) % 15 == 0:
+                    ahead = t0 + len(seen) / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+        except Closed:
+            pass
+        done.set()
+    th = threading.Thread(target=drain, daemon=True)
+    th.start()
 
-                                              pub = Raw(b) pub.connect("it25-drain-pub",
-                                                                       keepalive = 0) inflight,
-                              nxt, acked = set(), 0, 0 t0 = time.monotonic() deadline = t0 + 30
-                        try:
-                            while
-acked < n and time.monotonic() < deadline : batch = b "" while nxt < n and len(inflight) < 20
-    : pid = (nxt % 65535) + 1 batch
-    += publish_pkt("it25/drain", b "%d" % nxt, qos = 1, pid = pid) inflight.add(pid) nxt +=
-    1 if batch : pub.send(batch) p =
-        pub.recv(max(0.01, deadline - time.monotonic())) if p.type == 4 and p.pid in inflight
-    : inflight.discard(p.pid) acked
-    += 1 except(TimeoutError, Closed)
-    : pass log("# publisher: %d of %d acknowledged in %.1f s" % (acked, n, time.monotonic() - t0))
-          check_eq(acked, n, "the publisher keeping 20 in flight gets all %d PUBACKs" % n)
-#Once nothing more arrives for a few seconds, what was seen is final.
-              last =
-                  -1 while not done.is_set() and len(seen) != last
-    : last = len(seen) done
-                      .wait(3.0 + SLACK_S) log("# subscriber: %d of %d delivered in %.1f s" %
-                                               (len(seen), n, time.monotonic() - t0))
-#ringmq's promise (back-pressure on the publisher rather than a drop at
-#max_queued_messages while the subscriber is connected and draining);
-#mosquitto 2.0 drops past max_queued_messages for online clients too.
-                          check(FLAVOUR != "ringmq" or (len(seen) == n and seen == list(range(n))),
-                                "a subscriber acknowledging ~%d/s gets all %d acknowledged QoS 1 "
-                                "messages, in order "
-                                "(none dropped while it drains)" %
-                                    (rate, n),
-                                "%d delivered, %d missing" %
-                                    (len(seen), len(set(range(n)) - set(seen)))) done.set() pub
-                      .send(disconnect_pkt()) pub.close() th.join(timeout = 5) sub.close()
+    pub = Raw(b)
+    pub.connect("it25-drain-pub", keepalive=0)
+    inflight, nxt, acked = set(), 0, 0
+    t0 = time.monotonic()
+    deadline = t0 + 30
+    try:
+        while acked < n and time.monotonic() < deadline:
+            batch = b""
+            while nxt < n and len(inflight) < 20:
+                pid = (nxt % 65535) + 1
+                batch += publish_pkt("it25/drain", b"%d" % nxt, qos=1, pid=pid)
+                inflight.add(pid)
+                nxt += 1
+            if batch:
+                pub.send(batch)
+            p = pub.recv(max(0.01, deadline - time.monotonic()))
+            if p.type == 4 and p.pid in inflight:
+                inflight.discard(p.pid)
+                acked += 1
+    except (TimeoutError, Closed):
+        pass
+    log("# publisher: %d of %d acknowledged in %.1f s" % (acked, n, time.monotonic() - t0))
+    check_eq(acked, n, "the publisher keeping 20 in flight gets all %d PUBACKs" % n)
+    # Once nothing more arrives for a few seconds, what was seen is final.
+    last = -1
+    while not done.is_set() and len(seen) != last:
+        last = len(seen)
+        done.wait(3.0 + SLACK_S)
+    log("# subscriber: %d of %d delivered in %.1f s" % (len(seen), n, time.monotonic() - t0))
+    # ringmq's promise (back-pressure on the publisher rather than a drop at
+    # max_queued_messages while the subscriber is connected and draining);
+    # mosquitto 2.0 drops past max_queued_messages for online clients too.
+    check(FLAVOUR != "ringmq" or (len(seen) == n and seen == list(range(n))),
+          "a subscriber acknowledging ~%d/s gets all %d acknowledged QoS 1 messages, in order "
+          "(none dropped while it drains)" % (rate, n), "%d delivered, %d missing" %
+          (len(seen), len(set(range(n)) - set(seen))))
+    done.set()
+    pub.send(disconnect_pkt())
+    pub.close()
+    th.join(timeout=5)
+    sub.close()
 
-                          def main()
-    : b = Broker(max_packet_size = 1048576)
-                      .start() big_publish_in_pieces(b) unknown_acks_hold_nobody()
-                          draining_subscriber_loses_nothing()
-#Last : a broker without the max_connect_size key refuses the config.
-                              big_connect_in_pieces()
 
-                                  run(main)
+def main():
+    b = Broker(max_packet_size=1048576).start()
+    big_publish_in_pieces(b)
+    unknown_acks_hold_nobody()
+    draining_subscriber_loses_nothing()
+    # Last: a broker without the max_connect_size key refuses the config.
+    big_connect_in_pieces()
+
+
+run(main)

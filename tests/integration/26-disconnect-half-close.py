@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """26: a server DISCONNECT is not lost to a reset (issue 7, defect 19).
 
 After the broker sends DISCONNECT for a violation (0x93: more QoS 2
@@ -19,14 +19,14 @@ CLOSE_BOUND_S = 10.0 + SLACK_S  # "a few seconds" (the broker's bound), generous
 
 
 def qos2_flood(version=5):
-#max_inflight_messages 20(the default)is the Receive Maximum the
-#broker announces : the 21st unreleased QoS 2 PUBLISH is one too many.
+    # max_inflight_messages 20 (the default) is the Receive Maximum the
+    # broker announces: the 21st unreleased QoS 2 PUBLISH is one too many.
     return b"".join(publish_pkt("it26/q2", b"x", qos=2, pid=i + 1, version=version)
                     for i in range(25))
 
 
 VIOLATIONS = [
-#(name, packets that violate, reason code, what the client keeps sending)
+    # (name, packets that violate, reason code, what the client keeps sending)
     ("25 QoS 2 PUBLISH without PUBREL", qos2_flood(), 0x93, ack_pkt(5, 1, version=5) * 20),
     ("a second CONNECT", connect_pkt("it26-again", version=5), 0x82,
      publish_pkt("it26/more", b"y" * 100, version=5) * 10),
@@ -91,7 +91,7 @@ def main():
         disconnect_survives_writes(b, i, *v)
     for i, v in enumerate(VIOLATIONS):
         closed_while_writing(b, i, *v)
-#The broker is unharmed : a new client is served.
+    # The broker is unharmed: a new client is served.
     r = Raw(b, version=5)
     r.connect("it26-after", version=5)
     r.send(pingreq_pkt())

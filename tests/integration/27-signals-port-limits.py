@@ -1,55 +1,68 @@
-#!/ usr / bin / python3
-""
-    "27: signals and a held port. A second ringmq on an address a running one
-    listens on refuses to start(exit 1, the message names the address and the config
-                                            line) instead of sharing the port with it,
-    and the first goes on serving;
-a restart on the same port right after a stop works(TIME_WAIT)
-    .SIGUSR1 logs the broker's statistics, SIGUSR2 one line per shard, and other signals that would
-    end a process by default(SIGALRM, SIGUSR - like real - time signals, ...) are logged and ignored
-    : the broker keeps running and stops cleanly on SIGTERM.""
-                                                            "
-      import re
+#!/usr/bin/python3
+"""27: signals and a held port. A second ringmq on an address a running one
+listens on refuses to start (exit 1, the message names the address and the
+config line) instead of sharing the port with it, and the first goes on
+serving; a restart on the same port right after a stop works (TIME_WAIT).
+SIGUSR1 logs the broker's statistics, SIGUSR2 one line per shard, and other
+signals that would end a process by default (SIGALRM, SIGUSR-like
+real-time signals, ...) are logged and ignored: the broker keeps running
+and stops cleanly on SIGTERM."""
+import re
 
-      import harness from harness import *
+import harness
+from harness import *
 
-      START_S = 10
+START_S = 10
 
-    def ringmq_with(d, name, text)
-    : ""
-      "Runs ringmq on a config; returns (exit status or None, output)."
-      "" path = os.path.join(d, name) with open(path, "w") as f : f.write(text) p =
-          subprocess
-              .Popen([ ringmq_bin(), "-c", path ], stdin = subprocess.DEVNULL,
-                     stdout = subprocess.PIPE, stderr = subprocess.STDOUT) harness._procs.append(p)
-try : out, _
-    = p.communicate(timeout = START_S) return p.returncode,
-        out.decode("utf-8", "replace"), path except subprocess.TimeoutExpired : p.kill() out,
-        _ = p.communicate(timeout = 5) return None, out.decode("utf-8", "replace"),
-        path
 
-        def round_trip(b, tag)
-        : ""
-          "A subscriber gets a message published through broker b."
-          "" sub = connected(b, "it27-sub-" + tag) sub.subscribe("it27/" + tag, qos = 1) pub =
-              connected(b, "it27-pub-" + tag) pub.publish("it27/" + tag, b "hello", qos = 1)
-    try : got
-        = sub.wait_topic("it27/" + tag, timeout = 5.0).payload except Fail as e : got =
-            str(e) pub.disconnect() sub.disconnect() return got
+def ringmq_with(d, name, text):
+    """Runs ringmq on a config; returns (exit status or None, output)."""
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    p = subprocess.Popen([ringmq_bin(), "-c", path], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    harness._procs.append(p)
+    try:
+        out, _ = p.communicate(timeout=START_S)
+        return p.returncode, out.decode("utf-8", "replace"), path
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate(timeout=5)
+        return None, out.decode("utf-8", "replace"), path
 
-                def
-                start_on(port, **conf)
-            : ""
-              "A harness broker on a given port (the harness picks a free one)."
-              "" b = Broker(**conf) saved = harness.free_port harness.free_port = lambda : port
-        try : b
-            .start() finally : harness.free_port = saved return b
 
-                def time_wait_on(port)
-                : ""
-                  "True when a TCP socket on the local port is in TIME_WAIT."
-                  ""
-            try : with open("/proc/net/tcp") as f:
+def round_trip(b, tag):
+    """A subscriber gets a message published through broker b."""
+    sub = connected(b, "it27-sub-" + tag)
+    sub.subscribe("it27/" + tag, qos=1)
+    pub = connected(b, "it27-pub-" + tag)
+    pub.publish("it27/" + tag, b"hello", qos=1)
+    try:
+        got = sub.wait_topic("it27/" + tag, timeout=5.0).payload
+    except Fail as e:
+        got = str(e)
+    pub.disconnect()
+    sub.disconnect()
+    return got
+
+
+def start_on(port, **conf):
+    """A harness broker on a given port (the harness picks a free one)."""
+    b = Broker(**conf)
+    saved = harness.free_port
+    harness.free_port = lambda: port
+    try:
+        b.start()
+    finally:
+        harness.free_port = saved
+    return b
+
+
+def time_wait_on(port):
+    """True when a TCP socket on the local port is in TIME_WAIT."""
+    try:
+        with open("/proc/net/tcp") as f:
             rows = f.read().splitlines()[1:]
     except OSError:
         return False
@@ -75,8 +88,8 @@ def held_port(d):
               "exit %r, output %r" % (rc, out.strip()[-400:]))
         check("running with" not in out, "the second broker (%s) never ran" % name, out[-300:])
 
-#A listener on a free port next to the held one does not start either:
-#the refusal happens before anything listens.
+    # A listener on a free port next to the held one does not start either:
+    # the refusal happens before anything listens.
     free = free_port()
     text = "shards 2\nallow_anonymous true\nlistener %d 127.0.0.1\nlistener %d 127.0.0.1\n" % (
         free, a.port)
@@ -85,8 +98,8 @@ def held_port(d):
           "a config with one held listener among free ones is refused", (rc, out[-300:]))
 
     check(a.alive() and keep.is_connected(), "the first broker runs on, its client connected")
-#Every new connection reaches the first broker : 16 of them, over 2
-#shards' worth of accept queues, each gets a CONNACK from it.
+    # Every new connection reaches the first broker: 16 of them, over 2
+    # shards' worth of accept queues, each gets a CONNACK from it.
     clients = [connected(a, "it27-after-%d" % i) for i in range(16)]
     check(all(c.is_connected() for c in clients), "16 new clients all connect to the first broker")
     for c in clients:
@@ -97,8 +110,8 @@ def held_port(d):
 
 
 def restart_after_stop():
-#Stop with connected clients : the broker closes them, so their
-#connections wait in TIME_WAIT on its port.A new broker must start.
+    # Stop with connected clients: the broker closes them, so their
+    # connections wait in TIME_WAIT on its port. A new broker must start.
     a = Broker().start()
     port = a.port
     clients = [connected(a, "it27-tw-%d" % i) for i in range(4)]
@@ -134,7 +147,7 @@ def signals():
     check(len(b.log_grep("SIGUSR2: shard ")) == 4 and "inbound queues" in shards[0],
           "SIGUSR2 shard lines show connections and queue depths", b.log_grep("SIGUSR2"))
 
-#Signals whose default action would end the process.
+    # Signals whose default action would end the process.
     others = [signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO, signal.SIGPWR,
               signal.SIGXCPU, signal.SIGXFSZ, signal.SIGSTKFLT, signal.SIGRTMIN + 2,
               signal.SIGRTMAX]

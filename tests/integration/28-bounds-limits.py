@@ -1,53 +1,46 @@
-#!/ usr / bin / python3
-""
-    "28: the configured bounds of issue 7 (defects 7, 9, 10, 11 and 13), as a
-    client sees them.
+#!/usr/bin/python3
+"""28: the configured bounds of issue 7 (defects 7, 9, 10, 11 and 13), as a
+client sees them.
 
-    - max_connect_size : with 4096,
-    a 5.0 CONNECT of 10000 bytes gets CONNACK 0x95 and is closed,
-    a 3.1.1 one is closed without CONNACK, whole or in pieces;
-4096 bytes works, 4097 does not .With the default(64 KiB),
-    200 sockets that each send 3 KB
-        of a CONNECT declaring 1000000 bytes(under max_packet_size) are closed at once,
-    long before connect_timeout,
-    and the broker's RSS hardly moves. - max_sessions 5 : a sixth new client id gets CONNACK
-                                                          3(3.1.1) /
-                                                          0x97(5.0);
-resuming and taking over existing sessions still works;
-once a session has ended a new id is accepted again.- memory_limit 64M
-    : offline persistent sessions filled with 64 KB QoS 1 messages until the limit is reached;
-then new CONNECTs get 0x97 / code 3, a 5.0 QoS 1 PUBLISH gets PUBACK 0x97,
-    a connected QoS 0 pair still exchanges messages,
-    and RSS stays under the limit plus an overhead.- max_keepalive 30 : a 3.1.1(and3.1)keepalive of
-                                                                        0 is refused with CONNACK 2,
-    as one over the maximum;
-5.0 keepalive 0 gets Server Keep Alive 30. Without max_keepalive,
-    keepalive 0 is accepted in both.-
-        Many subscriptions and QoS 2 ids(functional, no timing) : 5000 of
-        10000 subscriptions removed by one
-        UNSUBSCRIBE(5000 success codes; the removed ones no longer deliver, the kept ones do);
-60000 QoS 2 ids awaiting PUBREL released in scrambled order, each PUBCOMP 0x00,
-    a second PUBREL 0x92. - max_topic_levels 4 : PUBLISH to five levels gets PUBACK 0x90(5.0) and is
-        not delivered,
-    four levels are;
-SUBSCRIBE to five levels gets 0x8F(5.0) / 0x80(3.1.1);
-a five - level will topic gets CONNACK 0x90(5.0).
+- max_connect_size: with 4096, a 5.0 CONNECT of 10000 bytes gets CONNACK
+  0x95 and is closed, a 3.1.1 one is closed without CONNACK, whole or in
+  pieces; 4096 bytes works, 4097 does not. With the default (64 KiB), 200
+  sockets that each send 3 KB of a CONNECT declaring 1000000 bytes (under
+  max_packet_size) are closed at once, long before connect_timeout, and
+  the broker's RSS hardly moves.
+- max_sessions 5: a sixth new client id gets CONNACK 3 (3.1.1) / 0x97
+  (5.0); resuming and taking over existing sessions still works; once a
+  session has ended a new id is accepted again.
+- memory_limit 64M: offline persistent sessions filled with 64 KB QoS 1
+  messages until the limit is reached; then new CONNECTs get 0x97 / code 3,
+  a 5.0 QoS 1 PUBLISH gets PUBACK 0x97, a connected QoS 0 pair still
+  exchanges messages, and RSS stays under the limit plus an overhead.
+- max_keepalive 30: a 3.1.1 (and 3.1) keepalive of 0 is refused with
+  CONNACK 2, as one over the maximum; 5.0 keepalive 0 gets Server Keep
+  Alive 30. Without max_keepalive, keepalive 0 is accepted in both.
+- Many subscriptions and QoS 2 ids (functional, no timing): 5000 of 10000
+  subscriptions removed by one UNSUBSCRIBE (5000 success codes; the removed
+  ones no longer deliver, the kept ones do); 60000 QoS 2 ids awaiting
+  PUBREL released in scrambled order, each PUBCOMP 0x00, a second PUBREL
+  0x92.
+- max_topic_levels 4: PUBLISH to five levels gets PUBACK 0x90 (5.0) and is
+  not delivered, four levels are; SUBSCRIBE to five levels gets 0x8F (5.0)
+  / 0x80 (3.1.1); a five-level will topic gets CONNACK 0x90 (5.0).
 
-         Every wait is bounded and generous;
-nothing depends on the machine's speed. RSS is not checked under ASan(
-    its allocator keeps freed memory)
-    .""
-     "
-    import random import select import socket import threading from harness import *
+Every wait is bounded and generous; nothing depends on the machine's speed.
+RSS is not checked under ASan (its allocator keeps freed memory)."""
+import random
+import select
+import socket
+import threading
+from harness import *
 
-    ANSWER_S = 5.0 + SLACK_S
+ANSWER_S = 5.0 + SLACK_S
 
-                         def
-                         start(what, **conf)
-    : ""
-      "A broker with conf, or a failed check (an unknown key stops it)."
-      ""
-try:
+
+def start(what, **conf):
+    """A broker with conf, or a failed check (an unknown key stops it)."""
+    try:
         return Broker(**conf).start()
     except Fail as e:
         check(False, "a broker configured with %s starts" % what, str(e))
@@ -59,25 +52,30 @@ def send_pieces(r, data, piece, pause=0.005):
     r.sock.settimeout(10.0)
     for i in range(0, len(data), piece):
         try:
-            if
-                not r.send(data [i:i + piece])
-                    : return False except OSError : return False time.sleep(pause) return True
+            if not r.send(data[i:i + piece]):
+                return False
+        except OSError:
+            return False
+        time.sleep(pause)
+    return True
 
-                                                    def recv_n(r, n, timeout)
-                    : ""
-                      "Up to n packets, each within timeout of the one before."
-                      "" got = []
-                try:
-                    while
-                        len(got) < n : got.append(r.recv(timeout)) except(TimeoutError, Closed)
-                            : pass return got
 
-                              def refused(r, timeout = ANSWER_S)
-                            : ""
-                              "What the broker sent before closing (a list of packets), or None if
-                              the connection is still open after timeout.""
-                                                                         "
-                        try:
+
+def recv_n(r, n, timeout):
+    """Up to n packets, each within timeout of the one before."""
+    got = []
+    try:
+        while len(got) < n:
+            got.append(r.recv(timeout))
+    except (TimeoutError, Closed):
+        pass
+    return got
+
+
+def refused(r, timeout=ANSWER_S):
+    """What the broker sent before closing (a list of packets), or None if
+    the connection is still open after timeout."""
+    try:
         return r.wait_closed(timeout)
     except Fail:
         return None
@@ -165,14 +163,13 @@ class Reader:
 
 def publish_qos1_all(pub, items, window=50, timeout=30.0):
     """Publishes (topic, payload) at QoS 1 keeping window in flight; returns
-        {
-            pid : PUBACK reason} for what was acknowledged within timeout."""
+    {pid: PUBACK reason} for what was acknowledged within timeout."""
     acks = {}
     pending = set()
     i = 0
     deadline = time.monotonic() + timeout
-        try:
-            while (i < len(items) or pending) and time.monotonic() < deadline:
+    try:
+        while (i < len(items) or pending) and time.monotonic() < deadline:
             batch = b""
             while i < len(items) and len(pending) < window:
                 pid = i % 65535 + 1
@@ -190,8 +187,9 @@ def publish_qos1_all(pub, items, window=50, timeout=30.0):
         pass
     return acks
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 7 : max_connect_size
+
+# ---------------------------------------------------------------------------
+# Defect 7: max_connect_size
 
 
 def connect_size():
@@ -214,9 +212,9 @@ def connect_size():
                   "max_connect_size 4096: a %s CONNECT of 10000 bytes%s: %s" %
                   (name, "" if piece is None else " in %d-byte pieces" % piece, what), got)
             r.close()
-#The fixed header alone first : the size is known before the
-#protocol level; the broker waits for the few bytes that tell the
-#version, so a 5.0 client still learns why.
+        # The fixed header alone first: the size is known before the
+        # protocol level; the broker waits for the few bytes that tell the
+        # version, so a 5.0 client still learns why.
         for first in (3, 6, 9):
             r = Raw(b, version=version)
             pkt = connect_of_size("it28-hdr-v%d" % version, version, 10000)
@@ -228,7 +226,7 @@ def connect_size():
                   "max_connect_size 4096: a %s CONNECT of 10000 bytes whose first piece is "
                   "%d bytes: %s" % (name, first, what), got)
             r.close()
-#The limit itself and one byte over.
+        # The limit itself and one byte over.
         r = Raw(b, version=version)
         r.send(connect_of_size("it28-limit-v%d" % version, version, 4097))
         got = refused(r)
@@ -268,12 +266,13 @@ def declared_too_large(b):
         sk = socket.socket()
         sk.settimeout(10)
         sk.connect((HOST, b.port))
-                try : sk.sendall(chunk)
+        try:
+            sk.sendall(chunk)
         except OSError:
             pass  # closed already: what the check wants
         socks.append(sk)
     peak = rss_kb(pid)
-#Wait for EOF(or a reset) on every socket; each sent nothing back.
+    # Wait for EOF (or a reset) on every socket; each sent nothing back.
     open_ = set(range(n))
     talked = []
     deadline = time.monotonic() + 5.0 + 2 * SLACK_S
@@ -282,7 +281,8 @@ def declared_too_large(b):
                                     max(0.01, min(0.5, deadline - time.monotonic())))
         for sk in ready:
             i = socks.index(sk)
-                    try : d = sk.recv(4096)
+            try:
+                d = sk.recv(4096)
             except OSError:
                 d = b""
             if d:
@@ -311,15 +311,16 @@ def declared_too_large(b):
           "afterwards a new client connects and gets PINGRESP")
     goodbye(r)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 9 : max_sessions and memory_limit
+
+# ---------------------------------------------------------------------------
+# Defect 9: max_sessions and memory_limit
 
 
 def max_sessions():
     b = start("max_sessions 5", max_sessions=5)
     if not b:
         return
-#Five persistent sessions : three disconnected, two connected.
+    # Five persistent sessions: three disconnected, two connected.
     away = open_clients(b, "it28-sess", 3, clean=False)
     goodbye(*away)
     here = [Raw(b), Raw(b)]
@@ -354,15 +355,15 @@ def max_sessions():
     check(refused(here[0]) is not None, "the taken-over connection is closed")
     here[0] = r
 
-#End a session : a clean - session connect and disconnect of an existing id.
+    # End a session: a clean-session connect and disconnect of an existing id.
     r = Raw(b)
     ack = r.connect("it28-sess1", clean=True, keepalive=0, expect_rc=None)
     check_eq(ack.rc, 0, "at max_sessions an existing id connecting with clean session 1 "
              "is accepted (its old session ends)")
     goodbye(r)
 
-#The session ends when the broker handles the DISCONNECT; a CONNECT on
-#another shard may come first : retry(refusals create nothing).
+    # The session ends when the broker handles the DISCONNECT; a CONNECT on
+    # another shard may come first: retry (refusals create nothing).
     got = []
 
     def new_id_accepted():
@@ -390,7 +391,7 @@ def memory_limit():
         return
     pid = b.proc.pid
     asan = sanitized(pid)
-#Connected before the limit is reached : a QoS 0 pair and a 5.0 prober.
+    # Connected before the limit is reached: a QoS 0 pair and a 5.0 prober.
     lsub = Raw(b)
     lsub.connect("it28-mem-lsub", keepalive=0)
     lsub.subscribe([("it28/live", 0)])
@@ -398,8 +399,8 @@ def memory_limit():
     lpub.connect("it28-mem-lpub", keepalive=0)
     probe = Raw(b, version=5)
     probe.connect("it28-mem-probe", version=5, keepalive=0)
-# 20 offline persistent sessions subscribed to fill / # : every stored
-#message stays until they come back.
+    # 20 offline persistent sessions subscribed to fill/#: every stored
+    # message stays until they come back.
     subs = open_clients(b, "it28-mem-sub", 20, clean=False)
     for r in subs:
         r.subscribe([("fill/#", 1)])
@@ -412,8 +413,8 @@ def memory_limit():
     pending, sent, refusals, nxt = set(), 0, 0, 0
     cap = 4 * limit_mib * 16  # 4x the limit in 64 KB messages
     deadline = time.monotonic() + 30.0
-                        try:
-                            while sent < cap and time.monotonic() < deadline and not refusals:
+    try:
+        while sent < cap and time.monotonic() < deadline and not refusals:
             batch = b""
             while len(pending) < 8 and sent < cap:
                 nxt = nxt % 65535 + 1
@@ -465,14 +466,15 @@ def memory_limit():
     if asan:
         log("# ASan build: RSS not checked")
     else:
-#Overhead : the receive - buffer rings(8 MiB per shard, not counted),
-#the allocator's own pages, thread stacks, code.
+        # Overhead: the receive-buffer rings (8 MiB per shard, not counted),
+        # the allocator's own pages, thread stacks, code.
         check(rss < limit_mib + 100, "broker RSS %.0f MiB stays under memory_limit %d MiB + "
               "100 MiB" % (rss, limit_mib), "%.1f MiB" % rss)
     goodbye(lsub, lpub, probe, fill)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 10 : keepalive 0 and max_keepalive
+
+# ---------------------------------------------------------------------------
+# Defect 10: keepalive 0 and max_keepalive
 
 
 def keepalive_zero():
@@ -513,8 +515,9 @@ def keepalive_zero_default(b):
           "Keep Alive", ack)
     goodbye(r)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 11 : many subscriptions, many QoS 2 ids
+
+# ---------------------------------------------------------------------------
+# Defect 11: many subscriptions, many QoS 2 ids
 
 
 def many_subscriptions(b):
@@ -538,9 +541,9 @@ def many_subscriptions(b):
     rd = Reader(sub)
     pub = Raw(b, version=5)
     pub.connect("it28-many-pub", version=5, keepalive=0)
-#Every fifth topic, removed(even) and kept(odd) alike; the last one is
-#kept, and one publisher's messages arrive in order: once it is here,
-#any removed one would have arrived before it.
+    # Every fifth topic, removed (even) and kept (odd) alike; the last one is
+    # kept, and one publisher's messages arrive in order: once it is here,
+    # any removed one would have arrived before it.
     topics = ["d11/%d" % i for i in range(0, n, 5)]
     acks = publish_qos1_all(pub, [(t, t.encode()) for t in topics], timeout=30.0 + SLACK_S)
     check_eq(len(acks), len(topics), "the publisher gets its %d PUBACKs" % len(topics))
@@ -596,7 +599,7 @@ def many_qos2_ids(b):
     bad = [(k, v) for k, v in twice.items() if v != (7, 0x92)]
     check(len(twice) == len(again) and not bad,
           "a second PUBREL for 1000 of those ids: each gets PUBCOMP 0x92", bad[:5])
-#A released id is free : the same id again is a new message, delivered.
+    # A released id is free: the same id again is a new message, delivered.
     pub.publish("d11/q2after", b"new", qos=2, pid=order[0])
     try:
         got = watch.recv_publish(ANSWER_S)
@@ -606,8 +609,9 @@ def many_qos2_ids(b):
           "a released packet id reused for a new QoS 2 message is delivered", got)
     goodbye(pub, watch)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 13 : max_topic_levels
+
+# ---------------------------------------------------------------------------
+# Defect 13: max_topic_levels
 
 
 def topic_levels():

@@ -1,41 +1,37 @@
-#!/ usr / bin / python3
-""
-    "29: many retained messages for one SUBSCRIBE, and MQTT 3.1 details
-    (issue 7, defects 8 and 16)
-        .
+#!/usr/bin/python3
+"""29: many retained messages for one SUBSCRIBE, and MQTT 3.1 details
+(issue 7, defects 8 and 16).
 
-    - 20000 retained messages on rr / 0..rr / 19999 : a new subscriber to rr /
-                                                      #that reads fast gets all 20000,
-    each once, with the retain flag;
-one with a QoS 1 subscription that acknowledges promptly gets all 20000 at QoS 1,
-    although max_queued_messages
-        is 1000(the broker paces them rather than queueing them at once and dropping the rest)
-            .They are published at QoS 1
-    : a QoS 1 subscription gets a retained message at the lower of the two QoS,
-    so a QoS 0 store would only test QoS 0 delivery twice.- A SUBSCRIBE naming rr /
-                                                                #5000 times is one subscription
-    : SUBACK has 5000 granted codes,
-    each retained message arrives exactly once,
-    and a client homed on every shard gets PINGRESP meanwhile.- MQTT 3.1(MQIsdp, level 3)
-    : the CONNACK of a resumed session has byte 0 equal to
-      0(3.1 has no session present flag; 3.1.1 sets it);
-a 3.1 client resuming a QoS 2 flow re - sends PUBREL with DUP(0x6A) and gets PUBCOMP,
-    still connected, while the same 0x6A from a 3.1.1 client is malformed and closes the connection;
-3.1 SUBSCRIBE / UNSUBSCRIBE with DUP(0x8A / 0xAA) are answered.
+- 20000 retained messages on rr/0..rr/19999: a new subscriber to rr/# that
+  reads fast gets all 20000, each once, with the retain flag; one with a
+  QoS 1 subscription that acknowledges promptly gets all 20000 at QoS 1,
+  although max_queued_messages is 1000 (the broker paces them rather than
+  queueing them at once and dropping the rest). They are published at
+  QoS 1: a QoS 1 subscription gets a retained message at the lower of the
+  two QoS, so a QoS 0 store would only test QoS 0 delivery twice.
+- A SUBSCRIBE naming rr/# 5000 times is one subscription: SUBACK has 5000
+  granted codes, each retained message arrives exactly once, and a client
+  homed on every shard gets PINGRESP meanwhile.
+- MQTT 3.1 (MQIsdp, level 3): the CONNACK of a resumed session has byte 0
+  equal to 0 (3.1 has no session present flag; 3.1.1 sets it); a 3.1
+  client resuming a QoS 2 flow re-sends PUBREL with DUP (0x6A) and gets
+  PUBCOMP, still connected, while the same 0x6A from a 3.1.1 client is
+  malformed and closes the connection; 3.1 SUBSCRIBE / UNSUBSCRIBE with
+  DUP (0x8A / 0xAA) are answered.
 
-                Every wait is bounded and generous; nothing depends on the machine's speed
+Every wait is bounded and generous; nothing depends on the machine's speed
 (a slower broker only takes longer, within the bounds)."""
 import re
 from harness import *
 
 N = 20000
 ANSWER_S = 5.0 + SLACK_S
-#Delivery of 20000 retained messages : generous, and more under sanitizers;
-#a delivery that stalls for IDLE_S is over.
+# Delivery of 20000 retained messages: generous, and more under sanitizers;
+# a delivery that stalls for IDLE_S is over.
 DELIVERY_S = 30.0 + 10 * SLACK_S
 IDLE_S = 10.0 + 2 * SLACK_S
-# 20000 x 100 bytes is more than max_output_buffer(1 MiB) : a QoS 0 reader
-#gets them all only if the broker paces them by its output.
+# 20000 x 100 bytes is more than max_output_buffer (1 MiB): a QoS 0 reader
+# gets them all only if the broker paces them by its output.
 PAYLOAD = 100
 
 
@@ -80,30 +76,35 @@ def pingers_per_shard(b, prefix, shards=4):
 
 def collect(r, timeout, done, ack=True, idle=None):
     """Reads PUBLISH packets (acknowledging QoS 1) until done(got), the time
-    is up, or nothing came for idle seconds;
-other packets are kept apart.Returns(publishes, others)
-    .""
-     "
-    got,
-    other = [], [] deadline = time.monotonic() + timeout
-try:
-    while
-        not done(got)
-            : left = max(0.01, deadline - time.monotonic()) p =
-            r.recv(left if idle is None else min(left, idle)) if p.type != 3
-            : other.append(p) continue if ack
-            and p.qos == 1 : r.send(ack_pkt(4, p.pid, version = r.version)) got.append(p)
-                                 except(TimeoutError, Closed)
-            : pass return got,
-              other
+    is up, or nothing came for idle seconds; other packets are kept apart.
+    Returns (publishes, others)."""
+    got, other = [], []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(got):
+            left = max(0.01, deadline - time.monotonic())
+            p = r.recv(left if idle is None else min(left, idle))
+            if p.type != 3:
+                other.append(p)
+                continue
+            if ack and p.qos == 1:
+                r.send(ack_pkt(4, p.pid, version=r.version))
+            got.append(p)
+    except (TimeoutError, Closed):
+        pass
+    return got, other
 
-              def publish_retained(b)
-            : watch = Raw(b) watch.connect("it29-watch", keepalive = 0) watch.subscribe(
-                  [("rr/%d" % (N - 1), 0)]) pub =
-                  Raw(b) pub.connect("it29-rpub", keepalive = 0) pending,
-              acked, i = set(), 0, 0 deadline = time.monotonic() + DELIVERY_S
-        try:
-            while acked < N and time.monotonic() < deadline:
+
+def publish_retained(b):
+    watch = Raw(b)
+    watch.connect("it29-watch", keepalive=0)
+    watch.subscribe([("rr/%d" % (N - 1), 0)])
+    pub = Raw(b)
+    pub.connect("it29-rpub", keepalive=0)
+    pending, acked, i = set(), 0, 0
+    deadline = time.monotonic() + DELIVERY_S
+    try:
+        while acked < N and time.monotonic() < deadline:
             batch = b""
             while i < N and len(pending) < 500:
                 pid = i % 65535 + 1
@@ -121,7 +122,7 @@ try:
         pass
     check_eq(acked, N, "a publisher gets PUBACKs for %d retained QoS 1 messages on rr/0.."
              "rr/%d" % (N, N - 1))
-#The store has them once the last one is routed(stored first).
+    # The store has them once the last one is routed (stored first).
     last = next_of(watch, 3, ANSWER_S)
     check(last is not None and last.payload.startswith(b"%d:" % (N - 1)),
           "a subscriber to rr/%d gets the last one" % (N - 1), last)
@@ -206,8 +207,9 @@ def repeated_filter(b):
           "no PINGRESP on shards %r" % late)
     goodbye(r, *pingers.values())
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Defect 16 : MQTT 3.1
+
+# ---------------------------------------------------------------------------
+# Defect 16: MQTT 3.1
 
 
 CONNACK_OK_31 = b"\x20\x02\x00\x00"
@@ -225,61 +227,46 @@ def v31_session_resumed(b):
     ack = r.connect("it29-31res", version=3, clean=False, keepalive=0)
     check_eq(ack.raw, CONNACK_OK_31, "MQTT 3.1 client resuming its session (clean session 0, "
              "second CONNECT): CONNACK 20 02 00 00, byte 0 (acknowledge flags) is 0")
-                try : got
-                    = r.recv_publish(ANSWER_S) except Fail as e : got =
-                        e check(isinstance(got, Packet) and got.payload == b "queued",
-                                "the session was resumed: the message queued meanwhile arrives",
-                                got) goodbye(r)
-#The same with 3.1.1 says session present : the check above tells them apart.
-                            r = Raw(b) r.connect("it29-311res", clean = False, keepalive = 0)
-                                    goodbye(r) r = Raw(b) ack =
-                                r.connect("it29-311res", clean = False, keepalive = 0)
-                                    check_eq(ack.raw, b "\x20\x02\x01\x00",
-                                             "a 3.1.1 client resuming gets CONNACK 20 02 01 00")
-                                        goodbye(r, pub)
+    try:
+        got = r.recv_publish(ANSWER_S)
+    except Fail as e:
+        got = e
+    check(isinstance(got, Packet) and got.payload == b"queued",
+          "the session was resumed: the message queued meanwhile arrives", got)
+    goodbye(r)
+    # The same with 3.1.1 says session present: the check above tells them apart.
+    r = Raw(b)
+    r.connect("it29-311res", clean=False, keepalive=0)
+    goodbye(r)
+    r = Raw(b)
+    ack = r.connect("it29-311res", clean=False, keepalive=0)
+    check_eq(ack.raw, b"\x20\x02\x01\x00", "a 3.1.1 client resuming gets CONNACK 20 02 01 00")
+    goodbye(r, pub)
 
-                                            def
-                                            v31_pubrel_dup(b)
-                        : watch = Raw(b) watch.connect("it29-31watch", keepalive = 0)
-                                      watch.subscribe([("it29/q2", 2)]) r =
-                                    Raw(b, version = 3)
-                                        r.connect("it29-31q2", version = 3, clean = False,
-                                                  keepalive = 0)
-                                            r.send(publish_pkt("it29/q2", b "once", qos = 2,
-                                                               pid = 9, version = 3)) rec =
-                                        next_of(r, 5, ANSWER_S)
-                                            check(rec is not None and rec.pid == 9,
-                                                  "a 3.1 client's QoS 2 PUBLISH gets PUBREC", rec)
-                                                r.close() #lost before its PUBREL r =
-                                            Raw(b, version = 3)
-                                                r.connect("it29-31q2", version = 3, clean = False,
-                                                          keepalive = 0)
-                                                    r.send(b "\x6a\x02\x00\x09") #PUBREL,
-                                                                  QoS 1,
-                                                                  DUP : 3.1's retry comp =
-                                                                      next_of(r, 7, ANSWER_S) check(
-                                                                          comp is not None and
-                                                                              comp.raw == b
-                                                                                  "\x70\x02\x00"
-                                                                                  "\x09",
-                                                                          "the 3.1 client resuming "
-                                                                          "re-sends PUBREL with "
-                                                                          "DUP (6A 02 00 09): "
-                                                                          "PUBCOMP 70 02 00 09",
-                                                                          comp)
-                                                                          r.send(pingreq_pkt())
-                                                                              check(
-                                                                                  next_of(r, 13,
-                                                                                          ANSWER_S)
-                                                                                      is not None,
-                                                                                  "the 3.1 client "
-                                                                                  "is still "
-                                                                                  "connected "
-                                                                                  "afterwards "
-                                                                                  "(PINGRESP)")
-                                                                                  got = []
-                    try:
-                        while True:
+
+def v31_pubrel_dup(b):
+    watch = Raw(b)
+    watch.connect("it29-31watch", keepalive=0)
+    watch.subscribe([("it29/q2", 2)])
+    r = Raw(b, version=3)
+    r.connect("it29-31q2", version=3, clean=False, keepalive=0)
+    r.send(publish_pkt("it29/q2", b"once", qos=2, pid=9, version=3))
+    rec = next_of(r, 5, ANSWER_S)
+    check(rec is not None and rec.pid == 9, "a 3.1 client's QoS 2 PUBLISH gets PUBREC", rec)
+    r.close()  # lost before its PUBREL
+    r = Raw(b, version=3)
+    r.connect("it29-31q2", version=3, clean=False, keepalive=0)
+    r.send(b"\x6a\x02\x00\x09")  # PUBREL, QoS 1, DUP: 3.1's retry
+    comp = next_of(r, 7, ANSWER_S)
+    check(comp is not None and comp.raw == b"\x70\x02\x00\x09",
+          "the 3.1 client resuming re-sends PUBREL with DUP (6A 02 00 09): PUBCOMP 70 02 00 09",
+          comp)
+    r.send(pingreq_pkt())
+    check(next_of(r, 13, ANSWER_S) is not None,
+          "the 3.1 client is still connected afterwards (PINGRESP)")
+    got = []
+    try:
+        while True:
             got.append(watch.recv_publish(0.5))
     except Fail:
         pass
@@ -291,7 +278,8 @@ def v31_session_resumed(b):
     r.send(publish_pkt("it29/q2x", b"x", qos=2, pid=5))
     next_of(r, 5, ANSWER_S)
     r.send(b"\x6a\x02\x00\x05")
-                            try : got = r.wait_closed(ANSWER_S)
+    try:
+        got = r.wait_closed(ANSWER_S)
     except Fail as e:
         got = e
     check(isinstance(got, list) and not any(p.type == 7 for p in got),
@@ -318,7 +306,8 @@ def v31_subscribe_dup(b):
     r = Raw(b)
     r.connect("it29-311sub", keepalive=0)
     r.send(packet(8, 0xA, body))
-                                try : got = r.wait_closed(ANSWER_S)
+    try:
+        got = r.wait_closed(ANSWER_S)
     except Fail as e:
         got = e
     check(isinstance(got, list) and not any(p.type == 9 for p in got),
@@ -333,8 +322,8 @@ def timed(f, *args):
 
 
 def main():
-#MQTT 3.1 first, on its own broker : it is quick, and on a broker with
-#defect 8 the retained part may take the whole watchdog.
+    # MQTT 3.1 first, on its own broker: it is quick, and on a broker with
+    # defect 8 the retained part may take the whole watchdog.
     b31 = Broker().start()
     timed(v31_session_resumed, b31)
     timed(v31_pubrel_dup, b31)

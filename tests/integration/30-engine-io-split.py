@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """30: what the engine/IO split (issue 8) must keep: input that waited for
 room goes on, a hand-off always finishes, a stop during hand-offs is clean.
 Each case hung or crashed one build of the split before a review found it.
@@ -17,24 +17,33 @@ Each case hung or crashed one build of the split before a review found it.
   of their CONNECTs: the broker exits with status 0 (no broken invariant,
   no sanitizer report), twice.
 
-Every wait is bounded and generous;
-nothing depends on the machine's speed.""" import random import threading
+Every wait is bounded and generous; nothing depends on the machine's speed."""
+import random
+import threading
 
-    from harness import *
+from harness import *
 
-        ANSWER_S = 5.0 + SLACK_S
+ANSWER_S = 5.0 + SLACK_S
 
-                             def
-                             output_pause()
-    : b = Broker(shards = 1, max_output_buffer = 4096).start() r = Raw(b) r.connect("pause") n =
-                       4096 r.send(pingreq_pkt() * n) got = 0
-try:
-    while
-        got < n : if r.recv(timeout = ANSWER_S).type == 13 : got += 1 except TimeoutError
-            : pass check_eq(got, n, "PINGRESPs for 4096 PINGREQs sent in one write") r.send(
-                  pingreq_pkt()) late = False
-        try:
-            while not late:
+
+def output_pause():
+    b = Broker(shards=1, max_output_buffer=4096).start()
+    r = Raw(b)
+    r.connect("pause")
+    n = 4096
+    r.send(pingreq_pkt() * n)
+    got = 0
+    try:
+        while got < n:
+            if r.recv(timeout=ANSWER_S).type == 13:
+                got += 1
+    except TimeoutError:
+        pass
+    check_eq(got, n, "PINGRESPs for 4096 PINGREQs sent in one write")
+    r.send(pingreq_pkt())
+    late = False
+    try:
+        while not late:
             late = r.recv(timeout=ANSWER_S).type == 13
     except TimeoutError:
         pass
@@ -61,15 +70,18 @@ def flood_own_subscription():
     t.start()
     time.sleep(1.0)  # the broker stops reading it, its output is full
     n = 0
-                try:
-                    while
-                        True : r.recv(timeout = 1.5 + SLACK_S / 2) n += 1 except TimeoutError
-                            : pass t
-                                  .join(ANSWER_S)
-                                      log("# writer done: %s, %d packets read" %
-                                          (done.is_set(), n)) r.send(pingreq_pkt()) got = False
-                        try:
-                            while not got:
+    try:
+        while True:
+            r.recv(timeout=1.5 + SLACK_S / 2)
+            n += 1
+    except TimeoutError:
+        pass
+    t.join(ANSWER_S)
+    log("# writer done: %s, %d packets read" % (done.is_set(), n))
+    r.send(pingreq_pkt())
+    got = False
+    try:
+        while not got:
             got = r.recv(timeout=ANSWER_S).type == 13
     except TimeoutError:
         pass
@@ -91,7 +103,8 @@ def handoff_with_reading_stopped():
         r = Raw(b)
         r.send(connect_pkt("cid-%d" % i, username="heavy", password="pw") +
                pingreq_pkt() * 25000)
-                                try : p = r.recv(timeout=timeout_s + ANSWER_S)
+        try:
+            p = r.recv(timeout=timeout_s + ANSWER_S)
             log("# cid-%d: first packet type %d" % (i, p.type))
         except TimeoutError:
             log("# cid-%d: nothing within %.0f s" % (i, timeout_s + ANSWER_S))

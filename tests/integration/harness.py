@@ -6,39 +6,51 @@ SIGKILL after a bound) when the test ends. Provides paho clients with bounded
 waits, a raw-socket MQTT client with packet builders and a small decoder, and
 wrappers for mosquitto_pub / mosquitto_sub.
 
-Every wait is bounded;
-everything talks to 127.0.0.1 only.
+Every wait is bounded; everything talks to 127.0.0.1 only.
 
-    For TLS listeners : Broker(listener_conf = {...}) writes keys inside the listener block;
-make_pki() makes test certificates with the openssl CLI;
-TlsRaw is Raw over TLS;
-Client(tls = ...) is paho over TLS;
-s_client() runs openssl s_client.
+For TLS listeners: Broker(listener_conf={...}) writes keys inside the
+listener block; make_pki() makes test certificates with the openssl CLI;
+TlsRaw is Raw over TLS; Client(tls=...) is paho over TLS; s_client() runs
+openssl s_client.
 
-    A test script is a plain program :
+A test script is a plain program:
 
-    from harness import *def main()
-    : b = Broker(max_queued_messages = 10)
-              .start()... check(cond, "what the user would see") run(main)
+    from harness import *
+    def main():
+        b = Broker(max_queued_messages=10).start()
+        ...
+        check(cond, "what the user would see")
+    run(main)
 
-                  run() exits 0 on pass,
-      1 on failure(printing the broker log tails),
-      77 on skip.It also fails a test whose broker crashed, did not stop on SIGTERM,
-      or whose log shows a sanitizer report.
+run() exits 0 on pass, 1 on failure (printing the broker log tails), 77 on
+skip. It also fails a test whose broker crashed, did not stop on SIGTERM, or
+whose log shows a sanitizer report.
 
-          Development aid
-    : RINGMQ_TEST_BROKER = mosquitto runs the same tests against / usr / sbin /
-                           mosquitto(the config is translated; ringmq - only tests skip)
-                               .This separates test bugs from broker bugs;
-it is not part of the suite.""
-                            "
+Development aid: RINGMQ_TEST_BROKER=mosquitto runs the same tests against
+/usr/sbin/mosquitto (the config is translated; ringmq-only tests skip). This
+separates test bugs from broker bugs; it is not part of the suite.
+"""
 
-    import glob import os import queue import re import resource import shutil import signal import
-        socket import ssl import struct import subprocess import sys import tempfile import
-            threading import time import traceback
+import glob
+import os
+import queue
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
 
-                PAHO_PATH_HINT = "use /usr/bin/python3 (it has paho-mqtt 1.6.1)"
-try : import paho.mqtt.client as mqtt
+PAHO_PATH_HINT = "use /usr/bin/python3 (it has paho-mqtt 1.6.1)"
+try:
+    import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
     from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -48,12 +60,13 @@ except ImportError:  # pragma: no cover - reported by run()
 HOST = "127.0.0.1"
 TEST_TIMEOUT_S = int(os.environ.get("RINGMQ_TEST_TIMEOUT", "110"))
 FLAVOUR = os.environ.get("RINGMQ_TEST_BROKER", "ringmq")
-#Extra seconds allowed on top of a timer the spec sets(keepalive, connect
-#timeout, shutdown).Raise it for slow(sanitizer, valgrind) builds.
+# Extra seconds allowed on top of a timer the spec sets (keepalive, connect
+# timeout, shutdown). Raise it for slow (sanitizer, valgrind) builds.
 SLACK_S = float(os.environ.get("RINGMQ_TEST_SLACK", "2.0"))
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Outcomes
+
+# ---------------------------------------------------------------------------
+# Outcomes
 
 
 class Fail(Exception):
@@ -65,8 +78,8 @@ class Skip(Exception):
 
 
 _checks = {"n": 0, "failed": []}
-#RINGMQ_TEST_KEEP_GOING = 1 : a failed check is recorded and the test goes on,
-#to see every failure in one run(later checks may then fail as a result).
+# RINGMQ_TEST_KEEP_GOING=1: a failed check is recorded and the test goes on,
+# to see every failure in one run (later checks may then fail as a result).
 KEEP_GOING = os.environ.get("RINGMQ_TEST_KEEP_GOING") == "1"
 
 
@@ -112,22 +125,27 @@ def _dump_logs():
 
 
 def _allow_core_dump():
-    try : resource
-        .setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-            except(ValueError, OSError)
-            : pass
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
 
-              def run(main)
-            : ""
-              "Runs main() under a watchdog; exits 0 pass, 1 fail, 77 skip."
-              "" if mqtt is None : log("SKIP: paho-mqtt missing; " + PAHO_PATH_HINT) sys
-                                       .exit(77)
 
-                                           def on_alarm(signum, frame)
-            : raise Fail("test exceeded its %d s watchdog" % TEST_TIMEOUT_S)
+def run(main):
+    """Runs main() under a watchdog; exits 0 pass, 1 fail, 77 skip."""
+    if mqtt is None:
+        log("SKIP: paho-mqtt missing; " + PAHO_PATH_HINT)
+        sys.exit(77)
 
-                  signal.signal(signal.SIGALRM, on_alarm) signal.alarm(TEST_TIMEOUT_S) rc = 0
-        try : main() except Skip as e:
+    def on_alarm(signum, frame):
+        raise Fail("test exceeded its %d s watchdog" % TEST_TIMEOUT_S)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT_S)
+    rc = 0
+    try:
+        main()
+    except Skip as e:
         log("SKIP: %s" % e)
         rc = 77
     except Fail as e:
@@ -144,7 +162,8 @@ def _allow_core_dump():
         for b in _brokers:
             if b.alive():
                 b.live_report()
-            try : problems = _cleanup()
+    try:
+        problems = _cleanup()
     except Exception:
         traceback.print_exc(file=sys.stdout)
         problems = ["cleanup raised"]
@@ -165,7 +184,8 @@ def _cleanup():
     problems = []
     for p in _procs:
         if p.poll() is None:
-                try : p.kill()
+            try:
+                p.kill()
                 p.wait(timeout=2)
             except Exception:
                 pass
@@ -193,8 +213,9 @@ def wait_until(pred, timeout, step=0.02):
             return v
         time.sleep(step)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Broker
+
+# ---------------------------------------------------------------------------
+# Broker
 
 
 def free_port():
@@ -225,7 +246,7 @@ DEFAULT_CONF = {
     "allow_anonymous": "true",
 }
 
-#mosquitto knows these keys under the same names.
+# mosquitto knows these keys under the same names.
 _MOSQ_KEYS = {"allow_anonymous", "max_queued_messages", "max_inflight_messages",
               "max_packet_size", "max_keepalive", "persistent_client_expiration",
               "retain_available", "max_qos"}
@@ -305,10 +326,10 @@ class Broker:
                     raise Fail("broker did not accept connections on port %d within %.1f s" %
                                (self.port, ready_timeout))
                 time.sleep(0.05)
-#Every shard has its own SO_REUSEPORT socket, and the kernel queues
-#connections on a shard's socket before that shard runs: a TCP accept
-#only says one socket exists.ringmq logs "running with N shards" once
-#all of them run; wait for that too(bounded, not fatal if missing).
+        # Every shard has its own SO_REUSEPORT socket, and the kernel queues
+        # connections on a shard's socket before that shard runs: a TCP accept
+        # only says one socket exists. ringmq logs "running with N shards" once
+        # all of them run; wait for that too (bounded, not fatal if missing).
         if FLAVOUR == "ringmq":
             if not wait_until(lambda: "running with" in self.log_text(),
                               max(0.5, deadline - time.monotonic())):
@@ -383,11 +404,11 @@ class Broker:
 
     def thread_cpu(self):
         """{thread name/tid: CPU seconds} from /proc, to spot a spinning shard."""
-        out =
-                    {}
+        out = {}
         tick = os.sysconf("SC_CLK_TCK")
         for task in glob.glob("/proc/%d/task/*" % self.proc.pid):
-                    try : with open(task + "/stat") as f:
+            try:
+                with open(task + "/stat") as f:
                     st = f.read()
                 with open(task + "/comm") as f:
                     name = f.read().strip()
@@ -408,7 +429,8 @@ class Broker:
             ", ".join("%s %.2f" % (k, b[k] - a.get(k, 0)) for k in sorted(b)))
         if not shutil.which("gdb"):
             return
-                        try : r = subprocess.run(["gdb", "-batch", "-nx", "-p", str(self.proc.pid),
+        try:
+            r = subprocess.run(["gdb", "-batch", "-nx", "-p", str(self.proc.pid),
                                 "-ex", "thread apply all bt 12"], stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
             lines = [l for l in r.stdout.decode("utf-8", "replace").splitlines()
@@ -451,8 +473,9 @@ class Broker:
                 out.append("sanitizer report in broker log: " + l.strip())
         return out[:5]
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#paho clients
+
+# ---------------------------------------------------------------------------
+# paho clients
 
 
 class Msg:
@@ -472,8 +495,7 @@ class Msg:
                                                    self.retain)
 
 
-_PAHO_PROTO = {
-                                3 : "MQTTv31", 4 : "MQTTv311", 5 : "MQTTv5"}
+_PAHO_PROTO = {3: "MQTTv31", 4: "MQTTv311", 5: "MQTTv5"}
 
 
 class Client:
@@ -525,7 +547,7 @@ class Client:
         self.c.on_unsubscribe = self._on_unsubscribe
         self.c.on_disconnect = self._on_disconnect
 
-#callbacks(paho's network thread)
+    # callbacks (paho's network thread)
     def _on_connect(self, c, ud, flags, rc, props=None):
         with self.cv:
             self.connack = (flags, rc if isinstance(rc, int) else rc.value, props)
@@ -661,8 +683,9 @@ def connected(broker, client_id, version=4, **kw):
     c.connect()
     return c
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#raw MQTT packets
+
+# ---------------------------------------------------------------------------
+# raw MQTT packets
 
 
 def scram_entry(user, password, iterations):
@@ -708,7 +731,8 @@ def s(x):
 def packet(ptype, flags, body):
     return bytes([(ptype << 4) | flags]) + varint(len(body)) + body
 
-#property id->type
+
+# property id -> type
 _PROP_TYPES = {
     0x01: "byte", 0x02: "u32", 0x03: "str", 0x08: "str", 0x09: "bin", 0x0B: "varint",
     0x11: "u32", 0x12: "str", 0x13: "u16", 0x15: "str", 0x16: "bin", 0x17: "byte",
@@ -891,10 +915,8 @@ def decode_props(b, i):
 
 class Packet:
     """A decoded packet. Fields by type:
-    CONNACK: session_present, rc, props;
-SUBACK / UNSUBACK : pid, codes, props;
-PUBLISH : topic, qos, retain, dup, pid, payload, props;
-PUBACK..PUBCOMP : pid, rc;
+    CONNACK: session_present, rc, props; SUBACK/UNSUBACK: pid, codes, props;
+    PUBLISH: topic, qos, retain, dup, pid, payload, props; PUBACK..PUBCOMP: pid, rc;
     DISCONNECT, AUTH: rc, props. raw holds the whole packet's bytes."""
 
     def __init__(self, ptype, flags, body, raw, version):
@@ -1135,8 +1157,9 @@ class Raw:
         except OSError:
             pass
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#mosquitto command - line clients
+
+# ---------------------------------------------------------------------------
+# mosquitto command-line clients
 
 
 def mosq_args(broker, *args):
@@ -1161,7 +1184,7 @@ class MosqSub:
     def __init__(self, broker, *args):
         self.argv = ["mosquitto_sub"] + mosq_args(broker, "-d", *args)
         log("# $ " + " ".join(self.argv))
-#A pipe makes stdio block - buffered : ask for line buffering.
+        # A pipe makes stdio block-buffered: ask for line buffering.
         pre = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
         self.proc = subprocess.Popen(pre + self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -1206,8 +1229,9 @@ class MosqSub:
             return [l for l in self.lines
                     if not l.startswith("Client ") and not l.startswith("Subscribed (mid")]
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Child python processes(e.g.a client to SIGKILL)
+
+# ---------------------------------------------------------------------------
+# Child python processes (e.g. a client to SIGKILL)
 
 
 def spawn_python(code, *args):
@@ -1227,8 +1251,9 @@ def read_line(proc, timeout=5.0):
     except queue.Empty:
         raise Fail("child process printed nothing within %.1f s" % timeout)
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#Reading a Raw connection, bounded
+
+# ---------------------------------------------------------------------------
+# Reading a Raw connection, bounded
 
 
 def next_of(r, ptype, timeout):
@@ -1262,8 +1287,9 @@ def read_publishes(r, n, timeout, ack=False, pred=None):
         pass
     return got
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#The broker process as the OS sees it
+
+# ---------------------------------------------------------------------------
+# The broker process as the OS sees it
 
 
 def rss_kb(pid):
@@ -1280,9 +1306,10 @@ def sanitized(pid):
     with open("/proc/%d/maps" % pid) as f:
         return "libasan" in f.read()
 
-#-- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
-#TLS : test certificates made with the openssl CLI, a TLS raw client,
-#openssl s_client
+
+# ---------------------------------------------------------------------------
+# TLS: test certificates made with the openssl CLI, a TLS raw client,
+# openssl s_client
 
 
 _PKI_CNF = """\
@@ -1314,8 +1341,8 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-# `openssl ca ', only for the expired certificate: OpenSSL 3.0' s x509 and
-#req have no - not_before, ca has - startdate / -enddate.
+# `openssl ca', only for the expired certificate: OpenSSL 3.0's x509 and
+# req have no -not_before, ca has -startdate/-enddate.
 [ca]
 default_ca = test_ca
 [test_ca]
@@ -1359,108 +1386,80 @@ def make_pki(dir):
     ca (ECDSA P-256 CA); server_cert/server_key (ECDSA, signed by ca, for
     IP:127.0.0.1 and DNS:localhost); server_rsa_cert/server_rsa_key (the same
     with an RSA 2048 key: only an RSA certificate lets a client ask for
-    RSA-key-exchange suites such as AES128-SHA);
-    alice_cert / alice_key(CN alice, clientAuth, signed by ca);
-    foreign_ca and foreign_cert / foreign_key(CN alice too, signed by another CA);
-    expired_cert / expired_key(CN alice, signed by ca, valid only in January 2020;
-                               None if openssl could not make it)
-                       .Raises Fail(Skip without openssl) with openssl's output.""" if not shutil
-                       .which("openssl")
-        : skip("the openssl CLI is not installed (apt-get install openssl)") os.makedirs(
-              dir, exist_ok = True) cnf = os.path.join(dir, "pki.cnf") with open(cnf, "w") as f
-        : f.write(_PKI_CNF % {"dir" : dir}) pki = PKI() pki.dir = dir path = lambda name
-        : os.path.join(dir, name)
+    RSA-key-exchange suites such as AES128-SHA); alice_cert/alice_key (CN
+    alice, clientAuth, signed by ca); foreign_ca and foreign_cert/foreign_key
+    (CN alice too, signed by another CA); expired_cert/expired_key (CN alice,
+    signed by ca, valid only in January 2020; None if openssl could not make
+    it). Raises Fail (Skip without openssl) with openssl's output."""
+    if not shutil.which("openssl"):
+        skip("the openssl CLI is not installed (apt-get install openssl)")
+    os.makedirs(dir, exist_ok=True)
+    cnf = os.path.join(dir, "pki.cnf")
+    with open(cnf, "w") as f:
+        f.write(_PKI_CNF % {"dir": dir})
+    pki = PKI()
+    pki.dir = dir
+    path = lambda name: os.path.join(dir, name)
 
-              def ec_key(name)
-        : _openssl(
-              [
-                  "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
-                  path(name)
-              ],
-              "EC P-256 key " + name, dir) return path(name)
+    def ec_key(name):
+        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", path(name)], "EC P-256 key " + name, dir)
+        return path(name)
 
-              def self_signed_ca(name, cn)
-        : key =
-        ec_key(name + ".key")
-            _openssl(
-                [
-                    "req", "-x509", "-new", "-config", cnf, "-extensions", "v3_ca", "-key", key,
-                    "-subj", "/CN=" + cn, "-days", "3650", "-sha256", "-out", path(name + ".crt")
-                ],
-                "CA " + cn, dir) return path(name + ".crt"),
-                                    key
+    def self_signed_ca(name, cn):
+        key = ec_key(name + ".key")
+        _openssl(["req", "-x509", "-new", "-config", cnf, "-extensions", "v3_ca", "-key", key,
+                  "-subj", "/CN=" + cn, "-days", "3650", "-sha256", "-out", path(name + ".crt")],
+                 "CA " + cn, dir)
+        return path(name + ".crt"), key
 
-                                    def csr(name, cn, key)
-        : _openssl(
-                                        [
-                                            "req", "-new", "-config", cnf, "-key", key, "-subj",
-                                            "/CN=" + cn, "-out", path(name + ".csr")
-                                        ],
-                                        "request " + name, dir) return path(name + ".csr")
+    def csr(name, cn, key):
+        _openssl(["req", "-new", "-config", cnf, "-key", key, "-subj", "/CN=" + cn,
+                  "-out", path(name + ".csr")], "request " + name, dir)
+        return path(name + ".csr")
 
-              def signed(name, cn, key, ca, ca_key, ext)
-        : req = csr(name, cn, key)
-                    _openssl(
-                        [
-                            "x509", "-req", "-in", req, "-CA", ca, "-CAkey", ca_key, "-set_serial",
-                            "0x" + os.urandom(8).hex(), "-days", "30", "-sha256", "-extfile", cnf,
-                            "-extensions", ext, "-out", path(name + ".crt")
-                        ],
-                        "certificate " + name, dir) return path(name + ".crt")
+    def signed(name, cn, key, ca, ca_key, ext):
+        req = csr(name, cn, key)
+        _openssl(["x509", "-req", "-in", req, "-CA", ca, "-CAkey", ca_key,
+                  "-set_serial", "0x" + os.urandom(8).hex(), "-days", "30", "-sha256",
+                  "-extfile", cnf, "-extensions", ext, "-out", path(name + ".crt")],
+                 "certificate " + name, dir)
+        return path(name + ".crt")
 
-                        pki.ca,
-                                    pki.ca_key =
-                                        self_signed_ca("ca", "ringmq test CA") pki.server_key =
-                                            ec_key("server.key") pki.server_cert =
-                                                signed("server", "localhost", pki.server_key,
-                                                       pki.ca, pki.ca_key,
-                                                       "server_ext") pki.server_rsa_key =
-                                                    path("server-rsa.key")
-                                                        _openssl(
-                                                            [
-                                                                "genpkey", "-algorithm", "RSA",
-                                                                "-pkeyopt", "rsa_keygen_bits:2048",
-                                                                "-out", pki.server_rsa_key
-                                                            ],
-                                                            "RSA 2048 key",
-                                                            dir) pki.server_rsa_cert =
-                                                        signed("server-rsa", "localhost",
-                                                               pki.server_rsa_key, pki.ca,
-                                                               pki.ca_key,
-                                                               "server_rsa_ext") pki.alice_key =
-                                                            ec_key("alice.key") pki.alice_cert =
-                                                                signed("alice", "alice",
-                                                                       pki.alice_key, pki.ca,
-                                                                       pki.ca_key,
-                                                                       "client_ext") pki.foreign_ca,
-                                    foreign_ca_key = self_signed_ca(
-                                                         "foreign-ca",
-                                                         "ringmq foreign CA") pki.foreign_key =
-                                        ec_key("foreign-alice.key") pki.foreign_cert =
-                                            signed("foreign-alice", "alice", pki.foreign_key,
-                                                   pki.foreign_ca, foreign_ca_key, "client_ext")
+    pki.ca, pki.ca_key = self_signed_ca("ca", "ringmq test CA")
+    pki.server_key = ec_key("server.key")
+    pki.server_cert = signed("server", "localhost", pki.server_key, pki.ca, pki.ca_key,
+                             "server_ext")
+    pki.server_rsa_key = path("server-rsa.key")
+    _openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+              "-out", pki.server_rsa_key], "RSA 2048 key", dir)
+    pki.server_rsa_cert = signed("server-rsa", "localhost", pki.server_rsa_key, pki.ca,
+                                 pki.ca_key, "server_rsa_ext")
+    pki.alice_key = ec_key("alice.key")
+    pki.alice_cert = signed("alice", "alice", pki.alice_key, pki.ca, pki.ca_key, "client_ext")
+    pki.foreign_ca, foreign_ca_key = self_signed_ca("foreign-ca", "ringmq foreign CA")
+    pki.foreign_key = ec_key("foreign-alice.key")
+    pki.foreign_cert = signed("foreign-alice", "alice", pki.foreign_key, pki.foreign_ca,
+                              foreign_ca_key, "client_ext")
 
-                                                pki.expired_key =
-                                                ec_key("expired-alice.key") pki.expired_cert =
-                                                    path("expired-alice.crt") db =
-                                                        path("ca-db") os
-                                                            .makedirs(db, exist_ok = True) open(
-                                                                os.path.join(db, "index.txt"), "w")
-                                                            .close() with
-                                                        open(os.path.join(db, "serial"), "w") as f
-        : f.write(os.urandom(8).hex() + "\n")
-    try : _openssl(
-        [
-            "ca", "-config", cnf, "-batch", "-notext", "-in",
-            csr("expired-alice", "alice", pki.expired_key), "-cert", pki.ca, "-keyfile", pki.ca_key,
-            "-startdate", "20200101000000Z", "-enddate", "20200131000000Z", "-extensions",
-            "client_ext", "-out", pki.expired_cert
-        ],
-        "expired certificate", dir) except Fail as e:
+    pki.expired_key = ec_key("expired-alice.key")
+    pki.expired_cert = path("expired-alice.crt")
+    db = path("ca-db")
+    os.makedirs(db, exist_ok=True)
+    open(os.path.join(db, "index.txt"), "w").close()
+    with open(os.path.join(db, "serial"), "w") as f:
+        f.write(os.urandom(8).hex() + "\n")
+    try:
+        _openssl(["ca", "-config", cnf, "-batch", "-notext", "-in",
+                  csr("expired-alice", "alice", pki.expired_key), "-cert", pki.ca, "-keyfile",
+                  pki.ca_key, "-startdate", "20200101000000Z", "-enddate", "20200131000000Z",
+                  "-extensions", "client_ext", "-out", pki.expired_cert],
+                 "expired certificate", dir)
+    except Fail as e:
         log("# make_pki: no expired certificate, its checks are skipped: %s" % e)
         pki.expired_cert = pki.expired_key = None
     if FLAVOUR == "mosquitto":
-#mosquitto drops root for its own user before reading the files.
+        # mosquitto drops root for its own user before reading the files.
         os.chmod(dir, 0o755)
         for f in glob.glob(os.path.join(dir, "*.crt")) + glob.glob(os.path.join(dir, "*.key")):
             os.chmod(f, 0o644)
@@ -1472,89 +1471,92 @@ def tls_context(ca, cert=None, key=None, min_version=None, max_version=None, alp
                 check_hostname=True):
     """A client ssl.SSLContext that trusts ca (a PEM file) and verifies the
     broker's certificate and name; cert/key: a client certificate;
-    min_version/max_version: ssl.TLSVersion;
-    alpn : a list of protocols.""
-                               "
-           ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) ctx.load_verify_locations(ca)
-                     ctx.check_hostname = check_hostname if cert is not None
-        : ctx.load_cert_chain(cert, key) if min_version is not None : ctx.minimum_version =
-        min_version if max_version is not None : ctx.maximum_version =
-            max_version if alpn is not None : ctx.set_alpn_protocols(alpn) return ctx
+    min_version/max_version: ssl.TLSVersion; alpn: a list of protocols."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.check_hostname = check_hostname
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if alpn is not None:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
 
-                                              class TlsRaw(Raw)
-        : ""
-          "Raw over TLS: the same packet helpers on an ssl socket. The TCP
-          connection is Raw's; the handshake runs in the constructor, bounded by timeout,
-           and its failure raises to the caller : ssl.SSLError(an alert, a bad certificate),
-           ConnectionResetError / an EOF(the broker hung up),
-           TimeoutError(no answer; not a refusal)
-                   .tls : tls_context()'s keyword arguments.Afterwards tls_version and
-               alpn say what was negotiated;
-    a TLS alert or
-        error on a read ends the connection like an EOF(Closed, with eof_reason saying which alert)
-            .""
-             "
 
-        def __init__(self, broker, version = 4, timeout = 5.0, server_hostname = HOST, **tls)
-        : super()
-            .__init__(broker, version, timeout) tcp = self.sock
-    try : self
-        .sock = tls_context(**tls)
-                    .wrap_socket(tcp, server_hostname = server_hostname) except BaseException
-            : tcp.close() raise self.tls_version = self.sock.version() self.alpn =
-            self.sock.selected_alpn_protocol()
+class TlsRaw(Raw):
+    """Raw over TLS: the same packet helpers on an ssl socket. The TCP
+    connection is Raw's; the handshake runs in the constructor, bounded by
+    timeout, and its failure raises to the caller: ssl.SSLError (an alert,
+    a bad certificate), ConnectionResetError / an EOF (the broker hung up),
+    TimeoutError (no answer; not a refusal). tls: tls_context()'s keyword
+    arguments. Afterwards tls_version and alpn say what was negotiated; a
+    TLS alert or error on a read ends the connection like an EOF (Closed,
+    with eof_reason saying which alert)."""
 
-                def
-                send(self, data)
-            :
+    def __init__(self, broker, version=4, timeout=5.0, server_hostname=HOST, **tls):
+        super().__init__(broker, version, timeout)
+        tcp = self.sock
         try:
-            return super().send(data) except(ssl.SSLError, OSError) as e : self.eof_reason =
-                       repr(e) return False
+            self.sock = tls_context(**tls).wrap_socket(tcp, server_hostname=server_hostname)
+        except BaseException:
+            tcp.close()
+            raise
+        self.tls_version = self.sock.version()
+        self.alpn = self.sock.selected_alpn_protocol()
 
-                           def
-                           _fill(self, deadline)
-                :
-            try:
-                return super()._fill(deadline) except ssl.SSLError as e
-                    : self.eof = True self.eof_reason = "TLS %s" % (e.reason or e) raise Closed
+    def send(self, data):
+        try:
+            return super().send(data)
+        except (ssl.SSLError, OSError) as e:
+            self.eof_reason = repr(e)
+            return False
 
-                                                                       def
-                                                                       client_hello(ca)
-                    : ""
-                      "The bytes of a TLS ClientHello (Python's ssl), to send in pieces."
-                      "" ctx = tls_context(ca) inc,
-                      out = ssl.MemoryBIO(),
-                      ssl.MemoryBIO() obj = ctx.wrap_bio(inc, out, server_hostname = HOST)
-                try : obj
-                    .do_handshake() except ssl.SSLWantReadError : pass return out.read()
+    def _fill(self, deadline):
+        try:
+            return super()._fill(deadline)
+        except ssl.SSLError as e:
+            self.eof = True
+            self.eof_reason = "TLS %s" % (e.reason or e)
+            raise Closed
 
-                                                                      def s_client_has(option)
-                        : ""
-                          "Does this openssl s_client know option (e.g. " -
-                        tls1 ")?"
-                             "" if not shutil.which("openssl")
-                        : return False
-                    try : r
-                        = subprocess
-                              .run([ "openssl", "s_client", "-help" ], stdin = subprocess.DEVNULL,
-                                   stdout = subprocess.PIPE, stderr = subprocess.STDOUT,
-                                   timeout = 10)
-                                  except subprocess.TimeoutExpired
-                            : return False return re.search(r "^\s*%s\b" % re.escape(option),
-                                                            r.stdout.decode("utf-8", "replace"),
-                                                            re.M) is not None
 
-                                  def s_client(port, *args, timeout = 10.0)
-                            : ""
-                              "openssl s_client -connect 127.0.0.1:port ARGS with stdin /dev/null:
-                              it does the handshake,
-                        reads what comes and ends.Returns(exit status, output);
-    status None when it ran past timeout.""
-                                         "
-        port = port if isinstance (port, int) else port.port argv =
-        [ "openssl", "s_client", "-connect", "%s:%d" % (HOST, port) ] +
-        list(args) log("# $ " + " ".join(argv) + " < /dev/null")
-    try : r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+def client_hello(ca):
+    """The bytes of a TLS ClientHello (Python's ssl), to send in pieces."""
+    ctx = tls_context(ca)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=HOST)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def s_client_has(option):
+    """Does this openssl s_client know option (e.g. "-tls1")?"""
+    if not shutil.which("openssl"):
+        return False
+    try:
+        r = subprocess.run(["openssl", "s_client", "-help"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return re.search(r"^\s*%s\b" % re.escape(option), r.stdout.decode("utf-8", "replace"),
+                     re.M) is not None
+
+
+def s_client(port, *args, timeout=10.0):
+    """openssl s_client -connect 127.0.0.1:port ARGS with stdin /dev/null:
+    it does the handshake, reads what comes and ends. Returns (exit status,
+    output); status None when it ran past timeout."""
+    port = port if isinstance(port, int) else port.port
+    argv = ["openssl", "s_client", "-connect", "%s:%d" % (HOST, port)] + list(args)
+    log("# $ " + " ".join(argv) + " < /dev/null")
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         return None, (e.output or b"").decode("utf-8", "replace")
@@ -1579,91 +1581,3 @@ def s_client_handshake(out):
         return None
     p = re.search(r"^\s*Protocol\s*:\s*(\S+)", out, re.M)
     return p.group(1) if p else m.group(1)
-
-
-def pki_cert(pki, name, subj, ca=None, ca_key=None, ext="client_ext", key=None):
-    """One more certificate for make_pki()'s PKI, with the openssl CLI:
-    an EC P-256 key (or key, a path) and a certificate for subj (an openssl
-    -subj string such as "/CN=mallory" or "/O=NoCN": no CN needed) signed
-    by ca/ca_key (pki.ca by default), valid 30 days, extensions ext of
-    pki.cnf. Returns (cert, key) paths; raises Fail with openssl's output."""
-    d = pki.dir
-    cnf = os.path.join(d, "pki.cnf")
-    path = lambda n: os.path.join(d, n)
-    ca = ca or pki.ca
-    ca_key = ca_key or pki.ca_key
-    if key is None:
-        key = path(name + ".key")
-        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                  "-out", key], "EC P-256 key " + name, d)
-    _openssl(["req", "-new", "-config", cnf, "-key", key, "-subj", subj,
-              "-out", path(name + ".csr")], "request " + name, d)
-    _openssl(["x509", "-req", "-in", path(name + ".csr"), "-CA", ca, "-CAkey", ca_key,
-              "-set_serial", "0x" + os.urandom(8).hex(), "-days", "30", "-sha256",
-              "-extfile", cnf, "-extensions", ext, "-out", path(name + ".crt")],
-             "certificate " + name, d)
-    if FLAVOUR == "mosquitto":
-        os.chmod(key, 0o644)
-        os.chmod(path(name + ".crt"), 0o644)
-    return path(name + ".crt"), key
-
-
-_CRL_CNF = """\
-# `openssl ca -revoke' and `-gencrl' only: a database of its own.
-[ca]
-default_ca = crl_ca
-[crl_ca]
-database = %(db)s/index.txt
-crlnumber = %(db)s/crlnumber
-default_md = sha256
-default_crl_days = 30
-"""
-
-
-def make_crl(pki, revoked, name="ca", ca=None, ca_key=None):
-    """A CRL (PEM) issued by ca/ca_key (pki.ca by default) that revokes the
-    certificates in revoked (paths; none gives an empty CRL): `openssl ca
-    -revoke' for each, then `openssl ca -gencrl', with a database of its own
-    in pki.dir/crl-db-NAME. Returns the CRL's path; raises Fail with
-    openssl's output."""
-    d = pki.dir
-    ca = ca or pki.ca
-    ca_key = ca_key or pki.ca_key
-    db = os.path.join(d, "crl-db-" + name)
-    os.makedirs(db, exist_ok=True)
-    open(os.path.join(db, "index.txt"), "w").close()
-    with open(os.path.join(db, "crlnumber"), "w") as f:
-        f.write("01\n")
-    cnf = os.path.join(db, "crl.cnf")
-    with open(cnf, "w") as f:
-        f.write(_CRL_CNF % {"db": db})
-    for cert in revoked:
-        _openssl(["ca", "-config", cnf, "-batch", "-cert", ca, "-keyfile", ca_key,
-                  "-revoke", cert, "-crl_reason", "keyCompromise"],
-                 "revoke " + os.path.basename(cert), d)
-    crl = os.path.join(d, name + ".crl")
-    _openssl(["ca", "-config", cnf, "-batch", "-cert", ca, "-keyfile", ca_key, "-gencrl",
-              "-out", crl], "CRL " + name, d)
-    if FLAVOUR == "mosquitto":
-        os.chmod(crl, 0o644)
-    return crl
-
-
-def make_capath(dir, cas):
-    """A directory for capath: each CA certificate of cas (PEM paths) copied
-    as HASH.N, HASH its subject hash (`openssl x509 -subject_hash', what
-    `openssl rehash' does). Returns dir; raises Fail with openssl's output."""
-    os.makedirs(dir, exist_ok=True)
-    for ca in cas:
-        h = _openssl(["x509", "-subject_hash", "-noout", "-in", ca], "subject hash", dir).strip()
-        if not re.fullmatch(r"[0-9a-f]{8}", h):
-            raise Fail("make_capath: openssl x509 -subject_hash said %r for %s" % (h, ca))
-        n = 0
-        while os.path.exists(os.path.join(dir, "%s.%d" % (h, n))):
-            n += 1
-        shutil.copyfile(ca, os.path.join(dir, "%s.%d" % (h, n)))
-        if FLAVOUR == "mosquitto":
-            os.chmod(os.path.join(dir, "%s.%d" % (h, n)), 0o644)
-    if FLAVOUR == "mosquitto":
-        os.chmod(dir, 0o755)
-    return dir
