@@ -12,6 +12,18 @@ closed. With require_certificate, clients without a certificate, with one
 from another CA or with an expired one are refused in the handshake, and
 use_identity_as_username lets alice in by her certificate's CN.
 
+crlfile (a CRL made with `openssl ca -revoke' and `-gencrl') refuses
+mallory, whose certificate from the good CA it revokes, over TLS 1.3 and
+1.2 and to mosquitto_pub, while alice still gets in; capath (a directory
+holding only the good CA as HASH.0, no cafile) verifies like cafile: alice
+and mallory (no CRL there) get in, the foreign CA's certificate and no
+certificate do not. use_subject_as_username takes the subject DN as the
+username, so a certificate without a CN (O=NoCN) gets in too, while
+use_identity_as_username refuses it with CONNACK 5 / 0x87 even when the
+CONNECT names alice. A keyfile that is not the certfile's key (another EC
+key, an RSA key) stops the start with exit status 1 and FILE:LINE naming
+the certfile's line.
+
 Every refusal that openssl s_client is asked to see is first shown possible
 with a reference `openssl s_server' that allows it: where this openssl cannot
 even offer it (a build without TLS 1.0, say), that check is skipped with a
@@ -242,6 +254,30 @@ def timed_close(fn, results, key):
         results[key] = (float("inf"), "error: %r" % e)
 
 
+def sys_counter_checks(pki):
+    """$SYS/broker/tls/handshakes and tls/failures count what happened."""
+    b = tls_broker("TLS counters", {"certfile": pki.server_cert, "keyfile": pki.server_key},
+                   sys_interval=1)
+    junk = Raw(b)
+    junk.send(os.urandom(64))
+    junk.wait_closed()
+    watcher = TlsRaw(b, ca=pki.ca)
+    watcher.connect("it31-sys")
+    watcher.subscribe([("$SYS/broker/tls/#", 0)])
+    seen = {}
+    deadline = time.monotonic() + 3.0 + SLACK_S
+    while time.monotonic() < deadline and not ("handshakes" in seen and "failures" in seen and
+                                               seen["handshakes"] >= 1 and seen["failures"] >= 1):
+        for p in read_publishes(watcher, 2, 1.5):
+            seen[p.topic.split("/")[-1]] = int(p.payload)
+    check(seen.get("handshakes", 0) >= 1, "$SYS/broker/tls/handshakes counts completed handshakes",
+          seen)
+    check(seen.get("failures", 0) >= 1,
+          "$SYS/broker/tls/failures counts a connection that sent junk instead of a handshake",
+          seen)
+    watcher.close()
+
+
 def main():
     pki = make_pki(tempfile.mkdtemp(prefix="ringmq-it31-pki-"))
     ref = Reference(pki)
@@ -462,6 +498,190 @@ def main():
                 "tls_version tlsv1.3: s_client -tls1_3 with alice's certificate completes")
     s_client_refused(b, ref, ["-tls1_2"] + certargs, pki.ca,
                      "tls_version tlsv1.3: s_client -tls1_2 refused")
+
+    more = extra_pki(pki)
+    crlfile_checks(pki, more)
+    capath_checks(pki, more)
+    subject_checks(pki, more)
+    bad_key_checks(pki)
+    sys_counter_checks(pki)
+
+
+VERSIONS = (("TLS 1.3", None), ("TLS 1.2", T12))
+
+
+def extra_pki(pki):
+    """mallory (CN mallory, signed by the good CA), nocn (subject O=NoCN,
+    no CN, signed by the good CA), the good CA's CRL revoking mallory, and
+    a capath directory holding only the good CA under its subject hash."""
+    x = {"mallory": pki_cert(pki, "mallory", "/CN=mallory"),
+         "nocn": pki_cert(pki, "nocn", "/O=NoCN")}
+    x["crl"] = make_crl(pki, [x["mallory"][0]])
+    x["capath"] = make_capath(os.path.join(pki.dir, "capath"), [pki.ca])
+    log("# crlfile %s revokes %s; capath %s holds %s" %
+        (x["crl"], x["mallory"][0], x["capath"], sorted(os.listdir(x["capath"]))))
+    return x
+
+
+def as_client(pki, cert_key):
+    return {"ca": pki.ca, "cert": cert_key[0], "key": cert_key[1]}
+
+
+def crlfile_checks(pki, x):
+    """cafile plus crlfile: the good CA's CRL revokes mallory, alice stays."""
+    b = tls_broker("mTLS, cafile, crlfile",
+                   {"certfile": pki.server_cert, "keyfile": pki.server_key, "cafile": pki.ca,
+                    "crlfile": x["crl"], "require_certificate": True})
+    alice = as_client(pki, (pki.alice_cert, pki.alice_key))
+    mallory = as_client(pki, x["mallory"])
+    for vname, v in VERSIONS:
+        o = mqtt_over_tls(b, "it31-crl-alice", max_version=v, **alice)
+        check(accepted(o), "crlfile %s: alice's certificate (not revoked): CONNACK 0" % vname,
+              show(o))
+        done(o)
+        o = mqtt_over_tls(b, "it31-crl-mallory", max_version=v, **mallory)
+        check(refused(o), "crlfile %s: mallory's certificate (good CA, revoked in crlfile): "
+              "refused (handshake error or closed before CONNACK)" % vname, show(o))
+        done(o)
+    rc, out = mosq_pub(b, "--cafile", pki.ca, "--cert", x["mallory"][0], "--key",
+                       x["mallory"][1], "-i", "it31-crl-mosq-mallory", "-t", "it31/crl",
+                       "-m", "x", "-q", "1", timeout=WAIT + 5)
+    check(rc != 0, "crlfile: mosquitto_pub --cert mallory fails", "exit %s: %s" %
+          (rc, out.strip()))
+    rc, out = mosq_pub(b, "--cafile", pki.ca, "--cert", pki.alice_cert, "--key", pki.alice_key,
+                       "-i", "it31-crl-mosq-alice", "-t", "it31/crl", "-m", "x", "-q", "1",
+                       timeout=WAIT + 5)
+    check_eq(rc, 0, "crlfile: mosquitto_pub --cert alice exits 0 (%s)" % out.strip())
+    said = b.log_grep("TLS handshake")
+    if said:
+        log("# crlfile: broker log on refused handshakes: %r" % said[:4])
+    check(b.alive(), "the broker is still running after the crlfile checks")
+
+
+def capath_checks(pki, x):
+    """capath only (no cafile, no crlfile): the good CA found by subject
+    hash verifies client certificates; mallory, on no CRL here, gets in (the
+    control for crlfile_checks)."""
+    b = tls_broker("mTLS, capath, no cafile",
+                   {"certfile": pki.server_cert, "keyfile": pki.server_key,
+                    "capath": x["capath"], "require_certificate": True})
+    alice = as_client(pki, (pki.alice_cert, pki.alice_key))
+    mallory = as_client(pki, x["mallory"])
+    for vname, v in VERSIONS:
+        o = mqtt_over_tls(b, "it31-capath-alice", max_version=v, **alice)
+        check(accepted(o), "capath %s: alice's certificate (its CA in capath as HASH.0): "
+              "CONNACK 0" % vname, show(o))
+        done(o)
+        o = mqtt_over_tls(b, "it31-capath-mallory", max_version=v, **mallory)
+        check(accepted(o), "capath %s, no crlfile: mallory's certificate (good CA) is "
+              "accepted, CONNACK 0 (what crlfile refused was the CRL's doing)" % vname, show(o))
+        done(o)
+        o = mqtt_over_tls(b, "it31-capath-foreign", ca=pki.ca, cert=pki.foreign_cert,
+                          key=pki.foreign_key, max_version=v)
+        check(refused(o), "capath %s: a certificate from the foreign CA (not in capath): "
+              "refused (handshake error or closed before CONNACK)" % vname, show(o))
+        done(o)
+        o = mqtt_over_tls(b, "it31-capath-nocert", ca=pki.ca, max_version=v)
+        check(refused(o), "capath %s: no client certificate: refused" % vname, show(o))
+        done(o)
+    check(b.alive(), "the broker is still running after the capath checks")
+
+
+def subject_checks(pki, x):
+    """use_subject_as_username: the subject DN is the username, a
+    certificate without a CN included; use_identity_as_username: a
+    certificate without a CN has no identity and is refused."""
+    alice = as_client(pki, (pki.alice_cert, pki.alice_key))
+    nocn = as_client(pki, x["nocn"])
+    b = tls_broker("mTLS, use_subject_as_username",
+                   {"certfile": pki.server_cert, "keyfile": pki.server_key, "cafile": pki.ca,
+                    "require_certificate": True, "use_subject_as_username": True},
+                   allow_anonymous="false")
+    for vname, v in VERSIONS:
+        o = mqtt_over_tls(b, "it31-subj-alice", max_version=v, **alice)
+        check(accepted(o), "use_subject_as_username %s: alice's certificate, no username or "
+              "password, allow_anonymous false: CONNACK 0" % vname, show(o))
+        done(o)
+    o = mqtt_over_tls(b, "it31-subj-alice-v5", version=5, **alice)
+    check(accepted(o), "use_subject_as_username: alice's certificate, MQTT 5.0: CONNACK 0",
+          show(o))
+    done(o)
+    o = mqtt_over_tls(b, "it31-subj-nocn", **nocn)
+    check(accepted(o), "use_subject_as_username: a certificate without a CN (subject O=NoCN, "
+          "not an empty DN) is a username too: CONNACK 0", show(o))
+    done(o)
+    o = mqtt_over_tls(b, "it31-subj-nocert", ca=pki.ca, username="CN=alice")
+    check(refused(o), "use_subject_as_username: no client certificate, username CN=alice: "
+          "refused (handshake error or closed before CONNACK)", show(o))
+    done(o)
+    check(b.alive(), "the broker is still running after the use_subject_as_username checks")
+
+    b = tls_broker("mTLS, use_identity_as_username, a certificate without a CN",
+                   {"certfile": pki.server_cert, "keyfile": pki.server_key, "cafile": pki.ca,
+                    "require_certificate": True, "use_identity_as_username": True},
+                   allow_anonymous="false")
+    # ringmq answers not authorized (3.1.1's 5, 5.0's 0x87); another broker
+    # may refuse otherwise (another code, or a close): any refusal is one.
+    for version, want in ((4, 0x05), (5, 0x87)):
+        vname = {4: "3.1.1", 5: "5.0"}[version]
+        for user, what in ((None, "and no username"),
+                           ("alice", "and username alice (the CONNECT's does not stand in for "
+                            "the missing CN)")):
+            o = mqtt_over_tls(b, "it31-id-nocn-v%d" % version, version=version, username=user,
+                              **nocn)
+            if FLAVOUR == "ringmq":
+                check(o[0] == "connack" and o[1] == want,
+                      "use_identity_as_username, MQTT %s: a certificate without a CN (O=NoCN) "
+                      "%s: CONNACK 0x%02x (not authorized)" % (vname, what, want), show(o))
+            else:
+                check(o[0] == "closed" or (o[0] == "connack" and o[1] != 0),
+                      "use_identity_as_username, MQTT %s: a certificate without a CN (O=NoCN) "
+                      "%s: refused (a CONNACK refusal or closed)" % (vname, what), show(o))
+            done(o)
+    if FLAVOUR == "ringmq":
+        why = b.log_grep("no usable identity")
+        if why:
+            log("# use_identity_as_username: the broker says why: %r" % why[:2])
+    o = mqtt_over_tls(b, "it31-id-alice-after", **alice)
+    check(accepted(o), "use_identity_as_username: alice still gets CONNACK 0 after the "
+          "refusals", show(o))
+    done(o)
+    check(b.alive(), "the broker is still running after the use_identity_as_username checks")
+
+
+def bad_key_checks(pki):
+    """A keyfile that is not the certfile's key: the broker does not start,
+    exits 1, and says FILE:N: TLS keyfile ..., N the certfile's line in the
+    config file written."""
+    for what, key in (("another EC P-256 key (alice's)", pki.alice_key),
+                      ("an RSA key for the ECDSA certificate", pki.server_rsa_key)):
+        b = Broker(listener_conf={"certfile": pki.server_cert, "keyfile": key})
+        b.expect_clean_exit = False  # checked here
+        try:
+            b.start()
+            started = True
+        except Fail as e:
+            started = False
+            log("# keyfile %s: %s" % (what, e))
+        if started:
+            b.stop()
+        rc = b.wait_exit(WAIT)
+        out = b.log_text()
+        check(not started and rc == 1,
+              "certfile with %s as keyfile: the broker does not start, exit status 1" % what,
+              "started %s, exit status %s, output: %s" % (started, rc, out[-800:]))
+        if FLAVOUR != "ringmq":
+            log("# SKIP part: the FILE:LINE message is ringmq's")
+            continue
+        with open(b.conf_path) as f:
+            lines = f.read().splitlines()
+        at = [i + 1 for i, l in enumerate(lines) if l.split()[:1] == ["certfile"]]
+        check(len(at) == 1, "the config written has one certfile line", lines)
+        want = ":%d: TLS keyfile" % at[0]
+        said = [l for l in out.splitlines() if want in l]
+        check(said, "certfile with %s as keyfile: the output says '%s%s ...' (the certfile's "
+              "line)" % (what, os.path.basename(b.conf_path), want), out[-800:])
+        log("# keyfile %s: %s" % (what, said[0].strip()))
 
 
 run(main)

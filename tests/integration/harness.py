@@ -1581,3 +1581,107 @@ def s_client_handshake(out):
         return None
     p = re.search(r"^\s*Protocol\s*:\s*(\S+)", out, re.M)
     return p.group(1) if p else m.group(1)
+
+
+# ---------------------------------------------------------------------------
+# More of make_pki()'s PKI: one more certificate, a CRL, a capath directory
+
+
+def _world_readable(*paths):
+    """mosquitto drops root for its own user before reading the files."""
+    if FLAVOUR == "mosquitto":
+        for p in paths:
+            os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
+
+
+def pki_cert(pki, name, subj, ca=None, ca_key=None, ext="client_ext", key=None, days=30):
+    """One more certificate for make_pki()'s PKI, made with the openssl CLI
+    in pki.dir: a new EC P-256 key NAME.key (or key, an existing key's
+    path) and NAME.crt for subj (an openssl -subj string: "/CN=mallory",
+    or "/O=NoCN" for a certificate without a CN), signed by ca/ca_key
+    (the good CA, pki.ca, by default), valid `days' days, with the
+    extensions ext of pki.cnf (client_ext: a clientAuth certificate).
+    Returns (cert, key) paths; raises Fail with openssl's output."""
+    d = pki.dir
+    cnf = os.path.join(d, "pki.cnf")
+    ca = ca or pki.ca
+    ca_key = ca_key or pki.ca_key
+    if key is None:
+        key = os.path.join(d, name + ".key")
+        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", key], "EC P-256 key " + name, d)
+    req = os.path.join(d, name + ".csr")
+    cert = os.path.join(d, name + ".crt")
+    _openssl(["req", "-new", "-config", cnf, "-key", key, "-subj", subj, "-out", req],
+             "request " + name, d)
+    _openssl(["x509", "-req", "-in", req, "-CA", ca, "-CAkey", ca_key,
+              "-set_serial", "0x" + os.urandom(8).hex(), "-days", str(days), "-sha256",
+              "-extfile", cnf, "-extensions", ext, "-out", cert],
+             "certificate " + name, d)
+    _world_readable(key, cert)
+    return cert, key
+
+
+# `openssl ca -revoke' and `-gencrl' only, on a database of their own (not
+# make_pki()'s ca-db, which holds the expired certificate).
+_CRL_CNF = """\
+[ca]
+default_ca = crl_ca
+[crl_ca]
+database = %(db)s/index.txt
+crlnumber = %(db)s/crlnumber
+default_md = sha256
+default_crl_days = 30
+unique_subject = no
+"""
+
+
+def make_crl(pki, revoked, name="ca", ca=None, ca_key=None):
+    """A PEM CRL issued by ca/ca_key (the good CA by default) revoking each
+    certificate in revoked (paths; an empty list gives an empty CRL):
+    `openssl ca -revoke' for each, then `openssl ca -gencrl', with an index,
+    crlnumber and config of their own in pki.dir/crl-db-NAME (made afresh).
+    Returns the CRL's path, pki.dir/NAME.crl; raises Fail with openssl's
+    output."""
+    d = pki.dir
+    ca = ca or pki.ca
+    ca_key = ca_key or pki.ca_key
+    db = os.path.join(d, "crl-db-" + name)
+    if os.path.exists(db):
+        shutil.rmtree(db)
+    os.makedirs(db)
+    open(os.path.join(db, "index.txt"), "w").close()
+    with open(os.path.join(db, "crlnumber"), "w") as f:
+        f.write("01\n")
+    cnf = os.path.join(db, "crl.cnf")
+    with open(cnf, "w") as f:
+        f.write(_CRL_CNF % {"db": db})
+    for cert in revoked:
+        _openssl(["ca", "-config", cnf, "-batch", "-cert", ca, "-keyfile", ca_key,
+                  "-revoke", cert, "-crl_reason", "keyCompromise"],
+                 "revoke " + os.path.basename(cert), db)
+    crl = os.path.join(d, name + ".crl")
+    _openssl(["ca", "-config", cnf, "-batch", "-cert", ca, "-keyfile", ca_key, "-gencrl",
+              "-out", crl], "CRL " + name, db)
+    _world_readable(crl)
+    return crl
+
+
+def make_capath(dir, cas):
+    """A directory for capath: each CA certificate in cas (PEM paths)
+    copied to HASH.N, HASH its `openssl x509 -subject_hash' (what `openssl
+    rehash' would link), N the first free number for that hash. Returns
+    dir; raises Fail with openssl's output."""
+    os.makedirs(dir, exist_ok=True)
+    for ca in cas:
+        h = _openssl(["x509", "-subject_hash", "-noout", "-in", ca], "subject hash of " + ca,
+                     dir).strip()
+        if not re.fullmatch(r"[0-9a-f]{8}", h):
+            raise Fail("make_capath: openssl x509 -subject_hash said %r for %s" % (h, ca))
+        n = 0
+        while os.path.exists(os.path.join(dir, "%s.%d" % (h, n))):
+            n += 1
+        shutil.copyfile(ca, os.path.join(dir, "%s.%d" % (h, n)))
+        _world_readable(os.path.join(dir, "%s.%d" % (h, n)))
+    _world_readable(dir)
+    return dir
