@@ -48,9 +48,6 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
                                          const uint8_t *server_nonce, size_t server_nonce_len,
                                          struct scram **state, uint8_t *out, size_t *outlen,
                                          const char **why);
-int passwd_scram_line_with_salt(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
-                                const uint8_t *salt, size_t salt_len, uint32_t iterations,
-                                char *out, size_t outlen);
 
 #define KEY  64u
 #define MMAX SCRAM_MSG_MAX
@@ -88,7 +85,7 @@ static void setup(void)
     size_t o = 0;
     for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
         struct user *u = &users[i];
-        int n = passwd_scram_line_with_salt((const uint8_t *)u->name, strlen(u->name),
+        int n = passwd_scram_line((const uint8_t *)u->name, strlen(u->name),
                                             (const uint8_t *)u->password, strlen(u->password),
                                             (const uint8_t *)u->salt, strlen(u->salt), ITER,
                                             text + o, sizeof(text) - o);
