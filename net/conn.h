@@ -55,7 +55,6 @@ struct conn_layer {
     unsigned level;   /* its index in the chain */
     struct buf above; /* plaintext from above, not yet encoded */
     struct buf up;    /* plaintext for above, made by input */
-    void *state;
 };
 
 enum conn_io {

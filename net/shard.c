@@ -631,10 +631,7 @@ static void shard_tick(struct shard *sh)
     sh->accept_paused = 0;
     if (sh->auth_read_broken)
         auth_drain(sh);
-    if (sh->en.now_ms >= sh->next_scan_ms) {
-        sh->next_scan_ms = sh->en.now_ms + 1000;
-        sys_tick(sh, sh->en.now_ms);
-    }
+    sys_tick(sh, sh->en.now_ms); /* keeps its own sys_interval */
 }
 
 /* Submits and waits as the turn's state allows: at once when busy, soon

@@ -67,7 +67,6 @@ struct shard {
      * turns at least every 100 ms. */
     atomic_uint_fast64_t turns;
     uint64_t next_tick_ms;
-    uint64_t next_scan_ms;
     uint64_t next_sys_ms;
     uint64_t stop_deadline_ms;
 

@@ -86,9 +86,9 @@ static void setup(void)
     for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
         struct user *u = &users[i];
         int n = passwd_scram_line((const uint8_t *)u->name, strlen(u->name),
-                                            (const uint8_t *)u->password, strlen(u->password),
-                                            (const uint8_t *)u->salt, strlen(u->salt), ITER,
-                                            text + o, sizeof(text) - o);
+                                  (const uint8_t *)u->password, strlen(u->password),
+                                  (const uint8_t *)u->salt, strlen(u->salt), ITER, text + o,
+                                  sizeof(text) - o);
         CHECK(n > 0);
         o += (size_t)n;
         text[o++] = '\n';
