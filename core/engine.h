@@ -104,6 +104,8 @@ enum engine_pause {
 /* Who a connection is: known at accept (listener, address), after
  * authentication (username) and after placement (client id, on the client).
  * struct auth_client is built from this in one place (net/effects.c). */
+#define ENGINE_TLS_EXPORTER_LEN 32u
+
 struct engine_identity {
     uint32_t listener;
     struct sockaddr_storage addr; /* the peer; ss_family AF_UNSPEC if unknown */
@@ -114,6 +116,13 @@ struct engine_identity {
      * with use_subject_as_username), owned; NULL: none. */
     uint8_t *cert_identity;
     uint32_t cert_identity_len;
+    /* RFC 9266 tls-exporter channel binding of the connection's TLS
+     * session (label "EXPORTER-Channel-Binding", no context), set by the
+     * TLS layer after the handshake when the session is TLS 1.3 or TLS 1.2
+     * with the extended master secret; tls_exporter_ok false otherwise
+     * (plain TCP, or a TLS 1.2 session whose exporter is not unique). */
+    bool tls_exporter_ok;
+    uint8_t tls_exporter[ENGINE_TLS_EXPORTER_LEN];
 };
 
 /* A CONNECT, decoded once into what its later steps need, owned: it waits

@@ -234,6 +234,20 @@ static void take_identity(struct conn *c, struct tls_state *st)
     c->e.who.cert_identity_len = (uint32_t)len;
 }
 
+/* RFC 9266: the tls-exporter channel binding, for SCRAM-SHA-512-PLUS. Only
+ * where the exporter is unique to the session: TLS 1.3, or TLS 1.2 with
+ * the extended master secret (RFC 7627). */
+static void take_exporter(struct conn *c, struct tls_state *st)
+{
+    static const char label[] = "EXPORTER-Channel-Binding";
+    c->e.who.tls_exporter_ok = false;
+    if (SSL_version(st->ssl) < TLS1_3_VERSION && !SSL_get_extms_support(st->ssl))
+        return;
+    if (SSL_export_keying_material(st->ssl, c->e.who.tls_exporter, ENGINE_TLS_EXPORTER_LEN, label,
+                                   sizeof(label) - 1, NULL, 0, 0) == 1)
+        c->e.who.tls_exporter_ok = true;
+}
+
 /* A handshake or record the library refused: a debug line and a counter,
  * and the connection ends. */
 static int tls_fail(struct conn *c, const SSL *ssl, const char *stage)
@@ -266,6 +280,7 @@ static int tls_input(struct conn *c, struct conn_layer *l, const uint8_t *data, 
         st->done = true;
         atomic_fetch_add_explicit(&c->e.en->st.tls_handshakes, 1, memory_order_relaxed);
         take_identity(c, st);
+        take_exporter(c, st);
     }
     for (;;) {
         if (buf_reserve(up, TLS_RECORD_IN_MAX))
