@@ -12,6 +12,7 @@
  * stops the parse with "source:line: message" in the caller's buffer.
  */
 #include "config.h"
+#include "config_internal.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -19,10 +20,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* A line holds at most a key, two values (listener) and one token more to
- * name in the "extra value" message. */
-#define CONFIG_TOKENS_MAX 4
 
 /* MQTT 5 carries a session expiry interval as a four-byte count of seconds,
  * with 0xFFFFFFFF meaning "never"; keep the configured expiration a finite
@@ -88,6 +85,7 @@ void config_init(struct config *c)
     c->memory_limit = 0;
     c->sys_interval_s = 10;
     c->auth_threads = 1;
+    c->tls_ticket_rotation_s = CONFIG_TICKET_ROTATION_DEFAULT;
     c->listener_count = 0;
     for (uint32_t i = 0; i < LISTENERS_MAX; i++)
         c->listeners[i].tls.min_version = CONFIG_TLS_1_2;
@@ -106,22 +104,8 @@ static void listener_reset(struct config_listener *l, uint16_t port, const char 
     l->tls.min_version = CONFIG_TLS_1_2;
 }
 
-/* Parse state for one config_parse() call. */
-struct parser {
-    struct config *c;
-    const char *source;
-    int line;
-    char *err;
-    size_t errlen;
-    /* The block the last "listener" line opened; NULL before the first. */
-    struct config_listener *listener;
-    const char *key;
-    const char *values[CONFIG_TOKENS_MAX - 1];
-    size_t value_count; /* all values on the line, even beyond values[] */
-};
-
 /* Writes "where: message" into err (when there is room) and returns -1, so
- * every failure is one "return fail(...)". */
+ * every failure is one "return config_fail(...)". */
 __attribute__((format(printf, 4, 5))) static int report(char *err, size_t errlen, const char *where,
                                                         const char *fmt, ...)
 {
@@ -150,8 +134,8 @@ vreport_at(char *err, size_t errlen, const char *source, int line, const char *f
     return -1;
 }
 
-__attribute__((format(printf, 5, 6))) static int
-report_at(char *err, size_t errlen, const char *source, int line, const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) int
+config_report_at(char *err, size_t errlen, const char *source, int line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -161,7 +145,7 @@ report_at(char *err, size_t errlen, const char *source, int line, const char *fm
 }
 
 /* The same for a line of the file being parsed. */
-__attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) int config_fail(struct parser *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -193,27 +177,27 @@ static int parse_u64(const char *s, uint64_t *out)
 /* The single value of p->key as an integer in min..max. When zero_means is
  * non-zero, 0 is also accepted and stands for zero_means: mosquitto spells
  * "unlimited" as 0 for several options, and we map that to our ceiling. */
-static int value_uint(struct parser *p, uint64_t min, uint64_t max, uint64_t zero_means,
+int config_value_uint(struct parser *p, uint64_t min, uint64_t max, uint64_t zero_means,
                       uint64_t *out)
 {
     const char *v = p->values[0];
     uint64_t n = 0;
     int rc = parse_u64(v, &n);
     if (rc == -1)
-        return fail(p, "`%s' value `%s' is not a number", p->key, v);
+        return config_fail(p, "`%s' value `%s' is not a number", p->key, v);
     if (rc == 0 && n == 0 && zero_means != 0) {
         *out = zero_means;
         return 0;
     }
     if (rc == -2 || n < min || n > max) {
         if (zero_means != 0 && min == 1)
-            return fail(p, "`%s' value `%s' is out of range 0..%llu", p->key, v,
-                        (unsigned long long)max);
+            return config_fail(p, "`%s' value `%s' is out of range 0..%llu", p->key, v,
+                               (unsigned long long)max);
         if (zero_means != 0)
-            return fail(p, "`%s' value `%s' is out of range (0, or %llu..%llu)", p->key, v,
-                        (unsigned long long)min, (unsigned long long)max);
-        return fail(p, "`%s' value `%s' is out of range %llu..%llu", p->key, v,
-                    (unsigned long long)min, (unsigned long long)max);
+            return config_fail(p, "`%s' value `%s' is out of range (0, or %llu..%llu)", p->key, v,
+                               (unsigned long long)min, (unsigned long long)max);
+        return config_fail(p, "`%s' value `%s' is out of range %llu..%llu", p->key, v,
+                           (unsigned long long)min, (unsigned long long)max);
     }
     *out = n;
     return 0;
@@ -221,7 +205,7 @@ static int value_uint(struct parser *p, uint64_t min, uint64_t max, uint64_t zer
 
 /* mosquitto accepts exactly "true" and "false"; so do we, so a file means the
  * same thing to both brokers. */
-static int value_bool(struct parser *p, bool *out)
+int config_value_bool(struct parser *p, bool *out)
 {
     const char *v = p->values[0];
     if (strcmp(v, "true") == 0) {
@@ -232,7 +216,7 @@ static int value_bool(struct parser *p, bool *out)
         *out = false;
         return 0;
     }
-    return fail(p, "`%s' value `%s' is not true or false", p->key, v);
+    return config_fail(p, "`%s' value `%s' is not true or false", p->key, v);
 }
 
 static int set_shards(struct parser *p)
@@ -245,9 +229,10 @@ static int set_shards(struct parser *p)
     const char *v = p->values[0];
     int rc = parse_u64(v, &n);
     if (rc == -1)
-        return fail(p, "`shards' value `%s' is not auto or a number", v);
+        return config_fail(p, "`shards' value `%s' is not auto or a number", v);
     if (rc == -2 || n < 1 || n > SHARDS_MAX)
-        return fail(p, "`shards' value `%s' is out of range (auto, or 1..%u)", v, SHARDS_MAX);
+        return config_fail(p, "`shards' value `%s' is out of range (auto, or 1..%u)", v,
+                           SHARDS_MAX);
     p->c->shards = (uint32_t)n;
     return 0;
 }
@@ -264,8 +249,9 @@ static int set_log_level(struct parser *p)
             return 0;
         }
     }
-    return fail(p, "`log_level' value `%s' is not one of error, warning, notice, info, debug",
-                p->values[0]);
+    return config_fail(p,
+                       "`log_level' value `%s' is not one of error, warning, notice, info, debug",
+                       p->values[0]);
 }
 
 /* Global before the first listener line; inside a block it overrides the
@@ -273,7 +259,7 @@ static int set_log_level(struct parser *p)
 static int set_allow_anonymous(struct parser *p)
 {
     bool b = false;
-    if (value_bool(p, &b) != 0)
+    if (config_value_bool(p, &b) != 0)
         return -1;
     int v = b ? CONFIG_TRUE : CONFIG_FALSE;
     if (p->listener != NULL)
@@ -286,7 +272,7 @@ static int set_allow_anonymous(struct parser *p)
 static int set_max_packet_size(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 1, PACKET_SIZE_MAX, PACKET_SIZE_MAX, &n) != 0)
+    if (config_value_uint(p, 1, PACKET_SIZE_MAX, PACKET_SIZE_MAX, &n) != 0)
         return -1;
     p->c->max_packet_size = (uint32_t)n;
     return 0;
@@ -295,7 +281,7 @@ static int set_max_packet_size(struct parser *p)
 static int set_max_keepalive(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, CONFIG_KEEPALIVE_MIN_S, KEEPALIVE_MAX_S, KEEPALIVE_MAX_S, &n) != 0)
+    if (config_value_uint(p, CONFIG_KEEPALIVE_MIN_S, KEEPALIVE_MAX_S, KEEPALIVE_MAX_S, &n) != 0)
         return -1;
     p->c->max_keepalive_s = (uint16_t)n;
     return 0;
@@ -304,7 +290,7 @@ static int set_max_keepalive(struct parser *p)
 static int set_max_inflight_messages(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 1, INFLIGHT_MAX, INFLIGHT_MAX, &n) != 0)
+    if (config_value_uint(p, 1, INFLIGHT_MAX, INFLIGHT_MAX, &n) != 0)
         return -1;
     p->c->max_inflight_messages = (uint32_t)n;
     return 0;
@@ -316,7 +302,7 @@ static int set_max_inflight_messages(struct parser *p)
 static int set_max_queued_messages(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 1, QUEUED_MESSAGES_MAX, QUEUED_MESSAGES_MAX, &n) != 0)
+    if (config_value_uint(p, 1, QUEUED_MESSAGES_MAX, QUEUED_MESSAGES_MAX, &n) != 0)
         return -1;
     p->c->max_queued_messages = (uint32_t)n;
     return 0;
@@ -325,7 +311,7 @@ static int set_max_queued_messages(struct parser *p)
 static int set_max_queued_bytes(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, QUEUED_BYTES_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 0, QUEUED_BYTES_MAX, 0, &n) != 0)
         return -1;
     p->c->max_queued_bytes = n;
     return 0;
@@ -334,7 +320,7 @@ static int set_max_queued_bytes(struct parser *p)
 static int set_max_retained_messages(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, UINT32_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 0, UINT32_MAX, 0, &n) != 0)
         return -1;
     p->c->max_retained_messages = n;
     return 0;
@@ -343,7 +329,7 @@ static int set_max_retained_messages(struct parser *p)
 static int set_max_retained_bytes(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, RETAINED_BYTES_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 0, RETAINED_BYTES_MAX, 0, &n) != 0)
         return -1;
     p->c->max_retained_bytes = n;
     return 0;
@@ -404,19 +390,21 @@ static int set_persistent_client_expiration(struct parser *p)
     p->c->persistent_client_expiration_s = n * unit_s;
     return 0;
 bad:
-    return fail(p,
-                "`persistent_client_expiration' value `%s' is not a duration (a number, "
-                "optionally followed by s, h, d, w, m or y)",
-                v);
+    return config_fail(p,
+                       "`persistent_client_expiration' value `%s' is not a duration (a number, "
+                       "optionally followed by s, h, d, w, m or y)",
+                       v);
 range:
-    return fail(p, "`persistent_client_expiration' value `%s' is out of range (at most %llu s)", v,
-                CONFIG_EXPIRATION_MAX_S);
+    return config_fail(p,
+                       "`persistent_client_expiration' value `%s' is out of range (at most %llu s)",
+                       v, CONFIG_EXPIRATION_MAX_S);
 }
 
 static int set_connect_timeout(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, CONFIG_CONNECT_TIMEOUT_MIN_S, CONFIG_CONNECT_TIMEOUT_MAX_S, 0, &n) != 0)
+    if (config_value_uint(p, CONFIG_CONNECT_TIMEOUT_MIN_S, CONFIG_CONNECT_TIMEOUT_MAX_S, 0, &n) !=
+        0)
         return -1;
     p->c->connect_timeout_ms = (uint32_t)n * 1000u;
     return 0;
@@ -425,7 +413,7 @@ static int set_connect_timeout(struct parser *p)
 static int set_max_output_buffer(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, CONFIG_OUTPUT_BUFFER_MIN, OUTPUT_BUFFER_MAX, 0, &n) != 0)
+    if (config_value_uint(p, CONFIG_OUTPUT_BUFFER_MIN, OUTPUT_BUFFER_MAX, 0, &n) != 0)
         return -1;
     p->c->max_output_buffer = (uint32_t)n;
     return 0;
@@ -433,7 +421,7 @@ static int set_max_output_buffer(struct parser *p)
 
 static int set_retain_available(struct parser *p)
 {
-    return value_bool(p, &p->c->retain_available);
+    return config_value_bool(p, &p->c->retain_available);
 }
 
 /* Pin shard N to CPU N (mod online CPUs). Off by default: measured on a
@@ -442,7 +430,7 @@ static int set_retain_available(struct parser *p)
  * own CPU instead of taking an idle one). Worth it on a dedicated host. */
 static int set_cpu_affinity(struct parser *p)
 {
-    return value_bool(p, &p->c->cpu_affinity);
+    return config_value_bool(p, &p->c->cpu_affinity);
 }
 
 /* Topic aliases a 5.0 client may create towards the broker (mosquitto's
@@ -450,7 +438,7 @@ static int set_cpu_affinity(struct parser *p)
 static int set_max_topic_alias(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, TOPIC_ALIAS_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 0, TOPIC_ALIAS_MAX, 0, &n) != 0)
         return -1;
     p->c->max_topic_alias = (uint16_t)n;
     return 0;
@@ -461,7 +449,7 @@ static int set_max_topic_alias(struct parser *p)
 static int set_max_subscriptions(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 1, SUBSCRIPTIONS_PER_CLIENT_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 1, SUBSCRIPTIONS_PER_CLIENT_MAX, 0, &n) != 0)
         return -1;
     p->c->max_subscriptions = (uint32_t)n;
     return 0;
@@ -470,7 +458,7 @@ static int set_max_subscriptions(struct parser *p)
 static int set_max_qos(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, 2, 0, &n) != 0)
+    if (config_value_uint(p, 0, 2, 0, &n) != 0)
         return -1;
     p->c->max_qos = (uint8_t)n;
     return 0;
@@ -479,7 +467,7 @@ static int set_max_qos(struct parser *p)
 static int set_max_topic_levels(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 1, TOPIC_LEVELS_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 1, TOPIC_LEVELS_MAX, 0, &n) != 0)
         return -1;
     p->c->max_topic_levels = (uint32_t)n;
     return 0;
@@ -489,7 +477,7 @@ static int set_max_topic_levels(struct parser *p)
 static int set_max_connect_size(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, CONFIG_CONNECT_SIZE_MIN, PACKET_SIZE_MAX, PACKET_SIZE_MAX, &n) != 0)
+    if (config_value_uint(p, CONFIG_CONNECT_SIZE_MIN, PACKET_SIZE_MAX, PACKET_SIZE_MAX, &n) != 0)
         return -1;
     p->c->max_connect_size = (uint32_t)n;
     /* Only a bound the operator asked for is checked against
@@ -504,7 +492,7 @@ static int set_max_connect_size(struct parser *p)
 static int set_max_sessions(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 1, CONFIG_SESSIONS_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 1, CONFIG_SESSIONS_MAX, 0, &n) != 0)
         return -1;
     p->c->max_sessions = (uint32_t)n;
     return 0;
@@ -569,13 +557,13 @@ static int set_memory_limit(struct parser *p)
     uint64_t n = 0;
     int rc = parse_bytes(v, &n);
     if (rc == -1)
-        return fail(p,
-                    "`memory_limit' value `%s' is not a size (a number of bytes, optionally "
-                    "followed by k, M or G)",
-                    v);
+        return config_fail(p,
+                           "`memory_limit' value `%s' is not a size (a number of bytes, optionally "
+                           "followed by k, M or G)",
+                           v);
     if (rc == -2 || (n != 0 && (n < CONFIG_MEMORY_LIMIT_MIN || n > CONFIG_MEMORY_LIMIT_MAX)))
-        return fail(p, "`memory_limit' value `%s' is out of range (0, or 1M..%lluG)", v,
-                    CONFIG_MEMORY_LIMIT_MAX >> 30);
+        return config_fail(p, "`memory_limit' value `%s' is out of range (0, or 1M..%lluG)", v,
+                           CONFIG_MEMORY_LIMIT_MAX >> 30);
     p->c->memory_limit = n;
     p->c->memory_limit_line = n != 0 ? p->line : 0;
     return 0;
@@ -584,7 +572,7 @@ static int set_memory_limit(struct parser *p)
 static int set_sys_interval(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, CONFIG_SYS_INTERVAL_MAX_S, 0, &n) != 0)
+    if (config_value_uint(p, 0, CONFIG_SYS_INTERVAL_MAX_S, 0, &n) != 0)
         return -1;
     p->c->sys_interval_s = (uint32_t)n;
     return 0;
@@ -637,16 +625,16 @@ static int set_listener(struct parser *p)
     uint64_t port = 0;
     int rc = parse_u64(port_text, &port);
     if (rc == -1)
-        return fail(p, "`listener' port `%s' is not a number", port_text);
+        return config_fail(p, "`listener' port `%s' is not a number", port_text);
     if (rc == -2 || port > 65535)
-        return fail(p, "`listener' port `%s' is out of range 0..65535", port_text);
+        return config_fail(p, "`listener' port `%s' is out of range 0..65535", port_text);
 
     struct addr a;
     if (strlen(address) >= sizeof(c->listeners[0].address) || !addr_parse(address, &a))
-        return fail(p,
-                    "`listener' address `%s' is not a numeric IPv4 or IPv6 address "
-                    "(host names are not supported)",
-                    address);
+        return config_fail(p,
+                           "`listener' address `%s' is not a numeric IPv4 or IPv6 address "
+                           "(host names are not supported)",
+                           address);
 
     /* Port 0 asks the kernel for a fresh port each time, so two such
      * listeners never collide; tests rely on that. */
@@ -656,11 +644,11 @@ static int set_listener(struct parser *p)
         if (l->port != port || !addr_parse(l->address, &b))
             continue;
         if (a.family == b.family && memcmp(a.bytes, b.bytes, sizeof(a.bytes)) == 0)
-            return fail(p, "duplicate listener %u %s (first at line %d)", (unsigned)port,
-                        address[0] != '\0' ? address : "(all addresses)", l->line);
+            return config_fail(p, "duplicate listener %u %s (first at line %d)", (unsigned)port,
+                               address[0] != '\0' ? address : "(all addresses)", l->line);
     }
     if (c->listener_count >= LISTENERS_MAX)
-        return fail(p, "too many listeners (at most %u)", (unsigned)LISTENERS_MAX);
+        return config_fail(p, "too many listeners (at most %u)", (unsigned)LISTENERS_MAX);
 
     struct config_listener *l = &c->listeners[c->listener_count++];
     listener_reset(l, (uint16_t)port, address, p->line);
@@ -676,7 +664,7 @@ static int set_max_connections(struct parser *p)
         return 0;
     }
     uint64_t n = 0;
-    if (value_uint(p, 0, UINT32_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 0, UINT32_MAX, 0, &n) != 0)
         return -1;
     p->listener->max_connections = (uint32_t)n;
     return 0;
@@ -687,159 +675,10 @@ static int set_protocol(struct parser *p)
     if (strcmp(p->values[0], "mqtt") == 0)
         return 0;
     if (strcmp(p->values[0], "websockets") == 0)
-        return fail(p, "`protocol' value `websockets' is not supported (only mqtt)");
-    return fail(p, "`protocol' value `%s' is not mqtt or websockets", p->values[0]);
+        return config_fail(p, "`protocol' value `websockets' is not supported (only mqtt)");
+    return config_fail(p, "`protocol' value `%s' is not mqtt or websockets", p->values[0]);
 }
 
-/* ---- TLS, mosquitto's keys inside a listener block ----
- *
- * Each key may appear once per block: a second certfile would silently
- * replace the first, and the operator meant one of them. The parser checks
- * each value on its own; how the keys fit together (keyfile with certfile,
- * require_certificate with a CA) is config_finish()'s, since a block may
- * give them in any order. Nothing here opens a file: the shards do when
- * they build their TLS contexts, and report their own errors. */
-
-/* Records that p->key was given on this line; a second time is an error
- * naming the first. */
-static int tls_once(struct parser *p, int *line)
-{
-    if (*line != 0)
-        return fail(p, "duplicate `%s' in this listener block (first at line %d)", p->key, *line);
-    *line = p->line;
-    return 0;
-}
-
-/* A path, kept as written (relative to the working directory, as
- * mosquitto). The tokenizer never yields an empty value; one word only, so
- * a path with spaces is refused rather than cut short. */
-static int tls_path(struct parser *p, char *dst, size_t size, int *line)
-{
-    if (tls_once(p, line) != 0)
-        return -1;
-    const char *v = p->values[0];
-    if (strlen(v) >= size)
-        return fail(p, "`%s' path is longer than %u bytes", p->key, (unsigned)size - 1);
-    snprintf(dst, size, "%s", v);
-    return 0;
-}
-
-static int set_certfile(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    if (tls_path(p, t->certfile, sizeof(t->certfile), &t->line) != 0)
-        return -1;
-    t->enabled = true;
-    return 0;
-}
-
-static int set_keyfile(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    return tls_path(p, t->keyfile, sizeof(t->keyfile), &t->keyfile_line);
-}
-
-static int set_cafile(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    return tls_path(p, t->cafile, sizeof(t->cafile), &t->cafile_line);
-}
-
-static int set_capath(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    return tls_path(p, t->capath, sizeof(t->capath), &t->capath_line);
-}
-
-static int set_crlfile(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    return tls_path(p, t->crlfile, sizeof(t->crlfile), &t->crlfile_line);
-}
-
-static int set_require_certificate(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    if (tls_once(p, &t->require_certificate_line) != 0)
-        return -1;
-    return value_bool(p, &t->require_certificate);
-}
-
-static int set_use_identity_as_username(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    if (tls_once(p, &t->use_identity_as_username_line) != 0)
-        return -1;
-    return value_bool(p, &t->use_identity_as_username);
-}
-
-static int set_use_subject_as_username(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    if (tls_once(p, &t->use_subject_as_username_line) != 0)
-        return -1;
-    return value_bool(p, &t->use_subject_as_username);
-}
-
-/* mosquitto's tls_version names the one version it allows; ours is the
- * lowest offered, so "tlsv1.2" also lets TLS 1.3 clients in, which is what
- * an operator upgrading from mosquitto's default wants. TLS 1.0 and 1.1 are
- * broken (RFC 8996) and never offered: saying so beats quietly raising
- * the floor. */
-static int set_tls_version(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    if (tls_once(p, &t->tls_version_line) != 0)
-        return -1;
-    const char *v = p->values[0];
-    if (strcmp(v, "tlsv1.2") == 0) {
-        t->min_version = CONFIG_TLS_1_2;
-        return 0;
-    }
-    if (strcmp(v, "tlsv1.3") == 0) {
-        t->min_version = CONFIG_TLS_1_3;
-        return 0;
-    }
-    if (strcmp(v, "tlsv1") == 0 || strcmp(v, "tlsv1.1") == 0)
-        return fail(p,
-                    "`tls_version' value `%s' is refused: TLS 1.0 and 1.1 are never offered "
-                    "(use tlsv1.2 or tlsv1.3)",
-                    v);
-    return fail(p, "`tls_version' value `%s' is not tlsv1.2 or tlsv1.3", v);
-}
-
-/* OpenSSL's list syntax: names joined by ':' (or ',') with the '!', '+',
- * '-' and '@' operators. The TLS library knows the names; here only the
- * characters are checked, so a quote or a '$' copied from a shell line is
- * caught with its line number. '=' is allowed too, for "@SECLEVEL=2". */
-static int set_ciphers(struct parser *p)
-{
-    struct config_tls *t = &p->listener->tls;
-    if (tls_once(p, &t->ciphers_line) != 0)
-        return -1;
-    const char *v = p->values[0];
-    if (strlen(v) >= sizeof(t->ciphers))
-        return fail(p, "`ciphers' list is longer than %u bytes", (unsigned)sizeof(t->ciphers) - 1);
-    for (const char *s = v; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-            strchr("!:+@_.,-=", ch) != NULL)
-            continue;
-        if (ch > 0x20 && ch < 0x7f)
-            return fail(p,
-                        "`ciphers' list holds `%c' (an OpenSSL cipher list has names, digits and "
-                        "! : + @ _ . , - =)",
-                        ch);
-        return fail(p,
-                    "`ciphers' list holds byte 0x%02x (an OpenSSL cipher list has names, "
-                    "digits and ! : + @ _ . , - =)",
-                    ch);
-    }
-    snprintf(t->ciphers, sizeof(t->ciphers), "%s", v);
-    return 0;
-}
-
-/* Sent to PSK clients in the clear: one word of printable text. */
 /* Kept as written, relative to the working directory like mosquitto's; the
  * security snapshot opens it and reports its own file:line errors. The
  * value is one word: a path with spaces is refused, not cut short. */
@@ -847,10 +686,21 @@ static int set_password_file(struct parser *p)
 {
     const char *v = p->values[0];
     if (strlen(v) >= sizeof(p->c->password_file))
-        return fail(p, "`password_file' path is longer than %u bytes",
-                    (unsigned)sizeof(p->c->password_file) - 1);
+        return config_fail(p, "`password_file' path is longer than %u bytes",
+                           (unsigned)sizeof(p->c->password_file) - 1);
     snprintf(p->c->password_file, sizeof(p->c->password_file), "%s", v);
     p->c->password_file_line = p->line;
+    return 0;
+}
+
+/* Seconds each session-ticket key issues tickets; 0: no tickets (every
+ * reconnect is a full handshake). */
+static int set_tls_ticket_rotation(struct parser *p)
+{
+    uint64_t n = 0;
+    if (config_value_uint(p, 0, CONFIG_TICKET_ROTATION_MAX, 0, &n) != 0)
+        return -1;
+    p->c->tls_ticket_rotation_s = (uint32_t)n;
     return 0;
 }
 
@@ -861,8 +711,8 @@ static int set_auth_methods(struct parser *p)
         if (strcmp(p->values[i], "SCRAM-SHA-512") == 0)
             m |= CONFIG_AUTH_SCRAM_SHA512;
         else
-            return fail(p, "`auth_methods' value `%s' is not a known method (SCRAM-SHA-512)",
-                        p->values[i]);
+            return config_fail(p, "`auth_methods' value `%s' is not a known method (SCRAM-SHA-512)",
+                               p->values[i]);
     }
     p->c->auth_methods = m;
     p->c->auth_methods_line = p->line;
@@ -889,7 +739,7 @@ struct option {
 static int set_auth_threads(struct parser *p)
 {
     uint64_t n = 0;
-    if (value_uint(p, 0, AUTH_THREADS_MAX, 0, &n) != 0)
+    if (config_value_uint(p, 0, AUTH_THREADS_MAX, 0, &n) != 0)
         return -1;
     p->c->auth_threads = (uint32_t)n;
     return 0;
@@ -923,18 +773,21 @@ static const struct option options[] = {
     {"password_file", set_password_file, SCOPE_GLOBAL, 1},
     {"auth_threads", set_auth_threads, SCOPE_GLOBAL, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
+    {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
     {"protocol", set_protocol, SCOPE_LISTENER, 1},
-    {"certfile", set_certfile, SCOPE_LISTENER, 1},
-    {"keyfile", set_keyfile, SCOPE_LISTENER, 1},
-    {"cafile", set_cafile, SCOPE_LISTENER, 1},
-    {"capath", set_capath, SCOPE_LISTENER, 1},
-    {"crlfile", set_crlfile, SCOPE_LISTENER, 1},
-    {"require_certificate", set_require_certificate, SCOPE_LISTENER, 1},
-    {"use_identity_as_username", set_use_identity_as_username, SCOPE_LISTENER, 1},
-    {"use_subject_as_username", set_use_subject_as_username, SCOPE_LISTENER, 1},
-    {"tls_version", set_tls_version, SCOPE_LISTENER, 1},
-    {"ciphers", set_ciphers, SCOPE_LISTENER, 1},
+    {"certfile", config_set_certfile, SCOPE_LISTENER, 1},
+    {"keyfile", config_set_keyfile, SCOPE_LISTENER, 1},
+    {"cafile", config_set_cafile, SCOPE_LISTENER, 1},
+    {"capath", config_set_capath, SCOPE_LISTENER, 1},
+    {"crlfile", config_set_crlfile, SCOPE_LISTENER, 1},
+    {"require_certificate", config_set_require_certificate, SCOPE_LISTENER, 1},
+    {"use_identity_as_username", config_set_use_identity_as_username, SCOPE_LISTENER, 1},
+    {"use_subject_as_username", config_set_use_subject_as_username, SCOPE_LISTENER, 1},
+    {"tls_version", config_set_tls_version, SCOPE_LISTENER, 1},
+    {"ciphers", config_set_ciphers, SCOPE_LISTENER, 1},
+    {"psk_file", config_set_psk_file, SCOPE_LISTENER, 1},
+    {"psk_hint", config_set_psk_hint, SCOPE_LISTENER, 1},
 };
 
 /* Options of mosquitto 2.0 that ringmq does not implement. Refusing them is
@@ -992,8 +845,6 @@ static const char *const mosquitto_only[] = {
     "pid_file",
     "plugin",
     "port",
-    "psk_file",
-    "psk_hint",
     "queue_qos0_messages",
     "remote_clientid",
     "remote_password",
@@ -1042,19 +893,19 @@ static int apply(struct parser *p)
     }
     if (o == NULL) {
         if (is_mosquitto_only(p->key))
-            return fail(p, "`%s' is a mosquitto option ringmq does not support yet", p->key);
-        return fail(p, "unknown option `%s'", p->key);
+            return config_fail(p, "`%s' is a mosquitto option ringmq does not support yet", p->key);
+        return config_fail(p, "unknown option `%s'", p->key);
     }
     if (o->scope == SCOPE_LISTENER && p->listener == NULL)
-        return fail(p, "`%s' is only valid inside a listener block (after a `listener' line)",
-                    p->key);
+        return config_fail(
+            p, "`%s' is only valid inside a listener block (after a `listener' line)", p->key);
     if (p->value_count == 0)
-        return fail(p, "`%s' needs a value", p->key);
+        return config_fail(p, "`%s' needs a value", p->key);
     if (p->value_count > o->values_max) {
         if (o->values_max == 1)
-            return fail(p, "`%s' takes one value, found extra `%s'", p->key, p->values[1]);
-        return fail(p, "`%s' takes at most %u values, found extra `%s'", p->key, o->values_max,
-                    p->values[o->values_max]);
+            return config_fail(p, "`%s' takes one value, found extra `%s'", p->key, p->values[1]);
+        return config_fail(p, "`%s' takes at most %u values, found extra `%s'", p->key,
+                           o->values_max, p->values[o->values_max]);
     }
     return o->set(p);
 }
@@ -1112,15 +963,15 @@ int config_parse(struct config *c, const char *source, const char *text, size_t 
             line_len--;
 
         if (line_len > CONFIG_LINE_MAX)
-            return fail(&p, "line is longer than %u bytes", (unsigned)CONFIG_LINE_MAX);
+            return config_fail(&p, "line is longer than %u bytes", (unsigned)CONFIG_LINE_MAX);
         if (memchr(start, '\0', line_len) != NULL)
-            return fail(&p, "line holds a NUL byte");
+            return config_fail(&p, "line holds a NUL byte");
         /* Other control bytes (a lone CR, an escape) mean a damaged or binary
          * file; better to stop than to guess what the operator meant. */
         for (size_t i = 0; i < line_len; i++) {
             unsigned char ch = (unsigned char)start[i];
             if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return fail(&p, "line holds control character 0x%02x", ch);
+                return config_fail(&p, "line holds control character 0x%02x", ch);
         }
 
         memcpy(buf, start, line_len);
@@ -1131,119 +982,6 @@ int config_parse(struct config *c, const char *source, const char *text, size_t 
         if (apply(&p) != 0)
             return -1;
     }
-    return 0;
-}
-
-/* The line to name for a TLS key: where it was given, else (a struct not
- * filled by the parser) the listener's. */
-static int tls_key_line(const struct config_listener *l, int line)
-{
-    return line != 0 ? line : l->line;
-}
-
-/* A listener without certfile: any other TLS key given in its block would
- * be silently without effect. */
-static int tls_check_plain(const char *source, struct config_listener *l, char *err, size_t errlen)
-{
-    struct config_tls *t = &l->tls;
-    const struct {
-        const char *key;
-        int line;
-        bool set;
-    } keys[] = {
-        {"cafile", t->cafile_line, t->cafile[0] != '\0'},
-        {"capath", t->capath_line, t->capath[0] != '\0'},
-        {"crlfile", t->crlfile_line, t->crlfile[0] != '\0'},
-        {"require_certificate", t->require_certificate_line, t->require_certificate},
-        {"use_identity_as_username", t->use_identity_as_username_line, t->use_identity_as_username},
-        {"use_subject_as_username", t->use_subject_as_username_line, t->use_subject_as_username},
-        {"tls_version", t->tls_version_line, t->min_version != CONFIG_TLS_1_2},
-        {"ciphers", t->ciphers_line, t->ciphers[0] != '\0'},
-        {"psk_hint", t->psk_hint_line, t->psk_hint[0] != '\0'},
-        {"psk_file", t->psk_file_line, t->psk_file[0] != '\0'},
-    };
-    const size_t n = sizeof(keys) / sizeof(keys[0]);
-    /* Name the first in the file, where an operator starts reading. */
-    size_t first = n;
-    for (size_t i = 0; i < n; i++) {
-        if (keys[i].line == 0 && !keys[i].set)
-            continue;
-        if (first == n || tls_key_line(l, keys[i].line) < tls_key_line(l, keys[first].line))
-            first = i;
-    }
-    if (first == n) {
-        t->enabled = false;
-        return 0;
-    }
-    int line = tls_key_line(l, keys[first].line);
-    if (strcmp(keys[first].key, "psk_file") == 0)
-        return report_at(err, errlen, source, line,
-                         "`psk_file' needs certfile on this listener (PSK-only listeners are "
-                         "not supported yet)");
-    return report_at(err, errlen, source, line,
-                     "`%s' means nothing on a listener without certfile (TLS is off there)",
-                     keys[first].key);
-}
-
-/* The TLS keys of one listener block, taken together. A key that cannot
- * take effect is an error, not a no-op: an operator who wrote cafile on a
- * plain listener believes its clients are verified. */
-static int tls_check(const char *source, struct config_listener *l, char *err, size_t errlen)
-{
-    struct config_tls *t = &l->tls;
-    const struct {
-        const char *s;
-        size_t size;
-    } strings[] = {
-        {t->certfile, sizeof(t->certfile)}, {t->keyfile, sizeof(t->keyfile)},
-        {t->cafile, sizeof(t->cafile)},     {t->capath, sizeof(t->capath)},
-        {t->crlfile, sizeof(t->crlfile)},   {t->ciphers, sizeof(t->ciphers)},
-        {t->psk_hint, sizeof(t->psk_hint)}, {t->psk_file, sizeof(t->psk_file)},
-    };
-    /* As for the address: net/tls.c opens what we return. */
-    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
-        if (memchr(strings[i].s, '\0', strings[i].size) == NULL)
-            return report_at(err, errlen, source, l->line,
-                             "listener TLS setting is not a terminated string");
-
-    bool tls = t->certfile[0] != '\0';
-    if (t->keyfile[0] != '\0' && !tls)
-        return report_at(err, errlen, source, tls_key_line(l, t->keyfile_line),
-                         "`keyfile' needs certfile on this listener (a TLS listener takes both)");
-    if (tls && t->keyfile[0] == '\0')
-        return report_at(err, errlen, source, tls_key_line(l, t->line),
-                         "`certfile' needs keyfile on this listener (a TLS listener takes both)");
-    if (!tls)
-        return tls_check_plain(source, l, err, errlen);
-
-    if (t->min_version != CONFIG_TLS_1_2 && t->min_version != CONFIG_TLS_1_3)
-        return report_at(err, errlen, source, tls_key_line(l, t->tls_version_line),
-                         "listener TLS minimum version is not TLS 1.2 or 1.3");
-    if (t->require_certificate && t->cafile[0] == '\0' && t->capath[0] == '\0')
-        return report_at(err, errlen, source, tls_key_line(l, t->require_certificate_line),
-                         "`require_certificate true' needs cafile or capath on this listener "
-                         "(the CA certificates that client certificates are checked against)");
-    if (t->use_identity_as_username && !t->require_certificate)
-        return report_at(err, errlen, source, tls_key_line(l, t->use_identity_as_username_line),
-                         "`use_identity_as_username true' needs `require_certificate true' "
-                         "(without a verified client certificate there is no name to use)");
-    if (t->use_subject_as_username && !t->require_certificate)
-        return report_at(err, errlen, source, tls_key_line(l, t->use_subject_as_username_line),
-                         "`use_subject_as_username true' needs `require_certificate true' "
-                         "(without a verified client certificate there is no name to use)");
-    if (t->use_identity_as_username && t->use_subject_as_username) {
-        int a = tls_key_line(l, t->use_identity_as_username_line);
-        int b = tls_key_line(l, t->use_subject_as_username_line);
-        return report_at(err, errlen, source, a > b ? a : b,
-                         "`use_identity_as_username' and `use_subject_as_username' cannot both "
-                         "be true (the other is at line %d)",
-                         a > b ? b : a);
-    }
-    if (t->psk_hint[0] != '\0' && t->psk_file[0] == '\0')
-        return report_at(err, errlen, source, tls_key_line(l, t->psk_hint_line),
-                         "`psk_hint' needs psk_file on this listener (a hint without keys offers "
-                         "no PSK)");
-    t->enabled = true;
     return 0;
 }
 
@@ -1293,7 +1031,7 @@ int config_finish(struct config *c, char *err, size_t errlen)
             snprintf(where, sizeof(where), "%s:%d", c->source, l->line);
             return report(err, errlen, where, "listener address is not a numeric IP address");
         }
-        if (tls_check(c->source, l, err, errlen) != 0)
+        if (config_tls_check(c->source, l, err, errlen) != 0)
             return -1;
         if (l->allow_anonymous != CONFIG_UNSET)
             continue;

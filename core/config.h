@@ -25,6 +25,14 @@ enum config_log_level {
 #define CONFIG_PATH_MAX     1024
 #define CONFIG_CIPHERS_MAX  512 /* a TLS 1.2 cipher list */
 #define CONFIG_PSK_HINT_MAX 128
+/* certfile/keyfile pairs per listener: the first serves clients that name
+ * no server (or one no certificate names), the others the names in their
+ * certificates (SNI). */
+#define CONFIG_TLS_CERTS_MAX 8
+/* tls_ticket_rotation: seconds a session-ticket key encrypts new tickets
+ * (it decrypts them one period more); 0 turns resumption off. */
+#define CONFIG_TICKET_ROTATION_DEFAULT 3600u
+#define CONFIG_TICKET_ROTATION_MAX     86400u
 
 enum config_auth_method {
     CONFIG_AUTH_SCRAM_SHA512 = 1u << 0, /* "SCRAM-SHA-512" over password_file $7$ entries */
@@ -34,13 +42,25 @@ enum config_auth_method {
 enum config_tristate { CONFIG_UNSET = -1, CONFIG_FALSE = 0, CONFIG_TRUE = 1 };
 
 /* A listener's TLS settings, mosquitto's keys inside its block. TLS is on
- * when certfile is set (keyfile must be too). Paths are read when the
- * shards build their contexts (net/tls.c), not by the parser. */
+ * when certfile (with its keyfile) or psk_file is set. Paths are read when
+ * the contexts are built (net/tls.c), not by the parser. */
 enum config_tls_version { CONFIG_TLS_1_2 = 0x0303, CONFIG_TLS_1_3 = 0x0304 };
-struct config_tls {
-    bool enabled; /* certfile set */
+struct config_tls_pair {
     char certfile[CONFIG_PATH_MAX];
     char keyfile[CONFIG_PATH_MAX];
+    int line;         /* the certfile line */
+    int keyfile_line; /* 0: not given */
+};
+
+struct config_tls {
+    bool enabled; /* certfile or psk_file set */
+    /* The first certfile/keyfile pair (the default certificate). */
+    char certfile[CONFIG_PATH_MAX];
+    char keyfile[CONFIG_PATH_MAX];
+    /* Further pairs, chosen by the server name a client asks for (SNI)
+     * among the DNS names of their certificates. */
+    struct config_tls_pair sni[CONFIG_TLS_CERTS_MAX - 1];
+    uint32_t sni_count;
     char cafile[CONFIG_PATH_MAX]; /* "": none */
     char capath[CONFIG_PATH_MAX]; /* "": none */
     char crlfile[CONFIG_PATH_MAX];
@@ -50,8 +70,8 @@ struct config_tls {
     uint16_t min_version;             /* enum config_tls_version; tls_version, default TLS 1.2 */
     char ciphers[CONFIG_CIPHERS_MAX]; /* TLS 1.2 suites (OpenSSL list syntax); "": the default */
     char psk_hint[CONFIG_PSK_HINT_MAX];
-    char psk_file[CONFIG_PATH_MAX];
-    int line; /* the certfile line, for messages about the files */
+    char psk_file[CONFIG_PATH_MAX]; /* mosquitto's identity:hexkey lines (TLS 1.2 PSK) */
+    int line; /* the first certfile line (else psk_file's), for messages about the files */
     /* Where each other key was given, 0: not in the file. The parser
      * refuses a key given twice in one block by them, and config_finish()
      * names the line of a key that contradicts the others. */
@@ -124,6 +144,7 @@ struct config {
      * config_auth_method bits); 0: a CONNECT naming a method gets 0x8C. */
     uint32_t auth_methods;
     int auth_methods_line;
+    uint32_t tls_ticket_rotation_s; /* 0: no session tickets */
     uint32_t listener_count;
     struct config_listener listeners[LISTENERS_MAX];
 };

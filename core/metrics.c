@@ -144,6 +144,11 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(tls_failures),
      .sys_topic = "tls/failures"},
+    {.name = "ringmq_tls_resumed_total",
+     .help = "TLS handshakes that resumed a session from a ticket (counted in handshakes too).",
+     .kind = METRICS_COUNTER,
+     SHARD(tls_resumed),
+     .sys_topic = "tls/resumed"},
 
     /* Broker-wide values, read by the caller. */
     {.name = "ringmq_uptime_seconds",

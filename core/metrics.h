@@ -53,6 +53,7 @@ struct metrics_shard {
         retained_backlog_dropped;        /* retained for a SUBSCRIBE over the backlog bound */
     atomic_uint_fast64_t tls_handshakes; /* TLS handshakes completed */
     atomic_uint_fast64_t tls_failures;   /* TLS handshakes or records refused */
+    atomic_uint_fast64_t tls_resumed;    /* of tls_handshakes: resumed from a ticket */
 };
 
 enum metrics_kind {

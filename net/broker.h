@@ -19,6 +19,7 @@
 
 struct shard;
 struct authpool;
+struct tls_tickets;
 
 struct broker {
     struct config cfg;
@@ -38,6 +39,14 @@ struct broker {
      * eng.mem_over: set at mem_limit, cleared under 90% of it. */
     uint64_t mem_limit;                 /* bytes, never 0 once shards run */
     atomic_uint_fast64_t mem_allocated; /* bytes */
+    /* TLS (net/reload.c): the session-ticket keys every shard's contexts
+     * share (NULL: tls_ticket_rotation 0 or no TLS listener); the
+     * generation of the contexts in use; per listener, whole days until
+     * the first of its certificates expires (INT32_MIN: not TLS or not
+     * readable), for the metrics endpoint. */
+    struct tls_tickets *tickets;
+    uint64_t tls_generation;
+    _Atomic int tls_days_left[LISTENERS_MAX];
 };
 
 /* Monotonic milliseconds. */

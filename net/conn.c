@@ -449,9 +449,12 @@ void conn_accept(struct shard *sh, unsigned li, int fd)
         close(fd);
         return;
     }
-    if (sh->tls[li]) {
+    /* The context of the last reload this shard has seen (reload.c frees
+     * an old one only after the shard turned). */
+    struct tls_ctx *tls = atomic_load_explicit(&sh->tls[li], memory_order_acquire);
+    if (tls) {
         /* Before the engine's state: a failure here leaves nothing armed. */
-        struct conn_layer *tl = tls_layer_create(sh->tls[li]);
+        struct conn_layer *tl = tls_layer_create(tls);
         if (!tl) {
             LOG(LOG_LEVEL_NOTICE, "connection refused: ENOMEM");
             atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);

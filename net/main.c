@@ -5,8 +5,9 @@
  * per core and then waits for signals, sampling the allocator's usage
  * every 50 ms in between (b->mem_allocated, b->eng.mem_over, which the shards
  * read). SIGTERM/SIGINT stop the broker: shards stop accepting, tell 5.0
- * clients 0x8B, flush and exit within a bounded time. SIGHUP reloads the
- * security snapshot; SIGUSR1 and SIGUSR2 log statistics. Every other
+ * clients 0x8B, flush and exit within a bounded time. SIGHUP, or a change
+ * of a file the config names, reloads the security snapshot and the TLS
+ * contexts (reload.c); SIGUSR1 and SIGUSR2 log statistics. Every other
  * signal that would end the process is taken here and logged instead,
  * except the ones that report a crash (SIGQUIT, SIGABRT, SIGSEGV, ...).
  */
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -31,6 +34,7 @@
 #include "log.h"
 #include "memwatch.h"
 #include "passwd.h"
+#include "reload.h"
 
 #define CONFIG_FILE_MAX (16u * 1024u * 1024u)
 
@@ -507,76 +511,6 @@ static const char *signal_name(int sig, char *buf, size_t cap)
     return buf;
 }
 
-/* Waits until every shard has begun a loop turn after this call: then none
- * holds a pointer it loaded before. False after 5 s (a shard stuck in a
- * turn): the caller must not free what the shards might still read. */
-static bool shards_quiescent(struct broker *b)
-{
-    uint64_t seen[SHARDS_MAX];
-    for (unsigned i = 0; i < b->shard_count; i++)
-        seen[i] = atomic_load_explicit(&b->shards[i]->turns, memory_order_seq_cst);
-    for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
-        bool all = true;
-        for (unsigned i = 0; i < b->shard_count && all; i++)
-            all = atomic_load_explicit(&b->shards[i]->turns, memory_order_seq_cst) != seen[i];
-        if (all)
-            return true;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
-        nanosleep(&ts, NULL);
-    }
-    return false;
-}
-
-/* A security snapshot from the config and the files it names: they are
- * read here, in net/, and security/ parses the bytes. NULL with
- * "file: what" or "file:line: what" in err. */
-static struct auth_snapshot *snapshot_load(const struct config *cfg, uint64_t generation, char *err,
-                                           size_t errlen)
-{
-    struct auth_files files = {NULL, 0};
-    uint8_t *passwd = NULL;
-    size_t passwd_len = 0;
-    if (cfg->password_file[0]) {
-        if (file_read(cfg->password_file, PASSWD_FILE_MAX, &passwd, &passwd_len, err, errlen) != 0)
-            return NULL;
-        files.passwd = passwd;
-        files.passwd_len = passwd_len;
-    }
-    struct auth_snapshot *s = auth_snapshot_create(cfg, generation, &files, err, errlen);
-    file_free(passwd, passwd_len); /* it holds the hashes */
-    return s;
-}
-
-/* SIGHUP: the files the config names are read again into a new security
- * snapshot (the config itself is not: listeners and limits need a
- * restart). On any error the running snapshot stays. Connected clients
- * keep their sessions; new CONNECTs and re-authentications see the new
- * credentials. */
-static void reload(struct broker *b)
-{
-    char err[512];
-    struct auth_snapshot *old = atomic_load_explicit(&b->auth, memory_order_acquire);
-    struct auth_snapshot *s = snapshot_load(&b->cfg, old->generation + 1, err, sizeof(err));
-    if (!s) {
-        LOG(LOG_LEVEL_ERROR, "SIGHUP: reload failed, the previous credentials stay: %s", err);
-        return;
-    }
-    /* seq_cst with the shards' turn counter and their loads (see
-     * shard_main): the turns read after this store cannot be older than
-     * any turn that still loaded the old pointer. */
-    atomic_store_explicit(&b->auth, s, memory_order_seq_cst);
-    if (shards_quiescent(b))
-        auth_snapshot_destroy(old);
-    else
-        LOG(LOG_LEVEL_WARNING, "SIGHUP: a shard did not turn within 5 s; the previous "
-                               "snapshot is kept in memory");
-    if (s->passwd)
-        LOG(LOG_LEVEL_NOTICE, "SIGHUP: reloaded %s (%zu users)", b->cfg.password_file,
-            passwd_count(s->passwd));
-    else
-        LOG(LOG_LEVEL_NOTICE, "SIGHUP: reloaded (no password file configured)");
-}
-
 /* --scram-entry USER: the password is the first line of standard input
  * (so it is not in the process list or the shell history); prints the
  * password file line. */
@@ -725,6 +659,10 @@ static int broker_start(struct broker *b, struct memwatch_state *mw, unsigned *c
     for (; *created < b->shard_count; (*created)++)
         if (shard_create(b, *created, &b->shards[*created]))
             return 1;
+    /* One TLS context per listener per shard, from the same files: no
+     * lock on the handshake path. A bad file stops the start. */
+    if (reload_tls_start(b))
+        return 1;
     if (memory_check(b, mw))
         return 1;
     /* Before the shards start: they read b->authpool without a lock. */
@@ -773,12 +711,33 @@ static void signal_ignored(struct ignored *ig, int sig)
     ig->unlogged = 0;
 }
 
-/* The main thread's life while the shards run: signals, and the memory
- * sampler in between. Returns at SIGTERM or SIGINT. */
-static void signal_loop(struct broker *b, struct memwatch_state *mw, const sigset_t *sigs)
+/* One signal taken; false at SIGTERM or SIGINT. */
+static bool signal_take(struct broker *b, struct memwatch_state *mw, struct ignored *ig, int sig)
+{
+    if (sig == SIGTERM || sig == SIGINT) {
+        LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        return false;
+    }
+    if (sig == SIGHUP)
+        reload_all(b, "SIGHUP");
+    else if (sig == SIGUSR1)
+        log_stats(b, mw);
+    else if (sig == SIGUSR2)
+        log_shards(b);
+    else
+        signal_ignored(ig, sig);
+    return true;
+}
+
+/* The main thread's life while the shards run: signals (through a
+ * signalfd), changes of the files the config names, ticket-key rotation,
+ * and the memory sampler in between. Returns at SIGTERM or SIGINT. */
+static void signal_loop(struct broker *b, struct memwatch_state *mw, int sfd)
 {
     uint64_t next_sample_ms = broker_now_ms() + mw->interval_ms;
     struct ignored ig = {0};
+    struct reload r;
+    reload_init(&r, b);
     for (;;) {
         uint64_t now = broker_now_ms();
         if (now >= next_sample_ms) {
@@ -786,25 +745,22 @@ static void signal_loop(struct broker *b, struct memwatch_state *mw, const sigse
             now = broker_now_ms();
             next_sample_ms = now + mw->interval_ms;
         }
-        uint64_t wait_ms = next_sample_ms - now;
-        struct timespec ts = {.tv_sec = (time_t)(wait_ms / 1000u),
-                              .tv_nsec = (long)(wait_ms % 1000u) * 1000000L};
-        int sig = sigtimedwait(sigs, NULL, &ts);
-        if (sig < 0)
-            continue; /* EAGAIN: time to sample; EINTR */
-        if (sig == SIGTERM || sig == SIGINT) {
-            LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-            return;
-        }
-        if (sig == SIGHUP)
-            reload(b);
-        else if (sig == SIGUSR1)
-            log_stats(b, mw);
-        else if (sig == SIGUSR2)
-            log_shards(b);
-        else
-            signal_ignored(&ig, sig);
+        struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = r.fd, .events = POLLIN}};
+        int wait_ms = (int)reload_wait_ms(&r, now, next_sample_ms - now);
+        int n = poll(pf, r.fd >= 0 ? 2 : 1, wait_ms);
+        now = broker_now_ms();
+        if (n > 0 && r.fd >= 0 && (pf[1].revents & POLLIN))
+            reload_events(&r, now);
+        reload_tick(&r, b, now);
+        if (n <= 0 || !(pf[0].revents & POLLIN))
+            continue; /* time to sample; EINTR */
+        struct signalfd_siginfo si;
+        if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        if (!signal_take(b, mw, &ig, (int)si.ssi_signo))
+            break;
     }
+    reload_fini(&r);
 }
 
 static void broker_stop(struct broker *b, unsigned created, unsigned started)
@@ -819,6 +775,7 @@ static void broker_stop(struct broker *b, unsigned created, unsigned started)
     for (unsigned i = 0; i < created; i++)
         shard_destroy(b->shards[i]);
     authpool_destroy(b->authpool); /* after shard_destroy freed the last answers */
+    reload_tls_stop(b);            /* no context is left to read the ticket keys */
     retain_destroy(b->eng.retain);
     auth_snapshot_destroy(atomic_load(&b->auth));
     pthread_rwlock_destroy(&b->retain_lock);
@@ -845,6 +802,8 @@ int main(int argc, char **argv)
     atomic_store(&b.auth, snap);
     if (a.test_only) {
         auth_snapshot_destroy(snap);
+        if (reload_tls_check(&b.cfg))
+            return 1;
         printf("%s: configuration OK\n", a.path ? a.path : "<default>");
         return 0;
     }
@@ -856,6 +815,11 @@ int main(int argc, char **argv)
     sigset_t sigs;
     signals_taken(&sigs);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sfd < 0) {
+        fprintf(stderr, "ringmq: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     if (probe_listeners(&b.cfg)) {
@@ -868,7 +832,7 @@ int main(int argc, char **argv)
     unsigned created = 0, started = 0;
     rc = broker_start(&b, &mw, &created, &started);
     if (rc == 0)
-        signal_loop(&b, &mw, &sigs);
+        signal_loop(&b, &mw, sfd);
     broker_stop(&b, created, started);
     if (rc == 0)
         LOG(LOG_LEVEL_NOTICE, "stopped");

@@ -107,23 +107,6 @@ static void arm_accept(struct shard *sh, unsigned li)
 
 /* ---- shard lifecycle ---------------------------------------------------- */
 
-/* Days until a listener's certificate expires, once at start-up: a
- * warning under 30 days, an error once expired (clients refuse it). */
-static void log_expiry(const struct config_listener *l, const struct tls_ctx *ctx)
-{
-    int days = tls_ctx_days_left(ctx);
-    const char *where = l->address[0] ? l->address : "*";
-    if (days == INT32_MIN)
-        LOG(LOG_LEVEL_WARNING, "listener %s:%u: the expiry of %s cannot be read", where, l->port,
-            l->tls.certfile);
-    else if (days < 0)
-        LOG(LOG_LEVEL_ERROR, "listener %s:%u: %s expired %d days ago", where, l->port,
-            l->tls.certfile, -days);
-    else
-        LOG(days < 30 ? LOG_LEVEL_WARNING : LOG_LEVEL_NOTICE,
-            "listener %s:%u: %s expires in %d days", where, l->port, l->tls.certfile, days);
-}
-
 int shard_create(struct broker *b, unsigned id, struct shard **out)
 {
     struct shard *sh = calloc(1, sizeof(*sh));
@@ -155,17 +138,6 @@ int shard_create(struct broker *b, unsigned id, struct shard **out)
      * failure stops the start with a clear message before any thread runs. */
     for (unsigned li = 0; li < b->cfg.listener_count; li++) {
         const struct config_listener *l = &b->cfg.listeners[li];
-        if (l->tls.enabled) {
-            /* One context per shard, from the same files: no lock on the
-             * handshake path. A bad file stops the start with its line. */
-            char err[512];
-            if (tls_ctx_create(&l->tls, b->cfg.source, &sh->tls[li], err, sizeof(err))) {
-                LOG(LOG_LEVEL_ERROR, "%s", err);
-                goto fail;
-            }
-            if (id == 0)
-                log_expiry(l, sh->tls[li]);
-        }
         int err = listen_socket(l, b->listen_port[li], &sh->listen_fd[li]);
         if (err) {
             LOG(LOG_LEVEL_ERROR, "listener %s:%u: %s", l->address[0] ? l->address : "*",
@@ -212,7 +184,7 @@ void shard_destroy(struct shard *sh)
     for (unsigned i = 0; i < LISTENERS_MAX; i++) {
         if (sh->listen_fd[i] >= 0)
             close(sh->listen_fd[i]);
-        tls_ctx_destroy(sh->tls[i]);
+        tls_ctx_unref(atomic_load(&sh->tls[i]));
     }
     for (unsigned j = 0; j < SHARDS_MAX; j++) {
         if (!sh->inq[j])

@@ -40,7 +40,10 @@ struct shard {
     struct io_uring ring;
     int ring_fd;
     int listen_fd[LISTENERS_MAX];
-    struct tls_ctx *tls[LISTENERS_MAX]; /* this shard's context per TLS listener; NULL: plain */
+    /* This shard's context per TLS listener (NULL: plain), a reference;
+     * the main thread swaps in a new one at a reload and drops the old
+     * reference once the shard has turned (net/reload.c). */
+    _Atomic(struct tls_ctx *) tls[LISTENERS_MAX];
 
     struct io_uring_buf_ring *br;
     uint8_t *bufs;

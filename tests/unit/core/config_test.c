@@ -1024,6 +1024,8 @@ Test(config, tls_key_twice_in_a_block)
     for (size_t i = 0; i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++) {
         const char *k = tls_keys[i], *v = tls_value(k);
         char text[160], msg[160];
+        if (strcmp(k, "certfile") == 0)
+            continue; /* several pairs serve SNI: tls_sni_pairs */
         snprintf(text, sizeof(text), "listener 8883\n%s %s\n# again\n%s %s\n", k, v, k, v);
         snprintf(msg, sizeof(msg),
                  "t.conf:4: duplicate `%s' in this listener block (first at "
@@ -1072,31 +1074,96 @@ Test(config, tls_keys_on_a_plain_listener_are_refused)
         snprintf(text, sizeof(text), TLS_BLOCK "listener 1883\nmax_connections 3\n%s %s\n", keys[i],
                  tls_value(keys[i]));
         snprintf(msg, sizeof(msg),
-                 "t.conf:6: `%s' means nothing on a listener without certfile (TLS is off "
-                 "there)",
+                 "t.conf:6: `%s' means nothing on a listener without certfile or psk_file (TLS "
+                 "is off there)",
                  keys[i]);
         expect_finish_error(text, msg);
     }
     /* Even a value that would change nothing says TLS was expected. */
     expect_finish_error("listener 1883\nrequire_certificate false\n",
                         "t.conf:2: `require_certificate' means nothing on a listener without "
-                        "certfile (TLS is off there)");
+                        "certfile or psk_file (TLS is off there)");
     expect_finish_error("listener 1883\ntls_version tlsv1.2\n",
                         "t.conf:2: `tls_version' means nothing on a listener without certfile "
-                        "(TLS is off there)");
+                        "or psk_file (TLS is off there)");
     /* With several, the first in the file is named. */
     expect_finish_error("listener 1883\nciphers ECDHE\ncafile /ca\n",
-                        "t.conf:2: `ciphers' means nothing on a listener without certfile (TLS "
-                        "is off there)");
+                        "t.conf:2: `ciphers' means nothing on a listener without certfile or "
+                        "psk_file (TLS is off there)");
+    expect_finish_error("listener 1883\npsk_hint dev\n",
+                        "t.conf:2: `psk_hint' means nothing on a listener without certfile or "
+                        "psk_file (TLS is off there)");
 }
 
-/* TLS-PSK is not implemented yet: its keys are refused, never ignored. */
-Test(config, tls_psk_keys_are_refused_until_supported)
+/* TLS-PSK: mosquitto's psk_file and psk_hint, alone or next to a
+ * certificate, TLS 1.2 only, never with require_certificate. */
+Test(config, tls_psk_listeners)
 {
-    expect_error(TLS_BLOCK "psk_file /psk\n",
-                 "t.conf:4: `psk_file' is a mosquitto option ringmq does not support yet");
-    expect_error(TLS_BLOCK "psk_hint h\n",
-                 "t.conf:4: `psk_hint' is a mosquitto option ringmq does not support yet");
+    cr_assert_eq(parse_finish("listener 8883\npsk_file /psk\npsk_hint dev\n"), 0, "%s", err);
+    struct config_tls *t = &cfg.listeners[0].tls;
+    cr_expect(t->enabled);
+    cr_expect_str_eq(t->psk_file, "/psk");
+    cr_expect_str_eq(t->psk_hint, "dev");
+    cr_expect_eq(t->line, 2, "a PSK-only listener's files are named at psk_file");
+    cr_assert_eq(parse_finish(TLS_BLOCK "psk_file /psk\nuse_identity_as_username true\n"), 0, "%s",
+                 err);
+    expect_finish_error("listener 8883\npsk_file /psk\ncafile /ca\n",
+                        "t.conf:3: `cafile' needs certfile on this listener (a PSK-only "
+                        "listener sees no certificates)");
+    expect_finish_error("listener 8883\npsk_file /psk\ntls_version tlsv1.3\n",
+                        "t.conf:3: `tls_version tlsv1.3' leaves psk_file unused (PSK works "
+                        "over TLS 1.2 only)");
+    expect_finish_error(TLS_BLOCK "cafile /ca\nrequire_certificate true\npsk_file /psk\n",
+                        "t.conf:6: `psk_file' and `require_certificate true' cannot both be set "
+                        "on a listener (a PSK handshake carries no certificate: PSK clients "
+                        "would pass without one)");
+    expect_finish_error(TLS_BLOCK "psk_hint dev\n",
+                        "t.conf:4: `psk_hint' needs psk_file on this listener (a hint without "
+                        "keys offers no PSK)");
+    expect_error("listener 8883\npsk_file /a\npsk_file /b\n",
+                 "t.conf:3: duplicate `psk_file' in this listener block (first at line 2)");
+}
+
+/* Several certfile/keyfile pairs: each keyfile belongs to the certfile
+ * before it. */
+Test(config, tls_sni_pairs)
+{
+    cr_assert_eq(parse_finish("listener 8883\ncertfile /a.crt\nkeyfile /a.key\ncertfile /b.crt\n"
+                              "keyfile /b.key\ncertfile /c.crt\nkeyfile /c.key\n"),
+                 0, "%s", err);
+    struct config_tls *t = &cfg.listeners[0].tls;
+    cr_expect_str_eq(t->certfile, "/a.crt");
+    cr_expect_eq(t->sni_count, 2);
+    cr_expect_str_eq(t->sni[0].certfile, "/b.crt");
+    cr_expect_str_eq(t->sni[1].keyfile, "/c.key");
+    cr_expect_eq(t->sni[1].line, 6);
+    expect_error("listener 8883\ncertfile /a.crt\ncertfile /b.crt\n",
+                 "t.conf:3: `certfile' again before a keyfile for the certfile at line 2 (each "
+                 "certfile is followed by its keyfile)");
+    expect_error("listener 8883\ncertfile /a.crt\nkeyfile /a.key\ncertfile /b.crt\n"
+                 "keyfile /b.key\nkeyfile /b2.key\n",
+                 "t.conf:6: duplicate `keyfile' for the certfile at line 4 (first at line 5)");
+    expect_finish_error("listener 8883\ncertfile /a.crt\nkeyfile /a.key\ncertfile /b.crt\n",
+                        "t.conf:4: `certfile' needs its keyfile on this listener (a keyfile "
+                        "line after it)");
+    char text[2048] = "listener 8883\n";
+    for (int i = 0; i <= CONFIG_TLS_CERTS_MAX; i++) {
+        char pair[64];
+        snprintf(pair, sizeof(pair), "certfile /%d.crt\nkeyfile /%d.key\n", i, i);
+        strcat(text, pair);
+    }
+    expect_error(text, "t.conf:18: more than 8 `certfile' lines in this listener block");
+}
+
+Test(config, tls_ticket_rotation)
+{
+    cr_assert_eq(parse_finish("listener 1883\n"), 0, "%s", err);
+    cr_expect_eq(cfg.tls_ticket_rotation_s, CONFIG_TICKET_ROTATION_DEFAULT);
+    cr_assert_eq(parse_finish("tls_ticket_rotation 0\n"), 0, "%s", err);
+    cr_expect_eq(cfg.tls_ticket_rotation_s, 0);
+    cr_assert_eq(parse_finish("tls_ticket_rotation 86400\n"), 0, "%s", err);
+    expect_error("tls_ticket_rotation 86401\n",
+                 "t.conf:1: `tls_ticket_rotation' value `86401' is out of range 0..86400");
 }
 
 Test(config, tls_require_certificate_needs_a_ca)
@@ -1117,7 +1184,8 @@ Test(config, tls_certificate_as_username_needs_require_certificate)
 {
     expect_finish_error(TLS_BLOCK "cafile /ca\nuse_identity_as_username true\n",
                         "t.conf:5: `use_identity_as_username true' needs `require_certificate "
-                        "true' (without a verified client certificate there is no name to use)");
+                        "true' or psk_file (without a verified client certificate or PSK "
+                        "identity there is no name to use)");
     expect_finish_error(TLS_BLOCK "cafile /ca\nrequire_certificate false\n"
                                   "use_subject_as_username true\n",
                         "t.conf:6: `use_subject_as_username true' needs `require_certificate "
@@ -1148,8 +1216,8 @@ Test(config, tls_finish_checks_a_struct_filled_by_hand)
     cr_assert_eq(parse("max_qos 1\nlistener 8883\n"), 0, "%s", err);
     snprintf(cfg.listeners[0].tls.cafile, sizeof(cfg.listeners[0].tls.cafile), "/ca");
     cr_assert_eq(config_finish(&cfg, err, sizeof(err)), -1);
-    cr_expect_str_eq(err, "t.conf:2: `cafile' means nothing on a listener without certfile (TLS "
-                          "is off there)");
+    cr_expect_str_eq(err, "t.conf:2: `cafile' means nothing on a listener without certfile or "
+                          "psk_file (TLS is off there)");
 
     cr_assert_eq(parse("listener 8883\n"), 0, "%s", err);
     struct config_tls *t = &cfg.listeners[0].tls;
