@@ -9,7 +9,9 @@ shard the next connection lands (4 shards, 12 reconnects: per-shard keys
 would fail most of them) and a reload ends resumption with the old tickets
 (full handshake, still accepted). TLS-PSK from mosquitto's psk_file: the
 right key gets in with the identity as the username, a wrong key or an
-unknown identity does not."""
+unknown identity does not. SNI: two certfile/keyfile pairs, the client's
+server name picks the certificate that names it, any other gets the
+first."""
 import random
 import shutil
 import ssl
@@ -171,10 +173,36 @@ def psk_checks(pki):
     check(b.alive(), "the broker is still running after the PSK checks")
 
 
+def sni_checks(pki):
+    with open(os.path.join(pki.dir, "pki.cnf"), "a") as f:
+        f.write("\n[b_ext]\nbasicConstraints = critical, CA:FALSE\n"
+                "extendedKeyUsage = serverAuth\nsubjectAltName = DNS:b.example\n")
+    cb, _ = pki_cert(pki, "server-b", "/CN=b.example", ext="b_ext", key=pki.server_key)
+    b = Broker(listener_conf={"certfile": pki.server_cert, "keyfile": pki.server_key,
+                              "certfile#2": cb, "keyfile#2": pki.server_key}).start()
+
+    def served(*args):
+        rc, out = s_client(b, "-showcerts", *args)
+        pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out, re.S)
+        if not pem:
+            return None
+        r = subprocess.run(["openssl", "x509", "-noout", "-serial"],
+                           input=pem.group(0).encode(), stdout=subprocess.PIPE, timeout=10)
+        return r.stdout.decode().strip()
+
+    a, bs = cert_serial(pki.server_cert), cert_serial(cb)
+    check_eq(served("-servername", "b.example"), bs, "SNI b.example: the second pair's certificate")
+    check_eq(served("-servername", "localhost"), a, "SNI localhost: the first pair's certificate")
+    check_eq(served("-servername", "other.example"), a,
+             "SNI naming no certificate: the first pair's (the default)")
+    check_eq(served("-noservername"), a, "no SNI: the first pair's certificate")
+
+
 def main():
     pki = make_pki(tempfile.mkdtemp(prefix="ringmq-it32-pki-"))
     reload_checks(pki)
     psk_checks(pki)
+    sni_checks(pki)
 
 
 run(main)

@@ -296,7 +296,8 @@ class Broker:
                 lines.append("%s %s" % (k, v))
         lines.append("listener %d %s" % (self.port, HOST))
         for k, v in self.listener_conf.items():
-            lines.append("%s %s" % (k, _conf_value(v)))
+            # "certfile#2": a key given again (SNI pairs), written as "certfile".
+            lines.append("%s %s" % (k.split("#")[0], _conf_value(v)))
         return "\n".join(lines) + "\n"
 
     def start(self, ready_timeout=5.0):
