@@ -35,7 +35,8 @@ enum config_log_level {
 #define CONFIG_TICKET_ROTATION_MAX     86400u
 
 enum config_auth_method {
-    CONFIG_AUTH_SCRAM_SHA512 = 1u << 0, /* "SCRAM-SHA-512" over password_file $7$ entries */
+    CONFIG_AUTH_SCRAM_SHA512 =
+        1u << 0, /* "SCRAM-SHA-512" over password_file SCRAM-SHA-512$ entries */
 };
 
 /* Tri-state for settings a listener may override. */

@@ -153,6 +153,16 @@ static void log_expiry(struct broker *b, struct tls_ctx *const *set)
     }
 }
 
+/* log_expiry over the contexts shard 0 uses now (every shard's are built
+ * from the same files). */
+static void log_expiry_now(struct broker *b)
+{
+    struct tls_ctx *now[LISTENERS_MAX];
+    for (unsigned li = 0; li < LISTENERS_MAX; li++)
+        now[li] = atomic_load(&b->shards[0]->tls[li]);
+    log_expiry(b, now);
+}
+
 static bool any_tls(const struct config *cfg)
 {
     for (unsigned li = 0; li < cfg->listener_count; li++)
@@ -188,10 +198,7 @@ int reload_tls_start(struct broker *b)
             atomic_store(&b->shards[i]->tls[li], sets[i][li]);
             sets[i][li] = NULL;
         }
-    struct tls_ctx *now[LISTENERS_MAX];
-    for (unsigned li = 0; li < LISTENERS_MAX; li++)
-        now[li] = atomic_load(&b->shards[0]->tls[li]);
-    log_expiry(b, now);
+    log_expiry_now(b);
     return 0;
 }
 
@@ -201,8 +208,12 @@ int reload_tls_check(const struct config *cfg)
     char err[1024];
     if (!any_tls(cfg))
         return 0;
-    if (tls_init() || set_build(cfg, 1, 1, NULL, set, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", tls_init() ? "TLS: out of memory" : err);
+    if (tls_init()) {
+        fprintf(stderr, "TLS: out of memory\n");
+        return 1;
+    }
+    if (set_build(cfg, 1, 1, NULL, set, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
         return 1;
     }
     set_free(set, 1);
@@ -244,10 +255,7 @@ static void reload_tls(struct broker *b, const char *cause)
             cause);
     LOG(LOG_LEVEL_NOTICE, "%s: TLS contexts reloaded (generation %llu)", cause,
         (unsigned long long)gen);
-    struct tls_ctx *now[LISTENERS_MAX];
-    for (unsigned li = 0; li < LISTENERS_MAX; li++)
-        now[li] = atomic_load(&b->shards[0]->tls[li]);
-    log_expiry(b, now);
+    log_expiry_now(b);
 }
 
 void reload_all(struct broker *b, const char *cause)

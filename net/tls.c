@@ -478,11 +478,6 @@ void tls_ctx_unref(struct tls_ctx *ctx)
     free(ctx);
 }
 
-uint64_t tls_ctx_generation(const struct tls_ctx *ctx)
-{
-    return ctx->generation;
-}
-
 unsigned tls_ctx_certs(const struct tls_ctx *ctx)
 {
     return ctx->psk_only ? 0 : ctx->n;
@@ -559,61 +554,73 @@ int tls_init(void)
     return 0;
 }
 
-/* The client certificate's identity (CN, or the subject DN with
- * use_subject_as_username), or the PSK identity, onto the connection, for
- * login and the ACL. */
-static void take_identity(struct conn *c, struct tls_state *st)
+/* id (len bytes, NUL-terminated, owned) becomes the connection's
+ * certificate or PSK identity; NULL or empty: none. */
+static void identity_set(struct conn *c, uint8_t *id, int len)
 {
-    const char *psk = SSL_get_psk_identity(st->ssl);
-    uint8_t *id = NULL;
-    int len = -1;
-    if (psk) {
-        size_t n = strnlen(psk, TLS_IDENTITY_MAX);
-        if (n > 0 && n < TLS_IDENTITY_MAX && (id = malloc(n + 1))) {
-            memcpy(id, psk, n + 1);
-            len = (int)n;
-        }
-        goto set;
-    }
-    X509 *cert = SSL_get_peer_certificate(st->ssl);
-    if (!cert)
-        return;
-    X509_NAME *name = X509_get_subject_name(cert);
-    if (st->ctx->use_subject) {
-        BIO *b = BIO_new(BIO_s_mem());
-        if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0) {
-            const uint8_t *p;
-            size_t n;
-            if (BIO_mem_contents(b, &p, &n) && n < TLS_IDENTITY_MAX && (id = malloc(n + 1))) {
-                memcpy(id, p, n);
-                id[n] = 0;
-                len = (int)n;
-            }
-        }
-        BIO_free(b);
-    } else {
-        int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-        ASN1_STRING *s = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)) : NULL;
-        uint8_t *utf8 = NULL;
-        int n = s ? ASN1_STRING_to_UTF8(&utf8, s) : -1;
-        /* A CN with a NUL in it would name someone else to C strings. */
-        if (n > 0 && (size_t)n < TLS_IDENTITY_MAX && !memchr(utf8, 0, (size_t)n) &&
-            (id = malloc((size_t)n + 1))) {
-            memcpy(id, utf8, (size_t)n);
-            id[n] = 0;
-            len = n;
-        }
-        OPENSSL_free(utf8);
-    }
-    X509_free(cert);
-set:
-    if (len <= 0) {
+    if (!id || len <= 0) {
         free(id);
         return;
     }
     free(c->e.who.cert_identity);
     c->e.who.cert_identity = id;
     c->e.who.cert_identity_len = (uint32_t)len;
+}
+
+/* A copy of a certificate subject's identity: the DN (RFC 2253) with
+ * subject, else the CN; NULL when there is none usable. */
+static uint8_t *name_identity(X509_NAME *name, bool subject, int *len)
+{
+    uint8_t *id = NULL;
+    if (subject) {
+        BIO *b = BIO_new(BIO_s_mem());
+        const uint8_t *p;
+        size_t n;
+        if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 &&
+            BIO_mem_contents(b, &p, &n) && n < TLS_IDENTITY_MAX && (id = malloc(n + 1))) {
+            memcpy(id, p, n);
+            id[n] = 0;
+            *len = (int)n;
+        }
+        BIO_free(b);
+        return id;
+    }
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    ASN1_STRING *s = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)) : NULL;
+    uint8_t *utf8 = NULL;
+    int n = s ? ASN1_STRING_to_UTF8(&utf8, s) : -1;
+    /* A CN with a NUL in it would name someone else to C strings. */
+    if (n > 0 && (size_t)n < TLS_IDENTITY_MAX && !memchr(utf8, 0, (size_t)n) &&
+        (id = malloc((size_t)n + 1))) {
+        memcpy(id, utf8, (size_t)n);
+        id[n] = 0;
+        *len = n;
+    }
+    OPENSSL_free(utf8);
+    return id;
+}
+
+/* The client certificate's identity (CN, or the subject DN with
+ * use_subject_as_username), or the PSK identity, onto the connection, for
+ * login and the ACL. */
+static void take_identity(struct conn *c, struct tls_state *st)
+{
+    const char *psk = SSL_get_psk_identity(st->ssl);
+    int len = -1;
+    if (psk) {
+        size_t n = strnlen(psk, TLS_IDENTITY_MAX);
+        uint8_t *id = n > 0 && n < TLS_IDENTITY_MAX ? malloc(n + 1) : NULL;
+        if (id)
+            memcpy(id, psk, n + 1);
+        identity_set(c, id, (int)n);
+        return;
+    }
+    X509 *cert = SSL_get_peer_certificate(st->ssl);
+    if (!cert)
+        return;
+    uint8_t *id = name_identity(X509_get_subject_name(cert), st->ctx->use_subject, &len);
+    X509_free(cert);
+    identity_set(c, id, len);
 }
 
 /* RFC 9266: the tls-exporter channel binding, for SCRAM-SHA-512-PLUS. Only

@@ -62,7 +62,6 @@ void tls_ctx_ref(struct tls_ctx *ctx);
 /* Drops a reference; the last frees the context. NULL is ignored. Any
  * thread. */
 void tls_ctx_unref(struct tls_ctx *ctx);
-uint64_t tls_ctx_generation(const struct tls_ctx *ctx);
 
 /* Certificates the context serves (0 on a PSK-only listener), and the
  * whole days until certificate i expires (negative: expired; INT32_MIN
