@@ -1,8 +1,10 @@
 /*
  * 5.0 enhanced authentication (4.12): the exchange a CONNECT asks for
  * before its CONNACK, and re-authentication after it. The method's own
- * state (SCRAM today) is the runtime's (engine_fx_auth_step); the engine
- * keeps the packets, their order and the bounds.
+ * state (SCRAM today, with or without channel binding) is the runtime's
+ * (engine_fx_auth_step); the engine keeps the packets, their order and the
+ * bounds, and asks whether the connection may use the method at all
+ * (engine_fx_auth_usable: a method bound to TLS needs its exporter value).
  *
  * Runs on the thread that owns the connection.
  */
@@ -150,6 +152,14 @@ static enum engine_status auth_proceed(struct engine_conn *c, const struct mqtt_
 enum engine_status engine_auth_begin(struct engine_conn *c, const struct mqtt_connect *cn,
                                      uint32_t method)
 {
+    if (!engine_fx_auth_usable(c, method)) {
+        /* [MQTT-4.12.0-1]: SCRAM-SHA-512-PLUS where the connection has no
+         * channel binding is a method this connection is not offered. */
+        engine_connack_fail(c, MQTT_RC_BAD_AUTHENTICATION_METHOD,
+                            "authentication method not offered on this connection (it needs a "
+                            "TLS channel binding)");
+        return ENGINE_CLOSING;
+    }
     /* The AUTH packets of the exchange respect the client's Maximum
      * Packet Size already [MQTT-3.1.2-24]. */
     c->client_max_packet = c->req->maximum_packet_size;
@@ -219,7 +229,8 @@ static enum engine_status auth_active(struct engine_conn *c, const struct mqtt_d
             return ENGINE_CLOSING;
         }
         const char *name = engine_fx_auth_method_name(c->auth_method);
-        if (!engine_fx_auth_method(c->en, (const uint8_t *)name, strlen(name))) {
+        if (!engine_fx_auth_method(c->en, (const uint8_t *)name, strlen(name)) ||
+            !engine_fx_auth_usable(c, c->auth_method)) {
             engine_auth_fail(c, MQTT_RC_BAD_AUTHENTICATION_METHOD,
                              "authentication method not offered");
             return ENGINE_CLOSING;

@@ -82,6 +82,11 @@ uint8_t engine_fx_login(struct engine_conn *c, const struct engine_login *l, con
 uint32_t engine_fx_auth_method(const struct engine *en, const uint8_t *name, size_t len);
 /* The method's name, as AUTH and CONNACK carry it. */
 const char *engine_fx_auth_method_name(uint32_t method);
+/* May connection c use method (a value engine_fx_auth_method gave)? A
+ * method bound to the TLS session (SCRAM-SHA-512-PLUS) needs the
+ * connection's tls-exporter value (c->who.tls_exporter_ok); where it is
+ * missing the engine refuses the method as one not offered. */
+bool engine_fx_auth_usable(const struct engine_conn *c, uint32_t method);
 /* Starts (the client's first data) or continues an exchange. Returns 1:
  * out holds the server's next challenge (AUTH_DATA_MAX bytes at most);
  * 0: done, the client proved *user (valid until engine_fx_auth_end), out

@@ -15,6 +15,7 @@
 
 #include "authpool.h"
 #include "engine_fx.h"
+#include "invariant.h"
 #include "log.h"
 #include "scram.h"
 #include "shard.h"
@@ -202,15 +203,59 @@ uint8_t engine_fx_login(struct engine_conn *e, const struct engine_login *l, con
     return rc;
 }
 
+/* The runtime values of the methods (engine_fx_auth_method).
+ * SCRAM-SHA-512 is the config's bit. SCRAM-SHA-512-PLUS has no config key:
+ * it comes with SCRAM-SHA-512 wherever the connection can bind
+ * (engine_fx_auth_usable), so its value is one no config bit takes. */
+#define FX_AUTH_SCRAM      ((uint32_t)CONFIG_AUTH_SCRAM_SHA512)
+#define FX_AUTH_SCRAM_PLUS (UINT32_C(1) << 31)
+_Static_assert((FX_AUTH_SCRAM & FX_AUTH_SCRAM_PLUS) == 0, "two methods, two values");
+_Static_assert(SCRAM_TLS_EXPORTER_LEN == ENGINE_TLS_EXPORTER_LEN,
+               "the connection's tls-exporter value is what SCRAM binds to");
+
 uint32_t engine_fx_auth_method(const struct engine *en, const uint8_t *name, size_t len)
 {
-    return auth_method_offered(snapshot(en), name, len);
+    const struct auth_snapshot *snap = snapshot(en);
+    if (len == sizeof(SCRAM_METHOD_PLUS) - 1 && memcmp(name, SCRAM_METHOD_PLUS, len) == 0)
+        return auth_method_offered(snap, (const uint8_t *)SCRAM_METHOD, sizeof(SCRAM_METHOD) - 1)
+                   ? FX_AUTH_SCRAM_PLUS
+                   : 0;
+    return auth_method_offered(snap, name, len);
 }
 
 const char *engine_fx_auth_method_name(uint32_t method)
 {
-    (void)method; /* one method today: CONFIG_AUTH_SCRAM_SHA512 */
-    return SCRAM_METHOD;
+    ASSERT(method == FX_AUTH_SCRAM || method == FX_AUTH_SCRAM_PLUS);
+    return method == FX_AUTH_SCRAM_PLUS ? SCRAM_METHOD_PLUS : SCRAM_METHOD;
+}
+
+bool engine_fx_auth_usable(const struct engine_conn *c, uint32_t method)
+{
+    return method != FX_AUTH_SCRAM_PLUS || c->who.tls_exporter_ok;
+}
+
+/* scram_start on this connection's channel: the method says whether the
+ * client asked for binding, the TLS layer whether it can have it. */
+static int auth_first(struct engine_conn *e, uint32_t method, const uint8_t *in, size_t in_len,
+                      uint8_t *out, size_t *out_len, const char **why)
+{
+    struct conn *c = conn_of(e);
+    const struct auth_snapshot *snap = snapshot(e->en);
+    uint8_t random[SCRAM_NONCE_RANDOM_LEN];
+    if (RAND_bytes(random, sizeof(random)) != 1) {
+        *why = "RAND_bytes failed";
+        return -1;
+    }
+    struct scram_channel ch = {
+        .plus = method == FX_AUTH_SCRAM_PLUS,
+        .exporter_ok = e->who.tls_exporter_ok,
+    };
+    if (ch.exporter_ok)
+        memcpy(ch.exporter, e->who.tls_exporter, sizeof(ch.exporter));
+    enum scram_result r =
+        scram_start_channel(snap->passwd, in, in_len, random, &ch, &c->ax, out, out_len, why);
+    explicit_bzero(&ch, sizeof(ch));
+    return r == SCRAM_CONTINUE ? 1 : -1;
 }
 
 int engine_fx_auth_step(struct engine_conn *e, uint32_t method, const uint8_t *in, size_t in_len,
@@ -218,18 +263,8 @@ int engine_fx_auth_step(struct engine_conn *e, uint32_t method, const uint8_t *i
                         const char **why)
 {
     struct conn *c = conn_of(e);
-    (void)method;
-    if (!c->ax) {
-        const struct auth_snapshot *snap = snapshot(e->en);
-        uint8_t random[SCRAM_NONCE_RANDOM_LEN];
-        if (RAND_bytes(random, sizeof(random)) != 1) {
-            *why = "RAND_bytes failed";
-            return -1;
-        }
-        enum scram_result r =
-            scram_start(snap->passwd, in, in_len, random, &c->ax, out, out_len, why);
-        return r == SCRAM_CONTINUE ? 1 : -1;
-    }
+    if (!c->ax)
+        return auth_first(e, method, in, in_len, out, out_len, why);
     enum scram_result r = scram_finish(c->ax, in, in_len, out, out_len, why);
     if (r != SCRAM_OK)
         return -1;

@@ -21,6 +21,13 @@
  * state: the decoy key belongs to the table, and without a table a fixed
  * key stands in for it (NO_TABLE_KEY says why that hides nothing).
  *
+ * SCRAM-SHA-512-PLUS is the same exchange bound to the TLS session
+ * (RFC 5802 sections 6 and 7, RFC 9266 tls-exporter): the runtime passes
+ * the connection's exporter value in as bytes (struct scram_channel), the
+ * state keeps a copy, and c= must carry it after the gs2 header. Which gs2
+ * flag is allowed depends on the method and on whether the connection
+ * could bind at all (channel_check).
+ *
  * Parsing is strict: the messages are short, fully specified, and come from
  * an unauthenticated peer.
  */
@@ -41,8 +48,6 @@
 #include "invariant.h"
 
 #define KEY_LEN 64u /* SHA-512 output */
-/* Random bytes in the server's half of the nonce: 32 base64 characters, no
- * padding. */
 
 /* The decoy key when there is no table at all (db NULL). With no table no
  * name is real, so a made-up salt has nothing to hide and needs no secret:
@@ -68,10 +73,15 @@ struct scram {
     bool known;     /* a SCRAM entry: only then can the proof succeed */
     bool has_entry; /* a $6$ or $7$ entry, for the log's why */
     bool spent;     /* scram_finish ran */
+    bool plus;      /* SCRAM-SHA-512-PLUS: cbind ends with the tls-exporter value */
     const uint8_t *user;
     size_t user_len;
-    const uint8_t *gs2; /* "n,," or "y,,a=..." as the client sent it */
-    size_t gs2_len;
+    /* What c= must decode to: the gs2 header as the client sent it ("n,,",
+     * "y,,", "p=tls-exporter,,", each maybe with a=...), then with PLUS the
+     * connection's tls-exporter value (RFC 5802 section 7, RFC 9266). */
+    const uint8_t *cbind;
+    size_t gs2_len;       /* of the gs2 header at its start */
+    size_t cbind_len;     /* gs2_len, plus SCRAM_TLS_EXPORTER_LEN with PLUS */
     const uint8_t *nonce; /* client nonce + server nonce, inside auth */
     size_t nonce_len;
     /* AuthMessage: client-first-bare "," server-first "," and, once
@@ -79,7 +89,7 @@ struct scram {
     uint8_t *auth;
     size_t auth_len;
     size_t auth_cap;
-    uint8_t buf[]; /* user, gs2, auth */
+    uint8_t buf[]; /* user, cbind, auth */
 };
 
 struct cursor {
@@ -174,7 +184,10 @@ static bool hmac512(const uint8_t *key, size_t key_len, const uint8_t *data, siz
 /* What a client-first message carries: views into the message, and the
  * names decoded from saslname. */
 struct client_first {
-    const uint8_t *gs2; /* "n,," or "y,,a=...," */
+    uint8_t flag;           /* gs2-cbind-flag: 'n', 'y' or 'p' */
+    const uint8_t *cb_name; /* with 'p': the channel binding type, as sent */
+    size_t cb_name_len;
+    const uint8_t *gs2; /* "n,,", "y,,a=...," or "p=tls-exporter,," */
     size_t gs2_len;
     const uint8_t *bare; /* client-first-message-bare */
     size_t bare_len;
@@ -187,14 +200,32 @@ struct client_first {
     size_t authz_len;
 };
 
+/* cb-name = 1*(ALPHA / DIGIT / "." / "-") (RFC 5802 section 7). */
+static bool cb_name_valid(const uint8_t *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!is_alpha(s[i]) && !(s[i] >= '0' && s[i] <= '9') && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
 /* gs2-header = gs2-cbind-flag "," [ authzid ] ","
- * NULL, or what is wrong. */
+ * gs2-cbind-flag = ("p=" cb-name) / "n" / "y"
+ * Which flag it is, is for channel_check; NULL, or what is wrong. */
 static const char *parse_gs2_header(struct cursor *c, struct client_first *cf)
 {
-    if (c->p[0] == 'p')
-        return "channel binding (p=) is not supported";
-    if (!take(c, "n,") && !take(c, "y,"))
-        return "gs2 header must start with \"n,\" or \"y,\"";
+    cf->flag = c->p[0];
+    cf->cb_name = NULL;
+    cf->cb_name_len = 0;
+    if (take(c, "p=")) {
+        value(c, &cf->cb_name, &cf->cb_name_len);
+        if (!cb_name_valid(cf->cb_name, cf->cb_name_len) || !take(c, ","))
+            return "channel binding type (p=) is empty or malformed";
+    } else if (!take(c, "n,") && !take(c, "y,")) {
+        return "gs2 header must start with \"n,\", \"y,\" or \"p=\"";
+    }
     if (take(c, "a=")) {
         const uint8_t *v;
         size_t vlen;
@@ -204,7 +235,8 @@ static const char *parse_gs2_header(struct cursor *c, struct client_first *cf)
         cf->has_authz = true;
     }
     if (!take(c, ","))
-        return "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the second ','";
+        return "gs2 header must be \"n,,\", \"y,,\", \"p=<type>,,\" or carry a=<authzid> before "
+               "the second ','";
     return NULL;
 }
 
@@ -260,6 +292,34 @@ static const char *parse_client_first(const uint8_t *in, size_t len, struct clie
     if (cf->has_authz &&
         (cf->authz_len != cf->user_len || memcmp(cf->authz, cf->user, cf->user_len) != 0))
         return "authzid (a=) differs from the username";
+    return NULL;
+}
+
+/* The gs2-cbind-flag against the method and the connection (RFC 5802
+ * section 6, RFC 9266). ch NULL: no channel binding on this connection.
+ * NULL, or what is wrong. */
+static const char *channel_check(const struct client_first *cf, const struct scram_channel *ch)
+{
+    static const char tls_exporter[] = "tls-exporter";
+    bool plus = ch && ch->plus;
+    bool bindable = ch && ch->exporter_ok;
+    if (plus && !bindable)
+        return "SCRAM-SHA-512-PLUS on a connection without a tls-exporter channel binding";
+    if (cf->flag == 'p') {
+        if (!plus)
+            return "channel binding (p=) with SCRAM-SHA-512: binding needs SCRAM-SHA-512-PLUS";
+        if (cf->cb_name_len != sizeof(tls_exporter) - 1 ||
+            memcmp(cf->cb_name, tls_exporter, cf->cb_name_len) != 0)
+            return "channel binding type (p=) is not tls-exporter, the only one offered";
+        return NULL;
+    }
+    if (plus)
+        return "SCRAM-SHA-512-PLUS needs the gs2 header p=tls-exporter";
+    if (cf->flag == 'y' && bindable) {
+        /* "y": the client can bind but believes the server cannot. This
+         * server can, here, so someone between them hid -PLUS. */
+        return "gs2 flag y over a connection that offers SCRAM-SHA-512-PLUS (a downgrade)";
+    }
     return NULL;
 }
 
@@ -332,24 +392,32 @@ static bool server_first_prepare(const struct client_first *cf, size_t server_no
  * for client-final-without-proof; *server_first points at the server-first
  * message inside it. NULL when out of memory. */
 static struct scram *state_create(const struct client_first *cf, const struct creds *cr,
-                                  const uint8_t *server_nonce, size_t server_nonce_len,
-                                  const struct server_first_parts *sf, const uint8_t **server_first)
+                                  const struct scram_channel *ch, const uint8_t *server_nonce,
+                                  size_t server_nonce_len, const struct server_first_parts *sf,
+                                  const uint8_t **server_first)
 {
+    bool plus = ch && ch->plus;
+    size_t cbind_len = cf->gs2_len + (plus ? SCRAM_TLS_EXPORTER_LEN : 0);
     size_t auth_cap = cf->bare_len + 1 + sf->len + 1 + SCRAM_MSG_MAX;
-    struct scram *s = calloc(1, sizeof(*s) + cf->user_len + cf->gs2_len + auth_cap);
+    struct scram *s = calloc(1, sizeof(*s) + cf->user_len + cbind_len + auth_cap);
     if (!s)
         return NULL;
     memcpy(s->stored_key, cr->stored_key, KEY_LEN);
     memcpy(s->server_key, cr->server_key, KEY_LEN);
     s->known = cr->known;
     s->has_entry = cr->has_entry;
+    s->plus = plus;
     s->user = s->buf;
     s->user_len = cf->user_len;
     memcpy(s->buf, cf->user, cf->user_len);
-    s->gs2 = s->buf + cf->user_len;
+    uint8_t *cb = s->buf + cf->user_len;
+    memcpy(cb, cf->gs2, cf->gs2_len);
+    if (plus)
+        memcpy(cb + cf->gs2_len, ch->exporter, SCRAM_TLS_EXPORTER_LEN);
+    s->cbind = cb;
     s->gs2_len = cf->gs2_len;
-    memcpy(s->buf + cf->user_len, cf->gs2, cf->gs2_len);
-    s->auth = s->buf + cf->user_len + cf->gs2_len;
+    s->cbind_len = cbind_len;
+    s->auth = cb + cbind_len;
     s->auth_cap = auth_cap;
 
     uint8_t *a = s->auth;
@@ -379,10 +447,11 @@ static struct scram *state_create(const struct client_first *cf, const struct cr
     return s;
 }
 
-enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
-                                         const uint8_t *server_nonce, size_t server_nonce_len,
-                                         struct scram **state, uint8_t *out, size_t *outlen,
-                                         const char **why)
+/* scram_start_with_nonce on a channel (NULL: none). */
+static enum scram_result start(const struct passwd_db *db, const uint8_t *in, size_t len,
+                               const uint8_t *server_nonce, size_t server_nonce_len,
+                               const struct scram_channel *ch, struct scram **state, uint8_t *out,
+                               size_t *outlen, const char **why)
 {
     struct client_first cf;
     struct creds cr;
@@ -397,6 +466,8 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
     *outlen = 0;
 
     w = parse_client_first(in, len, &cf);
+    if (!w)
+        w = channel_check(&cf, ch);
     if (w)
         goto fail;
     if (!creds_pick(db, cf.user, cf.user_len, mac, &cr)) {
@@ -407,7 +478,8 @@ enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8
         w = "client nonce too long: the server-first message would pass 1024 bytes";
         goto fail;
     }
-    struct scram *s = state_create(&cf, &cr, server_nonce, server_nonce_len, &sf, &server_first);
+    struct scram *s =
+        state_create(&cf, &cr, ch, server_nonce, server_nonce_len, &sf, &server_first);
     if (!s) {
         w = "out of memory";
         goto fail;
@@ -424,14 +496,51 @@ fail:
     return SCRAM_FAIL;
 }
 
-enum scram_result scram_start(const struct passwd_db *db, const uint8_t *in, size_t len,
-                              const uint8_t random[SCRAM_NONCE_RANDOM_LEN], struct scram **state,
-                              uint8_t *out, size_t *outlen, const char **why)
+enum scram_result scram_start_with_nonce(const struct passwd_db *db, const uint8_t *in, size_t len,
+                                         const uint8_t *server_nonce, size_t server_nonce_len,
+                                         struct scram **state, uint8_t *out, size_t *outlen,
+                                         const char **why)
+{
+    return start(db, in, len, server_nonce, server_nonce_len, NULL, state, out, outlen, why);
+}
+
+enum scram_result scram_start_channel(const struct passwd_db *db, const uint8_t *in, size_t len,
+                                      const uint8_t random[SCRAM_NONCE_RANDOM_LEN],
+                                      const struct scram_channel *ch, struct scram **state,
+                                      uint8_t *out, size_t *outlen, const char **why)
 {
     uint8_t nonce[SCRAM_NONCE_RANDOM_LEN / 3 * 4 + 1];
     size_t n = EVP_EncodeBlock(nonce, random, SCRAM_NONCE_RANDOM_LEN);
     ASSERT(n == sizeof(nonce) - 1);
-    return scram_start_with_nonce(db, in, len, nonce, n, state, out, outlen, why);
+    return start(db, in, len, nonce, n, ch, state, out, outlen, why);
+}
+
+enum scram_result scram_start(const struct passwd_db *db, const uint8_t *in, size_t len,
+                              const uint8_t random[SCRAM_NONCE_RANDOM_LEN], struct scram **state,
+                              uint8_t *out, size_t *outlen, const char **why)
+{
+    return scram_start_channel(db, in, len, random, NULL, state, out, outlen, why);
+}
+
+/* c= decoded against what it must be (RFC 5802 section 7): the gs2 header,
+ * then with PLUS this connection's tls-exporter value (RFC 9266). The
+ * header is public; the binding is compared in constant time. A client on
+ * the other side of a man in the middle that holds a certificate the
+ * client trusts has another TLS session, so another exporter value, and
+ * fails here. NULL, or what is wrong. */
+static const char *cbind_check(const struct scram *s, const uint8_t *cbind, size_t len)
+{
+    if (!s->plus)
+        return len == s->gs2_len && memcmp(cbind, s->cbind, len) == 0
+                   ? NULL
+                   : "channel binding (c=) is not the gs2 header of client-first";
+    if (len != s->cbind_len || memcmp(cbind, s->cbind, s->gs2_len) != 0)
+        return "channel binding (c=) is not the gs2 header of client-first and a 32-byte "
+               "tls-exporter value";
+    if (CRYPTO_memcmp(cbind + s->gs2_len, s->cbind + s->gs2_len, SCRAM_TLS_EXPORTER_LEN) != 0)
+        return "channel binding (c=) is not this TLS connection's tls-exporter value: the "
+               "client's TLS session is another one (a man in the middle?)";
+    return NULL;
 }
 
 /* client-final-message = client-final-message-without-proof "," proof
@@ -455,8 +564,9 @@ static const char *parse_client_final(const struct scram *s, const uint8_t *in, 
     size_t cbind_len;
     if (vlen == 0 || EVP_DecodeBase64(cbind, &cbind_len, sizeof(cbind), v, vlen) != 1)
         return "channel binding (c=) is not valid base64";
-    if (cbind_len != s->gs2_len || memcmp(cbind, s->gs2, cbind_len) != 0)
-        return "channel binding (c=) is not the gs2 header of client-first";
+    const char *w = cbind_check(s, cbind, cbind_len);
+    if (w)
+        return w;
     if (!take(&c, ",r="))
         return "expected ,r=<nonce> after c= in client-final";
     value(&c, &v, &vlen);
@@ -560,5 +670,6 @@ void scram_free(struct scram *s)
         return;
     OPENSSL_cleanse(s->stored_key, sizeof(s->stored_key));
     OPENSSL_cleanse(s->server_key, sizeof(s->server_key));
+    OPENSSL_cleanse(s->buf, s->user_len + s->cbind_len);
     free(s);
 }

@@ -8,14 +8,23 @@
  *   byte 0: flags: bit 0 no table at all (db NULL), bits 1-2 how the
  *           client-final message is made (0, 3: the rest of the input as is;
  *           1: "c=<gs2>,r=<nonce>" + the rest as extensions + a correct
- *           proof; 2: the same with one bit of the proof flipped);
- *   byte 1-2: the client-first message's length, then the message;
+ *           proof; 2: the same with one bit of the proof flipped), bit 3
+ *           a channel byte follows;
+ *   with bit 3, one byte: the exchange runs on a channel
+ *           (scram_start_channel): bit 0 SCRAM-SHA-512-PLUS, bit 1 the
+ *           connection has a tls-exporter value, bit 2 the client's value
+ *           has one bit flipped (a man in the middle), bits 3-7 seed the
+ *           value's 32 bytes; a built client-final puts the client's value
+ *           after the gs2 header in c= with PLUS or with bit 2;
+ *   then 2 bytes: the client-first message's length, then the message;
  *   the rest: the client-final message or its extensions.
  *
  * A reference written here from RFC 5802's grammar decides what each step
  * must do, and the code must agree:
  *  - scram_start continues exactly on a well-formed client-first message
- *    (gs2 "n,," or "y,," with an optional a= equal to the name, n= a
+ *    (gs2 "n,," or "y,," with an optional a= equal to the name; on a
+ *    channel, "p=tls-exporter" in place of n/y with PLUS and an exporter,
+ *    nothing with PLUS and none, "y" only without an exporter; n= a
  *    saslname, r= a printable nonce, well-formed extensions, UTF-8, at most
  *    SCRAM_MSG_MAX bytes, a server-first that fits); its server-first is
  *    "r=<client nonce><server nonce>,s=<salt>,i=<count>" with the user's
@@ -23,12 +32,15 @@
  *    passwd_scram_salt_len bytes and passwd_scram_iterations, the same on
  *    a second try; scram_username is the decoded name;
  *  - scram_finish succeeds exactly when the client-final message is
- *    well-formed, binds the gs2 header and the nonce, carries the proof for
+ *    well-formed, binds the gs2 header (and with PLUS the exporter value)
+ *    and the nonce, carries the proof for
  *    the known password and the user has a SCRAM entry; the server-final
  *    message is then "v=" and the right ServerSignature; a second
  *    scram_finish fails.
  * The server nonce is fixed (scram_start_with_nonce, the test hook) so runs
- * repeat; one input in sixteen goes through scram_start and its random one.
+ * repeat; one input in sixteen, and every one on a channel, goes through
+ * scram_start / scram_start_channel with fixed "random" bytes, its nonce
+ * read back from server-first.
  */
 #include <string.h>
 
@@ -68,6 +80,13 @@ static struct user users[] = {
     {"alice", "wonderland", "alice-salt-16by", {0}, {0}, {0}},
     {"a,b=c", "comma", "comma-salt", {0}, {0}, {0}},
 };
+
+/* The channel of the input that runs (on_channel), and the value the
+ * client exported from its side of the session. */
+static bool on_channel;
+static struct scram_channel chan;
+static uint8_t client_exporter[SCRAM_TLS_EXPORTER_LEN];
+static bool client_sends_binding;
 
 /* The table, or NULL while an input runs without one. */
 static struct passwd_db *db;
@@ -200,7 +219,13 @@ static void ref_first(const uint8_t *m, size_t len, struct first *f)
     size_t n = split(m, len, parts);
     if (n < 4)
         return;
-    if (!(parts[0].len == 1 && (parts[0].p[0] == 'n' || parts[0].p[0] == 'y')))
+    bool plus = on_channel && chan.plus;
+    bool bindable = on_channel && chan.exporter_ok;
+    if (plus && !bindable)
+        return;
+    if (plus
+            ? !(parts[0].len == 14 && memcmp(parts[0].p, "p=tls-exporter", 14) == 0)
+            : !(parts[0].len == 1 && (parts[0].p[0] == 'n' || (parts[0].p[0] == 'y' && !bindable))))
         return;
     uint8_t authz[MMAX];
     size_t authz_len = 0;
@@ -303,8 +328,10 @@ static bool ref_final(const uint8_t *m, size_t len, const uint8_t *first, size_t
         return false;
     uint8_t cb[MMAX];
     size_t cblen;
+    size_t binding = on_channel && chan.plus ? SCRAM_TLS_EXPORTER_LEN : 0;
     if (EVP_DecodeBase64(cb, &cblen, sizeof(cb), parts[0].p + 2, parts[0].len - 2) != 1 ||
-        cblen != f->gs2_len || memcmp(cb, first, cblen) != 0)
+        cblen != f->gs2_len + binding || memcmp(cb, first, f->gs2_len) != 0 ||
+        memcmp(cb + f->gs2_len, chan.exporter, binding) != 0)
         return false;
     const uint8_t *nonce_end = memchr(sf, ',', sflen);
     size_t nlen = (size_t)(nonce_end - sf); /* "r=" and the nonce */
@@ -347,7 +374,14 @@ static size_t build_final(const uint8_t *first, size_t flen, const struct first 
     uint8_t *o = final_msg;
     memcpy(o, "c=", 2);
     o += 2;
-    o += EVP_EncodeBlock(o, first, f->gs2_len);
+    uint8_t cb[MMAX + SCRAM_TLS_EXPORTER_LEN];
+    memcpy(cb, first, f->gs2_len);
+    size_t cblen = f->gs2_len;
+    if (client_sends_binding) {
+        memcpy(cb + cblen, client_exporter, SCRAM_TLS_EXPORTER_LEN);
+        cblen += SCRAM_TLS_EXPORTER_LEN;
+    }
+    o += EVP_EncodeBlock(o, cb, cblen);
     *o++ = ',';
     const uint8_t *nonce_end = memchr(sf, ',', sflen);
     memcpy(o, sf, (size_t)(nonce_end - sf));
@@ -373,6 +407,35 @@ static size_t build_final(const uint8_t *first, size_t flen, const struct first 
     return (size_t)(o - final_msg);
 }
 
+/* The input's channel byte (see the top). */
+static void channel_from(uint8_t cm)
+{
+    chan.plus = cm & 1;
+    chan.exporter_ok = cm & 2;
+    for (size_t i = 0; i < SCRAM_TLS_EXPORTER_LEN; i++)
+        chan.exporter[i] = (uint8_t)((cm >> 3) * 29 + i * 37);
+    memcpy(client_exporter, chan.exporter, sizeof(client_exporter));
+    if (cm & 4)
+        client_exporter[(cm >> 3) % SCRAM_TLS_EXPORTER_LEN] ^= 1u << (cm & 7);
+    client_sends_binding = chan.plus || (cm & 4);
+}
+
+/* The runtime draws the nonce's random bytes; any fixed bytes will do
+ * here. */
+static const uint8_t nonce_bytes[SCRAM_NONCE_RANDOM_LEN] = {1, 2, 3};
+
+static enum scram_result start_on(const struct passwd_db *d, const uint8_t *first, size_t flen,
+                                  bool fixed_nonce, struct scram **st, uint8_t *sf, size_t *sflen,
+                                  const char **why)
+{
+    if (fixed_nonce)
+        return scram_start_with_nonce(d, first, flen, (const uint8_t *)server_nonce,
+                                      strlen(server_nonce), st, sf, sflen, why);
+    if (on_channel)
+        return scram_start_channel(d, first, flen, nonce_bytes, &chan, st, sf, sflen, why);
+    return scram_start(d, first, flen, nonce_bytes, st, sf, sflen, why);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!table)
@@ -382,7 +445,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     db = (flags & 1) ? NULL : table;
     const struct passwd_db *d = db;
     unsigned mode = flags >> 1 & 3;
-    bool random_nonce = (flags >> 4) == 0xF;
+    on_channel = flags & 8;
+    memset(&chan, 0, sizeof(chan));
+    client_sends_binding = false;
+    if (on_channel)
+        channel_from(in_u8(&in));
+    bool random_nonce = (flags >> 4) == 0xF || on_channel;
     size_t flen;
     const uint8_t *first = in_bytes(&in, in_u16(&in) % (MMAX + 64), &flen);
     size_t tlen;
@@ -403,15 +471,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t sf[MMAX];
     size_t sflen = 12345;
     const char *why = NULL;
-    enum scram_result r;
-    /* The runtime draws the nonce's random bytes; any fixed bytes will do
-     * here. */
-    static const uint8_t nonce_bytes[SCRAM_NONCE_RANDOM_LEN] = {1, 2, 3};
-    if (random_nonce)
-        r = scram_start(d, first, flen, nonce_bytes, &st, sf, &sflen, &why);
-    else
-        r = scram_start_with_nonce(d, first, flen, (const uint8_t *)server_nonce,
-                                   strlen(server_nonce), &st, sf, &sflen, &why);
+    enum scram_result r = start_on(d, first, flen, !random_nonce, &st, sf, &sflen, &why);
     if (r != SCRAM_CONTINUE) {
         if (f.ok)
             fprintf(stderr, "scram_start refused a valid client-first: %s\n", why);
@@ -433,17 +493,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t ulen;
     const uint8_t *uname = scram_username(st, &ulen);
     CHECK(ulen == f.user_len && memcmp(uname, f.user, ulen) == 0);
-    if (!random_nonce) {
-        /* The same question gets the same answer, made-up salts included. */
-        struct scram *st2 = NULL;
-        uint8_t sf2[MMAX];
-        size_t sflen2 = 0;
-        CHECK(scram_start_with_nonce(d, first, flen, (const uint8_t *)server_nonce,
-                                     strlen(server_nonce), &st2, sf2, &sflen2,
-                                     &why) == SCRAM_CONTINUE);
-        CHECK(sflen2 == sflen && memcmp(sf, sf2, sflen) == 0);
-        scram_free(st2);
-    }
+    /* The same question gets the same answer, made-up salts included. */
+    struct scram *st2 = NULL;
+    uint8_t sf2[MMAX];
+    size_t sflen2 = 0;
+    CHECK(start_on(d, first, flen, !random_nonce, &st2, sf2, &sflen2, &why) == SCRAM_CONTINUE);
+    CHECK(sflen2 == sflen && memcmp(sf, sf2, sflen) == 0);
+    scram_free(st2);
 
     const uint8_t *fin = rest;
     size_t finlen = tlen;

@@ -239,7 +239,8 @@ uint8_t engine_fx_login(struct engine_conn *c, const struct engine_login *l, con
     return MQTT_RC_BAD_USERNAME_OR_PASSWORD;
 }
 
-#define FAKE_METHOD "FAKE-2STEP"
+#define FAKE_METHOD      "FAKE-2STEP"
+#define FAKE_METHOD_PLUS "FAKE-2STEP-PLUS" /* bound to TLS: needs tls_exporter_ok */
 
 struct fake_auth {
     int step;
@@ -248,13 +249,25 @@ struct fake_auth {
 uint32_t engine_fx_auth_method(const struct engine *en, const uint8_t *name, size_t len)
 {
     (void)en;
-    return len == strlen(FAKE_METHOD) && memcmp(name, FAKE_METHOD, len) == 0 ? 1 : 0;
+    if (len == strlen(FAKE_METHOD) && memcmp(name, FAKE_METHOD, len) == 0)
+        return FAKE_AUTH_METHOD;
+    if (len == strlen(FAKE_METHOD_PLUS) && memcmp(name, FAKE_METHOD_PLUS, len) == 0)
+        return FAKE_AUTH_METHOD_PLUS;
+    return 0;
 }
 
 const char *engine_fx_auth_method_name(uint32_t method)
 {
-    cr_assert_eq(method, 1, "auth method %u was never offered", (unsigned)method);
-    return FAKE_METHOD;
+    cr_assert(method == FAKE_AUTH_METHOD || method == FAKE_AUTH_METHOD_PLUS,
+              "auth method %u was never offered", (unsigned)method);
+    return method == FAKE_AUTH_METHOD_PLUS ? FAKE_METHOD_PLUS : FAKE_METHOD;
+}
+
+bool engine_fx_auth_usable(const struct engine_conn *c, uint32_t method)
+{
+    cr_assert(method == FAKE_AUTH_METHOD || method == FAKE_AUTH_METHOD_PLUS,
+              "auth method %u was never offered", (unsigned)method);
+    return method != FAKE_AUTH_METHOD_PLUS || c->who.tls_exporter_ok;
 }
 
 static bool data_is(const uint8_t *in, size_t len, const char *s)
@@ -267,7 +280,11 @@ int engine_fx_auth_step(struct engine_conn *c, uint32_t method, const uint8_t *i
                         const char **why)
 {
     struct fake_conn *fc = fake_conn_of(c);
-    cr_assert_eq(method, 1);
+    cr_assert(method == FAKE_AUTH_METHOD || method == FAKE_AUTH_METHOD_PLUS);
+    cr_assert(method != FAKE_AUTH_METHOD_PLUS || c->who.tls_exporter_ok,
+              "a step of the TLS-bound method on a connection without a channel binding");
+    fake.auth_steps++;
+    fake.auth_step_method = method;
     if (!fc->auth) {
         if (!data_is(in, in_len, "hello")) {
             *why = "first step is not hello";

@@ -21,6 +21,12 @@
 
 struct fake_auth; /* one 2-step exchange's state (engine_fx_auth_step) */
 
+/* The fake's enhanced authentication methods: "FAKE-2STEP" (data "hello",
+ * then "resp"), and "FAKE-2STEP-PLUS", the same exchange bound to TLS as
+ * SCRAM-SHA-512-PLUS is: usable only where e.who.tls_exporter_ok. */
+#define FAKE_AUTH_METHOD      1u
+#define FAKE_AUTH_METHOD_PLUS 2u
+
 struct fake_conn {
     struct engine_conn e; /* first: fake_conn_of() */
     struct fake_conn *next;
@@ -65,8 +71,10 @@ struct fake_fx {
         char prefix[64];
     } deny[8];
     unsigned deny_n;
-    unsigned auth_live;      /* 2-step exchanges started and not ended */
-    unsigned runtime_timers; /* engine_fx_timer calls */
+    unsigned auth_live;        /* 2-step exchanges started and not ended */
+    unsigned auth_steps;       /* engine_fx_auth_step calls */
+    uint32_t auth_step_method; /* the method of the last one */
+    unsigned runtime_timers;   /* engine_fx_timer calls */
     int log_level;
 };
 extern struct fake_fx fake;

@@ -1152,6 +1152,53 @@ Test(engine, enhanced_auth_packet_other_than_auth_is_protocol_error, .init = one
     cr_assert_eq(fake.auth_live, 0);
 }
 
+/* A connection whose TLS layer kept a tls-exporter value (bound) or not. */
+static struct fake_conn *conn_bound(bool bound, const char *method, const char *data)
+{
+    struct fake_conn *fc = fake_conn_new(&en[0]);
+    fc->e.who.tls_exporter_ok = bound;
+    send_connect(fc, COPT(.id = "x", .method = method, .data = data));
+    pump();
+    return fc;
+}
+
+#define PLUS "FAKE-2STEP-PLUS"
+
+Test(engine, enhanced_auth_tls_bound_method_without_binding_is_0x8c, .init = one_shard,
+     .fini = teardown)
+{
+    /* SCRAM-SHA-512-PLUS over plain TCP: not offered there, no step runs. */
+    struct fake_conn *c = conn_bound(false, PLUS, "hello");
+    cr_assert_eq(expect(c, MQTT_CONNACK)->u.connack.reason, MQTT_RC_BAD_AUTHENTICATION_METHOD);
+    cr_assert(c->closed);
+    cr_assert_eq(fake.auth_steps, 0);
+}
+
+/* Also again as re-authentication, and a failing one ends the connection. */
+Test(engine, enhanced_auth_tls_bound_method_with_binding_runs, .init = one_shard, .fini = teardown)
+{
+    fake.anonymous = false;
+    struct fake_conn *c = conn_bound(true, PLUS, "hello");
+    struct mqtt_packet *a = expect(c, MQTT_AUTH);
+    cr_assert(bytes_are(a->u.disconnect.props.auth_method, PLUS), "[MQTT-4.12.0-5]");
+    cr_assert_eq(fake.auth_step_method, FAKE_AUTH_METHOD_PLUS);
+    send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, PLUS, "resp");
+    struct mqtt_packet *ca = expect(c, MQTT_CONNACK);
+    cr_assert_eq(ca->u.connack.reason, MQTT_RC_SUCCESS);
+    cr_assert(bytes_are(ca->u.connack.props.auth_method, PLUS));
+    send_auth(c, MQTT_RC_REAUTHENTICATE, PLUS, "hello"); /* [MQTT-4.12.1-1] */
+    cr_assert(bytes_are(expect(c, MQTT_AUTH)->u.disconnect.props.auth_data, "chal"));
+    send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, PLUS, "resp");
+    a = expect(c, MQTT_AUTH);
+    cr_assert_eq(a->u.disconnect.reason, MQTT_RC_SUCCESS);
+    cr_assert(bytes_are(a->u.disconnect.props.auth_method, PLUS));
+    cr_assert_eq(fake.auth_steps, 4);
+    send_auth(c, MQTT_RC_REAUTHENTICATE, PLUS, "hello");
+    expect(c, MQTT_AUTH);
+    send_auth(c, MQTT_RC_CONTINUE_AUTHENTICATION, PLUS, "nope");
+    expect_disconnect(c, MQTT_RC_NOT_AUTHORIZED);
+}
+
 Test(engine, login_pending_then_verified_success, .init = one_shard, .fini = teardown)
 {
     fake.login_pending = true;

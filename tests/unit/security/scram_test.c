@@ -49,12 +49,21 @@ static int scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_
 
 /* scram_start with fresh random bytes for the server nonce, as the broker
  * draws them. */
+/* The channel the server side runs on (scram_start_channel), NULL: none
+ * (scram_start); and the binding data the test's client puts after the gs2
+ * header in c= (RFC 5802 section 7). Both reset by db_init. */
+static const struct scram_channel *server_channel;
+static uint8_t client_binding[2 * SCRAM_TLS_EXPORTER_LEN];
+static size_t client_binding_len;
+
 static enum scram_result scram_begin(const struct passwd_db *d, const uint8_t *in, size_t len,
                                      struct scram **state, uint8_t *out, size_t *outlen,
                                      const char **why)
 {
     uint8_t random[SCRAM_NONCE_RANDOM_LEN];
     cr_assert_eq(RAND_bytes(random, sizeof(random)), 1);
+    if (server_channel)
+        return scram_start_channel(d, in, len, random, server_channel, state, out, outlen, why);
     return scram_start(d, in, len, random, state, out, outlen, why);
 }
 
@@ -78,6 +87,8 @@ static struct passwd_db *load_data_file(void)
 static void db_init(void)
 {
     db = load_data_file();
+    server_channel = NULL;
+    client_binding_len = 0;
 }
 
 static void db_fini(void)
@@ -188,16 +199,22 @@ static void hmac(const uint8_t *key, size_t key_len, const void *data, size_t le
 }
 
 /* Builds client-final ("<cfwp>,p=<proof>") from ClientKey and StoredKey, and
- * the server signature to expect from ServerKey (zero when NULL). cfwp_extra
- * goes after the nonce (an extension, or "" for none). */
+ * the server signature to expect from ServerKey (zero when NULL). c= is
+ * base64(cbind_gs2 + client_binding); cfwp_extra goes after the nonce (an
+ * extension, or "" for none). */
 static void build_final_keys(struct client *c, const uint8_t client_key[64],
                              const uint8_t stored_key[64], const uint8_t *server_key,
                              const char *cbind_gs2, const char *cfwp_extra)
 {
     uint8_t client_sig[64];
     uint8_t proof[64];
+    uint8_t cbind[256 + sizeof(client_binding)];
+    size_t gs2_len = strlen(cbind_gs2);
+    cr_assert_leq(gs2_len, 256);
+    memcpy(cbind, cbind_gs2, gs2_len);
+    memcpy(cbind + gs2_len, client_binding, client_binding_len);
     char cb[512];
-    b64(cb, (const uint8_t *)cbind_gs2, strlen(cbind_gs2));
+    b64(cb, cbind, gs2_len + client_binding_len);
     char cfwp[4096];
     snprintf(cfwp, sizeof(cfwp), "c=%s,r=%s%s", cb, c->nonce, cfwp_extra);
     static char auth[8192];
@@ -784,18 +801,224 @@ Test(scram, authzid_must_be_the_username)
     cr_assert_str_eq(why, "authzid (a=) is empty or has an '=' other than =2C or =3D");
 }
 
+#define P_WITHOUT_PLUS_WHY                                                                         \
+    "channel binding (p=) with SCRAM-SHA-512: binding needs SCRAM-SHA-512-PLUS"
+
 Test(scram, channel_binding_and_mandatory_extensions_are_refused)
 {
     struct scram *s = NULL;
     char sf[SCRAM_MSG_MAX + 1];
     const char *why;
+    /* scram_start: a connection that cannot bind. */
     cr_assert_eq(start_msg(db, "p=tls-unique,,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
-    cr_assert_str_eq(why, "channel binding (p=) is not supported");
+    cr_assert_str_eq(why, P_WITHOUT_PLUS_WHY);
     cr_assert_eq(start_msg(db, "p=tls-server-end-point,a=alice,n=alice,r=abc", &s, sf, &why),
                  SCRAM_FAIL);
-    cr_assert_str_eq(why, "channel binding (p=) is not supported");
+    cr_assert_str_eq(why, P_WITHOUT_PLUS_WHY);
+    cr_assert_eq(start_msg(db, "p=tls-exporter,,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, P_WITHOUT_PLUS_WHY);
     cr_assert_eq(start_msg(db, "n,,m=ext,n=alice,r=abc", &s, sf, &why), SCRAM_FAIL);
     cr_assert_str_eq(why, "mandatory extension (m=) is not supported");
+}
+
+/* ------------------------------------------------------------------------ */
+/* SCRAM-SHA-512-PLUS: tls-exporter channel binding (RFC 5802 6-7, RFC 9266) */
+/* ------------------------------------------------------------------------ */
+
+#define PLUS_GS2 "p=tls-exporter,,"
+
+/* A tls-exporter value as the TLS layer would hand it over: 32 bytes,
+ * binary (a NUL, a ',' and an '=' among them, as a real one may hold). */
+static void exporter_fill(uint8_t out[SCRAM_TLS_EXPORTER_LEN], uint8_t seed)
+{
+    for (size_t i = 0; i < SCRAM_TLS_EXPORTER_LEN; i++)
+        out[i] = (uint8_t)(seed + i * 37);
+    out[3] = 0;
+    out[4] = ',';
+    out[5] = '=';
+}
+
+/* The server on a TLS connection that can bind, the client having exported
+ * the same value from its side of the session. */
+static struct scram_channel tls_on(bool plus)
+{
+    struct scram_channel ch = {.plus = plus, .exporter_ok = true};
+    exporter_fill(ch.exporter, 11);
+    memcpy(client_binding, ch.exporter, SCRAM_TLS_EXPORTER_LEN);
+    client_binding_len = plus ? SCRAM_TLS_EXPORTER_LEN : 0;
+    return ch;
+}
+
+/* client-first with gs2 on ch: SCRAM_CONTINUE, or SCRAM_FAIL and why. */
+static enum scram_result plus_first(const struct scram_channel *ch, const char *gs2,
+                                    const char **why)
+{
+    server_channel = ch;
+    char first[256];
+    snprintf(first, sizeof(first), "%sn=sasha,r=abc", gs2);
+    struct scram *s = NULL;
+    char sf[SCRAM_MSG_MAX + 1];
+    enum scram_result r = start_msg(db, first, &s, sf, why);
+    scram_free(s);
+    return r;
+}
+
+/* The whole exchange for sasha on ch with gs2; the client's c= carries
+ * client_binding. */
+static enum scram_result plus_exchange(const struct scram_channel *ch, const char *gs2,
+                                       const char **why)
+{
+    server_channel = ch;
+    struct client c;
+    struct scram *s = begin(&c, gs2, "sasha", "rOprNGfwEbeRWgbNEkqO", "");
+    build_final(&c, "correct horse", gs2, "");
+    char out[SCRAM_MSG_MAX + 1];
+    enum scram_result r = finish_msg(s, c.final, out, why);
+    if (r == SCRAM_OK) {
+        char want[128] = "v=";
+        b64(want + 2, c.server_sig, 64);
+        cr_assert_str_eq(out, want, "the server signed the same AuthMessage, c= included");
+    }
+    scram_free(s);
+    return r;
+}
+
+Test(scram, plus_exchange_with_the_connections_exporter_succeeds)
+{
+    struct scram_channel ch = tls_on(true);
+    const char *why;
+    cr_assert_eq(plus_exchange(&ch, PLUS_GS2, &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(plus_exchange(&ch, "p=tls-exporter,a=sasha,", &why), SCRAM_OK, "%s", why);
+
+    /* c= is exactly base64(gs2 header + the 32 bytes). */
+    struct client c;
+    struct scram *s = begin(&c, PLUS_GS2, "sasha", "abc", "");
+    /* The state keeps its own copy: the caller's channel may go. */
+    memset(&ch, 0, sizeof(ch));
+    build_final(&c, "correct horse", PLUS_GS2, "");
+    uint8_t raw[sizeof(PLUS_GS2) - 1 + SCRAM_TLS_EXPORTER_LEN];
+    memcpy(raw, PLUS_GS2, sizeof(PLUS_GS2) - 1);
+    exporter_fill(raw + sizeof(PLUS_GS2) - 1, 11);
+    char want[128] = "c=";
+    b64(want + 2, raw, sizeof(raw));
+    cr_assert_eq(strncmp(c.final, want, strlen(want)), 0, "%s", c.final);
+    cr_assert_eq(c.final[strlen(want)], ',');
+    char out[SCRAM_MSG_MAX + 1];
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_OK, "%s", why);
+    scram_free(s);
+}
+
+Test(scram, plus_with_another_sessions_exporter_fails)
+{
+    /* A man in the middle with a certificate the client trusts: the client's
+     * TLS session ends at it, so the client's exporter value is another one.
+     * Its proof is right for what it sent, and still fails. */
+    struct scram_channel ch = tls_on(true);
+    const char *why;
+    for (size_t byte = 0; byte < SCRAM_TLS_EXPORTER_LEN; byte += 31) {
+        tls_on(true);
+        client_binding[byte] ^= 0x01;
+        cr_assert_eq(plus_exchange(&ch, PLUS_GS2, &why), SCRAM_FAIL, "byte %zu", byte);
+        cr_assert_str_eq(why, "channel binding (c=) is not this TLS connection's tls-exporter "
+                              "value: the client's TLS session is another one (a man in the "
+                              "middle?)");
+    }
+    static const size_t lens[] = {0, SCRAM_TLS_EXPORTER_LEN - 1, SCRAM_TLS_EXPORTER_LEN + 1};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        tls_on(true);
+        client_binding_len = lens[i];
+        cr_assert_eq(plus_exchange(&ch, PLUS_GS2, &why), SCRAM_FAIL, "%zu bytes", lens[i]);
+        cr_assert_str_eq(why, "channel binding (c=) is not the gs2 header of client-first and a "
+                              "32-byte tls-exporter value");
+    }
+    /* The right bytes after another gs2 header than client-first's. */
+    tls_on(true);
+    server_channel = &ch;
+    struct client c;
+    struct scram *s = begin(&c, "p=tls-exporter,a=sasha,", "sasha", "abc", "");
+    build_final(&c, "correct horse", PLUS_GS2, "");
+    char out[SCRAM_MSG_MAX + 1];
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    scram_free(s);
+}
+
+Test(scram, plus_refuses_other_channel_binding_types_and_flags)
+{
+    struct scram_channel ch = tls_on(true);
+    const char *why;
+    static const char *const other[] = {"p=tls-unique,,", "p=tls-server-end-point,,",
+                                        "p=TLS-EXPORTER,,", "p=tls-exporter2,,"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        cr_assert_eq(plus_first(&ch, other[i], &why), SCRAM_FAIL, "%s", other[i]);
+        cr_assert_str_eq(why,
+                         "channel binding type (p=) is not tls-exporter, the only one offered");
+    }
+    static const char *const flags[] = {"n,,", "y,,", "n,a=sasha,"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        cr_assert_eq(plus_first(&ch, flags[i], &why), SCRAM_FAIL, "%s", flags[i]);
+        cr_assert_str_eq(why, "SCRAM-SHA-512-PLUS needs the gs2 header p=tls-exporter");
+    }
+    static const char *const bad[] = {"p=,,", "p=tls exporter,,", "p=tls-exporter,"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(plus_first(&ch, bad[i], &why), SCRAM_FAIL, "%s", bad[i]);
+    cr_assert_eq(plus_first(&ch, "p=tls-exporter,a=bob,", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "authzid (a=) differs from the username");
+}
+
+Test(scram, plus_without_an_exporter_fails)
+{
+    struct scram_channel ch = {.plus = true, .exporter_ok = false};
+    const char *why;
+    cr_assert_eq(plus_first(&ch, PLUS_GS2, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "SCRAM-SHA-512-PLUS on a connection without a tls-exporter channel "
+                          "binding");
+}
+
+Test(scram, y_over_a_connection_that_can_bind_is_a_downgrade)
+{
+    /* RFC 5802 section 6: "y" says the client can bind and thinks the server
+     * cannot; over TLS with an exporter this server can. */
+    struct scram_channel ch = tls_on(false);
+    const char *why;
+    cr_assert_eq(plus_first(&ch, "y,,", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "gs2 flag y over a connection that offers SCRAM-SHA-512-PLUS (a "
+                          "downgrade)");
+    cr_assert_eq(plus_first(&ch, "y,a=sasha,", &why), SCRAM_FAIL);
+    /* "n" (the client cannot bind) goes on, with c=biws as without TLS. */
+    cr_assert_eq(plus_exchange(&ch, "n,,", &why), SCRAM_OK, "%s", why);
+    /* Where the connection cannot bind, "y" is fine. */
+    struct scram_channel plain = {.plus = false, .exporter_ok = false};
+    cr_assert_eq(plus_exchange(&plain, "y,,", &why), SCRAM_OK, "%s", why);
+    cr_assert_eq(plus_exchange(NULL, "y,,", &why), SCRAM_OK, "%s", why);
+}
+
+Test(scram, p_with_the_plain_method_fails)
+{
+    struct scram_channel ch = tls_on(false);
+    const char *why;
+    cr_assert_eq(plus_first(&ch, PLUS_GS2, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, P_WITHOUT_PLUS_WHY);
+    cr_assert_eq(plus_first(&ch, "p=tls-unique,,", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, P_WITHOUT_PLUS_WHY);
+    /* And a c= with a binding after "n,,": not client-first's header. */
+    client_binding_len = SCRAM_TLS_EXPORTER_LEN;
+    cr_assert_eq(plus_exchange(&ch, "n,,", &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, "channel binding (c=) is not the gs2 header of client-first");
+}
+
+Test(scram, plus_for_an_unknown_user_fails_at_finish)
+{
+    /* Binding changes nothing about names: the exchange runs to the end. */
+    struct scram_channel ch = tls_on(true);
+    server_channel = &ch;
+    struct client c;
+    struct scram *s = begin(&c, PLUS_GS2, "mallory", "abc", "");
+    build_final(&c, "x", PLUS_GS2, "");
+    char out[SCRAM_MSG_MAX + 1];
+    const char *why;
+    cr_assert_eq(finish_msg(s, c.final, out, &why), SCRAM_FAIL);
+    cr_assert_str_eq(why, UNKNOWN_WHY);
+    scram_free(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -833,20 +1056,25 @@ struct bad_first {
     const char *why;
 };
 
+#define GS2_END_WHY                                                                                \
+    "gs2 header must be \"n,,\", \"y,,\", \"p=<type>,,\" or carry a=<authzid> before the second "  \
+    "','"
+
 Test(scram, malformed_client_first)
 {
     static const struct bad_first cases[] = {
         {"", "empty client-first message"},
-        {"x,,n=alice,r=abc", "gs2 header must start with \"n,\" or \"y,\""},
-        {"n", "gs2 header must start with \"n,\" or \"y,\""},
-        {"n=alice,r=abc", "gs2 header must start with \"n,\" or \"y,\""},
-        {"N,,n=alice,r=abc", "gs2 header must start with \"n,\" or \"y,\""},
-        {"n,n=alice,r=abc",
-         "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the second ','"},
-        {"n,b=alice,n=alice,r=abc",
-         "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the second ','"},
-        {"n,a=alice", "gs2 header must be \"n,,\", \"y,,\" or carry a=<authzid> before the "
-                      "second ','"},
+        {"p", "gs2 header must start with \"n,\", \"y,\" or \"p=\""},
+        {"p=", "channel binding type (p=) is empty or malformed"},
+        {"p=tls-exporter", "channel binding type (p=) is empty or malformed"},
+        {"p=tls-exporter,n=alice,r=abc", GS2_END_WHY},
+        {"x,,n=alice,r=abc", "gs2 header must start with \"n,\", \"y,\" or \"p=\""},
+        {"n", "gs2 header must start with \"n,\", \"y,\" or \"p=\""},
+        {"n=alice,r=abc", "gs2 header must start with \"n,\", \"y,\" or \"p=\""},
+        {"N,,n=alice,r=abc", "gs2 header must start with \"n,\", \"y,\" or \"p=\""},
+        {"n,n=alice,r=abc", GS2_END_WHY},
+        {"n,b=alice,n=alice,r=abc", GS2_END_WHY},
+        {"n,a=alice", GS2_END_WHY},
         {"n,,", "expected n=<username> after the gs2 header"},
         {"n,,r=abc", "expected n=<username> after the gs2 header"},
         {"n,, n=alice,r=abc", "expected n=<username> after the gs2 header"},
