@@ -114,6 +114,15 @@ _Static_assert(FLOW_HOLD_LEASE_MS < FLOW_STALE_MS, "a lease is shorter than stal
 #define BUF_RING_ENTRIES  512u
 #define BUF_RING_BUF_SIZE 16384u
 
+/* Handshakes off the hot path (net/conn.c): a connection's input waits in
+ * its shard's handshake queue while it would run public-key work, up to
+ * CONN_HELD_MAX bytes, past which it goes up at once (a ClientHello is at
+ * most 16 KiB; a client certificate chain is bounded by TLS_CERT_LIST_MAX,
+ * net/tls.c); the loop works the queue after serving everything else, for
+ * at most HANDSHAKE_TURN_BUDGET_US per turn (at least one handshake step). */
+#define CONN_HELD_MAX            (64u * 1024u)
+#define HANDSHAKE_TURN_BUDGET_US 500u
+
 /* Password checks off the shards (net/authpool.c): worker threads at most,
  * and CONNECTs waiting for a check in all (queued, hashing, or answered and
  * not yet picked up by their shard). Past the bound a CONNECT is refused with

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "authpool.h"
@@ -87,7 +88,6 @@ void conn_destroy(struct conn *c)
     ASSERT(!timer_armed(&c->close_timer.t)); /* on its shard's wheel until conn_free */
     for (unsigned i = 0; i < c->layers; i++) {
         buf_free(&c->layer[i]->above);
-        buf_free(&c->layer[i]->up);
         if (c->layer[i]->ops->destroy)
             c->layer[i]->ops->destroy(c->layer[i]);
     }
@@ -95,6 +95,7 @@ void conn_destroy(struct conn *c)
         close(c->fd);
     buf_free(&c->wire);
     buf_free(&c->sending);
+    buf_free(&c->held);
     conn_forget_auth(c);
     engine_conn_fini(&c->e);
     free(c);
@@ -112,7 +113,7 @@ void conn_free(struct conn *c)
 
 static bool conn_freeable(const struct conn *c)
 {
-    return c->io == CONN_IO_CLOSING && c->ops == 0 && !c->dirty && !c->deferred;
+    return c->io == CONN_IO_CLOSING && c->ops == 0 && !c->dirty && !c->deferred && !c->held_queued;
 }
 
 /* Schedules the connection to be freed once nothing refers to it any more.
@@ -262,23 +263,82 @@ void conn_read_start(struct conn *c)
 
 /* ---- layers ------------------------------------------------------------------- */
 
+/* Input for layer level waits in the handshake queue (its order kept:
+ * what comes later joins it). 0, or -ENOMEM. */
+static int conn_hold_input(struct conn *c, unsigned level, const uint8_t *data, size_t len)
+{
+    if (buf_append(&c->held, data, len))
+        return -ENOMEM;
+    c->held_level = (uint8_t)level;
+    if (!c->held_queued) {
+        struct shard *sh = c->sh;
+        c->held_queued = true;
+        c->held_next = NULL;
+        if (sh->held_tail)
+            sh->held_tail->held_next = c;
+        else
+            sh->held_head = c;
+        sh->held_tail = c;
+    }
+    return 0;
+}
+
+static int conn_feed(struct conn *c, unsigned level, const uint8_t *data, size_t len);
+
+/* Feeds what c holds from the handshake queue (it stays queued: the queue
+ * drops it when it gets there). */
+static int conn_feed_held(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    struct buf in = c->held;
+    c->held = (struct buf){0};
+    int err = 0;
+    if (in.len) {
+        sh->held_now = c;
+        err = conn_feed(c, c->held_level, in.data, in.len);
+        sh->held_now = NULL;
+    }
+    buf_free(&in);
+    return err;
+}
+
+/* Does input for layer l wait in the handshake queue? While some of this
+ * connection's waits there, whatever follows it at that level does too. */
+static bool conn_input_waits(const struct conn *c, unsigned level, const struct conn_layer *l)
+{
+    if (c->sh->held_now == c)
+        return false; /* the queue is feeding it now */
+    if (c->held_queued)
+        return level == c->held_level;
+    return l->ops->costly && l->ops->costly(c, l);
+}
+
 /* Bytes at level go to the layer there, or (above the last) to the engine;
  * during a hand-off the engine keeps them for its home shard. */
 static int conn_feed(struct conn *c, unsigned level, const uint8_t *data, size_t len)
 {
     if (level < c->layers) {
         struct conn_layer *l = c->layer[level];
-        l->up.len = 0;
-        int err = l->ops->input(c, l, data, len, &l->up);
+        if (conn_input_waits(c, level, l)) {
+            int err = conn_hold_input(c, level, data, len);
+            /* More than a client sends before the server answers: at once
+             * (a hello this large fails at once, with its alert). */
+            if (!err && c->held.len > CONN_HELD_MAX)
+                err = conn_feed_held(c);
+            return err;
+        }
+        struct buf *up = &c->sh->layer_up[level];
+        ASSERT(up->len == 0); /* the previous input went up in full */
+        int err = l->ops->input(c, l, data, len, up);
         /* What the layer made before it stopped (a close_notify behind the
          * client's last packets) still goes up. */
-        if (l->up.len) {
-            int up_err = conn_feed(c, level + 1, l->up.data, l->up.len);
+        if (up->len) {
+            int up_err = conn_feed(c, level + 1, up->data, up->len);
             err = err ? err : up_err;
         }
-        l->up.len = 0;
-        if (l->up.cap > 4 * BUF_RING_BUF_SIZE)
-            buf_free(&l->up); /* a burst passed: give its buffer back */
+        up->len = 0;
+        if (up->cap > 4 * BUF_RING_BUF_SIZE)
+            buf_free(up); /* a burst passed: give its buffer back */
         /* Its own records (handshake, alerts, tickets) leave this turn. */
         if (!err && l->ops->pending && l->ops->pending(c, l))
             conn_mark_dirty(c);
@@ -510,6 +570,18 @@ void conn_handoff_start(struct conn *c)
         conn_defer(c); /* nothing in flight: the shard moves it next turn */
 }
 
+/* A layer's error (conn_feed) closes the connection. */
+static void feed_failed(struct conn *c, int err)
+{
+    if (c->io == CONN_IO_CLOSING)
+        return;
+    engine_close(&c->e, err == -ENOMEM  ? "out of memory"
+                        : err == -EPIPE ? "the peer ended its TLS session (close_notify)"
+                                        : "layer error");
+    if (c->io == CONN_IO_HANDOFF)
+        conn_shutdown(c);
+}
+
 /* Received bytes: up the layers, or discarded while lingering. */
 static void recv_data(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
@@ -523,12 +595,34 @@ static void recv_data(struct shard *sh, struct conn *c, const uint8_t *data, siz
     if (c->io == CONN_IO_CLOSING || c->close_after_flush)
         return;
     int err = conn_feed(c, 0, data, len);
-    if (err && c->io != CONN_IO_CLOSING) {
-        engine_close(&c->e, err == -ENOMEM  ? "out of memory"
-                            : err == -EPIPE ? "the peer ended its TLS session (close_notify)"
-                                            : "layer error");
-        if (c->io == CONN_IO_HANDOFF)
-            conn_shutdown(c);
+    if (err)
+        feed_failed(c, err);
+}
+
+void conn_run_handshakes(struct shard *sh)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (sh->held_head) {
+        struct conn *c = sh->held_head;
+        sh->held_head = c->held_next;
+        if (!sh->held_head)
+            sh->held_tail = NULL;
+        c->held_next = NULL;
+        c->held_queued = false;
+        if (c->io == CONN_IO_OPEN && !c->close_after_flush && !c->lingering) {
+            int err = conn_feed_held(c);
+            if (err)
+                feed_failed(c, err);
+        } else {
+            buf_free(&c->held);
+        }
+        if (c->io == CONN_IO_CLOSING)
+            conn_maybe_free(c);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t us = (int64_t)(t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_nsec - t0.tv_nsec) / 1000;
+        if (us >= (int64_t)HANDSHAKE_TURN_BUDGET_US)
+            break;
     }
 }
 

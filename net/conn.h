@@ -37,8 +37,10 @@ struct conn_layer;
 struct conn_layer_ops {
     const char *name;
     /* Bytes from below; the plaintext they make is appended to *up (the
-     * chain hands it to the layer above, or the engine). 0, or a negative
-     * errno to close. A layer calls nothing in conn.c: it returns. */
+     * chain hands it to the layer above, or the engine, before the next
+     * connection's input: *up is the shard's, one per level, so an idle
+     * connection keeps no plaintext buffer). 0, or a negative errno to
+     * close. A layer calls nothing in conn.c: it returns. */
     int (*input)(struct conn *c, struct conn_layer *l, const uint8_t *data, size_t len,
                  struct buf *up);
     /* Moves plaintext from above (*from, emptied) into wire bytes
@@ -46,6 +48,12 @@ struct conn_layer_ops {
     int (*output)(struct conn *c, struct conn_layer *l, struct buf *from, struct buf *to);
     /* Has it output of its own waiting? */
     bool (*pending)(const struct conn *c, const struct conn_layer *l);
+    /* Would input now cost public-key work (a TLS handshake)? Then the
+     * input waits in the shard's handshake queue (conn_run_held), which
+     * the loop works through with a time budget per turn after it has
+     * served everything else: a storm of new connections delays other new
+     * connections, not the traffic of those already connected. NULL: never. */
+    bool (*costly)(const struct conn *c, const struct conn_layer *l);
     /* Starts its orderly end: its last bytes go to *to. */
     int (*shutdown)(struct conn *c, struct conn_layer *l, struct buf *to);
     void (*destroy)(struct conn_layer *l);
@@ -54,7 +62,6 @@ struct conn_layer {
     const struct conn_layer_ops *ops;
     unsigned level;   /* its index in the chain */
     struct buf above; /* plaintext from above, not yet encoded */
-    struct buf up;    /* plaintext for above, made by input */
 };
 
 enum conn_io {
@@ -77,13 +84,20 @@ struct conn {
     bool reading;      /* the engine wants input (no pause bit) */
     bool layers_ended; /* the layers' own ends (close_notify) are written */
     bool reaping;
-    uint32_t ops; /* kernel operations in flight (+ holds by pending SUBACKs, checks) */
+    bool held_queued;   /* on the shard's handshake queue */
+    uint8_t held_level; /* the layer held waits for */
+    uint32_t ops;       /* kernel operations in flight (+ holds by pending SUBACKs, checks) */
 
     struct conn_layer *layer[CONN_LAYERS_MAX];
     unsigned layers;
     struct buf wire;    /* bytes for the socket not yet handed to the kernel */
     struct buf sending; /* bytes owned by the kernel during a send */
     size_t sending_off;
+    /* Input for layer held_level while it would handshake, until the
+     * shard's handshake queue gets to it. Past CONN_HELD_MAX (no client
+     * sends that much before the server answers) it goes up at once: it
+     * is no longer worth keeping others waiting for. */
+    struct buf held;
 
     /* The bound on flushing, then on lingering (CLOSE_FLUSH_MAX_MS,
      * CLOSE_LINGER_MS): then the socket is cut. On the engine's wheel. */
@@ -97,6 +111,7 @@ struct conn {
     struct conn *dirty_next;    /* shard's to-flush list */
     struct conn *deferred_next; /* shard's input-left-over list */
     struct conn *reap_next;     /* shard's to-free list */
+    struct conn *held_next;     /* shard's handshake queue */
 };
 
 static inline struct conn *conn_of(struct engine_conn *e)

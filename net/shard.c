@@ -208,6 +208,8 @@ void shard_destroy(struct shard *sh)
         next = j->next;
         authpool_job_free(sh->b, j);
     }
+    for (unsigned i = 0; i < CONN_LAYERS_MAX; i++)
+        buf_free(&sh->layer_up[i]);
     if (sh->auth_efd >= 0)
         close(sh->auth_efd);
     pthread_mutex_destroy(&sh->auth_lock);
@@ -612,7 +614,7 @@ static void shard_tick(struct shard *sh)
 static void shard_wait(struct shard *sh, bool busy)
 {
     bool held = sh->ovf_count || (sh->deferred && sh->en.input_held);
-    busy = busy || (sh->deferred && !held) || sh->dirty;
+    busy = busy || (sh->deferred && !held) || sh->dirty || sh->held_head;
     struct io_uring_cqe *w;
     if (busy) {
         io_uring_submit_and_get_events(&sh->ring);
@@ -675,6 +677,14 @@ static bool shard_turn(struct shard *sh, uint64_t turn)
     if (sh->en.now_ms >= sh->next_tick_ms)
         shard_tick(sh);
     flush_dirty(sh);
+    if (sh->held_head) {
+        /* What the turn made for connected clients leaves before the
+         * handshakes begin, then theirs. */
+        if (io_uring_sq_ready(&sh->ring))
+            io_uring_submit(&sh->ring);
+        conn_run_handshakes(sh);
+        flush_dirty(sh);
+    }
     if (sh->reap)
         conn_reap(sh);
     if (sh->notify_mask)
@@ -696,7 +706,7 @@ static void shard_end(struct shard *sh)
     while (sh->conns) {
         struct conn *c = sh->conns;
         c->ops = 0;
-        c->dirty = c->deferred = false;
+        c->dirty = c->deferred = c->held_queued = false;
         conn_free(c);
     }
     engine_thread_exit();

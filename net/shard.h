@@ -48,6 +48,10 @@ struct shard {
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
     size_t br_size;
+    /* The plaintext a connection's layer at level i makes from one input,
+     * passed up before the next input (conn_feed): the layers above and
+     * the engine keep what they do not consume in their own state. */
+    struct buf layer_up[CONN_LAYERS_MAX];
 
     uint32_t accept_paused; /* listeners whose accept waits for the tick (EMFILE ...) */
     uint64_t accept_warned_ms;
@@ -56,6 +60,10 @@ struct shard {
     struct conn *dirty;
     struct conn *deferred;
     struct conn *reap;
+    /* The handshake queue: connections whose input waits for public-key
+     * work (conn_run_handshakes), first come first served. */
+    struct conn *held_head, *held_tail;
+    struct conn *held_now; /* the one being fed from the queue */
     uint64_t next_conn_id;
 
     struct xq *inq[SHARDS_MAX]; /* inq[j]: from shard j to this one */
@@ -161,6 +169,9 @@ void conn_free(struct conn *c);
 void conn_destroy(struct conn *c);
 void conn_mark_dirty(struct conn *c);
 void conn_defer(struct conn *c);
+/* Feeds the handshake queue's input for HANDSHAKE_TURN_BUDGET_US at most
+ * (one connection at least); what is left waits for the next turn. */
+void conn_run_handshakes(struct shard *sh);
 void conn_read_stop(struct conn *c);
 void conn_read_start(struct conn *c);
 /* Flushes what is queued (at most CLOSE_FLUSH_MAX_MS), then lingers and

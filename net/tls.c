@@ -60,6 +60,12 @@
 #define TLS_VERIFY_DEPTH  10     /* certificates in a client's chain, at most */
 #define TLS_RECORD_IN_MAX 16384u /* plaintext read per SSL_read */
 #define TLS_IDENTITY_MAX  1024u  /* bytes of a certificate identity kept */
+/* A client's certificate chain, at most (BoringSSL's default is 100 KiB,
+ * and it bounds every handshake message by it, the ClientHello included,
+ * where a client certificate is asked for). Device chains are a few KiB. */
+#define TLS_CERT_LIST_MAX (32u * 1024u)
+_Static_assert(TLS_CERT_LIST_MAX + 1024u < CONN_HELD_MAX,
+               "a chain fits the input a handshake may hold (net/conn.c)");
 
 /* ---- ticket keys ------------------------------------------------------ */
 
@@ -343,8 +349,12 @@ static int ctx_common(struct tls_ctx *ctx, SSL_CTX *ssl, const struct config_tls
     if (n <= 0 || (size_t)n >= sizeof(sid) || !SSL_CTX_set_session_id_context(ssl, sid, (size_t)n))
         return -1;
     SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_max_cert_list(ssl, TLS_CERT_LIST_MAX);
     if (ctx->tickets) {
         SSL_CTX_set_ticket_aead_method(ssl, &ticket_method);
+        /* One ticket per connection (BoringSSL sends two): an MQTT client
+         * keeps one connection, and each ticket is a seal and a record. */
+        SSL_CTX_set_num_tickets(ssl, 1);
         SSL_CTX_set_timeout(ssl, ctx->tickets->rotation_s);
         SSL_CTX_set_session_psk_dhe_timeout(ssl, ctx->tickets->rotation_s);
     } else {
@@ -767,11 +777,20 @@ static void tls_destroy(struct conn_layer *l)
     free(st);
 }
 
+/* Until the handshake is done, input may mean key exchange, a signature
+ * and a chain to verify: the shard's handshake queue takes it. */
+static bool tls_costly(const struct conn *c, const struct conn_layer *l)
+{
+    (void)c;
+    return !((const struct tls_state *)l)->done;
+}
+
 static const struct conn_layer_ops tls_ops = {
     .name = "tls",
     .input = tls_input,
     .output = tls_output,
     .pending = tls_pending,
+    .costly = tls_costly,
     .shutdown = tls_shutdown,
     .destroy = tls_destroy,
 };
