@@ -7,7 +7,8 @@
  * workers' periodic snapshots, each under its worker's mutex. A worker owns
  * its io_uring ring and its connections; nothing else touches them until the
  * worker thread has been joined, after which main reads the subscribers'
- * trackers to compute the final loss.
+ * trackers to compute the final loss. The TLS context (tls.h) is built by
+ * main before the workers start and shared by them.
  */
 #ifndef RINGMQ_BENCH_H
 #define RINGMQ_BENCH_H
@@ -25,7 +26,8 @@ enum bench_scenario {
     SCENARIO_FANIN,
     SCENARIO_LATENCY,
     SCENARIO_CONNECT,
-    SCENARIO_SOAK, /* chaos soak, its own loop: soak.c */
+    SCENARIO_HANDSHAKE, /* TLS handshake storm: connect, CONNACK, DISCONNECT, again */
+    SCENARIO_SOAK,      /* chaos soak, its own loop: soak.c */
 };
 
 struct bench_opts {
@@ -61,7 +63,25 @@ struct bench_opts {
     double kill_interval_s; /* mean time between kills; 0: no chaos */
     uint64_t seed;          /* chaos random numbers */
     uint32_t groups;        /* share groups among the subscribers */
+    /* TLS */
+    bool tls;
+    const char *cafile;   /* verify the broker against it; NULL: no verification */
+    const char *certfile; /* client certificate (mTLS), with keyfile */
+    const char *keyfile;
+    bool tls_resume;  /* offer the last session a ticket brought */
+    uint16_t tls_max; /* highest version offered: TLS1_2_VERSION or TLS1_3_VERSION */
+    /* handshake */
+    uint32_t conns;      /* handshakes in progress at once, in all */
+    bool probe;          /* a publisher/subscriber pair on its own thread beside the storm */
+    double probe_rate;   /* the probe's messages/s */
+    uint16_t probe_port; /* the probe's broker port; 0: --port */
 };
+
+/* Worker threads: --threads, plus one for the handshake scenario's probe. */
+static inline uint32_t bench_workers(const struct bench_opts *o)
+{
+    return o->threads + (o->probe ? 1u : 0u);
+}
 
 enum bench_err {
     BERR_CONNECT,     /* TCP connect failed */
@@ -78,6 +98,7 @@ enum bench_err {
     BERR_FOREIGN,         /* payload from a publisher we did not expect */
     BERR_SHORT_PAYLOAD,   /* payload too short to carry id, seq, time */
     BERR_LATENCY_TIMEOUT, /* latency: no delivery within 1 s, moved on */
+    BERR_TLS,             /* TLS handshake or record failure, alert from the broker */
     BERR_COUNT,
 };
 
@@ -99,6 +120,8 @@ struct bench_counters {
     uint64_t connects_done; /* finished: closed after hold, or failed */
     uint64_t open_now;      /* gauge */
     uint64_t open_max;
+    uint64_t tls_done;    /* TLS handshakes completed */
+    uint64_t tls_resumed; /* of which resumed a session */
     uint64_t errors[BERR_COUNT];
 };
 
@@ -123,6 +146,8 @@ struct bench_ctl {
     _Atomic uint64_t win_end_ns; /* main moves it earlier when a run is cut short */
     /* Per-publisher sent count, written by the owning worker before it exits. */
     uint64_t *pub_sent;
+    struct btls_ctx *tls;   /* NULL without --tls */
+    _Atomic uint32_t fatal; /* handshake: a TLS failure or a refused connect; stop */
 };
 
 struct bench_snapshot {
@@ -140,6 +165,7 @@ struct bench_snapshot {
 };
 
 struct worker;
+struct btls_ctx;
 
 /* Creates worker `index` of ctl->opts->threads; returns NULL with a message
  * on stderr when memory or the ring cannot be had. */
@@ -175,9 +201,23 @@ struct bench_result {
     bool drain_timed_out;             /* deliveries were still arriving at --drain */
     double bench_user_s, bench_sys_s; /* own CPU over the window */
     double broker_cpu_s;              /* -1 without --broker-pid */
+    /* connect: the broker's VmRSS before the storm and, last seen, while
+     * every connection was open; -1 without --broker-pid. */
+    double broker_rss_kib_before, broker_rss_kib_open;
+    uint64_t tls_tickets; /* sessions the broker sent (NewSessionTicket) */
+    const char *tls_desc; /* version, cipher, ALPN of the first handshake */
+    bool tls_failed;      /* handshake: stopped at a TLS failure or a refused connect */
     bool interrupted;
     bool setup_failed;
 };
+
+/* Parses the command line (opts.c); -EINVAL after printing why. */
+int bench_opts_parse(int argc, char **argv, struct bench_opts *o);
+
+struct sockaddr_in;
+/* The broker's address from --host (numeric or a name) and --port
+ * (worker_setup.c); 0 or -EINVAL. */
+int bench_resolve(const struct bench_opts *o, struct sockaddr_in *out);
 
 void report_print(const struct bench_result *r);
 /* Writes the JSON file; 0 or -errno. */

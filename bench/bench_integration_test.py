@@ -7,6 +7,14 @@ with --json, and checks the counts a user would rely on: no loss and no
 duplicates on QoS 1/2 pairs, exact fan-out and fan-in totals, every connection
 of a small storm accepted, latency samples present.
 
+Then TLS against a broker with a TLS listener and an mTLS one (certificates
+made with the openssl CLI; skipped with a line when it is missing): --tls
+pairs deliver everything; the handshake scenario completes exactly --clients
+handshakes (with --resume it reports no resumption the broker's tickets do
+not explain) and carries a probe pair's latency; a --cafile that did not
+sign the broker's certificate, a missing client certificate and bad TLS
+options each fail with a non-zero exit and a message that says why.
+
 Then the chaos soak against a fresh broker with `shards 4` (a 5.0 run and a
 3.1.1 run, about 25 s in all): persistent and shared subscribers, random
 clients killed and resumed; nothing the broker acknowledged may be lost, no
@@ -20,8 +28,10 @@ that separates bench bugs from broker bugs).
 
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,14 +51,21 @@ def free_port():
     return port
 
 
-def mqtt_probe(port, timeout_s=1.0):
-    """True once the broker answers CONNECT with a CONNACK. A bare TCP
-    connect-and-close would do as a readiness check, but a well-behaved MQTT
-    client is what a broker is for, so the probe is one."""
+def mqtt_probe(port, timeout_s=1.0, tls=False):
+    """True once the broker answers CONNECT with a CONNACK (over TLS, not
+    verified, with tls). A bare TCP connect-and-close would do as a
+    readiness check, but a well-behaved MQTT client is what a broker is for,
+    so the probe is one."""
     cid = b"bench-probe"
     vh = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(cid).to_bytes(2, "big") + cid
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as raw:
+            s = raw
+            if tls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                s = ctx.wrap_socket(raw)
             s.sendall(bytes([0x10, len(vh)]) + vh)
             ack = s.recv(4)
             s.sendall(b"\xe0\x00")
@@ -213,6 +230,187 @@ def soak(bench, binary, workdir):
                                                                       "soak-broker.log")))
 
 
+PKI_CNF = """\
+[req]
+distinguished_name = req_dn
+[req_dn]
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+[client_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+"""
+
+
+def make_pki(workdir):
+    """ECDSA P-256: ca signs server (127.0.0.1, localhost) and client;
+    other is a CA that signed nothing here. None without the openssl CLI."""
+    if not shutil.which("openssl"):
+        return None
+    d = os.path.join(workdir, "pki")
+    os.makedirs(d)
+    cnf = os.path.join(d, "pki.cnf")
+    with open(cnf, "w") as f:
+        f.write(PKI_CNF)
+    p = lambda n: os.path.join(d, n)
+
+    def ossl(*args):
+        r = subprocess.run(["openssl"] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, cwd=d)
+        if r.returncode != 0:
+            raise SystemExit("FAIL: openssl %s: %s" % (args[0], r.stdout))
+
+    for n in ("ca", "other", "server", "client"):
+        ossl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+             p(n + ".key"))
+    for n in ("ca", "other"):
+        ossl("req", "-x509", "-new", "-config", cnf, "-extensions", "v3_ca", "-key",
+             p(n + ".key"), "-subj", "/CN=bench test " + n, "-days", "30", "-out", p(n + ".crt"))
+    for n in ("server", "client"):
+        ossl("req", "-new", "-config", cnf, "-key", p(n + ".key"), "-subj", "/CN=" + n, "-out",
+             p(n + ".csr"))
+        ossl("x509", "-req", "-in", p(n + ".csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"),
+             "-set_serial", "0x" + os.urandom(8).hex(), "-days", "30", "-extfile", cnf,
+             "-extensions", n + "_ext", "-out", p(n + ".crt"))
+    # mosquitto started as root reads them after dropping to its own user.
+    os.chmod(workdir, 0o711)
+    os.chmod(d, 0o755)
+    for n in os.listdir(d):
+        os.chmod(p(n), 0o644)
+    return {n: p(n) for n in ("ca.crt", "other.crt", "server.crt", "server.key", "client.crt",
+                              "client.key")}
+
+
+def start_tls_broker(binary, workdir, pki):
+    """One TLS listener and one that requires a client certificate."""
+    port, mport = free_port(), free_port()
+    lines = ["allow_anonymous true", "max_queued_messages 1000000"]
+    if is_mosquitto(binary):
+        lines.append("persistence false")
+    for p, mtls in ((port, False), (mport, True)):
+        lines += ["listener %d 127.0.0.1" % p, "certfile " + pki["server.crt"],
+                  "keyfile " + pki["server.key"]]
+        if mtls:
+            lines += ["cafile " + pki["ca.crt"], "require_certificate true"]
+    conf = os.path.join(workdir, "tls-broker.conf")
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log = open(os.path.join(workdir, "tls-broker.log"), "w")
+    proc = subprocess.Popen([binary, "-c", conf], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    end = time.time() + 10
+    while time.time() < end and proc.poll() is None:
+        if mqtt_probe(port, tls=True):
+            return proc, port, mport
+        time.sleep(0.05)
+    stop_broker(proc)
+    raise SystemExit("FAIL: TLS broker did not start; log:\n" + tail(log.name))
+
+
+def run_fails(bench, scenario, want_rc, want_text, *opts):
+    """A run that must fail: exit status want_rc (or any non-zero for None)
+    and want_text on stderr."""
+    cmd = [bench, scenario, "--quiet"] + [str(o) for o in opts]
+    print("$ " + " ".join(cmd), flush=True)
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=BENCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        check(False, "%s %s fails within %d s" % (scenario, want_text, BENCH_TIMEOUT_S))
+        return
+    rc_ok = r.returncode != 0 if want_rc is None else r.returncode == want_rc
+    check(rc_ok and want_text in r.stderr,
+          "%s %s: exit %s (want %s) saying %r (said: %s)" % (
+              scenario, " ".join(str(o) for o in opts[-4:]), r.returncode,
+              "non-zero" if want_rc is None else want_rc, want_text, r.stderr.strip()[-300:]))
+
+
+def tls_checks(bench, binary, workdir):
+    pki = make_pki(workdir)
+    if pki is None:
+        print("skip TLS checks: the openssl CLI is not installed", flush=True)
+        return
+    proc, port, mport = start_tls_broker(binary, workdir, pki)
+    ca = ["--tls", "--cafile", pki["ca.crt"]]
+    short = ["--duration", 1, "--warmup", 0.5]
+    try:
+        res = run(bench, port, proc.pid, workdir, "pairs", "--clients", 2, "--rate", 500,
+                  *(ca + short))
+        if res:
+            check(res["tls"]["on"] and res["tls"]["version"].startswith("TLSv1."),
+                  "pairs --tls: over TLS (%s)" % res["tls"]["version"])
+            check(res["sent"] > 0 and res["delivered"] == res["sent"] and res["lost"] == 0,
+                  "pairs --tls: delivered == sent > 0 (%d, %d)" % (res["delivered"], res["sent"]))
+            check(res["delivered_per_s"] > 0, "pairs --tls: a non-zero rate")
+            no_errors(res, "pairs --tls")
+
+        res = run(bench, mport, proc.pid, workdir, "pairs", "--clients", 1, "--rate", 100,
+                  "--cert", pki["client.crt"], "--key", pki["client.key"], *(ca + short))
+        if res:
+            check(res["delivered"] == res["sent"] > 0, "pairs --tls --cert: mTLS works")
+            no_errors(res, "pairs mTLS")
+
+        res = run(bench, port, proc.pid, workdir, "handshake", "--clients", 50, "--conns", 8,
+                  "--warmup", 0, "--duration", 30, *ca)
+        if res:
+            h = res["handshake"]
+            check(h["ok"] == 50 and res["tls"]["done"] == 50,
+                  "handshake --clients 50: 50 handshakes and CONNACKs (%d, %d)" % (
+                      res["tls"]["done"], h["ok"]))
+            check(h["per_s"] > 0 and h["latency_us"]["count"] > 0,
+                  "handshake: a rate and handshake+CONNACK latency")
+            no_errors(res, "handshake")
+
+        res = run(bench, port, proc.pid, workdir, "handshake", "--clients", 30, "--conns", 4,
+                  "--resume", "--warmup", 0, "--duration", 30, "--tls")
+        if res:
+            t = res["tls"]
+            check(res["handshake"]["ok"] == 30, "handshake --resume: 30 handshakes")
+            # Resumption needs a ticket first: none from the broker, none resumed.
+            check(t["resumed"] <= t["done"] and (t["tickets"] > 0 or t["resumed"] == 0),
+                  "handshake --resume: %d resumed, %d tickets from the broker" % (
+                      t["resumed"], t["tickets"]))
+            no_errors(res, "handshake --resume")
+
+        res = run(bench, port, proc.pid, workdir, "handshake", "--conns", 4, "--probe",
+                  "--probe-rate", 100, "--tls", *short)
+        if res:
+            check(res["handshake"]["ok"] > 0 and res["latency_us"]["count"] > 20,
+                  "handshake --probe: handshakes and probe samples (%d, %d)" % (
+                      res["handshake"]["ok"], res["latency_us"]["count"]))
+            check(res["lost"] == 0, "handshake --probe: the probe lost nothing")
+            no_errors(res, "handshake --probe")
+
+        at = ["--port", port, "--duration", 1, "--warmup", 0]
+        wrong = ["--tls", "--cafile", pki["other.crt"]]
+        run_fails(bench, "pairs", 1, "did not verify against --cafile", *(at + wrong))
+        run_fails(bench, "handshake", 1, "did not verify against --cafile", *(at + wrong))
+        run_fails(bench, "pairs", 1, "client certificate", "--port", mport, "--duration", 1,
+                  *ca)
+        run_fails(bench, "pairs", 2, "need --tls", "--cafile", pki["ca.crt"])
+        run_fails(bench, "handshake", 2, "needs --tls", "--port", port)
+        run_fails(bench, "pairs", 2, "No such file", "--tls", "--cafile",
+                  os.path.join(workdir, "missing.pem"))
+        run_fails(bench, "pairs", 2, "go together", "--tls", "--cert", pki["client.crt"])
+        run_fails(bench, "pairs", 2, "not the private key", "--tls", "--cert",
+                  pki["client.crt"], "--key", pki["server.key"])
+        run_fails(bench, "pairs", 2, "for the handshake scenario", "--conns", 4)
+        run_fails(bench, "handshake", 2, "--conns", "--tls", "--conns", 0)
+        check(proc.poll() is None, "TLS broker still running")
+    finally:
+        check(stop_broker(proc), "TLS broker stops on SIGTERM within 10 s")
+        if failures:
+            print("--- TLS broker log tail ---\n" + tail(os.path.join(workdir, "tls-broker.log")))
+
+
 def main():
     binary = os.environ.get("RINGMQ_BIN")
     if not binary:
@@ -312,6 +510,7 @@ def main():
             stop_broker(proc)
             if failures:
                 print("--- broker log tail ---\n" + tail(os.path.join(workdir, "broker.log")))
+        tls_checks(bench, binary, workdir)
         soak(bench, binary, workdir)
     if failures:
         print("%d check(s) failed" % len(failures))

@@ -6,13 +6,14 @@
  * up, opens the run (warm-up, then the measured window), prints a progress
  * line each second from the workers' snapshots, samples its own and the
  * broker's CPU time at the window's edges, drains, stops, joins and reports.
+ * With --tls it builds the one TLS context the workers share (tls.h) before
+ * they start and frees it after they are joined.
  */
 #include "bench.h"
-#include "codec.h"
 #include "soak.h"
+#include "tls.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,457 +31,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: ringmq-bench SCENARIO [options]\n"
-            "\n"
-            "scenarios:\n"
-            "  pairs     N publishers, each to its own topic, N subscribers (--clients N)\n"
-            "  fanout    P publishers to one topic, S subscribers (--clients sets S)\n"
-            "  fanin     P publishers (--clients sets P), S subscribers on a wildcard\n"
-            "            (or a shared subscription with --shared)\n"
-            "  latency   N pairs, fixed low rate, one message in flight per publisher\n"
-            "  connect   connection storm: --clients total, --rate per second, --hold S\n"
-            "  soak      chaos soak: QoS 1/2 publishers, persistent and shared subscribers,\n"
-            "            random clients killed and resumed; checks nothing acknowledged is\n"
-            "            lost and no QoS 2 message is duplicated (exit 1 if so)\n"
-            "\n"
-            "options:\n"
-            "  --host H              broker address (127.0.0.1)\n"
-            "  --port P              broker port (1883)\n"
-            "  --protocol 3.1.1|5    MQTT version (3.1.1)\n"
-            "  --qos 0|1|2           publish and subscribe QoS (0)\n"
-            "  --clients N           see above\n"
-            "  --publishers N, --subscribers N\n"
-            "  --payload BYTES       payload size, at least 20 (64)\n"
-            "  --rate R              messages/s per publisher; connect: connections/s;\n"
-            "                        0 = as fast as the broker accepts (latency: 100)\n"
-            "  --duration S          measured window (10; connect: time limit, 60)\n"
-            "  --warmup S            time before the window (2; connect: 0)\n"
-            "  --threads N           worker threads, one io_uring each (CPUs / 2)\n"
-            "  --client-prefix S     client id prefix (rb<pid>)\n"
-            "  --topic-prefix S      topic prefix (bench)\n"
-            "  --username U, --password P\n"
-            "  --keepalive S         (60)\n"
-            "  --broker-pid PID      report the broker's CPU per delivered message\n"
-            "  --json FILE           write the results as JSON\n"
-            "  --inflight N          QoS 1/2 window per publisher (64)\n"
-            "  --batch-bytes N       publisher send buffer (65536)\n"
-            "  --hold S              connect: seconds each connection stays open (1)\n"
-            "  --drain S             at most this long for in-flight messages after the run (10)\n"
-            "  --connect-concurrency N  connects in progress per thread (256)\n"
-            "  --shared              fanin: $share/bench/... subscription\n"
-            "  --quiet               no progress line\n"
-            "\n"
-            "soak (defaults differ: --clients 12, --rate 100, --duration 30, --drain 30,\n"
-            "--protocol 5, --inflight 20; --qos 1 or 2 makes every publisher that QoS, else\n"
-            "they alternate):\n"
-            "  --kill-interval S     mean time between kills (0.5; 0: no kills)\n"
-            "  --seed N              chaos random seed (from the clock; printed)\n"
-            "  --groups N            share groups among the subscribers (2, or fewer when\n"
-            "                        there are few); a quarter of the subscribers (at\n"
-            "                        least one) stay plain, the rest are dealt to groups\n");
-}
-
-static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || end == s || v < min || v > max) {
-        fprintf(stderr, "ringmq-bench: --%s: want an integer in [%u, %u], got '%s'\n", name, min,
-                max, s);
-        return -EINVAL;
-    }
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int parse_double(const char *name, const char *s, double min, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || end == s || !(v >= min) || v > 1e12) {
-        fprintf(stderr, "ringmq-bench: --%s: want a number >= %g, got '%s'\n", name, min, s);
-        return -EINVAL;
-    }
-    *out = v;
-    return 0;
-}
-
-enum {
-    O_HOST = 256,
-    O_PORT,
-    O_PROTOCOL,
-    O_QOS,
-    O_CLIENTS,
-    O_PUBLISHERS,
-    O_SUBSCRIBERS,
-    O_PAYLOAD,
-    O_RATE,
-    O_DURATION,
-    O_WARMUP,
-    O_THREADS,
-    O_CLIENT_PREFIX,
-    O_TOPIC_PREFIX,
-    O_USERNAME,
-    O_PASSWORD,
-    O_KEEPALIVE,
-    O_BROKER_PID,
-    O_JSON,
-    O_INFLIGHT,
-    O_BATCH,
-    O_HOLD,
-    O_DRAIN,
-    O_CONCURRENCY,
-    O_SHARED,
-    O_QUIET,
-    O_KILL_INTERVAL,
-    O_SEED,
-    O_GROUPS,
-    O_HELP,
-};
-
-static const struct option long_opts[] = {
-    {"host", required_argument, 0, O_HOST},
-    {"port", required_argument, 0, O_PORT},
-    {"protocol", required_argument, 0, O_PROTOCOL},
-    {"qos", required_argument, 0, O_QOS},
-    {"clients", required_argument, 0, O_CLIENTS},
-    {"publishers", required_argument, 0, O_PUBLISHERS},
-    {"subscribers", required_argument, 0, O_SUBSCRIBERS},
-    {"payload", required_argument, 0, O_PAYLOAD},
-    {"rate", required_argument, 0, O_RATE},
-    {"duration", required_argument, 0, O_DURATION},
-    {"warmup", required_argument, 0, O_WARMUP},
-    {"threads", required_argument, 0, O_THREADS},
-    {"client-prefix", required_argument, 0, O_CLIENT_PREFIX},
-    {"topic-prefix", required_argument, 0, O_TOPIC_PREFIX},
-    {"username", required_argument, 0, O_USERNAME},
-    {"password", required_argument, 0, O_PASSWORD},
-    {"keepalive", required_argument, 0, O_KEEPALIVE},
-    {"broker-pid", required_argument, 0, O_BROKER_PID},
-    {"json", required_argument, 0, O_JSON},
-    {"inflight", required_argument, 0, O_INFLIGHT},
-    {"batch-bytes", required_argument, 0, O_BATCH},
-    {"hold", required_argument, 0, O_HOLD},
-    {"drain", required_argument, 0, O_DRAIN},
-    {"connect-concurrency", required_argument, 0, O_CONCURRENCY},
-    {"shared", no_argument, 0, O_SHARED},
-    {"quiet", no_argument, 0, O_QUIET},
-    {"kill-interval", required_argument, 0, O_KILL_INTERVAL},
-    {"seed", required_argument, 0, O_SEED},
-    {"groups", required_argument, 0, O_GROUPS},
-    {"help", no_argument, 0, O_HELP},
-    {0, 0, 0, 0},
-};
-
-/* Options the user gave, where a scenario's default differs. */
-struct given {
-    bool protocol, drain, seed, groups, inflight;
-};
-
-/* The soak's counts and defaults (see bench/README.md, Soak). */
-static int soak_defaults(struct bench_opts *o, uint32_t clients, uint32_t pubs, uint32_t subs,
-                         const struct given *given)
-{
-    if (clients == 0)
-        clients = 12;
-    o->publishers = pubs ? pubs : (clients / 3 > 2 ? clients / 3 : 2);
-    if (subs)
-        o->subscribers = subs;
-    else if (clients > o->publishers)
-        o->subscribers = clients - o->publishers;
-    else
-        o->subscribers = 1;
-    if (o->publishers + o->subscribers > SOAK_CLIENTS_MAX) {
-        fprintf(stderr, "ringmq-bench: soak: at most %u clients\n", SOAK_CLIENTS_MAX);
-        return -EINVAL;
-    }
-    if (!given->groups)
-        o->groups = (o->subscribers - 1) / 2 < 2 ? (o->subscribers - 1) / 2 : 2;
-    /* A quarter plain (at least one), the rest dealt to the groups. */
-    uint32_t plain = o->groups ? (o->subscribers / 4 ? o->subscribers / 4 : 1) : 0;
-    if (o->groups && o->subscribers < plain + o->groups) {
-        fprintf(stderr, "ringmq-bench: soak: %u groups need at least %u subscribers\n", o->groups,
-                plain + o->groups);
-        return -EINVAL;
-    }
-    if (o->qos == 0 && o->publishers < 2)
-        fprintf(stderr, "ringmq-bench: soak: one publisher: QoS 1 only (use --qos 2 or "
-                        "--publishers 2 for QoS 2)\n");
-    if (o->rate < 0)
-        o->rate = 100;
-    if (o->duration_s < 0)
-        o->duration_s = 30;
-    if (!given->drain)
-        o->drain_s = 30;
-    if (!given->protocol)
-        o->version = MQTT_V5;
-    /* 3.1.1 has no Receive Maximum to learn the broker's limit from:
-     * stay within the usual max_inflight_messages (ringmq's and
-     * mosquitto's default, 20). */
-    if (!given->inflight)
-        o->inflight = 20;
-    if (!given->seed)
-        o->seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    o->warmup_s = 0;
-    o->threads = 1;
-    if (strpbrk(o->client_prefix, "/+#") || strpbrk(o->topic_prefix, "+#")) {
-        fprintf(stderr, "ringmq-bench: soak: --client-prefix may not hold / + #, "
-                        "--topic-prefix not + #\n");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int parse_args(int argc, char **argv, struct bench_opts *o)
-{
-    static char prefix[64];
-    if (argc < 2 || argv[1][0] == '-') {
-        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-            usage(stdout);
-            exit(0);
-        }
-        usage(stderr);
-        return -EINVAL;
-    }
-    const char *sc = argv[1];
-    if (!strcmp(sc, "pairs"))
-        o->scenario = SCENARIO_PAIRS;
-    else if (!strcmp(sc, "fanout"))
-        o->scenario = SCENARIO_FANOUT;
-    else if (!strcmp(sc, "fanin"))
-        o->scenario = SCENARIO_FANIN;
-    else if (!strcmp(sc, "latency"))
-        o->scenario = SCENARIO_LATENCY;
-    else if (!strcmp(sc, "connect"))
-        o->scenario = SCENARIO_CONNECT;
-    else if (!strcmp(sc, "soak"))
-        o->scenario = SCENARIO_SOAK;
-    else {
-        fprintf(stderr, "ringmq-bench: unknown scenario '%s'\n", sc);
-        usage(stderr);
-        return -EINVAL;
-    }
-    o->scenario_name = sc;
-
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    snprintf(prefix, sizeof(prefix), "rb%ld", (long)getpid());
-    o->host = "127.0.0.1";
-    o->port = 1883;
-    o->version = MQTT_V311;
-    o->qos = 0;
-    o->payload_len = 64;
-    o->rate = -1; /* scenario default */
-    o->duration_s = -1;
-    o->warmup_s = -1;
-    o->hold_s = 1;
-    o->drain_s = 10;
-    o->threads = ncpu >= 2 ? (uint32_t)(ncpu / 2) : 1;
-    o->client_prefix = prefix;
-    o->topic_prefix = "bench";
-    o->keepalive_s = 60;
-    o->inflight = 64;
-    o->batch_bytes = 64 * 1024;
-    o->connect_concurrency = 256;
-    uint32_t clients = 0, pubs = 0, subs = 0, v;
-    double d;
-    struct given given = {0};
-    o->kill_interval_s = 0.5;
-
-    optind = 2;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-        int r = 0;
-        switch (ch) {
-        case O_HOST:
-            o->host = optarg;
-            break;
-        case O_PORT:
-            r = parse_u32("port", optarg, 1, 65535, &v);
-            o->port = (uint16_t)v;
-            break;
-        case O_PROTOCOL:
-            if (!strcmp(optarg, "3.1.1") || !strcmp(optarg, "4"))
-                o->version = MQTT_V311;
-            else if (!strcmp(optarg, "5") || !strcmp(optarg, "5.0"))
-                o->version = MQTT_V5;
-            else {
-                fprintf(stderr, "ringmq-bench: --protocol: 3.1.1 or 5\n");
-                r = -EINVAL;
-            }
-            given.protocol = true;
-            break;
-        case O_QOS:
-            r = parse_u32("qos", optarg, 0, 2, &v);
-            o->qos = (uint8_t)v;
-            break;
-        case O_CLIENTS:
-            r = parse_u32("clients", optarg, 1, 1000000, &clients);
-            break;
-        case O_PUBLISHERS:
-            r = parse_u32("publishers", optarg, 1, 1000000, &pubs);
-            break;
-        case O_SUBSCRIBERS:
-            r = parse_u32("subscribers", optarg, 1, 1000000, &subs);
-            break;
-        case O_PAYLOAD:
-            r = parse_u32("payload", optarg, 20, 16 * 1024 * 1024, &o->payload_len);
-            break;
-        case O_RATE:
-            r = parse_double("rate", optarg, 0, &o->rate);
-            break;
-        case O_DURATION:
-            r = parse_double("duration", optarg, 0.1, &o->duration_s);
-            break;
-        case O_WARMUP:
-            r = parse_double("warmup", optarg, 0, &o->warmup_s);
-            break;
-        case O_THREADS:
-            r = parse_u32("threads", optarg, 1, 256, &o->threads);
-            break;
-        case O_CLIENT_PREFIX:
-            o->client_prefix = optarg;
-            break;
-        case O_TOPIC_PREFIX:
-            o->topic_prefix = optarg;
-            break;
-        case O_USERNAME:
-            o->username = optarg;
-            break;
-        case O_PASSWORD:
-            o->password = optarg;
-            break;
-        case O_KEEPALIVE:
-            r = parse_u32("keepalive", optarg, 0, 65535, &v);
-            o->keepalive_s = (uint16_t)v;
-            break;
-        case O_BROKER_PID:
-            r = parse_u32("broker-pid", optarg, 1, 0x7fffffff, &v);
-            o->broker_pid = (int)v;
-            break;
-        case O_JSON:
-            o->json_path = optarg;
-            break;
-        case O_INFLIGHT:
-            r = parse_u32("inflight", optarg, 1, 65535, &o->inflight);
-            given.inflight = true;
-            break;
-        case O_BATCH:
-            r = parse_u32("batch-bytes", optarg, 256, 64 * 1024 * 1024, &o->batch_bytes);
-            break;
-        case O_HOLD:
-            r = parse_double("hold", optarg, 0, &o->hold_s);
-            break;
-        case O_DRAIN:
-            r = parse_double("drain", optarg, 0, &d);
-            o->drain_s = d;
-            given.drain = true;
-            break;
-        case O_CONCURRENCY:
-            r = parse_u32("connect-concurrency", optarg, 1, 1000000, &o->connect_concurrency);
-            break;
-        case O_SHARED:
-            o->shared = true;
-            break;
-        case O_QUIET:
-            o->quiet = true;
-            break;
-        case O_KILL_INTERVAL:
-            r = parse_double("kill-interval", optarg, 0, &o->kill_interval_s);
-            if (!r && o->kill_interval_s > 0 && o->kill_interval_s < 0.001) {
-                fprintf(stderr, "ringmq-bench: --kill-interval: 0, or at least 0.001 s\n");
-                r = -EINVAL;
-            }
-            break;
-        case O_SEED: {
-            char *end;
-            errno = 0;
-            o->seed = strtoull(optarg, &end, 0);
-            if (errno || *end || end == optarg) {
-                fprintf(stderr, "ringmq-bench: --seed: want an integer, got '%s'\n", optarg);
-                r = -EINVAL;
-            }
-            given.seed = true;
-            break;
-        }
-        case O_GROUPS:
-            r = parse_u32("groups", optarg, 0, 1000, &o->groups);
-            given.groups = true;
-            break;
-        case O_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
-            return -EINVAL;
-        }
-        if (r)
-            return r;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "ringmq-bench: unexpected argument '%s'\n", argv[optind]);
-        return -EINVAL;
-    }
-
-    switch (o->scenario) {
-    case SCENARIO_PAIRS:
-        o->publishers = pubs ? pubs : clients ? clients : 4;
-        o->subscribers = subs ? subs : o->publishers;
-        if (o->subscribers != o->publishers) {
-            fprintf(stderr, "ringmq-bench: pairs: publishers and subscribers must be equal\n");
-            return -EINVAL;
-        }
-        break;
-    case SCENARIO_LATENCY:
-        o->publishers = o->subscribers = pubs ? pubs : clients ? clients : 1;
-        if (o->rate < 0)
-            o->rate = 100;
-        break;
-    case SCENARIO_FANOUT:
-        o->publishers = pubs ? pubs : 1;
-        o->subscribers = subs ? subs : clients ? clients : 100;
-        break;
-    case SCENARIO_FANIN:
-        o->publishers = pubs ? pubs : clients ? clients : 100;
-        o->subscribers = subs ? subs : 1;
-        break;
-    case SCENARIO_CONNECT:
-        o->clients = clients ? clients : 1000;
-        if (o->duration_s < 0)
-            o->duration_s = 60;
-        o->warmup_s = 0;
-        break;
-    case SCENARIO_SOAK: {
-        int r = soak_defaults(o, clients, pubs, subs, &given);
-        if (r)
-            return r;
-        break;
-    }
-    }
-    if (o->rate < 0)
-        o->rate = 0;
-    if (o->duration_s < 0)
-        o->duration_s = 10;
-    if (o->warmup_s < 0)
-        o->warmup_s = 2;
-    if (o->shared && o->scenario != SCENARIO_FANIN) {
-        fprintf(stderr, "ringmq-bench: --shared is for fanin\n");
-        return -EINVAL;
-    }
-    if (o->scenario == SCENARIO_LATENCY && o->publishers % o->threads != 0 &&
-        o->publishers < o->threads)
-        o->threads = o->publishers;
-    uint32_t conns = o->scenario == SCENARIO_CONNECT ? o->clients : o->publishers + o->subscribers;
-    if (o->threads > conns)
-        o->threads = conns;
-    return 0;
 }
 
 /* Raises the descriptor limit to the hard limit and says plainly when the
@@ -505,10 +55,12 @@ static void raise_nofile(const struct bench_opts *o)
             if (open < (double)need)
                 need = (uint64_t)open;
         }
+    } else if (o->scenario == SCENARIO_HANDSHAKE) {
+        need = (uint64_t)o->conns + o->publishers + o->subscribers;
     } else {
         need = (uint64_t)o->publishers + o->subscribers;
     }
-    need += 16 + 2ull * o->threads; /* stdio, rings, the JSON file */
+    need += 16 + 2ull * bench_workers(o); /* stdio, rings, the JSON file */
     if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
         fprintf(stderr,
                 "ringmq-bench: WARNING: this run may hold %llu sockets open but RLIMIT_NOFILE is "
@@ -539,6 +91,28 @@ static double broker_cpu_s(int pid)
         return -1;
     long hz = sysconf(_SC_CLK_TCK);
     return (double)(utime + stime) / (double)(hz > 0 ? hz : 100);
+}
+
+/* The broker's resident set (VmRSS) in KiB; -1 when it cannot be read. */
+static double broker_rss_kib(int pid)
+{
+    if (pid <= 0)
+        return -1;
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    double kib = -1;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long v;
+        if (sscanf(line, "VmRSS: %llu kB", &v) == 1) {
+            kib = (double)v;
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
 }
 
 static void self_cpu(double *user_s, double *sys_s)
@@ -591,14 +165,20 @@ static void progress(const struct bench_opts *o, int phase, double t_s, const st
 {
     if (o->quiet)
         return;
-    if (o->scenario == SCENARIO_CONNECT) {
-        fprintf(stderr, "[%6.1fs] %-5s connects %llu ok %llu (%.0f/s) open %llu errors %llu\n", t_s,
-                phase_name(phase), (unsigned long long)now->c.connects_started,
+    if (o->scenario == SCENARIO_CONNECT || o->scenario == SCENARIO_HANDSHAKE) {
+        fprintf(stderr,
+                "[%6.1fs] %-5s connects %llu ok %llu (%.0f/s) open %llu resumed %llu errors %llu",
+                t_s, phase_name(phase), (unsigned long long)now->c.connects_started,
                 (unsigned long long)now->c.connects_ok,
                 (double)(now->c.connects_ok - prev->c.connects_ok) / dt_s,
-                (unsigned long long)now->c.open_now,
+                (unsigned long long)now->c.open_now, (unsigned long long)now->c.tls_resumed,
                 (unsigned long long)(now->c.errors[BERR_CONNECT] + now->c.errors[BERR_CONNACK] +
-                                     now->c.errors[BERR_SOCKETS] + now->c.errors[BERR_TIMEOUT]));
+                                     now->c.errors[BERR_SOCKETS] + now->c.errors[BERR_TIMEOUT] +
+                                     now->c.errors[BERR_TLS]));
+        if (o->probe)
+            fprintf(stderr, " probe p99 %llu us",
+                    (unsigned long long)hist_percentile(&now->lat_all, 99));
+        fprintf(stderr, "\n");
         return;
     }
     fprintf(stderr,
@@ -609,192 +189,200 @@ static void progress(const struct bench_opts *o, int phase, double t_s, const st
             (unsigned long long)hist_percentile(&now->lat_all, 99));
 }
 
-int main(int argc, char **argv)
-{
+/* One run's state on the main thread. */
+struct run {
     struct bench_opts o;
-    memset(&o, 0, sizeof(o));
-    if (parse_args(argc, argv, &o) != 0)
-        return 2;
-    raise_nofile(&o);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    if (o.scenario == SCENARIO_SOAK)
-        return soak_run(&o, &interrupted);
-
     struct bench_ctl ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    ctl.opts = &o;
-    atomic_store(&ctl.win_start_ns, UINT64_MAX);
-    atomic_store(&ctl.win_end_ns, UINT64_MAX);
-    ctl.pub_sent = calloc(o.publishers ? o.publishers : 1, sizeof(uint64_t));
-    struct worker **ws = calloc(o.threads, sizeof(*ws));
-    struct bench_snapshot *tmp = malloc(sizeof(*tmp));
-    struct agg *cur = malloc(sizeof(*cur)), *prev = malloc(sizeof(*prev));
-    struct bench_result *res = calloc(1, sizeof(*res));
-    if (!ctl.pub_sent || !ws || !tmp || !cur || !prev || !res) {
-        fprintf(stderr, "ringmq-bench: out of memory\n");
-        return 1;
+    struct worker **ws;
+    uint32_t nworkers;
+    struct bench_snapshot *tmp;
+    struct agg *cur, *prev;
+    struct bench_result *res;
+    /* The loop. */
+    uint64_t run_start, win_start, win_end, next_progress, prev_t;
+    uint64_t drain_start, quiet_since, last_delivered;
+    int phase;
+    double cpu_u0, cpu_s0, cpu_u1, cpu_s1, b0, b1;
+    bool sampled_start, sampled_end;
+};
+
+static int start_workers(struct run *r)
+{
+    for (uint32_t i = 0; i < r->nworkers; i++) {
+        r->ws[i] = worker_create(&r->ctl, i);
+        if (!r->ws[i])
+            return -ENOMEM;
     }
-    for (uint32_t i = 0; i < o.threads; i++) {
-        ws[i] = worker_create(&ctl, i);
-        if (!ws[i])
-            return 1;
-    }
-    for (uint32_t i = 0; i < o.threads; i++) {
-        int r = worker_start(ws[i]);
-        if (r) {
-            fprintf(stderr, "ringmq-bench: pthread_create: %s\n", strerror(-r));
-            return 1;
+    for (uint32_t i = 0; i < r->nworkers; i++) {
+        int e = worker_start(r->ws[i]);
+        if (e) {
+            fprintf(stderr, "ringmq-bench: pthread_create: %s\n", strerror(-e));
+            return e;
         }
     }
+    return 0;
+}
 
-    /* Setup: every connection connected (and subscribed) before anyone
-     * publishes, so that sequence 0 is the first message a stream expects. */
+/* Setup: every connection connected (and subscribed) before anyone
+ * publishes, so that sequence 0 is the first message a stream expects. */
+static bool wait_setup(struct run *r)
+{
+    const struct bench_opts *o = &r->o;
     uint64_t t0 = bench_now_ns();
-    bool setup_ok = true;
-    while (atomic_load(&ctl.ready) < o.threads) {
-        if (atomic_load(&ctl.failed) > 0 || interrupted || bench_now_ns() - t0 > SETUP_WAIT_NS) {
-            setup_ok = false;
+    bool ok = true;
+    while (atomic_load(&r->ctl.ready) < r->nworkers) {
+        if (atomic_load(&r->ctl.failed) > 0 || interrupted || bench_now_ns() - t0 > SETUP_WAIT_NS) {
+            ok = false;
             break;
         }
         sleep_until(bench_now_ns() + 10000000ull);
     }
-    if (!setup_ok) {
-        aggregate(ws, o.threads, cur, tmp);
+    if (!ok) {
+        aggregate(r->ws, r->nworkers, r->cur, r->tmp);
         fprintf(stderr, "ringmq-bench: setup failed: %u of %u threads ready after %.1f s (",
-                atomic_load(&ctl.ready), o.threads, (double)(bench_now_ns() - t0) / 1e9);
+                atomic_load(&r->ctl.ready), r->nworkers, (double)(bench_now_ns() - t0) / 1e9);
         for (int e = 0; e < BERR_COUNT; e++)
-            if (cur->c.errors[e])
+            if (r->cur->c.errors[e])
                 fprintf(stderr, " %s=%llu", bench_err_names[e],
-                        (unsigned long long)cur->c.errors[e]);
+                        (unsigned long long)r->cur->c.errors[e]);
         fprintf(stderr, " )\n");
     }
     double setup_s = (double)(bench_now_ns() - t0) / 1e9;
-    if (!o.quiet && setup_ok && o.scenario != SCENARIO_CONNECT)
+    if (!o->quiet && ok && o->scenario != SCENARIO_CONNECT && o->publishers + o->subscribers)
         fprintf(stderr, "ringmq-bench: %u connections set up in %.2f s\n",
-                o.publishers + o.subscribers, setup_s);
+                o->publishers + o->subscribers, setup_s);
+    return ok;
+}
 
-    uint64_t run_start = bench_now_ns();
-    uint64_t win_start = run_start + (uint64_t)(o.warmup_s * 1e9);
-    uint64_t win_end = win_start + (uint64_t)(o.duration_s * 1e9);
-    ctl.run_start_ns = run_start;
-    atomic_store(&ctl.win_start_ns, win_start);
-    atomic_store(&ctl.win_end_ns, win_end);
-    double cpu_u0 = 0, cpu_s0 = 0, cpu_u1 = 0, cpu_s1 = 0, b0 = -1, b1 = -1;
-    bool sampled_start = false, sampled_end = false;
-    if (setup_ok) {
-        atomic_store_explicit(&ctl.phase, PHASE_RUN, memory_order_release);
-        if (o.warmup_s == 0) {
-            self_cpu(&cpu_u0, &cpu_s0);
-            b0 = broker_cpu_s(o.broker_pid);
-            sampled_start = true;
+static void sample_start(struct run *r)
+{
+    self_cpu(&r->cpu_u0, &r->cpu_s0);
+    r->b0 = broker_cpu_s(r->o.broker_pid);
+    r->sampled_start = true;
+}
+
+static void sample_end(struct run *r)
+{
+    self_cpu(&r->cpu_u1, &r->cpu_s1);
+    r->b1 = broker_cpu_s(r->o.broker_pid);
+    r->sampled_end = true;
+}
+
+/* Ends the measured window now (interrupted, a storm that is done). */
+static void cut_window(struct run *r, uint64_t now)
+{
+    if (now < r->win_end) {
+        r->win_end = now;
+        atomic_store(&r->ctl.win_end_ns, now);
+    }
+    if (!r->sampled_end)
+        sample_end(r);
+}
+
+/* Connect storm: the window is the whole storm; it ends when every
+ * connection is done or at the time limit. */
+static void connect_turn(struct run *r, uint64_t now, const struct agg *a)
+{
+    if (a->c.open_now == r->o.clients && a->c.connects_ok == r->o.clients)
+        r->res->broker_rss_kib_open = broker_rss_kib(r->o.broker_pid); /* the last one counts */
+    if (a->all_connect_done || now >= r->win_end || interrupted) {
+        cut_window(r, now);
+        r->phase = PHASE_STOP;
+    }
+}
+
+/* Publishing scenarios (and the handshake storm): run, then drain until
+ * deliveries stop, then stop. */
+static void flow_turn(struct run *r, uint64_t now, const struct agg *a)
+{
+    const struct bench_opts *o = &r->o;
+    if (r->phase == PHASE_RUN && o->scenario == SCENARIO_HANDSHAKE) {
+        if (atomic_load_explicit(&r->ctl.fatal, memory_order_acquire)) {
+            r->res->tls_failed = true;
+            cut_window(r, now);
+        } else if (o->clients && a->all_connect_done) {
+            cut_window(r, now);
         }
     }
+    if (r->phase == PHASE_RUN && now >= r->win_end) {
+        r->phase = PHASE_DRAIN;
+        r->drain_start = now;
+        atomic_store_explicit(&r->ctl.phase, PHASE_DRAIN, memory_order_release);
+        return;
+    }
+    if (r->phase != PHASE_DRAIN)
+        return;
+    if (a->c.delivered != r->last_delivered) {
+        r->last_delivered = a->c.delivered;
+        r->quiet_since = now;
+    }
+    bool quiet = a->c.pending == 0 && r->quiet_since && now - r->quiet_since >= QUIET_DRAIN_NS;
+    if (r->quiet_since == 0)
+        r->quiet_since = now;
+    bool timed_out = now - r->drain_start >= (uint64_t)(o->drain_s * 1e9);
+    if (quiet || timed_out || interrupted > 0) {
+        r->phase = PHASE_STOP;
+        r->res->drain_s = (double)(now - r->drain_start) / 1e9;
+        r->res->drain_timed_out = !quiet && timed_out;
+    }
+}
 
-    aggregate(ws, o.threads, prev, tmp);
-    uint64_t next_progress = run_start + 1000000000ull;
-    uint64_t prev_t = run_start;
-    uint64_t drain_start = 0, quiet_since = 0, last_delivered = 0;
-    int phase = setup_ok ? PHASE_RUN : PHASE_STOP;
-    while (phase != PHASE_STOP) {
-        uint64_t wake = next_progress;
-        if (!sampled_start && win_start < wake)
-            wake = win_start;
-        if (!sampled_end && win_end < wake)
-            wake = win_end;
-        if (phase == PHASE_DRAIN || o.scenario == SCENARIO_CONNECT) {
+static void run_loop(struct run *r)
+{
+    const struct bench_opts *o = &r->o;
+    bool storm = o->scenario == SCENARIO_CONNECT || o->scenario == SCENARIO_HANDSHAKE;
+    aggregate(r->ws, r->nworkers, r->prev, r->tmp);
+    r->next_progress = r->run_start + 1000000000ull;
+    r->prev_t = r->run_start;
+    while (r->phase != PHASE_STOP) {
+        uint64_t wake = r->next_progress;
+        if (!r->sampled_start && r->win_start < wake)
+            wake = r->win_start;
+        if (!r->sampled_end && r->win_end < wake)
+            wake = r->win_end;
+        if (r->phase == PHASE_DRAIN || storm) {
             uint64_t soon = bench_now_ns() + 50000000ull;
             if (soon < wake)
                 wake = soon;
         }
         sleep_until(wake);
         uint64_t now = bench_now_ns();
-        if (!sampled_start && now >= win_start) {
-            self_cpu(&cpu_u0, &cpu_s0);
-            b0 = broker_cpu_s(o.broker_pid);
-            sampled_start = true;
+        if (!r->sampled_start && now >= r->win_start)
+            sample_start(r);
+        if (interrupted && r->phase == PHASE_RUN) {
+            r->res->interrupted = true;
+            cut_window(r, now);
         }
-        if (interrupted && phase == PHASE_RUN) {
-            res->interrupted = true;
-            if (now < win_end) {
-                win_end = now;
-                atomic_store(&ctl.win_end_ns, win_end);
-            }
+        if (!r->sampled_end && now >= r->win_end)
+            sample_end(r);
+        aggregate(r->ws, r->nworkers, r->cur, r->tmp);
+        if (now >= r->next_progress) {
+            progress(o, r->phase, (double)(now - r->run_start) / 1e9, r->cur, r->prev,
+                     (double)(now - r->prev_t) / 1e9);
+            struct agg *t = r->prev;
+            r->prev = r->cur;
+            r->cur = t;
+            r->prev_t = now;
+            r->next_progress += 1000000000ull;
         }
-        if (!sampled_end && now >= win_end) {
-            self_cpu(&cpu_u1, &cpu_s1);
-            b1 = broker_cpu_s(o.broker_pid);
-            sampled_end = true;
-        }
-        aggregate(ws, o.threads, cur, tmp);
-        if (now >= next_progress) {
-            progress(&o, phase, (double)(now - run_start) / 1e9, cur, prev,
-                     (double)(now - prev_t) / 1e9);
-            struct agg *t = prev;
-            prev = cur;
-            cur = t;
-            prev_t = now;
-            next_progress += 1000000000ull;
-        }
-        if (o.scenario == SCENARIO_CONNECT) {
-            /* The window is the whole storm: it ends when every connection
-             * is done or at the time limit. */
-            struct agg *a = (prev_t == now) ? prev : cur;
-            if (a->all_connect_done || now >= win_end || interrupted) {
-                if (!sampled_end) {
-                    win_end = now;
-                    atomic_store(&ctl.win_end_ns, now);
-                    self_cpu(&cpu_u1, &cpu_s1);
-                    b1 = broker_cpu_s(o.broker_pid);
-                    sampled_end = true;
-                }
-                phase = PHASE_STOP;
-            }
-            continue;
-        }
-        if (phase == PHASE_RUN && now >= win_end) {
-            phase = PHASE_DRAIN;
-            drain_start = now;
-            atomic_store_explicit(&ctl.phase, PHASE_DRAIN, memory_order_release);
-            continue;
-        }
-        if (phase == PHASE_DRAIN) {
-            struct agg *a = (prev_t == now) ? prev : cur;
-            if (a->c.delivered != last_delivered) {
-                last_delivered = a->c.delivered;
-                quiet_since = now;
-            }
-            bool quiet = a->c.pending == 0 && quiet_since && now - quiet_since >= QUIET_DRAIN_NS;
-            if (quiet_since == 0)
-                quiet_since = now;
-            bool timed_out = now - drain_start >= (uint64_t)(o.drain_s * 1e9);
-            if (quiet || timed_out || interrupted > 0) {
-                phase = PHASE_STOP;
-                res->drain_s = (double)(now - drain_start) / 1e9;
-                res->drain_timed_out = !quiet && timed_out;
-            }
-        }
+        const struct agg *a = (r->prev_t == now) ? r->prev : r->cur;
+        if (o->scenario == SCENARIO_CONNECT)
+            connect_turn(r, now, a);
+        else
+            flow_turn(r, now, a);
     }
-    atomic_store_explicit(&ctl.phase, PHASE_STOP, memory_order_release);
-    for (uint32_t i = 0; i < o.threads; i++)
-        worker_join(ws[i]);
+}
 
-    /* Results. */
-    res->opts = &o;
-    res->setup_failed = !setup_ok;
-    res->interrupted = res->interrupted || interrupted;
-    hist_init(&res->lat);
-    hist_init(&res->lat_all);
-    hist_init(&res->conn_lat);
+/* Sums the workers' final snapshots and their windows into r->res. */
+static void collect(struct run *r)
+{
+    struct bench_result *res = r->res;
     double win_sum = 0;
     uint32_t win_n = 0;
     uint64_t first_connect = UINT64_MAX, last_connack = 0;
-    for (uint32_t i = 0; i < o.threads; i++) {
-        worker_snapshot(ws[i], tmp);
+    for (uint32_t i = 0; i < r->nworkers; i++) {
+        struct bench_snapshot *tmp = r->tmp;
+        worker_snapshot(r->ws[i], tmp);
         bench_counters_add(&res->total, &tmp->c);
         hist_merge(&res->lat, &tmp->lat_win);
         hist_merge(&res->lat_all, &tmp->lat_all);
@@ -803,58 +391,156 @@ int main(int argc, char **argv)
             first_connect = tmp->first_connect_ns;
         if (tmp->last_connack_ns > last_connack)
             last_connack = tmp->last_connack_ns;
-        if (tmp->win_started && tmp->win_ended && tmp->win_end_ns > tmp->win_start_ns) {
-            double w = (double)(tmp->win_end_ns - tmp->win_start_ns) / 1e9;
-            struct bench_counters d = tmp->win_end;
-            const uint64_t *s = (const uint64_t *)&tmp->win_start;
-            uint64_t *dd = (uint64_t *)&d;
-            for (size_t k = 0; k < sizeof(d) / sizeof(uint64_t); k++)
-                dd[k] -= s[k];
-            bench_counters_add(&res->window, &d);
-            res->offered_per_s += (double)d.offered / w;
-            res->sent_per_s += (double)d.sent / w;
-            res->accepted_per_s += (double)d.accepted / w;
-            res->delivered_per_s += (double)d.delivered / w;
-            win_sum += w;
-            win_n++;
-        }
+        if (!tmp->win_started || !tmp->win_ended || tmp->win_end_ns <= tmp->win_start_ns)
+            continue;
+        double w = (double)(tmp->win_end_ns - tmp->win_start_ns) / 1e9;
+        struct bench_counters d = tmp->win_end;
+        const uint64_t *s = (const uint64_t *)&tmp->win_start;
+        uint64_t *dd = (uint64_t *)&d;
+        for (size_t k = 0; k < sizeof(d) / sizeof(uint64_t); k++)
+            dd[k] -= s[k];
+        bench_counters_add(&res->window, &d);
+        res->offered_per_s += (double)d.offered / w;
+        res->sent_per_s += (double)d.sent / w;
+        res->accepted_per_s += (double)d.accepted / w;
+        res->delivered_per_s += (double)d.delivered / w;
+        win_sum += w;
+        win_n++;
     }
     res->window_s = win_n ? win_sum / win_n : 0;
     res->connect_s =
         last_connack > first_connect ? (double)(last_connack - first_connect) / 1e9 : 0;
-    uint64_t *unique_by_pub = calloc(o.publishers ? o.publishers : 1, sizeof(uint64_t));
-    for (uint32_t i = 0; i < o.threads; i++)
-        worker_final_loss(ws[i], &res->lost, &res->expected, unique_by_pub);
-    if (o.shared) {
-        for (uint32_t p = 0; p < o.publishers; p++) {
-            res->expected += ctl.pub_sent[p];
-            if (ctl.pub_sent[p] > unique_by_pub[p])
-                res->lost += ctl.pub_sent[p] - unique_by_pub[p];
+}
+
+/* Final loss: sent - unique per stream (or per publisher with --shared). */
+static void collect_loss(struct run *r)
+{
+    const struct bench_opts *o = &r->o;
+    struct bench_result *res = r->res;
+    uint64_t *unique_by_pub = calloc(o->publishers ? o->publishers : 1, sizeof(uint64_t));
+    if (!unique_by_pub)
+        return;
+    for (uint32_t i = 0; i < r->nworkers; i++)
+        worker_final_loss(r->ws[i], &res->lost, &res->expected, unique_by_pub);
+    if (o->shared) {
+        for (uint32_t p = 0; p < o->publishers; p++) {
+            res->expected += r->ctl.pub_sent[p];
+            if (r->ctl.pub_sent[p] > unique_by_pub[p])
+                res->lost += r->ctl.pub_sent[p] - unique_by_pub[p];
         }
     }
     free(unique_by_pub);
-    res->bench_user_s = sampled_end ? cpu_u1 - cpu_u0 : 0;
-    res->bench_sys_s = sampled_end ? cpu_s1 - cpu_s0 : 0;
-    res->broker_cpu_s = (b0 >= 0 && b1 >= 0) ? b1 - b0 : -1;
-    if (o.broker_pid && res->broker_cpu_s < 0)
-        fprintf(stderr, "ringmq-bench: could not read /proc/%d/stat\n", o.broker_pid);
+}
 
+static int report(struct run *r)
+{
+    struct bench_result *res = r->res;
+    const struct bench_opts *o = &r->o;
+    res->bench_user_s = r->sampled_end ? r->cpu_u1 - r->cpu_u0 : 0;
+    res->bench_sys_s = r->sampled_end ? r->cpu_s1 - r->cpu_s0 : 0;
+    res->broker_cpu_s = (r->b0 >= 0 && r->b1 >= 0) ? r->b1 - r->b0 : -1;
+    if (o->broker_pid && res->broker_cpu_s < 0)
+        fprintf(stderr, "ringmq-bench: could not read /proc/%d/stat\n", o->broker_pid);
+    res->tls_tickets = btls_ctx_tickets(r->ctl.tls);
+    res->tls_desc = btls_ctx_describe(r->ctl.tls);
     report_print(res);
     int rc = res->setup_failed ? 1 : 0;
-    if (o.json_path) {
-        int r = report_json(res, o.json_path);
-        if (r) {
-            fprintf(stderr, "ringmq-bench: %s: %s\n", o.json_path, strerror(-r));
+    /* A storm in which no handshake got through, or one a TLS failure or a
+     * refused connect stopped (a certificate that does not verify, an
+     * alert, no broker), failed. */
+    if (o->scenario == SCENARIO_HANDSHAKE && (res->tls_failed || res->total.connects_ok == 0))
+        rc = 1;
+    if (o->json_path) {
+        int e = report_json(res, o->json_path);
+        if (e) {
+            fprintf(stderr, "ringmq-bench: %s: %s\n", o->json_path, strerror(-e));
             rc = 1;
         }
     }
-    for (uint32_t i = 0; i < o.threads; i++)
-        worker_destroy(ws[i]);
-    free(ws);
-    free(ctl.pub_sent);
-    free(tmp);
-    free(cur);
-    free(prev);
-    free(res);
+    return rc;
+}
+
+static int run_bench(struct run *r)
+{
+    const struct bench_opts *o = &r->o;
+    r->ctl.opts = o;
+    atomic_store(&r->ctl.win_start_ns, UINT64_MAX);
+    atomic_store(&r->ctl.win_end_ns, UINT64_MAX);
+    r->nworkers = bench_workers(o);
+    r->ctl.pub_sent = calloc(o->publishers ? o->publishers : 1, sizeof(uint64_t));
+    r->ws = calloc(r->nworkers, sizeof(*r->ws));
+    r->tmp = malloc(sizeof(*r->tmp));
+    r->cur = malloc(sizeof(*r->cur));
+    r->prev = malloc(sizeof(*r->prev));
+    r->res = calloc(1, sizeof(*r->res));
+    if (!r->ctl.pub_sent || !r->ws || !r->tmp || !r->cur || !r->prev || !r->res) {
+        fprintf(stderr, "ringmq-bench: out of memory\n");
+        return 1;
+    }
+    r->res->broker_rss_kib_before = r->res->broker_rss_kib_open = -1;
+    if (start_workers(r) != 0)
+        exit(1); /* threads may be running: nothing can be freed under them */
+    bool setup_ok = wait_setup(r);
+
+    r->run_start = bench_now_ns();
+    r->win_start = r->run_start + (uint64_t)(o->warmup_s * 1e9);
+    r->win_end = r->win_start + (uint64_t)(o->duration_s * 1e9);
+    r->ctl.run_start_ns = r->run_start;
+    atomic_store(&r->ctl.win_start_ns, r->win_start);
+    atomic_store(&r->ctl.win_end_ns, r->win_end);
+    r->b0 = r->b1 = -1;
+    r->res->broker_rss_kib_before = broker_rss_kib(o->broker_pid);
+    if (setup_ok) {
+        atomic_store_explicit(&r->ctl.phase, PHASE_RUN, memory_order_release);
+        if (o->warmup_s == 0)
+            sample_start(r);
+    }
+    r->phase = setup_ok ? PHASE_RUN : PHASE_STOP;
+    run_loop(r);
+    atomic_store_explicit(&r->ctl.phase, PHASE_STOP, memory_order_release);
+    for (uint32_t i = 0; i < r->nworkers; i++)
+        worker_join(r->ws[i]);
+
+    struct bench_result *res = r->res;
+    res->opts = o;
+    res->setup_failed = !setup_ok;
+    res->interrupted = res->interrupted || interrupted;
+    hist_init(&res->lat);
+    hist_init(&res->lat_all);
+    hist_init(&res->conn_lat);
+    collect(r);
+    collect_loss(r);
+    return report(r);
+}
+
+int main(int argc, char **argv)
+{
+    static struct run r; /* large (histograms): not on the stack */
+    if (bench_opts_parse(argc, argv, &r.o) != 0)
+        return 2;
+    raise_nofile(&r.o);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (r.o.scenario == SCENARIO_SOAK)
+        return soak_run(&r.o, &interrupted);
+    if (r.o.tls) {
+        r.ctl.tls = btls_ctx_create(&r.o);
+        if (!r.ctl.tls)
+            return 2; /* a file that does not load is a bad option */
+    }
+    int rc = run_bench(&r);
+    for (uint32_t i = 0; r.ws && i < r.nworkers; i++)
+        worker_destroy(r.ws[i]);
+    btls_ctx_destroy(r.ctl.tls);
+    free(r.ws);
+    free(r.ctl.pub_sent);
+    free(r.tmp);
+    free(r.cur);
+    free(r.prev);
+    free(r.res);
     return rc;
 }

@@ -46,7 +46,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -974,21 +973,6 @@ static void poll_once(struct soak *s, int timeout_ms, uint64_t *now)
 
 /* ---- setup and teardown ---- */
 
-static int resolve(const struct bench_opts *o, struct sockaddr_in *out)
-{
-    memset(out, 0, sizeof(*out));
-    out->sin_family = AF_INET;
-    out->sin_port = htons(o->port);
-    if (inet_pton(AF_INET, o->host, &out->sin_addr) == 1)
-        return 0;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(o->host, NULL, &hints, &res) != 0 || !res)
-        return -EINVAL;
-    out->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    freeaddrinfo(res);
-    return 0;
-}
-
 /* Member k's group: with two groups or more, group 0 has exactly one
  * member (a group whose only member goes away has nobody to hand over to);
  * the others are dealt round-robin to the rest. */
@@ -1032,7 +1016,7 @@ static int soak_init(struct soak *s, const struct bench_opts *o)
     s->ngroups = o->groups;
     s->nplain = o->groups ? (o->subscribers / 4 ? o->subscribers / 4 : 1) : o->subscribers;
     s->nc = s->npubs + s->nsubs;
-    if (resolve(o, &s->addr) != 0) {
+    if (bench_resolve(o, &s->addr) != 0) {
         fprintf(stderr, "ringmq-bench: cannot resolve %s\n", o->host);
         return -EINVAL;
     }

@@ -19,15 +19,10 @@
  * snapshot (under w->lock), the phase and ready counters in struct bench_ctl,
  * and the worker's slots of ctl->pub_sent, written once before exit.
  */
-#include "bench.h"
-#include "codec.h"
-#include "seqtrack.h"
+#include "worker_internal.h"
+#include "tls.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <liburing.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,178 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "payload fields are written as host LE");
-
-#define PAYLOAD_HDR_LEN    20u /* pub id u32, seq u64, send time ns u64 */
-#define IN_BUF_SUB         (64u * 1024u)
-#define IN_BUF_SUB_MANY    (16u * 1024u) /* when a thread has many subscribers */
-#define IN_BUF_SMALL       (4u * 1024u)
-#define IN_BUF_MAX         (16u * 1024u * 1024u)
-#define OUT_BUF_SMALL      (1024u)
-#define OUT_BUF_MAX        (16u * 1024u * 1024u)
-#define SETUP_TIMEOUT_NS   (15ull * 1000000000ull)
-#define CONNECT_TIMEOUT_NS (10ull * 1000000000ull)
-#define LATENCY_TIMEOUT_NS (1000000000ull)
-#define STOP_GRACE_NS      (1000000000ull)
-#define SNAPSHOT_PERIOD_NS (100000000ull)
-#define RING_ENTRIES       1024u
-#define CQ_ENTRIES         16384u
-#define PKID_WORDS         (65536u / 64u)
-
-enum role { ROLE_PUB, ROLE_SUB, ROLE_CONN };
-
-enum conn_state {
-    CS_IDLE,         /* not started (connect scenario) */
-    CS_CONNECTING,   /* TCP connect in flight */
-    CS_CONNACK_WAIT, /* CONNECT sent */
-    CS_SUBACK_WAIT,  /* SUBSCRIBE sent */
-    CS_READY,
-    CS_HELD,          /* connect scenario: waiting for its hold time */
-    CS_DISCONNECTING, /* DISCONNECT queued; waiting for the broker to close */
-    CS_CLOSING,       /* shut down; waiting for ops to complete */
-    CS_CLOSED,
-};
-
-enum op { OP_RECV = 0, OP_SEND = 1, OP_CONNECT = 2, OP_TICK = 3 };
-
-struct obuf {
-    uint8_t *p;
-    uint32_t len;
-    uint32_t cap;
-    uint32_t msgs; /* PUBLISH packets inside */
-};
-
-struct conn {
-    struct worker *w;
-    int fd;
-    uint32_t id; /* publisher / subscriber / client index across all threads */
-    uint8_t role;
-    uint8_t state;
-    uint8_t ops; /* io_uring operations in flight */
-    bool dirty;
-    bool send_inflight;
-    bool recv_inflight;
-    bool failed; /* counted as an error already */
-    uint64_t t_start_ns;
-    uint64_t t_last_send_ns;
-    uint64_t hold_until_ns;
-
-    uint8_t *in;
-    uint32_t in_len;
-    uint32_t in_cap;
-    struct obuf fill;
-    struct obuf busy;
-    uint32_t busy_off;
-
-    /* Publisher. */
-    uint64_t next_seq;
-    uint64_t sent;
-    double credit;
-    uint32_t inflight;
-    uint32_t inflight_max;
-    uint16_t next_pkid;
-    uint64_t *pkid_used;
-    bool awaiting; /* latency: a message is on its way */
-    uint64_t await_since_ns;
-    uint8_t *tmpl;
-    uint32_t tmpl_len;
-    uint32_t tmpl_payload_off;
-    uint32_t tmpl_pkid_off;
-    char *topic;
-
-    /* Subscriber. */
-    struct seqtrack *streams;
-    uint32_t first_pub;
-    uint32_t npubs;
-    struct conn *lat_pub; /* latency: the publisher this subscriber releases */
-    char *filter;
-};
-
-struct worker {
-    struct bench_ctl *ctl;
-    const struct bench_opts *o;
-    uint32_t index;
-    pthread_t thread;
-    struct io_uring ring;
-    bool ring_ok;
-    struct sockaddr_in addr;
-
-    struct conn *conns;
-    uint32_t nconns;
-    uint32_t npubs_local;
-    struct conn **dirty;
-    uint32_t ndirty;
-
-    struct bench_counters c;
-    struct hist lat_all, lat_win, conn_lat;
-    struct bench_counters win_start, win_end;
-    uint64_t win_start_ns, win_end_ns;
-    bool win_started, win_ended;
-    uint64_t first_connect_ns, last_connack_ns;
-    bool setup_done, setup_reported, connect_done;
-
-    /* Pacing. */
-    struct __kernel_timespec tick_ts;
-    uint64_t tick_ns;
-    uint64_t last_tick_ns;
-    uint64_t last_ping_check_ns;
-    uint64_t last_snapshot_ns;
-    double offered_frac;
-    int phase_seen;
-
-    /* Connect scenario. */
-    uint32_t next_start;
-    uint32_t connecting;
-    double connect_credit;
-    struct conn **hold_q; /* FIFO: every connection enters once */
-    uint32_t hold_head, hold_tail;
-    bool warned_fds;
-
-    uint64_t stop_deadline_ns;
-
-    pthread_mutex_t lock;
-    struct bench_snapshot snap;
-};
-
-const char *const bench_err_names[BERR_COUNT] = {
-    [BERR_CONNECT] = "connect_failed",
-    [BERR_CONNACK] = "connack_refused",
-    [BERR_SUBACK] = "suback_refused",
-    [BERR_SOCKETS] = "out_of_sockets",
-    [BERR_PEER_CLOSED] = "closed_by_broker",
-    [BERR_PROTOCOL] = "protocol_error",
-    [BERR_SEND] = "send_error",
-    [BERR_RECV] = "recv_error",
-    [BERR_TIMEOUT] = "timeout",
-    [BERR_PUB_REFUSED] = "publish_refused",
-    [BERR_UNEXPECTED_ACK] = "unexpected_ack",
-    [BERR_FOREIGN] = "unexpected_stream",
-    [BERR_SHORT_PAYLOAD] = "short_payload",
-    [BERR_LATENCY_TIMEOUT] = "latency_timeout",
-};
-
-uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void bench_counters_add(struct bench_counters *dst, const struct bench_counters *src)
-{
-    const uint64_t *s = (const uint64_t *)src;
-    uint64_t *d = (uint64_t *)dst;
-    for (size_t i = 0; i < sizeof(*src) / sizeof(uint64_t); i++)
-        d[i] += s[i];
-}
-
 /* ---- small helpers ---- */
-
-static struct mqtt_bytes bytes_of(const char *s)
-{
-    struct mqtt_bytes b = {(const uint8_t *)s, s ? (uint32_t)strlen(s) : 0};
-    return b;
-}
 
 static int phase_now(const struct worker *w)
 {
@@ -231,23 +55,6 @@ static struct io_uring_sqe *get_sqe(struct worker *w)
 static void *ud(struct conn *c, enum op op)
 {
     return (void *)((uintptr_t)c | (uintptr_t)op);
-}
-
-static bool obuf_reserve(struct obuf *b, uint32_t more)
-{
-    if (b->len + more <= b->cap)
-        return true;
-    uint64_t want = b->cap ? b->cap : 256;
-    while (want < (uint64_t)b->len + more)
-        want *= 2;
-    if (want > OUT_BUF_MAX)
-        return false;
-    uint8_t *p = realloc(b->p, want);
-    if (!p)
-        return false;
-    b->p = p;
-    b->cap = (uint32_t)want;
-    return true;
 }
 
 static void mark_dirty(struct conn *c)
@@ -306,23 +113,46 @@ static void queue_ack(struct conn *c, uint8_t type, uint16_t packet_id)
 
 /* ---- io submission ---- */
 
+/* Room after in_len for more plaintext; false (and the connection failed)
+ * when a packet would pass IN_BUF_MAX. */
+static bool in_room(struct conn *c)
+{
+    if (c->in_len < c->in_cap)
+        return true;
+    /* A packet larger than the buffer: grow to hold it (bounded). */
+    uint32_t cap = c->in_cap * 2;
+    uint8_t *p = cap <= IN_BUF_MAX ? realloc(c->in, cap) : NULL;
+    if (!p) {
+        conn_fail(c, BERR_PROTOCOL);
+        return false;
+    }
+    c->in = p;
+    c->in_cap = cap;
+    return true;
+}
+
 static void submit_recv(struct conn *c)
 {
     if (c->recv_inflight || c->fd < 0 || c->state >= CS_CLOSING)
         return;
-    if (c->in_len == c->in_cap) {
-        /* A packet larger than the buffer: grow to hold it (bounded). */
-        uint32_t cap = c->in_cap * 2;
-        uint8_t *p = cap <= IN_BUF_MAX ? realloc(c->in, cap) : NULL;
-        if (!p) {
+    uint8_t *dst;
+    uint32_t len;
+    if (c->tls) {
+        /* Ciphertext, into the TLS layer's buffer; never full, since the
+         * layer takes in every whole record it holds (TLS_RX_SMALL). */
+        dst = btls_rx_space(c->tls, &len);
+        if (len == 0) { /* a recv of 0 bytes would read as the peer's close */
             conn_fail(c, BERR_PROTOCOL);
             return;
         }
-        c->in = p;
-        c->in_cap = cap;
+    } else {
+        if (!in_room(c))
+            return;
+        dst = c->in + c->in_len;
+        len = c->in_cap - c->in_len;
     }
     struct io_uring_sqe *sqe = get_sqe(c->w);
-    io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    io_uring_prep_recv(sqe, c->fd, dst, len, 0);
     io_uring_sqe_set_data(sqe, ud(c, OP_RECV));
     c->recv_inflight = true;
     c->ops++;
@@ -338,10 +168,47 @@ static void submit_send_busy(struct conn *c)
     c->ops++;
 }
 
+static void tls_fail(struct conn *c, int r);
+
+/* TLS: the plaintext in fill becomes records in the layer's output, which
+ * then changes places with the empty busy buffer and is sent. Only called
+ * with no send in flight. */
+static void tls_flush(struct conn *c)
+{
+    struct btls *t = c->tls;
+    if (c->fill.len && btls_done(t)) {
+        int r = btls_write(t, c->fill.p, c->fill.len);
+        if (r) {
+            tls_fail(c, r);
+            return;
+        }
+        btls_out(t)->msgs += c->fill.msgs;
+        c->fill.len = 0;
+        c->fill.msgs = 0;
+    }
+    struct obuf *out = btls_out(t);
+    if (out->len == 0)
+        return;
+    struct obuf idle = c->busy;
+    c->busy = *out;
+    idle.len = 0;
+    idle.msgs = 0;
+    *out = idle;
+    c->busy_off = 0;
+    c->t_last_send_ns = bench_now_ns();
+    submit_send_busy(c);
+}
+
 static void conn_flush(struct conn *c)
 {
     c->dirty = false;
-    if (c->send_inflight || c->fill.len == 0 || c->fd < 0 || c->state >= CS_CLOSING)
+    if (c->send_inflight || c->fd < 0 || c->state >= CS_CLOSING)
+        return;
+    if (c->tls) {
+        tls_flush(c);
+        return;
+    }
+    if (c->fill.len == 0)
         return;
     struct obuf t = c->busy;
     c->busy = c->fill;
@@ -362,11 +229,29 @@ static void leave_connecting(struct conn *c)
         c->w->connecting--;
 }
 
+/* No operation in flight any more: the descriptor and the TLS state go, and
+ * a handshake-storm slot queues to connect again. */
+static void conn_closed(struct conn *c)
+{
+    struct worker *w = c->w;
+    c->state = CS_CLOSED; /* conn_close's early return needs CLOSING cleared */
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+        w->c.open_now--;
+    }
+    if (c->tls)
+        btls_end(c->tls);
+    if (c->role == ROLE_CONN)
+        w->c.connects_done++;
+    if (w->storm) /* each slot is queued at most once: the ring never overflows */
+        w->hold_q[w->hold_tail++ % w->nconns] = c;
+}
+
 static void conn_close(struct conn *c)
 {
     if (c->state == CS_CLOSED || c->state == CS_CLOSING)
         return;
-    struct worker *w = c->w;
     leave_connecting(c);
     c->state = CS_CLOSING;
     if (c->fd >= 0 && c->ops > 0) {
@@ -375,30 +260,15 @@ static void conn_close(struct conn *c)
         shutdown(c->fd, SHUT_RDWR);
         return;
     }
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-        w->c.open_now--;
-    }
-    c->state = CS_CLOSED;
-    if (c->role == ROLE_CONN)
-        w->c.connects_done++;
+    conn_closed(c);
 }
 
 /* Called when an op completes on a closing connection. */
 static void conn_op_done(struct conn *c)
 {
     c->ops--;
-    if (c->state == CS_CLOSING && c->ops == 0) {
-        c->state = CS_CLOSED; /* conn_close's early return needs CLOSING cleared */
-        if (c->fd >= 0) {
-            close(c->fd);
-            c->fd = -1;
-            c->w->c.open_now--;
-        }
-        if (c->role == ROLE_CONN)
-            c->w->c.connects_done++;
-    }
+    if (c->state == CS_CLOSING && c->ops == 0)
+        conn_closed(c);
 }
 
 /* ---- MQTT client logic ---- */
@@ -408,7 +278,10 @@ static void send_connect(struct conn *c)
     const struct bench_opts *o = c->w->o;
     char cid[160];
     const char *tag = c->role == ROLE_PUB ? "p" : c->role == ROLE_SUB ? "s" : "c";
-    snprintf(cid, sizeof(cid), "%s-%s%u", o->client_prefix, tag, c->id);
+    if (c->w->storm) /* a fresh id per connection: no session takeover */
+        snprintf(cid, sizeof(cid), "%s-h%u-%u", o->client_prefix, c->id, c->gen);
+    else
+        snprintf(cid, sizeof(cid), "%s-%s%u", o->client_prefix, tag, c->id);
 
     struct mqtt_packet p;
     memset(&p, 0, sizeof(p));
@@ -507,7 +380,7 @@ static uint32_t pub_generate(struct conn *c, uint32_t max)
             break;
         if (o->qos > 0 && c->inflight >= c->inflight_max)
             break;
-        if (o->scenario == SCENARIO_LATENCY && c->awaiting)
+        if (w->lat_mode && c->awaiting)
             break;
         uint8_t *dst = c->fill.p + c->fill.len;
         memcpy(dst, c->tmpl, c->tmpl_len);
@@ -529,7 +402,7 @@ static uint32_t pub_generate(struct conn *c, uint32_t max)
         c->fill.msgs++;
         w->c.pending++;
         n++;
-        if (o->scenario == SCENARIO_LATENCY) {
+        if (w->lat_mode) {
             c->awaiting = true;
             c->await_since_ns = now;
         }
@@ -542,7 +415,7 @@ static uint32_t pub_generate(struct conn *c, uint32_t max)
 /* Unpaced publishers refill whenever there is room. */
 static void pub_refill_unpaced(struct conn *c)
 {
-    if (c->w->o->rate > 0 || c->w->o->scenario == SCENARIO_LATENCY)
+    if (c->w->pub_rate > 0 || c->w->lat_mode)
         return;
     uint32_t n = pub_generate(c, UINT32_MAX);
     c->w->c.offered += n;
@@ -641,10 +514,15 @@ static void on_connack(struct conn *c, const struct mqtt_connack *ca)
         break;
     case ROLE_CONN: {
         uint64_t now = bench_now_ns();
-        hist_record(&w->conn_lat, (now - c->t_start_ns) / 1000u);
+        if (!w->storm || in_window(w, now))
+            hist_record(&w->conn_lat, (now - c->t_start_ns) / 1000u);
         w->c.connects_ok++;
         w->last_connack_ns = now;
         leave_connecting(c);
+        if (w->storm) { /* handshake: done, make room for the next one */
+            send_disconnect(c);
+            break;
+        }
         c->state = CS_HELD;
         c->hold_until_ns = now + (uint64_t)(w->o->hold_s * 1e9);
         w->hold_q[w->hold_tail++] = c;
@@ -759,6 +637,63 @@ static void conn_parse(struct conn *c)
     }
 }
 
+/* ---- TLS (the layer itself is tls.c) ---- */
+
+static void tls_fail(struct conn *c, int r)
+{
+    if (c->state == CS_DISCONNECTING) {
+        conn_close(c); /* we were leaving anyway: close_notify or an alert */
+        return;
+    }
+    if (r == -EPIPE) {
+        conn_fail(c, BERR_PEER_CLOSED);
+        return;
+    }
+    if (r == -EPROTO && c->w->storm) /* tls.c has said why */
+        atomic_store_explicit(&c->w->ctl->fatal, 1, memory_order_release);
+    conn_fail(c, r == -EPROTO ? BERR_TLS : BERR_SEND);
+}
+
+/* The handshake is done: CONNECT goes in its first records. */
+static void on_tls_up(struct conn *c)
+{
+    c->w->c.tls_done++;
+    if (btls_resumed(c->tls))
+        c->w->c.tls_resumed++;
+    send_connect(c);
+}
+
+/* n bytes of ciphertext arrived: advance the handshake, then decrypt and
+ * parse every whole record. Whatever the layer wrote (handshake, alerts,
+ * key updates) goes out with the next flush. */
+static void tls_input(struct conn *c, uint32_t n)
+{
+    struct btls *t = c->tls;
+    btls_rx_added(t, n);
+    if (!btls_done(t)) {
+        int r = btls_handshake(t);
+        if (r < 0) {
+            tls_fail(c, r);
+            return;
+        }
+        if (r == 1)
+            on_tls_up(c);
+    }
+    while (btls_done(t) && c->state < CS_CLOSING && in_room(c)) {
+        int r = btls_read(t, c->in + c->in_len, c->in_cap - c->in_len);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            tls_fail(c, r);
+            return;
+        }
+        c->in_len += (uint32_t)r;
+        conn_parse(c);
+    }
+    if (c->state < CS_CLOSING && btls_out(t)->len)
+        mark_dirty(c);
+}
+
 /* ---- completions ---- */
 
 static void on_recv(struct conn *c, int res)
@@ -770,8 +705,12 @@ static void on_recv(struct conn *c, int res)
     }
     c->ops--;
     if (res > 0) {
-        c->in_len += (uint32_t)res;
-        conn_parse(c);
+        if (c->tls) {
+            tls_input(c, (uint32_t)res);
+        } else {
+            c->in_len += (uint32_t)res;
+            conn_parse(c);
+        }
         submit_recv(c);
         return;
     }
@@ -827,7 +766,7 @@ static void on_send(struct conn *c, int res)
         pub_refill_unpaced(c);
     /* After DISCONNECT nothing more: the broker closes first [MQTT-3.14.4-1],
      * which leaves TIME_WAIT on its side, not on our ephemeral ports. */
-    if (c->fill.len)
+    if (c->fill.len || (c->tls && btls_out(c->tls)->len))
         mark_dirty(c);
 }
 
@@ -839,10 +778,23 @@ static void on_connect(struct conn *c, int res)
     }
     c->ops--;
     if (res < 0) {
+        /* A storm would reconnect at once, forever: nobody listens there. */
+        if (c->w->storm && res == -ECONNREFUSED &&
+            atomic_exchange_explicit(&c->w->ctl->fatal, 1, memory_order_acq_rel) == 0)
+            fprintf(stderr, "ringmq-bench: connect to %s:%u: %s (is a broker listening there?)\n",
+                    c->w->o->host, c->w->o->port, strerror(-res));
         conn_fail(c, BERR_CONNECT);
         return;
     }
-    send_connect(c);
+    if (c->tls) {
+        if (btls_start(c->tls) != 0) {
+            conn_fail(c, BERR_TLS);
+            return;
+        }
+        mark_dirty(c); /* the ClientHello */
+    } else {
+        send_connect(c);
+    }
     submit_recv(c);
 }
 
@@ -866,9 +818,7 @@ static int conn_open(struct conn *c)
             c->failed = true;
             count_err(w, BERR_CONNECT);
         }
-        c->state = CS_CLOSED;
-        if (c->role == ROLE_CONN)
-            w->c.connects_done++;
+        conn_closed(c);
         return -e;
     }
     int one = 1;
@@ -885,205 +835,6 @@ static int conn_open(struct conn *c)
     io_uring_sqe_set_data(sqe, ud(c, OP_CONNECT));
     c->ops++;
     return 0;
-}
-
-/* ---- setup ---- */
-
-static int conn_alloc_bufs(struct conn *c, uint32_t in_cap, uint32_t out_cap)
-{
-    c->in = malloc(in_cap);
-    c->in_cap = in_cap;
-    c->fill.p = malloc(out_cap);
-    c->fill.cap = out_cap;
-    c->busy.p = malloc(out_cap);
-    c->busy.cap = out_cap;
-    return (c->in && c->fill.p && c->busy.p) ? 0 : -ENOMEM;
-}
-
-static char *topic_for_pub(const struct bench_opts *o, uint32_t i)
-{
-    char buf[512];
-    switch (o->scenario) {
-    case SCENARIO_FANOUT:
-        snprintf(buf, sizeof(buf), "%s/fanout", o->topic_prefix);
-        break;
-    case SCENARIO_FANIN:
-        snprintf(buf, sizeof(buf), "%s/fanin/%u", o->topic_prefix, i);
-        break;
-    default:
-        snprintf(buf, sizeof(buf), "%s/pair/%u", o->topic_prefix, i);
-        break;
-    }
-    return strdup(buf);
-}
-
-static char *filter_for_sub(const struct bench_opts *o, uint32_t j)
-{
-    char buf[512];
-    switch (o->scenario) {
-    case SCENARIO_FANOUT:
-        snprintf(buf, sizeof(buf), "%s/fanout", o->topic_prefix);
-        break;
-    case SCENARIO_FANIN:
-        if (o->shared)
-            snprintf(buf, sizeof(buf), "$share/bench/%s/fanin/+", o->topic_prefix);
-        else
-            snprintf(buf, sizeof(buf), "%s/fanin/+", o->topic_prefix);
-        break;
-    default:
-        snprintf(buf, sizeof(buf), "%s/pair/%u", o->topic_prefix, j);
-        break;
-    }
-    return strdup(buf);
-}
-
-static int pub_build_template(struct conn *c)
-{
-    const struct bench_opts *o = c->w->o;
-    uint8_t *payload = calloc(1, o->payload_len);
-    if (!payload)
-        return -ENOMEM;
-    struct mqtt_packet p;
-    memset(&p, 0, sizeof(p));
-    p.type = MQTT_PUBLISH;
-    p.u.publish.qos = o->qos;
-    p.u.publish.topic = bytes_of(c->topic);
-    p.u.publish.packet_id = o->qos ? 1 : 0;
-    p.u.publish.payload.ptr = payload;
-    p.u.publish.payload.len = o->payload_len;
-    size_t n = codec_encoded_size(&p, o->version);
-    c->tmpl = malloc(n);
-    if (!c->tmpl) {
-        free(payload);
-        return -ENOMEM;
-    }
-    codec_encode(c->tmpl, &p, o->version);
-    free(payload);
-    c->tmpl_len = (uint32_t)n;
-    c->tmpl_payload_off = (uint32_t)(n - o->payload_len);
-    c->tmpl_pkid_off = o->qos ? (uint32_t)codec_publish_packet_id_offset(c->tmpl) : 0;
-    if (c->tmpl_len > c->fill.cap) {
-        /* One message must fit a batch. */
-        uint8_t *a = realloc(c->fill.p, c->tmpl_len);
-        uint8_t *b = realloc(c->busy.p, c->tmpl_len);
-        if (a)
-            c->fill.p = a;
-        if (b)
-            c->busy.p = b;
-        if (!a || !b)
-            return -ENOMEM;
-        c->fill.cap = c->busy.cap = c->tmpl_len;
-    }
-    return 0;
-}
-
-static int resolve(const struct bench_opts *o, struct sockaddr_in *out)
-{
-    memset(out, 0, sizeof(*out));
-    out->sin_family = AF_INET;
-    out->sin_port = htons(o->port);
-    if (inet_pton(AF_INET, o->host, &out->sin_addr) == 1)
-        return 0;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(o->host, NULL, &hints, &res) != 0 || !res)
-        return -EINVAL;
-    out->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    freeaddrinfo(res);
-    return 0;
-}
-
-struct worker *worker_create(struct bench_ctl *ctl, uint32_t index)
-{
-    const struct bench_opts *o = ctl->opts;
-    struct worker *w = calloc(1, sizeof(*w));
-    if (!w)
-        return NULL;
-    w->ctl = ctl;
-    w->o = o;
-    w->index = index;
-    pthread_mutex_init(&w->lock, NULL);
-    hist_init(&w->lat_all);
-    hist_init(&w->lat_win);
-    hist_init(&w->conn_lat);
-    if (resolve(o, &w->addr) != 0) {
-        fprintf(stderr, "ringmq-bench: cannot resolve %s\n", o->host);
-        goto fail;
-    }
-
-    uint32_t T = o->threads;
-    uint32_t npub = 0, nsub = 0, nconn = 0;
-    if (o->scenario == SCENARIO_CONNECT) {
-        nconn = o->clients / T + (index < o->clients % T ? 1 : 0);
-    } else {
-        npub = o->publishers / T + (index < o->publishers % T ? 1 : 0);
-        nsub = o->subscribers / T + (index < o->subscribers % T ? 1 : 0);
-    }
-    w->nconns = npub + nsub + nconn;
-    w->npubs_local = npub;
-    w->conns = calloc(w->nconns ? w->nconns : 1, sizeof(*w->conns));
-    w->dirty = calloc(w->nconns ? w->nconns : 1, sizeof(*w->dirty));
-    w->hold_q = calloc(nconn ? nconn : 1, sizeof(*w->hold_q));
-    if (!w->conns || !w->dirty || !w->hold_q)
-        goto fail;
-
-    uint32_t sub_in = nsub > 64 ? IN_BUF_SUB_MANY : IN_BUF_SUB;
-    uint32_t k = 0;
-    /* Subscribers first in the array: they are set up before anyone
-     * publishes anyway, and latency pairs look up their publisher below. */
-    for (uint32_t i = 0; i < nsub; i++, k++) {
-        struct conn *c = &w->conns[k];
-        c->w = w;
-        c->fd = -1;
-        c->role = ROLE_SUB;
-        c->id = index + i * T;
-        c->filter = filter_for_sub(o, c->id);
-        if (o->scenario == SCENARIO_PAIRS || o->scenario == SCENARIO_LATENCY) {
-            c->first_pub = c->id;
-            c->npubs = 1;
-        } else {
-            c->first_pub = 0;
-            c->npubs = o->publishers;
-        }
-        c->streams = malloc((size_t)c->npubs * sizeof(*c->streams));
-        if (!c->filter || !c->streams || conn_alloc_bufs(c, sub_in, OUT_BUF_SMALL * 4) != 0)
-            goto fail;
-        for (uint32_t s = 0; s < c->npubs; s++)
-            seq_init(&c->streams[s]);
-    }
-    for (uint32_t i = 0; i < npub; i++, k++) {
-        struct conn *c = &w->conns[k];
-        c->w = w;
-        c->fd = -1;
-        c->role = ROLE_PUB;
-        c->id = index + i * T;
-        c->next_pkid = 1;
-        c->topic = topic_for_pub(o, c->id);
-        c->pkid_used = o->qos ? calloc(PKID_WORDS, sizeof(uint64_t)) : NULL;
-        if (!c->topic || (o->qos && !c->pkid_used) ||
-            conn_alloc_bufs(c, IN_BUF_SMALL, o->batch_bytes) != 0 || pub_build_template(c) != 0)
-            goto fail;
-        if (o->scenario == SCENARIO_LATENCY) {
-            /* Pair i's subscriber lives in this thread too (same i % T). */
-            for (uint32_t s = 0; s < nsub; s++)
-                if (w->conns[s].id == c->id)
-                    w->conns[s].lat_pub = c;
-        }
-    }
-    for (uint32_t i = 0; i < nconn; i++, k++) {
-        struct conn *c = &w->conns[k];
-        c->w = w;
-        c->fd = -1;
-        c->role = ROLE_CONN;
-        c->id = index + i * T;
-        c->state = CS_IDLE;
-        if (conn_alloc_bufs(c, 256, 256) != 0)
-            goto fail;
-    }
-    return w;
-fail:
-    fprintf(stderr, "ringmq-bench: worker %u: setup failed (out of memory?)\n", index);
-    worker_destroy(w);
-    return NULL;
 }
 
 /* ---- the loop ---- */
@@ -1159,10 +910,10 @@ static void check_setup(struct worker *w, uint64_t now)
 
 static void pace_publishers(struct worker *w, double dt_s)
 {
-    const struct bench_opts *o = w->o;
-    if (o->rate <= 0)
+    double rate = w->pub_rate;
+    if (rate <= 0)
         return;
-    double due = o->rate * dt_s;
+    double due = rate * dt_s;
     for (uint32_t i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
         if (c->role != ROLE_PUB || c->state != CS_READY)
@@ -1172,7 +923,7 @@ static void pace_publishers(struct worker *w, double dt_s)
         /* A publisher held back by the broker does not build an unbounded
          * debt: at most 100 ms (or one message) of backlog is kept; the rest
          * counts as offered but never sent. */
-        double cap = o->rate * 0.1 > 1.0 ? o->rate * 0.1 : 1.0;
+        double cap = rate * 0.1 > 1.0 ? rate * 0.1 : 1.0;
         if (c->credit > cap)
             c->credit = cap;
         if (c->credit >= 1.0) {
@@ -1226,6 +977,43 @@ static void connect_release(struct worker *w, uint64_t now)
         w->connect_done = true;
 }
 
+/* Handshake storm: each slot connects, shakes hands, gets its CONNACK,
+ * says DISCONNECT and, once the broker has closed, connects again, for as
+ * long as the run lasts (or --clients allows) and the pacing lets it. The
+ * slots bound the handshakes in flight (--conns). At most one start per slot
+ * per turn, so a socket() that keeps failing cannot spin here. */
+static void storm_start(struct worker *w, uint64_t now)
+{
+    const struct bench_opts *o = w->o;
+    for (uint32_t n = 0; n < w->nconns && w->storm_left > 0; n++) {
+        if (o->rate > 0 && w->connect_credit < 1.0)
+            break;
+        struct conn *c;
+        if (w->next_start < w->nconns)
+            c = &w->conns[w->next_start++];
+        else if (w->hold_head != w->hold_tail)
+            c = w->hold_q[w->hold_head++ % w->nconns];
+        else
+            break;
+        if (w->first_connect_ns == 0)
+            w->first_connect_ns = now;
+        w->c.connects_started++;
+        w->storm_left--;
+        if (o->rate > 0)
+            w->connect_credit -= 1.0;
+        /* Nothing of the last connection is left but the buffers. */
+        c->in_len = 0;
+        c->fill.len = c->fill.msgs = 0;
+        c->busy.len = c->busy.msgs = 0;
+        c->busy_off = 0;
+        c->failed = false;
+        c->gen++;
+        conn_open(c);
+    }
+    if (w->storm_left == 0 && w->c.connects_done == w->c.connects_started)
+        w->connect_done = true;
+}
+
 static void check_timeouts(struct worker *w, uint64_t now)
 {
     for (uint32_t i = 0; i < w->nconns; i++) {
@@ -1256,7 +1044,7 @@ static void check_timeouts(struct worker *w, uint64_t now)
 
 static void on_phase_change(struct worker *w, int phase, uint64_t now)
 {
-    if (phase == PHASE_RUN && w->o->rate <= 0) {
+    if (phase == PHASE_RUN && w->pub_rate <= 0) {
         for (uint32_t i = 0; i < w->nconns; i++)
             if (w->conns[i].role == ROLE_PUB)
                 pub_refill_unpaced(&w->conns[i]);
@@ -1299,12 +1087,8 @@ static void window_edges(struct worker *w, uint64_t now)
     }
 }
 
-static void *worker_main(void *arg)
+static int ring_init(struct worker *w)
 {
-    struct worker *w = arg;
-    const struct bench_opts *o = w->o;
-    bool connect_sc = o->scenario == SCENARIO_CONNECT;
-
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE;
@@ -1316,17 +1100,106 @@ static void *worker_main(void *arg)
                 (r == -ENOMEM || r == -EPERM)
                     ? " (RLIMIT_MEMLOCK too low, or io_uring disabled by sysctl/seccomp)"
                     : "");
+        return r;
+    }
+    w->ring_ok = true;
+    return 0;
+}
+
+/* Handles this turn's completions; true when the tick was among them. */
+static bool reap(struct worker *w)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    bool ticked = false;
+    io_uring_for_each_cqe(&w->ring, head, cqe)
+    {
+        n++;
+        uintptr_t u = (uintptr_t)io_uring_cqe_get_data(cqe);
+        struct conn *c = (struct conn *)(u & ~(uintptr_t)7);
+        switch ((enum op)(u & 7)) {
+        case OP_RECV:
+            on_recv(c, cqe->res);
+            break;
+        case OP_SEND:
+            on_send(c, cqe->res);
+            break;
+        case OP_CONNECT:
+            on_connect(c, cqe->res);
+            break;
+        case OP_TICK:
+            ticked = true;
+            break;
+        }
+    }
+    io_uring_cq_advance(&w->ring, n);
+    return ticked;
+}
+
+static void on_tick(struct worker *w, bool storm_like)
+{
+    arm_tick(w);
+    uint64_t now = bench_now_ns();
+    double dt_s = (double)(now - w->last_tick_ns) / 1e9;
+    w->last_tick_ns = now;
+    int phase = phase_now(w);
+    window_edges(w, now);
+    if (phase == PHASE_RUN) {
+        if (storm_like)
+            connect_pace(w, dt_s);
+        else
+            pace_publishers(w, dt_s);
+    }
+    if (now - w->last_ping_check_ns >= 200000000ull) {
+        w->last_ping_check_ns = now;
+        check_timeouts(w, now);
+    }
+    if (now - w->last_snapshot_ns >= SNAPSHOT_PERIOD_NS) {
+        w->last_snapshot_ns = now;
+        publish_snapshot(w);
+    }
+}
+
+/* Whatever is still open is closed now; the pending ops are cancelled by
+ * io_uring_queue_exit, after which the buffers may go. */
+static void worker_finish(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->fd >= 0) {
+            close(c->fd);
+            c->fd = -1;
+            w->c.open_now--;
+        }
+    }
+    window_edges(w, bench_now_ns());
+    for (uint32_t i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->role == ROLE_PUB)
+            w->ctl->pub_sent[c->id] = c->sent;
+    }
+    publish_snapshot(w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    const struct bench_opts *o = w->o;
+    /* Connect and handshake storms have no setup: their connections are
+     * opened during the run. */
+    bool storm_like = o->scenario == SCENARIO_CONNECT || w->storm;
+    if (ring_init(w) != 0) {
         atomic_fetch_add(&w->ctl->failed, 1);
         return NULL;
     }
-    w->ring_ok = true;
-    w->tick_ns = (o->rate > 0 || o->scenario == SCENARIO_LATENCY) ? 1000000ull : 10000000ull;
+    bool fast = w->pub_rate > 0 || w->lat_mode || (storm_like && o->rate > 0);
+    w->tick_ns = fast ? 1000000ull : 10000000ull;
     uint64_t now = bench_now_ns();
     w->last_tick_ns = now;
     w->last_ping_check_ns = now;
     arm_tick(w);
 
-    if (!connect_sc) {
+    if (!storm_like) {
         /* Open everything now, bounded by the connect concurrency: the
          * others are started as the first ones finish (check below). */
         for (uint32_t i = 0; i < w->nconns; i++)
@@ -1345,11 +1218,13 @@ static void *worker_main(void *arg)
             w->phase_seen = phase;
             on_phase_change(w, phase, now);
         }
-        if (!connect_sc) {
+        if (!storm_like) {
             while (next_open < w->nconns && w->connecting < o->connect_concurrency &&
                    phase < PHASE_STOP)
                 conn_open(&w->conns[next_open++]);
             check_setup(w, now);
+        } else if (phase == PHASE_RUN && w->storm) {
+            storm_start(w, now);
         } else if (phase == PHASE_RUN) {
             connect_start(w, now);
             connect_release(w, now);
@@ -1361,78 +1236,16 @@ static void *worker_main(void *arg)
             conn_flush(w->dirty[i]);
         w->ndirty = 0;
 
-        r = io_uring_submit_and_wait(&w->ring, 1);
+        int r = io_uring_submit_and_wait(&w->ring, 1);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
             fprintf(stderr, "ringmq-bench: worker %u: io_uring_submit_and_wait: %s\n", w->index,
                     strerror(-r));
             break;
         }
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
-        bool ticked = false;
-        io_uring_for_each_cqe(&w->ring, head, cqe)
-        {
-            n++;
-            uintptr_t u = (uintptr_t)io_uring_cqe_get_data(cqe);
-            struct conn *c = (struct conn *)(u & ~(uintptr_t)7);
-            switch ((enum op)(u & 7)) {
-            case OP_RECV:
-                on_recv(c, cqe->res);
-                break;
-            case OP_SEND:
-                on_send(c, cqe->res);
-                break;
-            case OP_CONNECT:
-                on_connect(c, cqe->res);
-                break;
-            case OP_TICK:
-                ticked = true;
-                break;
-            }
-        }
-        io_uring_cq_advance(&w->ring, n);
-
-        if (!ticked)
-            continue;
-        arm_tick(w);
-        now = bench_now_ns();
-        double dt_s = (double)(now - w->last_tick_ns) / 1e9;
-        w->last_tick_ns = now;
-        phase = phase_now(w);
-        window_edges(w, now);
-        if (phase == PHASE_RUN) {
-            if (connect_sc)
-                connect_pace(w, dt_s);
-            else
-                pace_publishers(w, dt_s);
-        }
-        if (now - w->last_ping_check_ns >= 200000000ull) {
-            w->last_ping_check_ns = now;
-            check_timeouts(w, now);
-        }
-        if (now - w->last_snapshot_ns >= SNAPSHOT_PERIOD_NS) {
-            w->last_snapshot_ns = now;
-            publish_snapshot(w);
-        }
+        if (reap(w))
+            on_tick(w, storm_like);
     }
-
-    /* Whatever is still open is closed now; the pending ops are cancelled
-     * by io_uring_queue_exit, after which the buffers may go. */
-    for (uint32_t i = 0; i < w->nconns; i++) {
-        struct conn *c = &w->conns[i];
-        if (c->fd >= 0) {
-            close(c->fd);
-            c->fd = -1;
-            w->c.open_now--;
-        }
-    }
-    window_edges(w, bench_now_ns());
-    for (uint32_t i = 0; i < w->nconns; i++) {
-        struct conn *c = &w->conns[i];
-        if (c->role == ROLE_PUB)
-            w->ctl->pub_sent[c->id] = c->sent;
-    }
-    publish_snapshot(w);
+    worker_finish(w);
     return NULL;
 }
 
@@ -1444,57 +1257,4 @@ int worker_start(struct worker *w)
 void worker_join(struct worker *w)
 {
     pthread_join(w->thread, NULL);
-}
-
-void worker_snapshot(struct worker *w, struct bench_snapshot *out)
-{
-    pthread_mutex_lock(&w->lock);
-    *out = w->snap;
-    pthread_mutex_unlock(&w->lock);
-}
-
-void worker_final_loss(struct worker *w, uint64_t *lost, uint64_t *expected,
-                       uint64_t *unique_by_pub)
-{
-    for (uint32_t i = 0; i < w->nconns; i++) {
-        struct conn *c = &w->conns[i];
-        if (c->role != ROLE_SUB)
-            continue;
-        for (uint32_t s = 0; s < c->npubs; s++) {
-            uint32_t pub = c->first_pub + s;
-            uint64_t sent = w->ctl->pub_sent[pub];
-            if (w->o->shared) {
-                unique_by_pub[pub] += c->streams[s].unique;
-            } else {
-                *expected += sent;
-                *lost += seq_lost_final(&c->streams[s], sent);
-            }
-        }
-    }
-}
-
-void worker_destroy(struct worker *w)
-{
-    if (!w)
-        return;
-    if (w->ring_ok)
-        io_uring_queue_exit(&w->ring);
-    for (uint32_t i = 0; w->conns && i < w->nconns; i++) {
-        struct conn *c = &w->conns[i];
-        if (c->fd >= 0)
-            close(c->fd);
-        free(c->in);
-        free(c->fill.p);
-        free(c->busy.p);
-        free(c->pkid_used);
-        free(c->tmpl);
-        free(c->topic);
-        free(c->streams);
-        free(c->filter);
-    }
-    free(w->conns);
-    free(w->dirty);
-    free(w->hold_q);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
 }
