@@ -23,6 +23,16 @@
  * the name and the hash (a '\r' included) are trimmed. Salts of any length
  * from 1 to PASSWD_SALT_MAX are taken, not only mosquitto_passwd's 12.
  *
+ * mosquitto 2.1 (libcommon/password_common.c) adds $argon2id$ entries and
+ * hands each whole string to libargon2's argon2id_verify, which runs
+ * whatever m, t and p the line names: a line asking for 4 TiB or 2^32
+ * passes is accepted at load and paid for by every CONNECT naming that
+ * user. Here the PHC string is parsed field by field at load, against the
+ * bounds in passwd.h, and a check calls argon2_ctx itself with one thread
+ * and compares the hash with CRYPTO_memcmp. The plain-text hint names
+ * ringmq-passwd -U, which keeps SCRAM and hashed lines as they are, where
+ * mosquitto_passwd -U hashes them again.
+ *
  * SCRAM-SHA-512 entries (RFC 5803's form, see passwd.h) are ringmq's own.
  * They are the one place a hash may hold ':', which the form needs twice.
  * mosquitto 2.0.11 drops them at load ("Invalid password hash type ...,
@@ -44,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <argon2.h>
 #include <openssl/base64.h>
 #include <openssl/digest.h>
 #include <openssl/evp.h>
@@ -66,6 +77,11 @@
 /* The label the decoy key is derived under; a new derivation gets a new
  * label. */
 #define DECOY_KEY_LABEL "ringmq passwd decoy key v1"
+/* "$argon2id$v=19$m=<m>,t=<t>,p=<p>$": the fixed text and three numbers of
+ * at most 10 digits. */
+#define ARGON2_PREFIX_MAX (sizeof("$argon2id$v=19$m=,t=,p=$") - 1 + 3 * 10)
+/* Unpadded base64 of n bytes. */
+#define B64_NOPAD_LEN(n) ((n) / 3 * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
 
 _Static_assert(PASSWD_LINE_MAX >= PASSWD_USER_MAX + 1 + PASSWD_HASH_TEXT_MAX,
                "a line must hold the longest username and hash");
@@ -78,6 +94,43 @@ _Static_assert(PASSWD_SCRAM_SALT_LEN >= 1 && PASSWD_SCRAM_SALT_LEN <= PASSWD_SAL
                "a generated salt is one a file may hold");
 _Static_assert(PASSWD_SALT_MAX <= PASSWD_KEY_LEN, "a decoy salt is cut from the decoy key");
 _Static_assert(SHA512_DIGEST_LENGTH == PASSWD_KEY_LEN, "SHA-512 is 64 bytes");
+_Static_assert(ARGON2_PREFIX_MAX + B64_NOPAD_LEN(PASSWD_SALT_MAX) + 1 +
+                       B64_NOPAD_LEN(PASSWD_KEY_LEN) <=
+                   PASSWD_HASH_TEXT_MAX,
+               "the longest argon2id hash fits a line");
+/* The bounds are ones libargon2 takes (argon2.h's ARGON2_MIN/MAX_*), so a
+ * loaded entry never fails for its parameters at check time. */
+_Static_assert(PASSWD_ARGON2_SALT_MIN >= ARGON2_MIN_SALT_LENGTH &&
+                   PASSWD_ARGON2_SALT_MIN <= PASSWD_SALT_MAX,
+               "argon2 salts are 8 bytes or more");
+_Static_assert(PASSWD_ARGON2_HASH_MIN >= ARGON2_MIN_OUTLEN &&
+                   PASSWD_ARGON2_HASH_MIN <= PASSWD_KEY_LEN,
+               "argon2 hashes are 4 bytes or more");
+_Static_assert(PASSWD_ARGON2_LANES_MAX <= ARGON2_MAX_LANES, "lanes libargon2 takes");
+_Static_assert(PASSWD_ARGON2_MEMORY_KIB_MAX >= 8u * PASSWD_ARGON2_LANES_MAX,
+               "every lane count allowed has a memory cost allowed");
+_Static_assert(PASSWD_ARGON2_WORK_KIB_MAX >= PASSWD_ARGON2_MEMORY_KIB_MAX,
+               "one pass over the most memory allowed is work allowed");
+_Static_assert(PASSWD_ARGON2_TIME_MAX <= PASSWD_ITERATIONS_MAX,
+               "t is kept where iterations are, and read as iterations are");
+_Static_assert(PASSWD_ARGON2_MEMORY_KIB_DEFAULT <= PASSWD_ARGON2_MEMORY_KIB_MAX &&
+                   PASSWD_ARGON2_MEMORY_KIB_DEFAULT >= 8u * PASSWD_ARGON2_LANES_DEFAULT &&
+                   PASSWD_ARGON2_TIME_DEFAULT >= 1 &&
+                   PASSWD_ARGON2_TIME_DEFAULT <= PASSWD_ARGON2_TIME_MAX &&
+                   PASSWD_ARGON2_LANES_DEFAULT >= 1 &&
+                   PASSWD_ARGON2_LANES_DEFAULT <= PASSWD_ARGON2_LANES_MAX &&
+                   (uint64_t)PASSWD_ARGON2_MEMORY_KIB_DEFAULT * PASSWD_ARGON2_TIME_DEFAULT <=
+                       PASSWD_ARGON2_WORK_KIB_MAX,
+               "the default argon2id parameters are ones a file may hold");
+_Static_assert(PASSWD_ARGON2_SALT_LEN >= PASSWD_ARGON2_SALT_MIN &&
+                   PASSWD_ARGON2_SALT_LEN <= PASSWD_SALT_MAX &&
+                   PASSWD_ARGON2_HASH_LEN >= PASSWD_ARGON2_HASH_MIN &&
+                   PASSWD_ARGON2_HASH_LEN <= PASSWD_KEY_LEN,
+               "the default argon2id salt and hash are ones a file may hold");
+_Static_assert(PASSWD_MOSQUITTO_SALT_LEN >= 1 && PASSWD_MOSQUITTO_SALT_LEN <= PASSWD_SALT_MAX &&
+                   PASSWD_PBKDF2_ITERATIONS_DEFAULT >= 1 &&
+                   PASSWD_PBKDF2_ITERATIONS_DEFAULT <= PASSWD_ITERATIONS_MAX,
+               "the default $6$/$7$ salt and iterations are ones a file may hold");
 _Static_assert(PASSWD_USER_MAX + 1 + PASSWD_HASH_TEXT_MAX + 1 <= INT32_MAX,
                "passwd_scram_line returns a line's length as an int");
 
@@ -263,6 +316,191 @@ static const char *parse_scram(const uint8_t *b, size_t blen, struct passwd_entr
     return w;
 }
 
+/* "$f1$f2...": the most fields any hash has (argon2id's five) and one more,
+ * so that a field too many is seen. */
+#define HASH_FIELDS_MAX 6
+
+/* Splits the text after a hash's leading '$' at each '$' into at most
+ * HASH_FIELDS_MAX fields; empty fields count. Returns how many (at least
+ * one). */
+static size_t split_fields(const uint8_t *p, const uint8_t *end, const uint8_t **field,
+                           size_t *flen)
+{
+    size_t n = 0;
+    for (;;) {
+        const uint8_t *d = memchr(p, '$', (size_t)(end - p));
+        const uint8_t *fe = d ? d : end;
+        if (n == HASH_FIELDS_MAX)
+            break;
+        field[n] = p;
+        flen[n] = (size_t)(fe - p);
+        n++;
+        if (!d)
+            break;
+        p = d + 1;
+    }
+    return n;
+}
+
+static bool any_empty(const size_t *flen, size_t n)
+{
+    bool empty = false;
+    for (size_t i = 0; i < n; i++)
+        empty |= flen[i] == 0;
+    return empty;
+}
+
+/* The value of a base64 character (RFC 4648 section 4), or -1. */
+static int b64_value(uint8_t c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    return c == '/' ? 63 : -1;
+}
+
+/* Decodes base64 without padding, as the PHC string format and libargon2
+ * write it, into out (cap bytes). Strict: no '=', no length that leaves a
+ * lone character (len % 4 == 1), and the unused low bits of the last
+ * character zero, so one value has exactly one spelling (libargon2's
+ * decoder is as strict). False otherwise. */
+static bool b64_nopad_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
+                             size_t *out_len)
+{
+    if (len % 4 == 1 || (len / 4) * 3 + (len % 4 ? len % 4 - 1 : 0) > cap)
+        return false;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_value(in[i]);
+        if (v < 0)
+            return false;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+        acc &= (1u << bits) - 1u;
+    }
+    if (acc != 0)
+        return false;
+    *out_len = o;
+    return true;
+}
+
+/* One "<name>=<decimal>" of argon2id's parameters at s[*pos..len), the
+ * number without sign or leading zero; it stops growing past UINT32_MAX,
+ * which every bound is below. False if garbled. */
+static bool argon2_param(const uint8_t *s, size_t len, size_t *pos, char name, uint64_t *out)
+{
+    size_t k = *pos;
+    if (len - k < 3 || s[k] != name || s[k + 1] != '=')
+        return false;
+    k += 2;
+    size_t start = k;
+    uint64_t v = 0;
+    while (k < len && s[k] >= '0' && s[k] <= '9') {
+        if (v <= UINT32_MAX)
+            v = v * 10 + (uint64_t)(s[k] - '0');
+        k++;
+    }
+    if (k == start || (s[start] == '0' && k - start > 1))
+        return false;
+    *pos = k;
+    *out = v;
+    return true;
+}
+
+/* "m=<KiB>,t=<passes>,p=<lanes>", in that order (libargon2 writes and
+ * reads no other), checked against the PASSWD_ARGON2_* bounds. */
+static const char *parse_argon2_params(const uint8_t *s, size_t len, struct passwd_entry *e,
+                                       char *msg, size_t msglen)
+{
+    uint64_t m = 0, t = 0, p = 0;
+    size_t pos = 0;
+    if (!argon2_param(s, len, &pos, 'm', &m) || pos >= len || s[pos++] != ',' ||
+        !argon2_param(s, len, &pos, 't', &t) || pos >= len || s[pos++] != ',' ||
+        !argon2_param(s, len, &pos, 'p', &p) || pos != len)
+        return "garbled argon2id parameters (expected m=<KiB>,t=<passes>,p=<lanes> in decimal)";
+    if (m > PASSWD_ARGON2_MEMORY_KIB_MAX) {
+        snprintf(msg, msglen, "argon2id memory cost m over %u KiB (%u MiB)",
+                 PASSWD_ARGON2_MEMORY_KIB_MAX, PASSWD_ARGON2_MEMORY_KIB_MAX / 1024u);
+        return msg;
+    }
+    if (t < 1 || t > PASSWD_ARGON2_TIME_MAX) {
+        snprintf(msg, msglen, "argon2id time cost t outside 1..%u", PASSWD_ARGON2_TIME_MAX);
+        return msg;
+    }
+    if (p < 1 || p > PASSWD_ARGON2_LANES_MAX) {
+        snprintf(msg, msglen, "argon2id parallelism p outside 1..%u", PASSWD_ARGON2_LANES_MAX);
+        return msg;
+    }
+    if (m < 8 * p)
+        return "argon2id memory cost m under 8 KiB per lane (8 * p)";
+    if (m * t > PASSWD_ARGON2_WORK_KIB_MAX) {
+        snprintf(msg, msglen, "argon2id work m * t over %u KiB (%u MiB of passes): lower m or t",
+                 PASSWD_ARGON2_WORK_KIB_MAX, PASSWD_ARGON2_WORK_KIB_MAX / 1024u);
+        return msg;
+    }
+    e->memory_kib = (uint32_t)m;
+    e->iterations = (uint32_t)t;
+    e->lanes = (uint32_t)p;
+    return NULL;
+}
+
+/* An argon2id salt or hash: unpadded base64 of min..PASSWD_KEY_LEN bytes
+ * (salts stop at PASSWD_SALT_MAX, which is no more). */
+static const char *parse_argon2_bytes(const uint8_t *s, size_t len, const char *what, size_t min,
+                                      size_t max, uint8_t *out, size_t *out_len, uint8_t *scratch,
+                                      size_t scratch_len, char *msg, size_t msglen)
+{
+    size_t n = 0;
+    if (!b64_nopad_decode(s, len, scratch, scratch_len, &n)) {
+        snprintf(msg, msglen, "argon2id %s is not valid unpadded base64", what);
+        return msg;
+    }
+    if (n < min || n > max) {
+        OPENSSL_cleanse(scratch, n);
+        snprintf(msg, msglen, "argon2id %s is %zu bytes, expected %zu to %zu", what, n, min, max);
+        return msg;
+    }
+    memcpy(out, scratch, n);
+    OPENSSL_cleanse(scratch, n);
+    *out_len = n;
+    return NULL;
+}
+
+/* The fields after "$argon2id$": v=19, the parameters, the salt and the
+ * hash (the PHC string format as libargon2 writes it). */
+static const char *parse_argon2(const uint8_t *const *field, const size_t *flen, size_t n,
+                                struct passwd_entry *e, uint8_t *scratch, size_t scratch_len,
+                                char *msg, size_t msglen)
+{
+    if (n != 4 || any_empty(flen, n))
+        return "garbled argon2id hash (expected $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>"
+               "$<salt>$<hash>, salt and hash in unpadded base64)";
+    if (flen[0] < 2 || memcmp(field[0], "v=", 2) != 0)
+        return "garbled argon2id hash: no v= version after $argon2id$";
+    if (flen[0] != 4 || memcmp(field[0], "v=19", 4) != 0)
+        return "unsupported argon2id version (only v=19, what libargon2 writes)";
+    e->kind = PASSWD_ARGON2ID;
+    const char *w = parse_argon2_params(field[1], flen[1], e, msg, msglen);
+    if (!w)
+        w = parse_argon2_bytes(field[2], flen[2], "salt", PASSWD_ARGON2_SALT_MIN, PASSWD_SALT_MAX,
+                               e->salt, &e->salt_len, scratch, scratch_len, msg, msglen);
+    if (!w)
+        w = parse_argon2_bytes(field[3], flen[3], "hash", PASSWD_ARGON2_HASH_MIN, PASSWD_KEY_LEN,
+                               e->hash, &e->hash_len, scratch, scratch_len, msg, msglen);
+    return w;
+}
+
 /* Parses the text after the username's ':' into e. NULL on success, or what
  * is wrong (a static string, or one written into msg). */
 static const char *parse_hash(const char *name, const uint8_t *h, size_t hlen,
@@ -271,6 +509,7 @@ static const char *parse_hash(const char *name, const uint8_t *h, size_t hlen,
 {
     if (hlen == 0)
         return "no password hash after ':'";
+    e->hash_len = PASSWD_KEY_LEN; /* all but argon2id */
     /* "SCRAM-SHA-512" alone is a garbled entry of this kind, not another
      * mechanism. */
     const size_t mech_len = SCRAM_PREFIX_LEN - 1; /* without the '$' */
@@ -284,40 +523,28 @@ static const char *parse_hash(const char *name, const uint8_t *h, size_t hlen,
     if (memchr(h, ':', hlen))
         return "more than one ':' (neither usernames nor hashes may contain ':')";
     if (h[0] != '$') {
-        snprintf(msg, msglen,
-                 "plain-text password: hash the file first with `mosquitto_passwd -U %s`", name);
+        snprintf(msg, msglen, "plain-text password: hash the file first with `ringmq-passwd -U %s`",
+                 name);
         return msg;
     }
 
-    /* Split "$f1$f2..." into at most 5 fields; empty fields count. */
-    const uint8_t *field[5];
-    size_t flen[5];
-    size_t nfields = 0;
-    const uint8_t *p = h + 1;
-    const uint8_t *end = h + hlen;
-    for (;;) {
-        const uint8_t *d = memchr(p, '$', (size_t)(end - p));
-        const uint8_t *fe = d ? d : end;
-        if (nfields == 5)
-            break;
-        field[nfields] = p;
-        flen[nfields] = (size_t)(fe - p);
-        nfields++;
-        if (!d)
-            break;
-        p = d + 1;
-    }
+    const uint8_t *field[HASH_FIELDS_MAX];
+    size_t flen[HASH_FIELDS_MAX];
+    size_t nfields = split_fields(h + 1, h + hlen, field, flen);
+    if (flen[0] == 8 && memcmp(field[0], "argon2id", 8) == 0)
+        return parse_argon2(field + 1, flen + 1, nfields - 1, e, scratch, scratch_len, msg, msglen);
+    if (flen[0] == 7 &&
+        (memcmp(field[0], "argon2i", 7) == 0 || memcmp(field[0], "argon2d", 7) == 0))
+        return "unsupported argon2 variant (only $argon2id$ entries are read)";
 
     bool is6 = flen[0] == 1 && field[0][0] == '6';
     bool is7 = flen[0] == 1 && field[0][0] == '7';
     if (!is6 && !is7)
-        return nfields < 2 ? "garbled password hash (expected $6$..., $7$... or SCRAM-SHA-512$...)"
-                           : "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)";
+        return nfields < 2 ? "garbled password hash (expected $6$..., $7$..., $argon2id$... or "
+                             "SCRAM-SHA-512$...)"
+                           : "unknown hash type (expected $6$, $7$, $argon2id$ or SCRAM-SHA-512$)";
     size_t want = is6 ? 3 : 4;
-    bool empty = false;
-    for (size_t i = 0; i < nfields; i++)
-        empty |= flen[i] == 0;
-    if (nfields != want || empty)
+    if (nfields != want || any_empty(flen, nfields))
         return is6 ? "garbled $6$ hash (expected $6$<base64 salt>$<base64 hash>)"
                    : "garbled $7$ hash (expected $7$<iterations>$<base64 salt>$<base64 hash>)";
 
@@ -400,6 +627,13 @@ static bool derive_decoy_key(struct passwd_db *db)
         SHA512_Update(&ctx, e->salt, e->salt_len);
         SHA512_Update(&ctx, e->hash, sizeof(e->hash));
         SHA512_Update(&ctx, e->server_key, sizeof(e->server_key));
+        /* Only for argon2id, so that the keys of files without such
+         * entries stay what they were before argon2id was read. */
+        if (e->kind == PASSWD_ARGON2ID) {
+            put_be(&ctx, e->memory_kib, 4);
+            put_be(&ctx, e->lanes, 4);
+            put_be(&ctx, e->hash_len, 1);
+        }
     }
     SHA512_Final(digest, &ctx);
     bool ok = HMAC(EVP_sha512(), digest, sizeof(digest), (const uint8_t *)DECOY_KEY_LABEL,
@@ -408,6 +642,69 @@ static bool derive_decoy_key(struct passwd_db *db)
     OPENSSL_cleanse(&ctx, sizeof(ctx));
     OPENSSL_cleanse(digest, sizeof(digest));
     return ok;
+}
+
+/* What an argon2id check costs and what it reads: the decoy copies all of
+ * it from one real entry. */
+struct argon2_shape {
+    uint64_t work; /* m * t */
+    uint32_t m, t, p;
+    uint32_t salt_len, hash_len;
+};
+
+static int shape_cmp(const void *pa, const void *pb)
+{
+    const struct argon2_shape *a = pa;
+    const struct argon2_shape *b = pb;
+    const uint64_t av[6] = {a->work, a->m, a->t, a->p, a->salt_len, a->hash_len};
+    const uint64_t bv[6] = {b->work, b->m, b->t, b->p, b->salt_len, b->hash_len};
+    for (int i = 0; i < 6; i++)
+        if (av[i] != bv[i])
+            return av[i] < bv[i] ? -1 : 1;
+    return 0;
+}
+
+/* The decoy's argon2id parameters: the most common shape among db's
+ * argon2id entries, ties to the costlier (the later in shape_cmp's order).
+ * Several numbers make one cost here, so they are taken together: a mode
+ * of each alone could add up to more work than any entry, or than the
+ * bounds allow. False when out of memory. */
+static bool argon2_decoy(const struct passwd_db *db, struct passwd_entry *d)
+{
+    struct argon2_shape *v = malloc((db->count ? db->count : 1) * sizeof(*v));
+    if (!v)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < db->count; i++) {
+        const struct passwd_entry *e = &db->entries[i];
+        if (e->kind == PASSWD_ARGON2ID)
+            v[n++] = (struct argon2_shape){(uint64_t)e->memory_kib * e->iterations,
+                                           e->memory_kib,
+                                           e->iterations,
+                                           e->lanes,
+                                           (uint32_t)e->salt_len,
+                                           (uint32_t)e->hash_len};
+    }
+    ASSERT(n > 0); /* argon2id is the decoy's kind only where there are such entries */
+    qsort(v, n, sizeof(*v), shape_cmp);
+    size_t best = 0, best_run = 0;
+    for (size_t a = 0; a < n;) {
+        size_t b = a;
+        while (b < n && shape_cmp(&v[b], &v[a]) == 0)
+            b++;
+        if (b - a >= best_run) {
+            best_run = b - a;
+            best = a;
+        }
+        a = b;
+    }
+    d->memory_kib = v[best].m;
+    d->iterations = v[best].t;
+    d->lanes = v[best].p;
+    d->salt_len = v[best].salt_len;
+    d->hash_len = v[best].hash_len;
+    free(v);
+    return true;
 }
 
 /* Fills in the disguises for unknown names (passwd.h) from the sorted
@@ -423,8 +720,9 @@ static int disguises_init(struct passwd_db *db)
         kind_mode(db, PASSWD_SCRAM_SHA512, false, scratch, PASSWD_SCRAM_ITERATIONS_DEFAULT);
     db->scram_salt_len = kind_mode(db, PASSWD_SCRAM_SHA512, true, scratch, PASSWD_SCRAM_SALT_LEN);
 
-    /* The decoy: the most common kind (ties to the costlier: SCRAM, $7$,
-     * $6$), then that kind's most common count and salt length. */
+    /* The decoy: the most common kind (ties to the costlier: argon2id,
+     * SCRAM, $7$, $6$, which is their order as numbers), then that kind's
+     * most common count and salt length, or argon2id's most common shape. */
     for (size_t i = 0; i < db->count; i++)
         scratch[i] = db->entries[i].kind;
     db->has_decoy = db->count > 0;
@@ -432,8 +730,16 @@ static int disguises_init(struct passwd_db *db)
         struct passwd_entry *d = &db->decoy;
         memset(d, 0, sizeof(*d));
         d->kind = (uint8_t)mode_u32(scratch, db->count, PASSWD_PBKDF2_SHA512);
-        d->iterations = kind_mode(db, d->kind, false, scratch, 0);
-        d->salt_len = kind_mode(db, d->kind, true, scratch, PASSWD_SCRAM_SALT_LEN);
+        d->hash_len = PASSWD_KEY_LEN;
+        if (d->kind == PASSWD_ARGON2ID) {
+            if (!argon2_decoy(db, d)) {
+                free(scratch);
+                return -1;
+            }
+        } else {
+            d->iterations = kind_mode(db, d->kind, false, scratch, 0);
+            d->salt_len = kind_mode(db, d->kind, true, scratch, PASSWD_SCRAM_SALT_LEN);
+        }
         ASSERT(d->salt_len >= 1 && d->salt_len <= PASSWD_SALT_MAX);
         ASSERT(d->kind == PASSWD_SHA512 || d->iterations >= 1);
         /* Its hash stays zero: the check's result is thrown away anyway. */
@@ -731,14 +1037,46 @@ static bool scram_keys(const uint8_t *pw, size_t len, const uint8_t *salt, size_
     return ok;
 }
 
-bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t len)
+/* argon2id of the password under e's salt and parameters into out
+ * (e->hash_len bytes), on this thread alone: threads 1 whatever the lanes
+ * (the result depends on the lanes, not on the threads that fill them), so
+ * no check starts threads. libargon2 mallocs m KiB and wipes them before it
+ * returns. False when it fails (out of memory). */
+static bool argon2id_raw(const struct passwd_entry *e, const uint8_t *pw, size_t len, uint8_t *out)
 {
-    if (!e)
+    ASSERT(e->memory_kib >= 8u * e->lanes && e->memory_kib <= PASSWD_ARGON2_MEMORY_KIB_MAX);
+    ASSERT(e->iterations >= 1 && e->iterations <= PASSWD_ARGON2_TIME_MAX);
+    ASSERT(e->lanes >= 1 && e->lanes <= PASSWD_ARGON2_LANES_MAX);
+    ASSERT((uint64_t)e->memory_kib * e->iterations <= PASSWD_ARGON2_WORK_KIB_MAX);
+    ASSERT(e->salt_len >= PASSWD_ARGON2_SALT_MIN && e->salt_len <= PASSWD_SALT_MAX);
+    ASSERT(e->hash_len >= PASSWD_ARGON2_HASH_MIN && e->hash_len <= PASSWD_KEY_LEN);
+    if (len > UINT32_MAX)
         return false;
-    uint8_t got[PASSWD_KEY_LEN];
-    _Static_assert(sizeof(got) == sizeof(e->hash), "SHA-512 output is the stored hash");
-    static const uint8_t empty[1];
-    const uint8_t *pw = len ? password : empty; /* NULL + 0 is not a valid argument */
+    /* libargon2 takes non-const pointers; without ARGON2_FLAG_CLEAR_PASSWORD
+     * it only reads them. */
+    argon2_context ctx = {
+        .out = out,
+        .outlen = (uint32_t)e->hash_len,
+        .pwd = (uint8_t *)pw,
+        .pwdlen = (uint32_t)len,
+        .salt = (uint8_t *)e->salt,
+        .saltlen = (uint32_t)e->salt_len,
+        .t_cost = e->iterations,
+        .m_cost = e->memory_kib,
+        .lanes = e->lanes,
+        .threads = 1,
+        .version = ARGON2_VERSION_13,
+        .flags = ARGON2_DEFAULT_FLAGS,
+    };
+    return argon2_ctx(&ctx, Argon2_id) == ARGON2_OK;
+}
+
+/* What e's hash is for this password (pw not NULL), into got: e->hash_len
+ * bytes for argon2id, PASSWD_KEY_LEN for the others. False when hashing
+ * failed or the kind is unknown. */
+static bool hash_of(const struct passwd_entry *e, const uint8_t *pw, size_t len,
+                    uint8_t got[PASSWD_KEY_LEN])
+{
     bool computed = false;
     if (e->kind == PASSWD_SHA512) {
         /* mosquitto 1.x: SHA-512(password || salt), one round. */
@@ -749,13 +1087,31 @@ bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t 
     } else if (e->kind == PASSWD_PBKDF2_SHA512) {
         ASSERT(e->iterations >= 1 && e->iterations <= PASSWD_ITERATIONS_MAX);
         computed = PKCS5_PBKDF2_HMAC((const char *)pw, len, e->salt, e->salt_len, e->iterations,
-                                     EVP_sha512(), sizeof(got), got) == 1;
+                                     EVP_sha512(), PASSWD_KEY_LEN, got) == 1;
     } else if (e->kind == PASSWD_SCRAM_SHA512) {
         /* What a SCRAM server checks a proof against, from the password
          * itself: ServerKey is not needed. */
         computed = scram_keys(pw, len, e->salt, e->salt_len, e->iterations, got, NULL);
+    } else if (e->kind == PASSWD_ARGON2ID) {
+        computed = argon2id_raw(e, pw, len, got);
     }
-    bool ok = computed && CRYPTO_memcmp(got, e->hash, sizeof(got)) == 0;
+    return computed;
+}
+
+bool passwd_check(const struct passwd_entry *e, const uint8_t *password, size_t len)
+{
+    if (!e)
+        return false;
+    uint8_t got[PASSWD_KEY_LEN];
+    _Static_assert(sizeof(got) == sizeof(e->hash), "SHA-512 output is the stored hash");
+    static const uint8_t empty[1];
+    const uint8_t *pw = len ? password : empty; /* NULL + 0 is not a valid argument */
+    /* The whole hash, in constant time: an argon2id hash is hash_len bytes,
+     * every other kind's PASSWD_KEY_LEN (hash_len is not read for them, so
+     * an entry built without it still checks). */
+    size_t cmp_len = e->kind == PASSWD_ARGON2ID ? e->hash_len : sizeof(got);
+    ASSERT(cmp_len <= sizeof(got));
+    bool ok = hash_of(e, pw, len, got) && CRYPTO_memcmp(got, e->hash, cmp_len) == 0;
     OPENSSL_cleanse(got, sizeof(got));
     return ok;
 }
@@ -861,5 +1217,138 @@ int passwd_scram_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_
 fail:
     OPENSSL_cleanse(stored, sizeof(stored));
     OPENSSL_cleanse(server, sizeof(server));
+    return r;
+}
+
+bool passwd_user_valid(const uint8_t *user, size_t len)
+{
+    if (!user || !user_writable(user, len))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (user[i] < 0x20 || user[i] == 0x7f) /* iscntrl() in the C locale */
+            return false;
+    return true;
+}
+
+bool passwd_hash_spec_default(uint8_t kind, struct passwd_hash_spec *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = kind;
+    switch (kind) {
+    case PASSWD_ARGON2ID:
+        out->iterations = PASSWD_ARGON2_TIME_DEFAULT;
+        out->memory_kib = PASSWD_ARGON2_MEMORY_KIB_DEFAULT;
+        out->lanes = PASSWD_ARGON2_LANES_DEFAULT;
+        out->hash_len = PASSWD_ARGON2_HASH_LEN;
+        out->salt_len = PASSWD_ARGON2_SALT_LEN;
+        return true;
+    case PASSWD_PBKDF2_SHA512:
+        out->iterations = PASSWD_PBKDF2_ITERATIONS_DEFAULT;
+        out->salt_len = PASSWD_MOSQUITTO_SALT_LEN;
+        return true;
+    case PASSWD_SHA512:
+        out->salt_len = PASSWD_MOSQUITTO_SALT_LEN;
+        return true;
+    case PASSWD_SCRAM_SHA512:
+        out->iterations = PASSWD_SCRAM_ITERATIONS_DEFAULT;
+        out->salt_len = PASSWD_SCRAM_SALT_LEN;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Is the spec one passwd_parse would load, with a salt of salt_len? */
+static bool spec_loadable(const struct passwd_hash_spec *sp, size_t salt_len)
+{
+    if (sp->kind == PASSWD_SHA512)
+        return salt_len >= 1 && salt_len <= PASSWD_SALT_MAX;
+    if (sp->kind == PASSWD_PBKDF2_SHA512 || sp->kind == PASSWD_SCRAM_SHA512)
+        return salt_len >= 1 && salt_len <= PASSWD_SALT_MAX && sp->iterations >= 1 &&
+               sp->iterations <= PASSWD_ITERATIONS_MAX;
+    if (sp->kind != PASSWD_ARGON2ID)
+        return false;
+    return salt_len >= PASSWD_ARGON2_SALT_MIN && salt_len <= PASSWD_SALT_MAX &&
+           sp->iterations >= 1 && sp->iterations <= PASSWD_ARGON2_TIME_MAX && sp->lanes >= 1 &&
+           sp->lanes <= PASSWD_ARGON2_LANES_MAX && sp->memory_kib >= 8u * sp->lanes &&
+           sp->memory_kib <= PASSWD_ARGON2_MEMORY_KIB_MAX &&
+           (uint64_t)sp->memory_kib * sp->iterations <= PASSWD_ARGON2_WORK_KIB_MAX &&
+           sp->hash_len >= PASSWD_ARGON2_HASH_MIN && sp->hash_len <= PASSWD_KEY_LEN;
+}
+
+/* Base64 of in into o, with padding or without; returns the characters
+ * written (EVP_EncodeBlock's NUL is not counted and may be overwritten). */
+static size_t put_b64(uint8_t *o, const uint8_t *in, size_t len, bool pad)
+{
+    size_t n = EVP_EncodeBlock(o, in, len);
+    while (!pad && n > 0 && o[n - 1] == '=')
+        n--;
+    return n;
+}
+
+/* The hash text of a $6$, $7$ or argon2id entry for pw into o (room checked
+ * by the caller: PASSWD_HASH_TEXT_MAX bytes); its length, or 0 when hashing
+ * failed. */
+static size_t hash_text(const struct passwd_hash_spec *sp, const uint8_t *pw, size_t pwlen,
+                        const uint8_t *salt, size_t salt_len, uint8_t *o)
+{
+    struct passwd_entry e;
+    memset(&e, 0, sizeof(e));
+    e.kind = sp->kind;
+    e.iterations = sp->kind == PASSWD_SHA512 ? 0 : sp->iterations;
+    e.memory_kib = sp->memory_kib;
+    e.lanes = sp->lanes;
+    memcpy(e.salt, salt, salt_len);
+    e.salt_len = salt_len;
+    e.hash_len = sp->kind == PASSWD_ARGON2ID ? sp->hash_len : PASSWD_KEY_LEN;
+    uint8_t got[PASSWD_KEY_LEN];
+    bool ok = hash_of(&e, pw, pwlen, got);
+    size_t n = 0;
+    if (ok) {
+        char head[ARGON2_PREFIX_MAX + 1];
+        int hl;
+        if (sp->kind == PASSWD_ARGON2ID)
+            hl = snprintf(head, sizeof(head), "$argon2id$v=19$m=%u,t=%u,p=%u$",
+                          (unsigned)sp->memory_kib, (unsigned)sp->iterations, (unsigned)sp->lanes);
+        else if (sp->kind == PASSWD_PBKDF2_SHA512)
+            hl = snprintf(head, sizeof(head), "$7$%u$", (unsigned)sp->iterations);
+        else
+            hl = snprintf(head, sizeof(head), "$6$");
+        ASSERT(hl > 0 && (size_t)hl < sizeof(head));
+        bool pad = sp->kind != PASSWD_ARGON2ID;
+        memcpy(o, head, (size_t)hl);
+        n = (size_t)hl;
+        n += put_b64(o + n, salt, salt_len, pad);
+        o[n++] = '$';
+        n += put_b64(o + n, got, e.hash_len, pad);
+        ASSERT(n < PASSWD_HASH_TEXT_MAX);
+    }
+    OPENSSL_cleanse(got, sizeof(got));
+    OPENSSL_cleanse(&e, sizeof(e));
+    return n;
+}
+
+int passwd_hash_line(const uint8_t *user, size_t ulen, const uint8_t *pw, size_t pwlen,
+                     const struct passwd_hash_spec *spec, const uint8_t *salt, size_t salt_len,
+                     char *out, size_t outlen)
+{
+    static const uint8_t empty[1];
+    if (!spec || !passwd_user_valid(user, ulen) || (pwlen > 0 && !pw) || !out || !salt ||
+        !spec_loadable(spec, salt_len))
+        return -1;
+    if (spec->kind == PASSWD_SCRAM_SHA512)
+        return passwd_scram_line(user, ulen, pw, pwlen, salt, salt_len, spec->iterations, out,
+                                 outlen);
+    uint8_t text[PASSWD_HASH_TEXT_MAX];
+    size_t n = hash_text(spec, pwlen ? pw : empty, pwlen, salt, salt_len, text);
+    int r = -1;
+    if (n > 0 && outlen > ulen + 1 + n) {
+        memcpy(out, user, ulen);
+        out[ulen] = ':';
+        memcpy(out + ulen + 1, text, n);
+        out[ulen + 1 + n] = '\0';
+        r = (int)(ulen + 1 + n);
+    }
+    OPENSSL_cleanse(text, sizeof(text));
     return r;
 }

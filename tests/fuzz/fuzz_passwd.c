@@ -10,17 +10,24 @@
  *  - a table holds one entry per line that is not a comment or blank, each
  *    found by passwd_find under its trimmed name, with a known kind, a salt
  *    of 1..PASSWD_SALT_MAX bytes and (for $7$ and SCRAM) 1..
- *    PASSWD_ITERATIONS_MAX iterations; the disguises for unknown names are
- *    in range;
+ *    PASSWD_ITERATIONS_MAX iterations; an argon2id entry inside every
+ *    PASSWD_ARGON2_* bound (m, t, p, m * t, salt and hash lengths), which is
+ *    what keeps a hostile line from costing a CONNECT more than the ceiling;
+ *    the disguises for unknown names are in range, the decoy too;
  *  - the same entries in reverse order, with CRLF line ends, a comment and
  *    blank lines added, load to the same table: same count, same entries,
  *    and the same decoy key, iteration count and salt length (passwd.h says
  *    comments, blank lines, order and line endings do not change them).
- * passwd_check runs only on cheap entries ($6$, or at most 8 iterations):
- * a check at the ceiling costs 40 ms.
+ * passwd_check runs only on cheap entries ($6$, $7$ of at most 8
+ * iterations, argon2id of at most 64 KiB, 2 passes and 4 lanes, checked
+ * against libargon2's argon2id_hash_raw, which fills the lanes with a
+ * thread each where passwd.c uses one): a $7$ check at the ceiling costs
+ * 40 ms, an argon2id check 250 ms. Parsing hashes nothing, so the bounds
+ * keep the target fast without being lowered for it.
  */
 #include <string.h>
 
+#include <argon2.h>
 #include <openssl/digest.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -151,10 +158,23 @@ static void check_failure(const uint8_t *data, size_t size, const struct line *l
     CHECK(strcmp(err, err2) == 0);
 }
 
+/* An argon2id entry's fields against passwd.h's bounds. */
+static void check_argon2_bounds(const struct passwd_entry *e)
+{
+    CHECK(e->memory_kib >= 8u * e->lanes && e->memory_kib <= PASSWD_ARGON2_MEMORY_KIB_MAX);
+    CHECK(e->iterations >= 1 && e->iterations <= PASSWD_ARGON2_TIME_MAX);
+    CHECK(e->lanes >= 1 && e->lanes <= PASSWD_ARGON2_LANES_MAX);
+    CHECK((uint64_t)e->memory_kib * e->iterations <= PASSWD_ARGON2_WORK_KIB_MAX);
+    CHECK(e->salt_len >= PASSWD_ARGON2_SALT_MIN);
+    CHECK(e->hash_len >= PASSWD_ARGON2_HASH_MIN && e->hash_len <= PASSWD_KEY_LEN);
+    for (size_t i = e->hash_len; i < sizeof(e->hash); i++)
+        CHECK(e->hash[i] == 0);
+}
+
 static void check_entry(const struct passwd_entry *e)
 {
     CHECK(e->kind == PASSWD_SHA512 || e->kind == PASSWD_PBKDF2_SHA512 ||
-          e->kind == PASSWD_SCRAM_SHA512);
+          e->kind == PASSWD_SCRAM_SHA512 || e->kind == PASSWD_ARGON2ID);
     CHECK(e->salt_len >= 1 && e->salt_len <= PASSWD_SALT_MAX);
     if (e->kind != PASSWD_SHA512)
         CHECK(e->iterations >= 1 && e->iterations <= PASSWD_ITERATIONS_MAX);
@@ -162,9 +182,13 @@ static void check_entry(const struct passwd_entry *e)
         static const uint8_t zero[PASSWD_KEY_LEN];
         CHECK(memcmp(e->server_key, zero, sizeof(zero)) == 0);
     }
+    if (e->kind == PASSWD_ARGON2ID)
+        check_argon2_bounds(e);
+    else
+        CHECK(e->hash_len == PASSWD_KEY_LEN && e->memory_kib == 0 && e->lanes == 0);
     /* The check against a hash computed here, where that is cheap. */
     static const uint8_t pw[] = "a password";
-    uint8_t want[PASSWD_KEY_LEN];
+    uint8_t want[PASSWD_KEY_LEN] = {0};
     if (e->kind == PASSWD_SHA512) {
         SHA512_CTX ctx;
         SHA512_Init(&ctx);
@@ -174,10 +198,14 @@ static void check_entry(const struct passwd_entry *e)
     } else if (e->kind == PASSWD_PBKDF2_SHA512 && e->iterations <= 8) {
         CHECK(PKCS5_PBKDF2_HMAC((const char *)pw, sizeof(pw) - 1, e->salt, e->salt_len,
                                 e->iterations, EVP_sha512(), sizeof(want), want) == 1);
+    } else if (e->kind == PASSWD_ARGON2ID && e->memory_kib <= 64 && e->iterations <= 2 &&
+               e->lanes <= 4) {
+        CHECK(argon2id_hash_raw(e->iterations, e->memory_kib, e->lanes, pw, sizeof(pw) - 1, e->salt,
+                                e->salt_len, want, e->hash_len) == ARGON2_OK);
     } else {
         return;
     }
-    CHECK(passwd_check(e, pw, sizeof(pw) - 1) == (memcmp(want, e->hash, sizeof(want)) == 0));
+    CHECK(passwd_check(e, pw, sizeof(pw) - 1) == (memcmp(want, e->hash, e->hash_len) == 0));
 }
 
 /* The entry lines, reversed, CRLF-terminated, with a comment and blank
@@ -274,7 +302,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const struct passwd_entry *a = passwd_find(db, u, ulen);
             const struct passwd_entry *b = passwd_find(db2, u, ulen);
             CHECK(a && b && a->kind == b->kind && a->iterations == b->iterations &&
-                  a->salt_len == b->salt_len && memcmp(a->salt, b->salt, a->salt_len) == 0 &&
+                  a->memory_kib == b->memory_kib && a->lanes == b->lanes &&
+                  a->hash_len == b->hash_len && a->salt_len == b->salt_len &&
+                  memcmp(a->salt, b->salt, a->salt_len) == 0 &&
                   memcmp(a->hash, b->hash, sizeof(a->hash)) == 0 &&
                   memcmp(a->server_key, b->server_key, sizeof(a->server_key)) == 0);
         }

@@ -32,6 +32,8 @@
 
 #include <openssl/rand.h>
 
+#include <argon2.h>
+
 #include "passwd.h"
 
 /* passwd_scram_line with a fresh random salt, as ringmq --scram-entry
@@ -64,16 +66,22 @@ static struct passwd_db *load_text(const char *text, char *err, size_t errlen)
     return parse(text, strlen(text), err, errlen);
 }
 
-/* data/passwd, read here with stdio and parsed under its path. */
-static struct passwd_db *load_data_file(char *err, size_t errlen)
+/* data/passwd's bytes, read here with stdio into buf. */
+static size_t read_data_file(char *buf, size_t cap)
 {
     FILE *f = fopen(DATA_FILE, "rb");
     cr_assert_not_null(f, "%s", DATA_FILE);
-    static char buf[64 * 1024];
-    size_t n = fread(buf, 1, sizeof(buf), f);
-    cr_assert(feof(f) && !ferror(f), "%s: read error or larger than %zu bytes", DATA_FILE,
-              sizeof(buf));
+    size_t n = fread(buf, 1, cap, f);
+    cr_assert(feof(f) && !ferror(f), "%s: read error or larger than %zu bytes", DATA_FILE, cap);
     fclose(f);
+    return n;
+}
+
+/* data/passwd, parsed under its path. */
+static struct passwd_db *load_data_file(char *err, size_t errlen)
+{
+    static char buf[64 * 1024];
+    size_t n = read_data_file(buf, sizeof(buf));
     return passwd_parse(DATA_FILE, (const uint8_t *)buf, n, err, errlen);
 }
 
@@ -404,26 +412,24 @@ Test(passwd, plain_text_password)
     struct passwd_db *db = load_text("alice:secret\n", err, sizeof(err));
     cr_assert_null(db);
     snprintf(want, sizeof(want),
-             "%s:1: plain-text password: hash the file first with `mosquitto_passwd -U %s`", NAME,
+             "%s:1: plain-text password: hash the file first with `ringmq-passwd -U %s`", NAME,
              NAME);
     cr_assert_str_eq(err, want);
     cr_assert_null(strstr(err, "secret"), "the password must not be echoed");
 }
 
+#define UNKNOWN_TYPE "unknown hash type (expected $6$, $7$, $argon2id$ or SCRAM-SHA-512$)"
+#define GARBLED_HASH                                                                               \
+    "garbled password hash (expected $6$..., $7$..., $argon2id$... or SCRAM-SHA-512$...)"
+
 Test(passwd, unknown_hash_type)
 {
-    expect_error("a:$5$c2FsdA==$aA==\n", 1,
-                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
-    expect_error("a:$8$1$c2FsdA==$aA==\n", 1,
-                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
-    expect_error("a:$77$1$c2FsdA==$aA==\n", 1,
-                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
-    expect_error("a:$$7$1$c2FsdA==$aA==\n", 1,
-                 "unknown hash type (expected $6$, $7$ or SCRAM-SHA-512$)");
-    expect_error("a:$\n", 1,
-                 "garbled password hash (expected $6$..., $7$... or SCRAM-SHA-512$...)");
-    expect_error("a:$x\n", 1,
-                 "garbled password hash (expected $6$..., $7$... or SCRAM-SHA-512$...)");
+    expect_error("a:$5$c2FsdA==$aA==\n", 1, UNKNOWN_TYPE);
+    expect_error("a:$8$1$c2FsdA==$aA==\n", 1, UNKNOWN_TYPE);
+    expect_error("a:$77$1$c2FsdA==$aA==\n", 1, UNKNOWN_TYPE);
+    expect_error("a:$$7$1$c2FsdA==$aA==\n", 1, UNKNOWN_TYPE);
+    expect_error("a:$\n", 1, GARBLED_HASH);
+    expect_error("a:$x\n", 1, GARBLED_HASH);
 }
 
 Test(passwd, garbled_hash)
@@ -1123,4 +1129,370 @@ Test(passwd, decoy_key_follows_the_entries)
     snprintf(text, sizeof(text), "alice:%s\nbob:%s\ncarol:%s\n", h1, h2, h2);
     decoy_key_of(text, k2);
     cr_assert_neq(memcmp(k1, k2, 64), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* argon2id entries (mosquitto 2.1)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* mosq: argon2id_hash_encoded as mosquitto 2.1's mosquitto_passwd calls it
+ * (m=47104, t=1, p=1, 64 random bytes of salt, a 64-byte hash). kat: the
+ * reference implementation's known answer (phc-winner-argon2 src/test.c).
+ * cli: `argon2 saltsaltsaltsalt -id -t 2 -k 128 -p 2 -l 24`. The others:
+ * argon2id_hash_encoded with random salts. Passwords in a2_users. */
+#define A2_MOSQ                                                                                    \
+    "$argon2id$v=19$m=47104,t=1,p=1$V3CmFjpfnFpYwbi+y163JDI7S+aYUFsyGjEL9VapAiwlTrO0+XN6mp/fJFTAT" \
+    "knKyCUUHFCBRqw5wnFQ+U+flw$nX3sMhrOgEiev/5LxpGtdPVrFCBZDM/kZOWLzqdgTawrB1g+2STh6DFBMMmwmNICe"  \
+    "iu3xNvPSpUW91HiDHl6Sw"
+#define A2_KAT                                                                                     \
+    "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
+#define A2_CHEAP                                                                                   \
+    "$argon2id$v=19$m=64,t=1,p=1$ha8lQSHvMFbatTlGeKCCHw$UqAeStWYi3OVE4N7cgKX4FwlVKEejy+S3N4yQQ/"   \
+    "NRao"
+#define A2_LANES                                                                                   \
+    "$argon2id$v=19$m=256,t=2,p=4$Y8DEHzUnrTfad1la2nG4mg$KZelLHzKr45UmEdJMyCf7O3y/"                \
+    "otGqvEgPDUPQZscLUM"
+#define A2_EMPTY "$argon2id$v=19$m=8,t=1,p=1$dH4ZbE9hz14$x0XOAgUg6QWfzAwJSOFo7Q"
+#define A2_CLI                                                                                     \
+    "$argon2id$v=19$m=128,t=2,p=2$c2FsdHNhbHRzYWx0c2FsdA$OgOU6dlU17dLbU9gEaFaqlJcOe8HFs0v"
+#define A2_FILE                                                                                    \
+    "mosq:" A2_MOSQ "\nkat:" A2_KAT "\ncheap:" A2_CHEAP "\nlanes:" A2_LANES "\nempty:" A2_EMPTY    \
+    "\ncli:" A2_CLI "\n"
+/* An 8-byte salt and a 16-byte hash, both canonical unpadded base64. */
+#define A2_SH "$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5Q"
+
+static const struct {
+    const char *user, *pw;
+    uint32_t m, t, p;
+    size_t salt_len, hash_len;
+} a2_users[] = {{"mosq", "correct horse battery", 47104, 1, 1, 64, 64},
+                {"kat", "password", 65536, 2, 1, 8, 32},
+                {"cheap", "hunter2", 64, 1, 1, 16, 32},
+                {"lanes", "ünïcode", 256, 2, 4, 16, 32},
+                {"empty", "", 8, 1, 1, 8, 16},
+                {"cli", "p@ss:word", 128, 2, 2, 16, 24}};
+
+/* "$argon2id$v=19$<params>$<salt>$<hash>", salt and hash made of 'a's. */
+static char *ha2(const char *params, size_t salt_len, size_t hash_len)
+{
+    char *buf = next_buf();
+    uint8_t bytes[128];
+    char sb[256], hb[256];
+    memset(bytes, 'a', sizeof(bytes));
+    b64(sb, bytes, salt_len);
+    b64(hb, bytes, hash_len);
+    *strchrnul(sb, '=') = *strchrnul(hb, '=') = '\0';
+    snprintf(buf, 1024, "$argon2id$v=19$%s$%s$%s", params, sb, hb);
+    return buf;
+}
+
+/* The error for "a:<hash>" alone. */
+static void expect_hash_error(const char *hash, const char *what)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), "a:%s\n", hash);
+    expect_error(text, 1, what);
+}
+
+Test(passwd, argon2id_known_answers_and_wrong_passwords)
+{
+    char err[256] = "";
+    struct passwd_db *db = load_text(A2_FILE, err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    for (size_t i = 0; i < sizeof(a2_users) / sizeof(a2_users[0]); i++) {
+        const char *u = a2_users[i].user, *pw = a2_users[i].pw;
+        size_t n = strlen(pw);
+        const struct passwd_entry *e = passwd_find(db, (const uint8_t *)u, strlen(u));
+        cr_assert(e && e->kind == PASSWD_ARGON2ID && e->memory_kib == a2_users[i].m &&
+                      e->iterations == a2_users[i].t && e->lanes == a2_users[i].p &&
+                      e->salt_len == a2_users[i].salt_len && e->hash_len == a2_users[i].hash_len,
+                  "%s", u);
+        cr_assert(check(db, u, pw), "%s", u);
+        /* One byte fewer, one more, a NUL after it, the hash one bit off. */
+        char other[64];
+        snprintf(other, sizeof(other), "%s ", pw);
+        cr_assert_not(n > 0 && passwd_check(e, (const uint8_t *)pw, n - 1), "%s", u);
+        cr_assert_not(check(db, u, other), "%s", u);
+        other[n] = '\0';
+        cr_assert_not(passwd_check(e, (const uint8_t *)other, n + 1), "%s", u);
+        struct passwd_entry flipped = *e;
+        flipped.hash[flipped.hash_len - 1] ^= 1;
+        cr_assert_not(passwd_check(&flipped, (const uint8_t *)pw, n), "%s", u);
+    }
+    passwd_free(db);
+}
+
+/* Each field spoilt, and each bound passed by one. */
+#define A2E_G                                                                                      \
+    "garbled argon2id hash (expected $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>, "  \
+    "salt and hash in unpadded base64)"
+#define A2E_P     "garbled argon2id parameters (expected m=<KiB>,t=<passes>,p=<lanes> in decimal)"
+#define A2E_VER   "unsupported argon2id version (only v=19, what libargon2 writes)"
+#define A2E_S64   "argon2id salt is not valid unpadded base64"
+#define A2E_H64   "argon2id hash is not valid unpadded base64"
+#define A2E_MEM   "argon2id memory cost m over 131072 KiB (128 MiB)"
+#define A2E_TIME  "argon2id time cost t outside 1..32"
+#define A2E_LANES "argon2id parallelism p outside 1..64"
+#define A2E_PER   "argon2id memory cost m under 8 KiB per lane (8 * p)"
+#define A2E_WORK  "argon2id work m * t over 262144 KiB (256 MiB of passes): lower m or t"
+#define A2E_M     "$argon2id$v=19$m=64,t=1,p=1"
+#define A2E_VAR   "unsupported argon2 variant (only $argon2id$ entries are read)"
+#define A2E_B(p)  "$argon2id$v=19$" p A2_SH
+static const struct {
+    const char *hash, *why;
+} a2_bad[] = {
+    {"$argon2i$v=19$m=64,t=1,p=1" A2_SH, A2E_VAR},
+    {"$argon2d$v=19$m=64,t=1,p=1" A2_SH, A2E_VAR},
+    {"$argon2$v=19$m=64,t=1,p=1" A2_SH, UNKNOWN_TYPE},
+    {"$argon2id", A2E_G},
+    {"$argon2id$m=64,t=1,p=1" A2_SH, A2E_G},
+    {A2E_M "$c29tZXNhbHQ", A2E_G},
+    {A2E_M A2_SH "$x", A2E_G},
+    {A2E_M A2_SH "$", A2E_G},
+    {A2E_M "$$CTFhFdXPJO1aFaMaO6Mm5Q", A2E_G},
+    {A2E_M "$c29tZXNhbHQ$", A2E_G},
+    {"$argon2id$x=19$m=64,t=1,p=1" A2_SH, "garbled argon2id hash: no v= version after $argon2id$"},
+    {"$argon2id$v=16$m=64,t=1,p=1" A2_SH, A2E_VER},
+    {"$argon2id$v=019$m=64,t=1,p=1" A2_SH, A2E_VER},
+    /* The parameters: names, order, separators, digits. */
+    {A2E_B("t=1,m=64,p=1"), A2E_P},
+    {A2E_B("m=64,t=1"), A2E_P},
+    {A2E_M ",k=2" A2_SH, A2E_P},
+    {A2E_B("m=64, t=1,p=1"), A2E_P},
+    {A2E_B("M=64,t=1,p=1"), A2E_P},
+    {A2E_B("m=064,t=1,p=1"), A2E_P},
+    {A2E_B("m=+64,t=1,p=1"), A2E_P},
+    {A2E_B("m=,t=1,p=1"), A2E_P},
+    {A2E_B("m=0x40,t=1,p=1"), A2E_P},
+    /* Salt and hash: padding, alphabet, non-zero unused bits, a length no
+     * encoding has. */
+    {A2E_M "$c29tZXNhbHQ=$CTFhFdXPJO1aFaMaO6Mm5Q", A2E_S64},
+    {A2E_M "$c29tZXNhbHR$CTFhFdXPJO1aFaMaO6Mm5Q", A2E_S64},
+    {A2E_M "$c29tZX*hbHQ$CTFhFdXPJO1aFaMaO6Mm5Q", A2E_S64},
+    {A2E_M "$c29tZXNhbHQAA$CTFhFdXPJO1aFaMaO6Mm5Q", A2E_S64},
+    {A2E_M A2_SH "==", A2E_H64},
+    {A2E_M "$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5R", A2E_H64},
+    {A2E_M "$c29tZXNhbHQ$CTFhFdXPJO1a_aMaO6Mm5Q", A2E_H64},
+    {A2E_M A2_SH "AAA", A2E_H64},
+    /* The bounds; RFC 9106's first recommendation (2 GiB) among them. */
+    {A2E_B("m=131073,t=1,p=1"), A2E_MEM},
+    {A2E_B("m=2097152,t=1,p=4"), A2E_MEM},
+    {A2E_B("m=99999999999999999999999,t=1,p=1"), A2E_MEM},
+    {A2E_B("m=64,t=0,p=1"), A2E_TIME},
+    {A2E_B("m=64,t=33,p=1"), A2E_TIME},
+    {A2E_B("m=64,t=4294967296,p=1"), A2E_TIME},
+    {A2E_B("m=64,t=1,p=0"), A2E_LANES},
+    {A2E_B("m=1024,t=1,p=65"), A2E_LANES},
+    {A2E_B("m=7,t=1,p=1"), A2E_PER},
+    {A2E_B("m=31,t=1,p=4"), A2E_PER},
+    {A2E_B("m=131072,t=3,p=1"), A2E_WORK},
+    {A2E_B("m=8193,t=32,p=1"), A2E_WORK},
+};
+
+Test(passwd, argon2id_malformed_and_out_of_bounds)
+{
+    for (size_t i = 0; i < sizeof(a2_bad) / sizeof(a2_bad[0]); i++)
+        expect_hash_error(a2_bad[i].hash, a2_bad[i].why);
+    /* What the cases spoil loads, and so does each ceiling: m, m * t, t, p,
+     * 8 KiB per lane, salt and hash of 64 bytes (A2_SH's are 8 and 16). */
+    const char *loads[] = {A2E_M A2_SH,
+                           A2E_B("m=131072,t=2,p=1"),
+                           A2E_B("m=8192,t=32,p=1"),
+                           A2E_B("m=512,t=1,p=64"),
+                           A2E_B("m=8,t=1,p=1"),
+                           A2E_B("m=32,t=1,p=4"),
+                           ha2("m=64,t=1,p=1", 64, 64)};
+    char text[1024], err[512] = "";
+    for (size_t i = 0; i < sizeof(loads) / sizeof(loads[0]); i++) {
+        snprintf(text, sizeof(text), "a:%s\n", loads[i]);
+        struct passwd_db *db = load_text(text, err, sizeof(err));
+        cr_assert_not_null(db, "%s: %s", loads[i], err);
+        passwd_free(db);
+    }
+    expect_hash_error(ha2("m=64,t=1,p=1", 7, 32), "argon2id salt is 7 bytes, expected 8 to 64");
+    expect_hash_error(ha2("m=64,t=1,p=1", 65, 32), "argon2id salt is 65 bytes, expected 8 to 64");
+    expect_hash_error(ha2("m=64,t=1,p=1", 16, 15), "argon2id hash is 15 bytes, expected 16 to 64");
+    expect_hash_error(ha2("m=64,t=1,p=1", 16, 65), "argon2id hash is 65 bytes, expected 16 to 64");
+}
+
+Test(passwd, mixed_file_of_every_kind)
+{
+    /* data/passwd ($7$, $6$, SCRAM) and the argon2id entries after a comment. */
+    static char buf[64 * 1024];
+    size_t n = read_data_file(buf, sizeof(buf) - 4096);
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "# mosquitto 2.1\n%s", A2_FILE);
+    char err[256] = "";
+    struct passwd_db *db = parse(buf, n, err, sizeof(err));
+    cr_assert(db && passwd_count(db) == 16, "%s", err);
+    static const char *const users[][2] = {{"alice", "correct horse"},
+                                           {"bob", "hunter2"},
+                                           {"sasha", "correct horse"},
+                                           {"cheap", "hunter2"}};
+    for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
+        cr_assert(check(db, users[i][0], users[i][1]), "%s", users[i][0]);
+        cr_assert_not(check(db, users[i][0], "wrong"), "%s", users[i][0]);
+    }
+    /* Six argon2id, five $7$, all shapes once: the costliest, kat's. */
+    const struct passwd_entry *d = passwd_decoy_entry(db);
+    cr_assert_eq(d->kind, PASSWD_ARGON2ID);
+    cr_assert(d->memory_kib == 65536 && d->iterations == 2 && d->lanes == 1);
+    passwd_free(db);
+}
+
+Test(passwd, argon2id_decoy_copies_the_most_common_shape)
+{
+    struct passwd_db *db;
+    char text[4096];
+    /* The shape two entries share beats the shape of one. */
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\n", ha2("m=64,t=1,p=1", 16, 32),
+             ha2("m=64,t=1,p=1", 16, 32), ha2("m=256,t=2,p=4", 20, 24));
+    const struct passwd_entry *d = decoy_of(text, &db);
+    cr_assert(d->kind == PASSWD_ARGON2ID && d->memory_kib == 64 && d->iterations == 1 &&
+              d->lanes == 1 && d->salt_len == 16 && d->hash_len == 32);
+    cr_assert_not(passwd_check_decoy(db, (const uint8_t *)"x", 1));
+    struct passwd_entry c;
+    cr_assert(passwd_decoy_copy(db, &c) && c.user == NULL);
+    passwd_free(db);
+    cr_assert(c.memory_kib == 64 && c.lanes == 1 && c.hash_len == 32);
+
+    /* A tie goes to the costlier shape, taken whole: never m=8192 with t=32. */
+    snprintf(text, sizeof(text), "a:%s\nb:%s\n", ha2("m=8192,t=1,p=1", 16, 32),
+             ha2("m=64,t=32,p=2", 8, 64));
+    d = decoy_of(text, &db);
+    cr_assert(d->kind == PASSWD_ARGON2ID && d->memory_kib == 8192 && d->iterations == 1 &&
+              d->lanes == 1);
+    passwd_free(db);
+
+    /* Tied with $7$ and SCRAM, argon2id wins as the costliest kind. */
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\n", A2_MOSQ, h7(50, 12, 64),
+             hs(4096, 16, 64, 64));
+    d = decoy_of(text, &db);
+    cr_assert(d->kind == PASSWD_ARGON2ID && d->memory_kib == 47104 && d->iterations == 1 &&
+              d->salt_len == 64 && d->hash_len == 64);
+    cr_assert_not(passwd_check_decoy(db, (const uint8_t *)"correct horse battery", 21));
+    passwd_free(db);
+}
+
+Test(passwd, decoy_key_of_a_file_without_argon2id_is_unchanged)
+{
+    /* data/passwd's decoy key as the parser computed it before it read
+     * argon2id: made-up SCRAM salts of such files stay what they were. */
+    static const uint8_t before[64] =
+        "\x6a\x1a\xc0\xd8\x8a\x39\x84\x10\xb1\x69\xaf\x58\x65\x0d\x2d\xda\xf0\xbc\xe6\x45\x4b\xef"
+        "\x00\x61\xbf\x6c\xf2\x0c\x3c\x18\x5d\x45\xdc\xfa\xe5\xf3\xbf\x1a\x64\x13\x4b\x87\x99\xa6"
+        "\xb2\x0f\xb5\xc1\x5f\x5d\xe6\xe9\xff\x9d\x80\x52\xc6\x4e\x1b\x68\x44\xb2\x81\x4b";
+    char err[256] = "";
+    struct passwd_db *db = load_data_file(err, sizeof(err));
+    cr_assert_not_null(db, "%s", err);
+    cr_assert_arr_eq(passwd_decoy_key(db), before, 64);
+    passwd_free(db);
+    /* An argon2id entry's m and p are part of it. */
+    static const char *const shapes[] = {"m=64,t=1,p=1", "m=72,t=1,p=1", "m=64,t=1,p=2"};
+    uint8_t k[3][64];
+    for (size_t i = 0; i < 3; i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), "a:%s\n", ha2(shapes[i], 16, 32));
+        decoy_key_of(text, k[i]);
+    }
+    cr_assert(memcmp(k[0], k[1], 64) != 0 && memcmp(k[0], k[2], 64) != 0);
+}
+
+/* passwd_hash_line, what ringmq-passwd writes with. */
+
+Test(passwd, hash_line_writes_what_loads_and_checks)
+{
+    /* mosquitto's shapes: 12-byte salts for $6$/$7$, 64 for argon2id. */
+    static const struct {
+        uint8_t kind;
+        const char *prefix;
+        size_t salt_len;
+    } kinds[] = {
+        {PASSWD_ARGON2ID, "u:$argon2id$v=19$m=47104,t=1,p=1$", 64},
+        {PASSWD_PBKDF2_SHA512, "u:$7$4096$", 12},
+        {PASSWD_SHA512, "u:$6$", 12},
+        {PASSWD_SCRAM_SHA512, "u:SCRAM-SHA-512$4096:", 16},
+    };
+    static const char pw[] = "pä:ss word";
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        struct passwd_hash_spec sp;
+        uint8_t salt[PASSWD_SALT_MAX];
+        char line[1024], err[256] = "";
+        cr_assert(passwd_hash_spec_default(kinds[i].kind, &sp));
+        cr_assert_eq(RAND_bytes(salt, sizeof(salt)), 1);
+        int n = passwd_hash_line((const uint8_t *)"u", 1, (const uint8_t *)pw, strlen(pw), &sp,
+                                 salt, sp.salt_len, line, sizeof(line));
+        cr_assert(n > 0 && strlen(line) == (size_t)n, "kind %u", kinds[i].kind);
+        cr_assert_eq(strncmp(line, kinds[i].prefix, strlen(kinds[i].prefix)), 0, "%s", line);
+        struct passwd_db *db = load_text(line, err, sizeof(err));
+        cr_assert_not_null(db, "%s: %s", line, err);
+        const struct passwd_entry *e = passwd_find(db, (const uint8_t *)"u", 1);
+        cr_assert(e->kind == kinds[i].kind && e->salt_len == kinds[i].salt_len);
+        cr_assert(check(db, "u", pw));
+        cr_assert_not(check(db, "u", "pä:ss wor"));
+        passwd_free(db);
+        /* libargon2's own reader takes what passwd_hash_line wrote. */
+        if (kinds[i].kind == PASSWD_ARGON2ID)
+            cr_assert(argon2id_verify(line + 2, pw, strlen(pw)) == ARGON2_OK &&
+                      argon2id_verify(line + 2, pw, strlen(pw) - 1) != ARGON2_OK);
+    }
+    struct passwd_hash_spec sp;
+    cr_assert(passwd_hash_spec_default(PASSWD_ARGON2ID, &sp) && sp.hash_len == 64);
+    cr_assert_not(passwd_hash_spec_default(5, &sp));
+    /* An empty password with 64 lanes: what argon2id_hash_encoded(2, 512,
+     * 64, "", 0, "saltsalt", 8, 16, ...) writes. */
+    sp = (struct passwd_hash_spec){PASSWD_ARGON2ID, 2, 512, 64, 16, 8};
+    char line[1024];
+    cr_assert_gt(passwd_hash_line((const uint8_t *)"e", 1, NULL, 0, &sp,
+                                  (const uint8_t *)"saltsalt", 8, line, sizeof(line)),
+                 0);
+    cr_assert_str_eq(line, "e:$argon2id$v=19$m=512,t=2,p=64$c2FsdHNhbHQ$x0DxcoGge1/gMVbhjUW1mg");
+}
+
+Test(passwd, hash_line_refuses_what_would_not_load)
+{
+    struct passwd_hash_spec ok, pb;
+    cr_assert(passwd_hash_spec_default(PASSWD_ARGON2ID, &ok));
+    cr_assert(passwd_hash_spec_default(PASSWD_PBKDF2_SHA512, &pb));
+    ok.memory_kib = 64; /* cheap */
+    static const uint8_t salt[PASSWD_SALT_MAX] = {1};
+    char line[1024];
+#define LINE(user, sp, slen, outlen)                                                               \
+    passwd_hash_line((const uint8_t *)(user), strlen(user), (const uint8_t *)"pw", 2, (sp), salt,  \
+                     (slen), line, (outlen))
+    static const char *const bad_users[] = {
+        "", "a:b", "a\nb", "a\tb", "a\x01", "a\x7f", " a", "a ", "#a", "\xEF\xBB\xBFz", "\xff",
+    };
+    for (size_t i = 0; i < sizeof(bad_users) / sizeof(bad_users[0]); i++) {
+        cr_assert_eq(LINE(bad_users[i], &ok, 64, sizeof(line)), -1, "user %zu", i);
+        cr_assert_not(passwd_user_valid((const uint8_t *)bad_users[i], strlen(bad_users[i])));
+    }
+    cr_assert(passwd_user_valid((const uint8_t *)"zoë a", 6) && !passwd_user_valid(NULL, 0));
+    const struct {
+        struct passwd_hash_spec sp;
+        size_t salt_len;
+    } bad[] = {
+        {{PASSWD_ARGON2ID, 1, PASSWD_ARGON2_MEMORY_KIB_MAX + 1, 1, 64, 64}, 64},
+        {{PASSWD_ARGON2ID, 0, 64, 1, 64, 64}, 64},
+        {{PASSWD_ARGON2ID, PASSWD_ARGON2_TIME_MAX + 1, 64, 1, 64, 64}, 64},
+        {{PASSWD_ARGON2ID, 1, 64, 0, 64, 64}, 64},
+        {{PASSWD_ARGON2ID, 1, 64, 9, 64, 64}, 64}, /* m under 8 * p */
+        {{PASSWD_ARGON2ID, 3, 131072, 1, 64, 64}, 64},
+        {{PASSWD_ARGON2ID, 1, 64, 1, PASSWD_ARGON2_HASH_MIN - 1, 64}, 64},
+        {{PASSWD_ARGON2ID, 1, 64, 1, PASSWD_KEY_LEN + 1, 64}, 64},
+        {ok, PASSWD_ARGON2_SALT_MIN - 1},
+        {ok, PASSWD_SALT_MAX + 1},
+        {pb, 0},
+        {{PASSWD_PBKDF2_SHA512, 0, 0, 0, 0, 12}, 12},
+        {{PASSWD_PBKDF2_SHA512, PASSWD_ITERATIONS_MAX + 1, 0, 0, 0, 12}, 12},
+        {{5, 1, 64, 1, 64, 64}, 64},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(LINE("u", &bad[i].sp, bad[i].salt_len, sizeof(line)), -1, "case %zu", i);
+    cr_assert_gt(LINE("u", &pb, 1, sizeof(line)), 0);
+    /* Room for the line and its NUL, and one byte less. */
+    int n = LINE("u", &ok, 64, sizeof(line));
+    cr_assert_gt(n, 0);
+    cr_assert_eq(LINE("u", &ok, 64, (size_t)n + 1), n);
+    cr_assert_eq(LINE("u", &ok, 64, (size_t)n), -1);
+#undef LINE
 }
