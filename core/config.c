@@ -85,6 +85,7 @@ void config_init(struct config *c)
     c->memory_limit = 0;
     c->sys_interval_s = 10;
     c->auth_threads = 1;
+    c->auth_cache_s = AUTH_CACHE_S_DEFAULT;
     c->tls_ticket_rotation_s = CONFIG_TICKET_ROTATION_DEFAULT;
     c->listener_count = 0;
     for (uint32_t i = 0; i < LISTENERS_MAX; i++)
@@ -252,21 +253,6 @@ static int set_log_level(struct parser *p)
     return config_fail(p,
                        "`log_level' value `%s' is not one of error, warning, notice, info, debug",
                        p->values[0]);
-}
-
-/* Global before the first listener line; inside a block it overrides the
- * global value for that listener only (config_finish() resolves the rest). */
-static int set_allow_anonymous(struct parser *p)
-{
-    bool b = false;
-    if (config_value_bool(p, &b) != 0)
-        return -1;
-    int v = b ? CONFIG_TRUE : CONFIG_FALSE;
-    if (p->listener != NULL)
-        p->listener->allow_anonymous = v;
-    else
-        p->c->allow_anonymous = v;
-    return 0;
 }
 
 static int set_max_packet_size(struct parser *p)
@@ -679,20 +665,6 @@ static int set_protocol(struct parser *p)
     return config_fail(p, "`protocol' value `%s' is not mqtt or websockets", p->values[0]);
 }
 
-/* Kept as written, relative to the working directory like mosquitto's; the
- * security snapshot opens it and reports its own file:line errors. The
- * value is one word: a path with spaces is refused, not cut short. */
-static int set_password_file(struct parser *p)
-{
-    const char *v = p->values[0];
-    if (strlen(v) >= sizeof(p->c->password_file))
-        return config_fail(p, "`password_file' path is longer than %u bytes",
-                           (unsigned)sizeof(p->c->password_file) - 1);
-    snprintf(p->c->password_file, sizeof(p->c->password_file), "%s", v);
-    p->c->password_file_line = p->line;
-    return 0;
-}
-
 /* Seconds each session-ticket key issues tickets; 0: no tickets (every
  * reconnect is a full handshake). */
 static int set_tls_ticket_rotation(struct parser *p)
@@ -736,6 +708,15 @@ struct option {
  * file that sets max_packet_size below its listener means it globally. */
 /* Threads that check CONNECT passwords off the shards (0: on the shard,
  * which stalls its other clients for the whole hash). */
+static int set_auth_cache_seconds(struct parser *p)
+{
+    uint64_t n = 0;
+    if (config_value_uint(p, 0, AUTH_CACHE_S_MAX, 0, &n) != 0)
+        return -1;
+    p->c->auth_cache_s = (uint32_t)n;
+    return 0;
+}
+
 static int set_auth_threads(struct parser *p)
 {
     uint64_t n = 0;
@@ -748,7 +729,8 @@ static int set_auth_threads(struct parser *p)
 static const struct option options[] = {
     {"shards", set_shards, SCOPE_GLOBAL, 1},
     {"log_level", set_log_level, SCOPE_GLOBAL, 1},
-    {"allow_anonymous", set_allow_anonymous, SCOPE_ANY, 1},
+    {"per_listener_settings", config_set_per_listener_settings, SCOPE_GLOBAL, 1},
+    {"allow_anonymous", config_set_allow_anonymous, SCOPE_ANY, 1},
     {"max_packet_size", set_max_packet_size, SCOPE_GLOBAL, 1},
     {"max_keepalive", set_max_keepalive, SCOPE_GLOBAL, 1},
     {"max_inflight_messages", set_max_inflight_messages, SCOPE_GLOBAL, 1},
@@ -770,8 +752,10 @@ static const struct option options[] = {
     {"memory_limit", set_memory_limit, SCOPE_GLOBAL, 1},
     {"sys_interval", set_sys_interval, SCOPE_GLOBAL, 1},
     {"listener", set_listener, SCOPE_GLOBAL, 2},
-    {"password_file", set_password_file, SCOPE_GLOBAL, 1},
+    {"password_file", config_set_password_file, SCOPE_ANY, 1},
+    {"acl_file", config_set_acl_file, SCOPE_ANY, 1},
     {"auth_threads", set_auth_threads, SCOPE_GLOBAL, 1},
+    {"auth_cache_seconds", set_auth_cache_seconds, SCOPE_GLOBAL, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
@@ -795,7 +779,6 @@ static const struct option options[] = {
  * that is more open than its operator wrote. */
 static const char *const mosquitto_only[] = {
     "accept_protocol_versions",
-    "acl_file",
     "address",
     "addresses",
     "allow_duplicate_messages",
@@ -838,7 +821,6 @@ static const char *const mosquitto_only[] = {
     "notifications",
     "notifications_local_only",
     "password",
-    "per_listener_settings",
     "persistence",
     "persistence_file",
     "persistence_location",
@@ -996,12 +978,6 @@ int config_finish(struct config *c, char *err, size_t errlen)
         listener_reset(&c->listeners[0], 1883, "127.0.0.1", 0);
         c->listener_count = 1;
     }
-    if (c->auth_methods && c->password_file[0] == '\0') {
-        snprintf(where, sizeof(where), "%s:%d", c->source, c->auth_methods_line);
-        return report(err, errlen, where,
-                      "`auth_methods' needs a password_file (SCRAM-SHA-512 works from its "
-                      "SCRAM-SHA-512$ entries)");
-    }
     /* A CONNECT is a packet too: max_packet_size bounds it whatever
      * max_connect_size says. Saying more in the file is a contradiction
      * worth stopping for; the default just follows a smaller
@@ -1022,6 +998,7 @@ int config_finish(struct config *c, char *err, size_t errlen)
                       (unsigned)LISTENERS_MAX);
     }
 
+    config_auth_files(c);
     for (uint32_t i = 0; i < c->listener_count; i++) {
         struct config_listener *l = &c->listeners[i];
         struct addr a;
@@ -1035,12 +1012,27 @@ int config_finish(struct config *c, char *err, size_t errlen)
             return -1;
         if (l->allow_anonymous != CONFIG_UNSET)
             continue;
-        if (c->allow_anonymous != CONFIG_UNSET)
+        if (c->allow_anonymous != CONFIG_UNSET) {
             l->allow_anonymous = c->allow_anonymous;
-        else
-            /* With no word from the operator, only a listener that the
-             * outside world cannot reach lets clients in without a name. */
-            l->allow_anonymous = addr_is_loopback(&a) ? CONFIG_TRUE : CONFIG_FALSE;
+            continue;
+        }
+        /* With no word from the operator, only a listener that the outside
+         * world cannot reach, and that has no password file, lets clients
+         * in without a name (mosquitto 2.0 refuses them on every listener
+         * a config defines). */
+        bool open = addr_is_loopback(&a) && l->password_file[0] == '\0';
+        l->allow_anonymous = open ? CONFIG_TRUE : CONFIG_FALSE;
+        l->anonymous_by_default = open;
+    }
+    config_auth_finish(c);
+    bool passwd = false;
+    for (uint32_t i = 0; i < c->listener_count; i++)
+        passwd = passwd || c->listeners[i].password_file[0] != '\0';
+    if (c->auth_methods && !passwd) {
+        snprintf(where, sizeof(where), "%s:%d", c->source, c->auth_methods_line);
+        return report(err, errlen, where,
+                      "`auth_methods' needs a password_file (SCRAM-SHA-512 works from its "
+                      "SCRAM-SHA-512$ entries)");
     }
     return 0;
 }

@@ -23,6 +23,7 @@ enum config_log_level {
 };
 
 #define CONFIG_PATH_MAX     1024
+#define CONFIG_WARNINGS_MAX 32
 #define CONFIG_CIPHERS_MAX  512 /* a TLS 1.2 cipher list */
 #define CONFIG_PSK_HINT_MAX 128
 /* certfile/keyfile pairs per listener: the first serves clients that name
@@ -90,12 +91,20 @@ struct config_tls {
 };
 
 struct config_listener {
-    uint16_t port;            /* 0: an ephemeral port (tests) */
-    char address[64];         /* numeric IPv4/IPv6 or "" for all addresses */
-    int allow_anonymous;      /* enum config_tristate; resolved by config_finish() */
-    uint32_t max_connections; /* 0: unlimited */
-    int line;                 /* where the block starts, for messages */
+    uint16_t port;             /* 0: an ephemeral port (tests) */
+    char address[64];          /* numeric IPv4/IPv6 or "" for all addresses */
+    int allow_anonymous;       /* enum config_tristate; resolved by config_finish() */
+    bool anonymous_by_default; /* allowed by ringmq's loopback default, not by the file */
+    uint32_t max_connections;  /* 0: unlimited */
+    int line;                  /* where the block starts, for messages */
     struct config_tls tls;
+    /* The credentials and ACL that apply here: with per_listener_settings
+     * the block's own, else the global ones (config_finish copies them).
+     * "" = none. */
+    char password_file[CONFIG_PATH_MAX];
+    int password_file_line;
+    char acl_file[CONFIG_PATH_MAX];
+    int acl_file_line;
 };
 
 struct config {
@@ -105,7 +114,15 @@ struct config {
     bool cpu_affinity; /* pin shard N to CPU N mod online CPUs */
     enum config_log_level log_level;
 
-    int allow_anonymous; /* global default, enum config_tristate */
+    /* mosquitto 2.0's scoping of allow_anonymous, password_file and
+     * acl_file (core/config_auth.c): global wherever they stand, unless
+     * per_listener_settings (which must come before them). */
+    bool per_listener_settings;
+    int per_listener_settings_line;
+    int allow_anonymous;          /* global, enum config_tristate */
+    int allow_anonymous_in_block; /* line of one inside a listener block (global anyway) */
+    int auth_first_line;          /* the first of those keys, for per_listener_settings */
+    char auth_first_key[32];
 
     uint32_t max_packet_size;       /* bytes, 1..PACKET_SIZE_MAX */
     uint16_t max_keepalive_s;       /* clients asking more get this (5.0: server keep alive) */
@@ -136,11 +153,18 @@ struct config {
     int memory_limit_line;   /* 0: not set in the file */
     uint32_t sys_interval_s; /* $SYS publication period, 0 = off */
     uint32_t auth_threads;   /* password-check threads, 0..AUTH_THREADS_MAX; 0 = on the shard */
+    /* How long a verified password is let in again without hashing
+     * (security/cred_cache.h), 0..AUTH_CACHE_S_MAX; 0: never. */
+    uint32_t auth_cache_s;
 
     /* Credentials: mosquitto's password file (security/passwd.h), read at
      * start-up by the security snapshot; "" = none. */
     char password_file[CONFIG_PATH_MAX];
     int password_file_line;
+    /* mosquitto's acl_file (security/acl.h); "" = no ACL: every client
+     * that logged in may publish and subscribe anywhere but $SYS. */
+    char acl_file[CONFIG_PATH_MAX];
+    int acl_file_line;
     /* MQTT 5.0 enhanced authentication methods offered (enum
      * config_auth_method bits); 0: a CONNECT naming a method gets 0x8C. */
     uint32_t auth_methods;
@@ -148,6 +172,10 @@ struct config {
     uint32_t tls_ticket_rotation_s; /* 0: no session tickets */
     uint32_t listener_count;
     struct config_listener listeners[LISTENERS_MAX];
+    /* What config_finish found worth saying that does not stop the start
+     * ("file:line: ..."): main.c logs them, --test-config prints them. */
+    uint32_t warning_count;
+    char warnings[CONFIG_WARNINGS_MAX][320];
 };
 
 /* Defaults and bounds of keys whose range is a policy, not a protocol

@@ -1,5 +1,5 @@
 /*
- * What config.c and config_tls.c share: the parse state and the helpers
+ * What config.c, config_tls.c and config_auth.c share: the parse state and the helpers
  * that report "source:line: what is wrong". Not for other files.
  */
 #ifndef RINGMQ_CONFIG_INTERNAL_H
@@ -53,6 +53,19 @@ int config_set_tls_version(struct parser *p);
 int config_set_ciphers(struct parser *p);
 int config_set_psk_file(struct parser *p);
 int config_set_psk_hint(struct parser *p);
+/* The security keys and their mosquitto scoping (config_auth.c). */
+int config_set_per_listener_settings(struct parser *p);
+int config_set_allow_anonymous(struct parser *p);
+int config_set_password_file(struct parser *p);
+int config_set_acl_file(struct parser *p);
+/* From config_finish(): the files each listener uses (before
+ * allow_anonymous is resolved: a password file changes its default), then,
+ * once it is, the warnings about who can get in. */
+void config_auth_files(struct config *c);
+void config_auth_finish(struct config *c);
+/* Appends a warning to c->warnings (the first CONFIG_WARNINGS_MAX). */
+__attribute__((format(printf, 2, 3))) void config_warn(struct config *c, const char *fmt, ...);
+
 /* A listener's TLS keys taken together, from config_finish(). */
 int config_tls_check(const char *source, struct config_listener *l, char *err, size_t errlen);
 

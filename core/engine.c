@@ -181,6 +181,7 @@ void engine_client_destroy(struct engine *en, struct client *cl, bool unroute)
     flow_client_fini(cl);
     session_fini(&cl->s);
     msg_unref(cl->pending_will);
+    free(cl->acl_memo);
     free(cl->who.username);
     free(cl->who.cert_identity);
     free(cl->id);
@@ -283,7 +284,7 @@ void engine_handle_env(struct engine *en, struct engine_env *e)
         engine_route_ack(en, e->pending);
         break;
     case ENGINE_ENV_SHARED:
-        share_deliver(en, e->key, e->msg);
+        share_deliver(en, e->key, e->msg, e->tried);
         msg_unref(e->msg);
         break;
     case ENGINE_ENV_HOLD:

@@ -277,6 +277,7 @@ struct engine_env {
     void *conn;         /* ENGINE_ENV_ADOPT: the runtime's connection */
     struct msg *msg;    /* ENGINE_ENV_SHARED: one reference */
     uint64_t key;       /* SHARED: the share group; HOLD: the publisher's uid */
+    uint64_t tried;     /* SHARED: shards it visited whose members may not read it */
     uint64_t hash;      /* HOLD: the publisher's client id hash */
     uint64_t holder;    /* HOLD: the holding subscriber's uid */
     uint16_t group_len; /* ROUTE of a shared subscription: group, then filter */

@@ -275,8 +275,9 @@ enum engine_status engine_connect_continue(struct engine_conn *c)
         engine_connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
         return ENGINE_CLOSING;
     }
-    if (r->will && !engine_fx_allowed(en, &c->who, r->client_id, r->client_id_len, ENGINE_WRITE,
-                                      msg_topic(r->will), r->will->topic_len)) {
+    if (r->will && !engine_acl_allowed(en, NULL, &c->who, r->client_id, r->client_id_len,
+                                       ENGINE_WRITE, msg_topic(r->will), r->will->topic_len)) {
+        COUNT(en, acl_denied_will, 1);
         engine_connack_fail(c, MQTT_RC_NOT_AUTHORIZED, "will topic not authorized");
         return ENGINE_CLOSING;
     }
@@ -478,6 +479,8 @@ static bool session_settle(struct engine_conn *c, struct client *cl)
     cl->who = c->who;
     cl->who.username = user;
     cl->who.cert_identity = cert;
+    free(cl->acl_memo); /* answers for the previous identity */
+    cl->acl_memo = NULL;
     return true;
 }
 

@@ -431,9 +431,11 @@ void engine_deliver_local(struct engine *en, struct msg *m)
         struct client *cl = e->cl;
         /* Checked with the receiving session's identity, whether it is
          * connected or not. */
-        if (!engine_fx_allowed(en, &cl->who, cl->id, cl->id_len, ENGINE_READ, msg_topic(m),
-                               m->topic_len))
+        if (!engine_acl_allowed(en, cl, &cl->who, cl->id, cl->id_len, ENGINE_READ, msg_topic(m),
+                                m->topic_len)) {
+            COUNT(en, acl_denied_read, 1);
             continue;
+        }
         struct delivery d = {0}; /* share_key 0: a plain subscription's copy */
         d.msg = msg_ref(m);
         d.qos = m->qos < e->qos ? m->qos : e->qos;

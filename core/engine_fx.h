@@ -54,10 +54,17 @@ void engine_fx_timer(struct engine *en, struct engine_timer *t);
 
 enum engine_access { ENGINE_READ = 1, ENGINE_WRITE = 2, ENGINE_SUBSCRIBE = 4 };
 
-/* May who (with client id) do access on topic (or filter)? */
+/* May who (with client id) do access on topic (or filter)? The engine
+ * asks through engine_acl_allowed (engine_acl.c), which remembers the last
+ * answer per client and kind. */
 bool engine_fx_allowed(const struct engine *en, const struct engine_identity *who,
                        const uint8_t *client_id, size_t client_id_len, enum engine_access access,
                        const uint8_t *topic, size_t len);
+/* The policy a listener's clients are checked against now: 0 when there is
+ * nothing to check (no ACL there: engine_fx_allowed would say yes to
+ * everything), else a number that changes whenever the answers may (the
+ * security snapshot's generation). */
+uint64_t engine_fx_policy(const struct engine *en, uint32_t listener);
 
 /* A CONNECT's username and password (no enhanced authentication). */
 struct engine_login {

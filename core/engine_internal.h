@@ -82,7 +82,19 @@ struct client {
      * connection is gone. */
     struct msg *pending_will;
     uint64_t will_at_ms;
+    /* The last ACL answers for publishing and for reading (engine_acl.c),
+     * allocated at the first check under an ACL. */
+    struct engine_acl_memo *acl_memo;
 };
+
+/* The ACL, with a one-topic memory per client and kind of access: a
+ * publisher that keeps publishing to one topic, and a subscriber that keeps
+ * receiving on one, ask the policy once per snapshot generation. who is the
+ * identity to check (the client's own, or its connection's before the
+ * session exists); cl may be NULL (no memory). */
+bool engine_acl_allowed(struct engine *en, struct client *cl, const struct engine_identity *who,
+                        const uint8_t *client_id, size_t client_id_len, enum engine_access access,
+                        const uint8_t *topic, size_t len);
 
 /* A client uid: its shard in the low 6 bits, the shard's count above. */
 #define FLOW_UID_SHIFT        6u
@@ -210,7 +222,9 @@ bool share_leave(struct engine *en, struct client *cl, const uint8_t *group, siz
                  const uint8_t *filter, size_t flen, uint32_t *count);
 /* Returns the number of share groups the message went to. */
 uint32_t share_route_publish(struct engine *en, struct msg *m);
-void share_deliver(struct engine *en, uint64_t key, struct msg *m);
+/* A shared message for group key, from a shard that chose this one (tried:
+ * the shards that had it already and had no member that could take it). */
+void share_deliver(struct engine *en, uint64_t key, struct msg *m, uint64_t tried);
 /* The client's connection is gone: pass its movable shared messages on. */
 void share_member_gone(struct engine *en, struct client *cl);
 void share_fini(struct engine *en);

@@ -139,6 +139,8 @@ void engine_pending_discard(struct pending_suback *ps)
 }
 
 struct retained_ctx {
+    struct engine *en;
+    struct client *cl; /* who must be allowed to read each one */
     struct pending_suback *ps;
     uint32_t cap;
     uint8_t qos;
@@ -154,6 +156,12 @@ static void on_retained(void *ctx, struct msg *m)
     struct pending_suback *ps = rc->ps;
     if (msg_expired(m, rc->now_ms))
         return; /* the store keeps it until replaced; it is not sent [MQTT-3.3.2-5] */
+    struct client *cl = rc->cl;
+    if (!engine_acl_allowed(rc->en, cl, &cl->who, cl->id, cl->id_len, ENGINE_READ, msg_topic(m),
+                            m->topic_len)) {
+        COUNT(rc->en, acl_denied_read, 1);
+        return; /* a broad filter is granted; what it may not read is not sent */
+    }
     if (ps->retained_n >= RETAINED_BACKLOG_MAX) {
         rc->dropped++; /* rb_append would drop it anyway */
         return;
@@ -274,8 +282,10 @@ static uint8_t subscribe_one(struct engine_conn *c, struct pending_suback *ps,
     topic_shared_split(e->filter.ptr, e->filter.len, &group, &glen, &filter, &flen);
     if (topic_levels(filter, flen) > cfg->max_topic_levels)
         return c->version == MQTT_V5 ? MQTT_RC_TOPIC_FILTER_INVALID : MQTT_RC_UNSPECIFIED_ERROR;
-    if (!engine_fx_allowed(en, &c->who, cl->id, cl->id_len, ENGINE_SUBSCRIBE, filter, flen))
-        return MQTT_RC_NOT_AUTHORIZED;
+    if (!engine_acl_allowed(en, cl, &c->who, cl->id, cl->id_len, ENGINE_SUBSCRIBE, filter, flen)) {
+        COUNT(en, acl_denied_subscribe, 1);
+        return c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_RC_UNSPECIFIED_ERROR;
+    }
     uint8_t qos = e->qos > cfg->max_qos ? cfg->max_qos : e->qos;
     uint64_t opts = (uint64_t)qos | (e->no_local ? OPT_NO_LOCAL : 0) |
                     (e->retain_as_published ? OPT_RAP : 0) | ((uint64_t)e->retain_handling << 4) |
@@ -341,7 +351,7 @@ void engine_handle_subscribe(struct engine_conn *c, const struct mqtt_subscribe 
     ps->c = c;
     ps->packet_id = sp->packet_id;
     ps->count = sp->count;
-    struct retained_ctx rc = {.ps = ps, .cap = 0};
+    struct retained_ctx rc = {.en = c->en, .cl = c->client, .ps = ps, .cap = 0};
     size_t off = 0;
     struct mqtt_sub_entry e;
     uint32_t i = 0;

@@ -129,7 +129,11 @@ _Static_assert(FLOW_HOLD_LEASE_MS < FLOW_STALE_MS, "a lease is shorter than stal
  * 0x89 Server busy: each job holds a copy of its CONNECT (bounded by
  * max_packet_size) and the queue's wait is what an attacker would grow. */
 #define AUTH_THREADS_MAX 16u
-#define AUTH_JOBS_MAX    4096u
+/* auth_cache_seconds: how long a verified password is let in again without
+ * hashing (security/cred_cache.h); a reload forgets sooner. */
+#define AUTH_CACHE_S_DEFAULT 600u
+#define AUTH_CACHE_S_MAX     86400u
+#define AUTH_JOBS_MAX        4096u
 
 /* 5.0 enhanced authentication: the largest Authentication Data the broker
  * sends or accepts in one step (SCRAM messages fit: scram.h). */

@@ -24,6 +24,9 @@ static const char help_limit_refusals[] =
     "CONNECTs (and, at memory_limit, PUBLISHes) refused because a limit was reached, by limit.";
 static const char help_limit_drops[] = "Messages not queued, delivered or retained because a "
                                        "limit was reached, by limit.";
+static const char help_acl_denied[] =
+    "Actions the ACL refused, by action: PUBLISHes, SUBSCRIBE filters, deliveries to a "
+    "subscriber that may not read the topic, CONNECTs for their will topic.";
 
 /* The shard counters come first and in their old order: the SIGUSR1 line
  * lists them in this order. */
@@ -149,6 +152,36 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(tls_resumed),
      .sys_topic = "tls/resumed"},
+    {.name = "ringmq_acl_denied_total",
+     .labels = "action=\"publish\"",
+     .help = help_acl_denied,
+     .kind = METRICS_COUNTER,
+     SHARD(acl_denied_publish),
+     .sys_topic = "acl/denied publish"},
+    {.name = "ringmq_acl_denied_total",
+     .labels = "action=\"subscribe\"",
+     .help = help_acl_denied,
+     .kind = METRICS_COUNTER,
+     SHARD(acl_denied_subscribe),
+     .sys_topic = "acl/denied subscribe"},
+    {.name = "ringmq_acl_denied_total",
+     .labels = "action=\"read\"",
+     .help = help_acl_denied,
+     .kind = METRICS_COUNTER,
+     SHARD(acl_denied_read),
+     .sys_topic = "acl/denied read"},
+    {.name = "ringmq_acl_denied_total",
+     .labels = "action=\"will\"",
+     .help = help_acl_denied,
+     .kind = METRICS_COUNTER,
+     SHARD(acl_denied_will),
+     .sys_topic = "acl/denied will"},
+    {.name = "ringmq_auth_cache_hits_total",
+     .help = "CONNECT passwords let in from the cache of recently verified credentials, without "
+             "hashing.",
+     .kind = METRICS_COUNTER,
+     SHARD(auth_cache_hits),
+     .sys_topic = "auth/cache hits"},
 
     /* Broker-wide values, read by the caller. */
     {.name = "ringmq_uptime_seconds",

@@ -54,6 +54,14 @@ struct metrics_shard {
     atomic_uint_fast64_t tls_handshakes; /* TLS handshakes completed */
     atomic_uint_fast64_t tls_failures;   /* TLS handshakes or records refused */
     atomic_uint_fast64_t tls_resumed;    /* of tls_handshakes: resumed from a ticket */
+    /* Refused by the ACL: PUBLISHes, SUBSCRIBE filters, deliveries (a
+     * message a subscriber's filter matched but it may not read, retained
+     * ones included) and CONNECTs for their will topic. */
+    atomic_uint_fast64_t acl_denied_publish;
+    atomic_uint_fast64_t acl_denied_subscribe;
+    atomic_uint_fast64_t acl_denied_read;
+    atomic_uint_fast64_t acl_denied_will;
+    atomic_uint_fast64_t auth_cache_hits; /* passwords let in from the verified-credential cache */
 };
 
 enum metrics_kind {

@@ -191,6 +191,14 @@ static bool member_ready(const struct share_member *m, uint8_t qos)
     return cl->s.queued == 0 && cl->s.inflight_live < cl->s.window;
 }
 
+/* The ACL, with the member's own identity (each member may have another). */
+static bool member_may_read(struct engine *en, const struct share_member *m, const struct msg *msg)
+{
+    struct client *cl = m->cl;
+    return engine_acl_allowed(en, cl, &cl->who, cl->id, cl->id_len, ENGINE_READ, msg_topic(msg),
+                              msg->topic_len);
+}
+
 static void deliver_to_member(struct engine *en, struct share_group *g, struct share_member *m,
                               struct msg *msg)
 {
@@ -210,14 +218,16 @@ static void deliver_to_member(struct engine *en, struct share_group *g, struct s
 }
 
 /* Picks a member round-robin: the next one that can take the message now,
- * else the next connected one, else the next one (its session queues it). */
-static void group_deliver(struct engine *en, struct share_group *g, struct msg *msg,
+ * else the next connected one, else the next one (its session queues it),
+ * among those the ACL lets read it. False when none here may. */
+static bool group_deliver(struct engine *en, struct share_group *g, struct msg *msg,
                           const struct client *avoid)
 {
     uint32_t n = g->count;
     if (n == 0)
-        return;
+        return true; /* nobody to refuse it: dropped as before */
     struct share_member *pick = NULL;
+    uint32_t denied = 0;
     for (int pass = 0; pass < 3 && !pick; pass++) {
         for (uint32_t k = 0; k < n; k++) {
             struct share_member *m = &g->members[(g->rr + k) % n];
@@ -226,6 +236,10 @@ static void group_deliver(struct engine *en, struct share_group *g, struct msg *
             bool ok = pass == 0   ? member_ready(m, msg->qos)
                       : pass == 1 ? (m->cl->conn && m->cl->conn->phase == ENGINE_ACTIVE)
                                   : true;
+            if (ok && !member_may_read(en, m, msg)) {
+                denied++;
+                continue;
+            }
             if (ok) {
                 pick = m;
                 g->rr = (uint32_t)((m - g->members) + 1) % n;
@@ -235,10 +249,11 @@ static void group_deliver(struct engine *en, struct share_group *g, struct msg *
     }
     if (pick)
         deliver_to_member(en, g, pick, msg);
+    return pick || !denied;
 }
 
-static void dispatch(struct engine *en, struct hits *h, uint64_t key, struct msg *msg,
-                     bool prefer_other);
+static bool dispatch(struct engine *en, struct hits *h, uint64_t key, struct msg *msg,
+                     uint64_t tried);
 
 /* Does the replica name a member of the group key on another shard? */
 static bool member_elsewhere(const struct engine *en, const struct hits *h, uint64_t key)
@@ -249,34 +264,40 @@ static bool member_elsewhere(const struct engine *en, const struct hits *h, uint
     return false;
 }
 
-void share_deliver(struct engine *en, uint64_t key, struct msg *msg)
+#define SHARD_BIT(s) (UINT64_C(1) << (s))
+_Static_assert(SHARDS_MAX <= 64, "a bit per shard in a shared delivery's tried mask");
+
+void share_deliver(struct engine *en, uint64_t key, struct msg *msg, uint64_t tried)
 {
     struct share_group *g = group_find(en, key);
-    if (g) {
-        group_deliver(en, g, msg, NULL);
+    if (g && group_deliver(en, g, msg, NULL))
         return;
-    }
-    /* The group's last member here left after the sender chose us: its
-     * replica entries here are gone already (share_leave updates this
-     * shard's replica before it tells the others), so the message goes on
-     * to a member on another shard. Route changes and messages between two
-     * shards travel in one FIFO queue, so the next shard has applied this
-     * one's removal before it sees the message: no ping-pong. Dropped only
-     * when the group has no member left anywhere. */
+    /* Either no member here may read it (the ACL: members may have other
+     * rights), or the group's last member here left after the sender chose
+     * us: its replica entries here are gone already (share_leave updates
+     * this shard's replica before it tells the others). The message goes
+     * on to a shard with members that has not had it yet (tried: one bit
+     * per shard, so it visits each at most once). Route changes and
+     * messages between two shards travel in one FIFO queue, so the next
+     * shard has applied this one's removal before it sees the message.
+     * Dropped only when no member anywhere may take it. */
+    tried |= SHARD_BIT(en->id);
     struct hits *h = &share_retry;
     h->n = 0;
     trie_match(en->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
-    if (!member_elsewhere(en, h, key)) {
-        COUNT(en, msgs_dropped, 1);
-        return;
+    if (!dispatch(en, h, key, msg, tried)) {
+        if (g)
+            COUNT(en, acl_denied_read, 1);
+        else
+            COUNT(en, msgs_dropped, 1);
     }
-    dispatch(en, h, key, msg, true);
 }
 
-static void send_to_shard(struct engine *en, unsigned to, uint64_t key, struct msg *msg)
+static void send_to_shard(struct engine *en, unsigned to, uint64_t key, struct msg *msg,
+                          uint64_t tried)
 {
     if (to == en->id) {
-        share_deliver(en, key, msg);
+        share_deliver(en, key, msg, tried);
         return;
     }
     struct engine_env *e = calloc(1, sizeof(*e));
@@ -287,25 +308,21 @@ static void send_to_shard(struct engine *en, unsigned to, uint64_t key, struct m
     e->type = ENGINE_ENV_SHARED;
     e->from_shard = (uint16_t)en->id;
     e->key = key;
+    e->tried = tried;
     e->msg = msg_ref(msg);
     engine_fx_post(en, to, engine_env_item(e));
 }
 
-/* Among the hits for one key, the shards holding members: one is chosen
- * round-robin (prefer_other: another shard than this one if there is). */
-static void dispatch(struct engine *en, struct hits *h, uint64_t key, struct msg *msg,
-                     bool prefer_other)
+/* Among the hits for one key, the shards holding members that are not in
+ * tried: one is chosen round-robin. False when there is none. */
+static bool dispatch(struct engine *en, struct hits *h, uint64_t key, struct msg *msg,
+                     uint64_t tried)
 {
-    uint32_t nc = 0, others = 0;
-    for (uint32_t i = 0; i < h->n; i++) {
-        if (h->v[i].key == key) {
-            nc++;
-            others += h->v[i].shard != en->id;
-        }
-    }
+    uint32_t nc = 0;
+    for (uint32_t i = 0; i < h->n; i++)
+        nc += h->v[i].key == key && !(tried & SHARD_BIT(h->v[i].shard));
     if (nc == 0)
-        return;
-    bool skip_self = prefer_other && others > 0;
+        return false;
     /* A turn counter per group: one shared by all groups would hand each
      * of two groups matching the same topics only every other value. A
      * small direct-mapped table is enough: a collision only restarts a
@@ -315,15 +332,16 @@ static void dispatch(struct engine *en, struct hits *h, uint64_t key, struct msg
         rr->key = key;
         rr->next = 0;
     }
-    uint32_t pick = rr->next++ % (skip_self ? others : nc);
+    uint32_t pick = rr->next++ % nc;
     for (uint32_t i = 0; i < h->n; i++) {
-        if (h->v[i].key != key || (skip_self && h->v[i].shard == en->id))
+        if (h->v[i].key != key || (tried & SHARD_BIT(h->v[i].shard)))
             continue;
         if (pick-- == 0) {
-            send_to_shard(en, h->v[i].shard, key, msg);
-            return;
+            send_to_shard(en, h->v[i].shard, key, msg, tried);
+            return true;
         }
     }
+    return false;
 }
 
 uint32_t share_route_publish(struct engine *en, struct msg *msg)
@@ -338,7 +356,7 @@ uint32_t share_route_publish(struct engine *en, struct msg *msg)
         for (uint32_t j = 0; j < i && !seen; j++)
             seen = h->v[j].key == h->v[i].key;
         if (!seen) {
-            dispatch(en, h, h->v[i].key, msg, false);
+            dispatch(en, h, h->v[i].key, msg, 0);
             groups++;
         }
     }
@@ -375,7 +393,7 @@ static void redispatch_one(void *ctx, struct delivery *d)
         h->n = 0;
         trie_match(en->share_routes, msg_topic(msg), msg->topic_len, on_share_route, h);
         if (member_elsewhere(en, h, d->share_key)) {
-            dispatch(en, h, d->share_key, msg, true);
+            dispatch(en, h, d->share_key, msg, SHARD_BIT(en->id));
         } else if (local_other) {
             group_deliver(en, g, msg, rc->from);
         } else {

@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "cred_cache.h"
 #include "engine.h"
 #include "limits.h"
 
@@ -46,6 +47,9 @@ struct broker {
      * readable), for the metrics endpoint. */
     struct tls_tickets *tickets;
     uint64_t tls_generation;
+    /* The key of the verified-credential caches (security/cred_cache.h),
+     * drawn at start-up, only in memory. */
+    uint8_t cred_key[CRED_KEY_LEN];
     _Atomic int tls_days_left[LISTENERS_MAX];
 };
 

@@ -82,6 +82,17 @@ static void conn_forget_auth(struct conn *c)
     c->ax = NULL;
 }
 
+void conn_cred_settle(struct conn *c, uint8_t rc)
+{
+    if (!c->cred_pending)
+        return;
+    if (rc == MQTT_RC_SUCCESS)
+        cred_cache_put(c->sh->creds, c->cred_mac, c->cred_generation, c->e.en->now_ms,
+                       (uint64_t)c->sh->b->cfg.auth_cache_s * 1000u);
+    c->cred_pending = false;
+    explicit_bzero(c->cred_mac, sizeof(c->cred_mac));
+}
+
 /* Releases what a connection owns, the struct included. */
 void conn_destroy(struct conn *c)
 {
@@ -96,6 +107,7 @@ void conn_destroy(struct conn *c)
     buf_free(&c->wire);
     buf_free(&c->sending);
     buf_free(&c->held);
+    explicit_bzero(c->cred_mac, sizeof(c->cred_mac));
     conn_forget_auth(c);
     engine_conn_fini(&c->e);
     free(c);

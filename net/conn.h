@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cred_cache.h"
 #include "buf.h"
 #include "engine.h"
 
@@ -105,7 +106,13 @@ struct conn {
     uint32_t linger_bytes; /* discarded while lingering */
 
     struct auth_job *verify_job; /* a password check in the pool; NULL once answered */
-    struct scram *ax;            /* an enhanced authentication exchange in progress */
+    /* The MAC of the credentials being checked (cred_cache.h) and the
+     * snapshot generation they are checked under, put in the shard's
+     * cache if the check succeeds; wiped after. */
+    bool cred_pending;
+    uint64_t cred_generation;
+    uint8_t cred_mac[CRED_MAC_LEN];
+    struct scram *ax; /* an enhanced authentication exchange in progress */
 
     struct conn *prev, *next;   /* shard's connection list */
     struct conn *dirty_next;    /* shard's to-flush list */

@@ -99,6 +99,12 @@ void engine_fx_timer(struct engine *en, struct engine_timer *t)
 
 /* ---- security ----------------------------------------------------------------- */
 
+uint64_t engine_fx_policy(const struct engine *en, uint32_t listener)
+{
+    const struct auth_snapshot *s = snapshot(en);
+    return listener < s->listener_count && s->acl[listener] ? s->generation : 0;
+}
+
 bool engine_fx_allowed(const struct engine *en, const struct engine_identity *who,
                        const uint8_t *client_id, size_t client_id_len, enum engine_access access,
                        const uint8_t *topic, size_t len)
@@ -127,6 +133,27 @@ static void job_discard(struct auth_job *j)
     }
     explicit_bzero(&j->check, sizeof(j->check));
     free(j);
+}
+
+/* Has this CONNECT's (listener, username, password) been verified under
+ * this snapshot lately? If not, its MAC waits on the connection for the
+ * check's answer (conn_cred_settle). Only a real entry's check gets here
+ * (an unknown user's decoy work is never remembered). */
+static bool cred_known(struct conn *c, const struct auth_snapshot *snap,
+                       const struct engine_login *l)
+{
+    struct shard *sh = c->sh;
+    if (!sh->creds || !sh->b->cfg.auth_cache_s || !l->has_username || !l->has_password)
+        return false;
+    cred_cache_mac(sh->b->cred_key, c->e.who.listener, l->username, l->username_len, l->password,
+                   l->password_len, c->cred_mac);
+    if (cred_cache_hit(sh->creds, c->cred_mac, snap->generation, c->e.en->now_ms)) {
+        explicit_bzero(c->cred_mac, sizeof(c->cred_mac));
+        return true;
+    }
+    c->cred_pending = true;
+    c->cred_generation = snap->generation;
+    return false;
 }
 
 /* Hands the password check to the auth pool; the connection is held so it
@@ -191,15 +218,24 @@ uint8_t engine_fx_login(struct engine_conn *e, const struct engine_login *l, con
         *why = "no usable identity in the client certificate";
         return MQTT_RC_NOT_AUTHORIZED;
     }
-    if (!c->sh->b->authpool)
-        return auth_connect(snap, &ar);
-    /* Anything that hashes a password goes to the auth pool, so the
-     * shard's other clients do not wait for it. */
     struct auth_check chk;
     bool hash = false;
     uint8_t rc = auth_connect_prepare(snap, &ar, &chk, &hash);
-    if (rc == MQTT_RC_SUCCESS && hash)
+    if (rc != MQTT_RC_SUCCESS || !hash)
+        return rc;
+    if (!chk.decoy && cred_known(c, snap, l)) {
+        explicit_bzero(&chk, sizeof(chk));
+        atomic_fetch_add_explicit(&e->en->st.auth_cache_hits, 1, memory_order_relaxed);
+        return MQTT_RC_SUCCESS;
+    }
+    /* Anything that hashes a password goes to the auth pool, so the
+     * shard's other clients do not wait for it. */
+    if (c->sh->b->authpool)
         return login_offload(c, l, &chk, why);
+    rc = auth_check_verdict(&chk, l->has_password ? l->password : NULL,
+                            l->has_password ? l->password_len : 0);
+    explicit_bzero(&chk, sizeof(chk));
+    conn_cred_settle(c, rc);
     return rc;
 }
 
@@ -252,8 +288,9 @@ static int auth_first(struct engine_conn *e, uint32_t method, const uint8_t *in,
     };
     if (ch.exporter_ok)
         memcpy(ch.exporter, e->who.tls_exporter, sizeof(ch.exporter));
-    enum scram_result r =
-        scram_start_channel(snap->passwd, in, in_len, random, &ch, &c->ax, out, out_len, why);
+    enum scram_result r = scram_start_channel(
+        e->who.listener < snap->listener_count ? snap->passwd[e->who.listener] : NULL, in, in_len,
+        random, &ch, &c->ax, out, out_len, why);
     explicit_bzero(&ch, sizeof(ch));
     return r == SCRAM_CONTINUE ? 1 : -1;
 }

@@ -613,8 +613,9 @@ static int broker_setup(struct broker *b)
     /* The key of the tables clients name (share groups, subscriptions,
      * the client id's home shard): unknown outside the process, so no
      * client can pick names that collide. */
-    if (!RAND_bytes((uint8_t *)b->eng.hash_key, sizeof(b->eng.hash_key))) {
-        LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group key");
+    if (!RAND_bytes((uint8_t *)b->eng.hash_key, sizeof(b->eng.hash_key)) ||
+        !RAND_bytes(b->cred_key, sizeof(b->cred_key))) {
+        LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group and credential keys");
         return 1;
     }
     b->eng.retain = retain_create();
@@ -804,11 +805,16 @@ int main(int argc, char **argv)
         auth_snapshot_destroy(snap);
         if (reload_tls_check(&b.cfg))
             return 1;
-        printf("%s: configuration OK\n", a.path ? a.path : "<default>");
+        for (uint32_t i = 0; i < b.cfg.warning_count; i++)
+            printf("warning: %s\n", b.cfg.warnings[i]);
+        printf("%s: configuration OK%s\n", a.path ? a.path : "<default>",
+               b.cfg.warning_count ? " (with the warnings above)" : "");
         return 0;
     }
     log_set_level(a.verbose ? LOG_LEVEL_DEBUG : b.cfg.log_level);
     log_set_thread(-1);
+    for (uint32_t i = 0; i < b.cfg.warning_count; i++)
+        LOG(LOG_LEVEL_WARNING, "%s", b.cfg.warnings[i]);
 
     /* Signals are taken synchronously by this thread only: the shards and
      * the auth threads inherit the blocked mask and never see them. */

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "file.h"
 #include "log.h"
 #include "passwd.h"
@@ -45,17 +46,24 @@ static bool shards_quiescent(struct broker *b)
 struct auth_snapshot *snapshot_load(const struct config *cfg, uint64_t generation, char *err,
                                     size_t errlen)
 {
-    struct auth_files files = {NULL, 0};
-    uint8_t *passwd = NULL;
-    size_t passwd_len = 0;
-    if (cfg->password_file[0]) {
-        if (file_read(cfg->password_file, PASSWD_FILE_MAX, &passwd, &passwd_len, err, errlen) != 0)
-            return NULL;
-        files.passwd = passwd;
-        files.passwd_len = passwd_len;
+    const char *paths[2 * LISTENERS_MAX];
+    struct auth_file files[2 * LISTENERS_MAX];
+    uint32_t n = auth_files_needed(cfg, paths), got = 0;
+    struct auth_snapshot *s = NULL;
+    for (; got < n; got++) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        /* Both kinds get the larger bound; each parser has its own. */
+        size_t max = PASSWD_FILE_MAX > ACL_FILE_MAX ? PASSWD_FILE_MAX : ACL_FILE_MAX;
+        if (file_read(paths[got], max, &data, &len, err, errlen) != 0)
+            goto done;
+        files[got] = (struct auth_file){.path = paths[got], .bytes = data, .len = len};
     }
-    struct auth_snapshot *s = auth_snapshot_create(cfg, generation, &files, err, errlen);
-    file_free(passwd, passwd_len); /* it holds the hashes */
+    struct auth_files f = {.v = files, .count = n};
+    s = auth_snapshot_create(cfg, generation, &f, err, errlen);
+done:
+    for (uint32_t i = 0; i < got; i++)
+        file_free((uint8_t *)files[i].bytes, files[i].len); /* wiped: it may hold hashes */
     return s;
 }
 
@@ -82,11 +90,14 @@ static void reload_auth(struct broker *b, const char *cause)
             "%s: a shard did not turn within 5 s; the previous "
             "snapshot is kept in memory",
             cause);
-    if (s->passwd)
-        LOG(LOG_LEVEL_NOTICE, "%s: reloaded %s (%zu users)", cause, b->cfg.password_file,
-            passwd_count(s->passwd));
-    else
-        LOG(LOG_LEVEL_NOTICE, "%s: reloaded (no password file configured)", cause);
+    for (uint32_t i = 0; i < s->passwd_own_count; i++)
+        LOG(LOG_LEVEL_NOTICE, "%s: reloaded %s (%zu users)", cause, s->passwd_path[i],
+            passwd_count(s->passwd_own[i]));
+    for (uint32_t i = 0; i < s->acl_own_count; i++)
+        LOG(LOG_LEVEL_NOTICE, "%s: reloaded %s (%zu rules)", cause, s->acl_path[i],
+            acl_rule_count(s->acl_own[i]));
+    if (!s->passwd_own_count && !s->acl_own_count)
+        LOG(LOG_LEVEL_NOTICE, "%s: reloaded (no password or ACL file configured)", cause);
 }
 
 /* ---- TLS contexts ----------------------------------------------------- */
@@ -291,6 +302,10 @@ static void watch(struct reload *r, const char *path, bool tls, bool dir)
             strerror(errno));
         return;
     }
+    /* Listeners share files: one entry per file (a folder has one wd). */
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->w[i].wd == w->wd && r->w[i].tls == tls && strcmp(r->w[i].name, w->name) == 0)
+            return;
     w->tls = tls;
     r->n++;
 }
@@ -305,7 +320,10 @@ void reload_init(struct reload *r, struct broker *b)
         LOG(LOG_LEVEL_WARNING, "no inotify (%s): only SIGHUP reloads files", strerror(errno));
         return;
     }
-    watch(r, b->cfg.password_file, false, false);
+    for (unsigned li = 0; li < b->cfg.listener_count; li++) {
+        watch(r, b->cfg.listeners[li].password_file, false, false);
+        watch(r, b->cfg.listeners[li].acl_file, false, false);
+    }
     for (unsigned li = 0; li < b->cfg.listener_count; li++) {
         const struct config_tls *t = &b->cfg.listeners[li].tls;
         if (!t->enabled)
@@ -382,7 +400,7 @@ void reload_tick(struct reload *r, struct broker *b, uint64_t now)
 {
     if (r->auth_due_ms && now >= r->auth_due_ms) {
         r->auth_due_ms = 0;
-        reload_auth(b, "password_file changed");
+        reload_auth(b, "password or ACL file changed");
     }
     if (r->tls_due_ms && now >= r->tls_due_ms) {
         r->tls_due_ms = 0;

@@ -118,6 +118,7 @@ int shard_create(struct broker *b, unsigned id, struct shard **out)
     sem_init(&sh->ready, 0, 0);
     pthread_mutex_init(&sh->auth_lock, NULL);
     sh->ring_fd = -1;
+    sh->creds = cred_cache_create();
     /* Blocking on purpose: io_uring fails a read of an O_NONBLOCK file
      * with -EAGAIN instead of waiting for it to become readable. */
     sh->auth_efd = eventfd(0, EFD_CLOEXEC);
@@ -210,6 +211,7 @@ void shard_destroy(struct shard *sh)
     }
     for (unsigned i = 0; i < CONN_LAYERS_MAX; i++)
         buf_free(&sh->layer_up[i]);
+    cred_cache_destroy(sh->creds);
     if (sh->auth_efd >= 0)
         close(sh->auth_efd);
     pthread_mutex_destroy(&sh->auth_lock);
@@ -458,6 +460,7 @@ static void auth_drain(struct shard *sh)
         assert(c->sh == sh && c->e.id == j->conn_id);
         authpool_job_free(sh->b, j);
         c->verify_job = NULL;
+        conn_cred_settle(c, rc);
         if (c->io == CONN_IO_OPEN && !c->close_after_flush &&
             engine_verified(&c->e, rc) == ENGINE_HANDOFF)
             conn_defer(c); /* the move starts from the deferred list */

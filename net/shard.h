@@ -52,6 +52,9 @@ struct shard {
      * passed up before the next input (conn_feed): the layers above and
      * the engine keep what they do not consume in their own state. */
     struct buf layer_up[CONN_LAYERS_MAX];
+    /* Passwords verified lately, as MACs (security/cred_cache.h); NULL
+     * when there was no memory for it (every check then hashes). */
+    struct cred_cache *creds;
 
     uint32_t accept_paused; /* listeners whose accept waits for the tick (EMFILE ...) */
     uint64_t accept_warned_ms;
@@ -169,6 +172,9 @@ void conn_free(struct conn *c);
 void conn_destroy(struct conn *c);
 void conn_mark_dirty(struct conn *c);
 void conn_defer(struct conn *c);
+/* The answer of a password check for c: remembered when right (effects.c,
+ * security/cred_cache.h), the connection's MAC wiped either way. */
+void conn_cred_settle(struct conn *c, uint8_t rc);
 /* Feeds the handshake queue's input for HANDSHAKE_TURN_BUDGET_US at most
  * (one connection at least); what is left waits for the next turn. */
 void conn_run_handshakes(struct shard *sh);

@@ -11,6 +11,72 @@
 #include "codec.h"
 #include "scram.h"
 
+uint32_t auth_files_needed(const struct config *c, const char *paths[2 * LISTENERS_MAX])
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->listener_count && i < LISTENERS_MAX; i++) {
+        const char *want[2] = {c->listeners[i].password_file, c->listeners[i].acl_file};
+        for (int k = 0; k < 2; k++) {
+            bool seen = want[k][0] == '\0';
+            for (uint32_t j = 0; j < n && !seen; j++)
+                seen = strcmp(paths[j], want[k]) == 0;
+            if (!seen)
+                paths[n++] = want[k];
+        }
+    }
+    return n;
+}
+
+static const struct auth_file *file_of(const struct auth_files *f, const char *path, char *err,
+                                       size_t errlen)
+{
+    for (uint32_t i = 0; f && i < f->count; i++)
+        if (strcmp(f->v[i].path, path) == 0)
+            return &f->v[i];
+    snprintf(err, errlen, "%s: not read", path);
+    return NULL;
+}
+
+/* Listener i's password table: one already parsed for the same path, or a
+ * new one. 0 or -1 with err set. */
+static int take_passwd(struct auth_snapshot *s, const struct config_listener *l, uint32_t i,
+                       const struct auth_files *f, char *err, size_t errlen)
+{
+    for (uint32_t j = 0; j < s->passwd_own_count; j++)
+        if (strcmp(s->passwd_path[j], l->password_file) == 0) {
+            s->passwd[i] = s->passwd_own[j];
+            return 0;
+        }
+    const struct auth_file *af = file_of(f, l->password_file, err, errlen);
+    struct passwd_db *db =
+        af ? passwd_parse(l->password_file, af->bytes, af->len, err, errlen) : NULL;
+    if (!db)
+        return -1;
+    s->passwd_own[s->passwd_own_count] = db;
+    s->passwd_path[s->passwd_own_count++] = l->password_file;
+    s->passwd[i] = db;
+    return 0;
+}
+
+/* Listener i's ACL, the same way. */
+static int take_acl(struct auth_snapshot *s, const struct config_listener *l, uint32_t i,
+                    const struct auth_files *f, char *err, size_t errlen)
+{
+    for (uint32_t j = 0; j < s->acl_own_count; j++)
+        if (strcmp(s->acl_path[j], l->acl_file) == 0) {
+            s->acl[i] = s->acl_own[j];
+            return 0;
+        }
+    const struct auth_file *af = file_of(f, l->acl_file, err, errlen);
+    struct acl *a = af ? acl_create(af->bytes, af->len, l->acl_file, err, errlen) : NULL;
+    if (!a)
+        return -1;
+    s->acl_own[s->acl_own_count] = a;
+    s->acl_path[s->acl_own_count++] = l->acl_file;
+    s->acl[i] = a;
+    return 0;
+}
+
 struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation,
                                            const struct auth_files *f, char *err, size_t errlen)
 {
@@ -20,25 +86,32 @@ struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t gene
         return NULL;
     }
     s->generation = generation;
-    s->listener_count = c->listener_count;
-    for (uint32_t i = 0; i < c->listener_count; i++)
-        s->allow_anonymous[i] = c->listeners[i].allow_anonymous == CONFIG_TRUE;
-    if (c->password_file[0]) {
-        s->passwd = passwd_parse(c->password_file, f->passwd, f->passwd_len, err, errlen);
-        if (!s->passwd) {
-            free(s);
-            return NULL;
-        }
-    }
+    s->listener_count = c->listener_count < LISTENERS_MAX ? c->listener_count : LISTENERS_MAX;
     s->auth_methods = c->auth_methods;
+    for (uint32_t i = 0; i < s->listener_count; i++) {
+        const struct config_listener *l = &c->listeners[i];
+        s->allow_anonymous[i] = l->allow_anonymous == CONFIG_TRUE;
+        if (l->password_file[0] && take_passwd(s, l, i, f, err, errlen) != 0)
+            goto fail;
+        if (l->acl_file[0] && take_acl(s, l, i, f, err, errlen) != 0)
+            goto fail;
+        s->username_proven[i] = s->passwd[i] != NULL || l->tls.use_identity_as_username ||
+                                l->tls.use_subject_as_username;
+    }
     return s;
+fail:
+    auth_snapshot_destroy(s);
+    return NULL;
 }
 
 void auth_snapshot_destroy(struct auth_snapshot *s)
 {
     if (!s)
         return;
-    passwd_free(s->passwd);
+    for (uint32_t i = 0; i < s->passwd_own_count; i++)
+        passwd_free(s->passwd_own[i]);
+    for (uint32_t i = 0; i < s->acl_own_count; i++)
+        acl_destroy(s->acl_own[i]);
     free(s);
 }
 
@@ -49,14 +122,15 @@ uint8_t auth_connect_prepare(const struct auth_snapshot *s, const struct auth_re
     *hash = false;
     if (r->listener >= s->listener_count)
         return MQTT_RC_NOT_AUTHORIZED;
-    if (r->has_username && s->passwd) {
+    const struct passwd_db *db = s->passwd[r->listener];
+    if (r->has_username && db) {
         *hash = true;
-        const struct passwd_entry *e = passwd_find(s->passwd, r->username, r->username_len);
+        const struct passwd_entry *e = passwd_find(db, r->username, r->username_len);
         if (!e || !r->has_password) {
             /* The same hashing work as a known user's check: the answer's
              * timing does not tell which names exist. */
             chk->decoy = true;
-            chk->has_entry = passwd_decoy_copy(s->passwd, &chk->entry);
+            chk->has_entry = passwd_decoy_copy(db, &chk->entry);
             return MQTT_RC_SUCCESS;
         }
         chk->has_entry = true;
@@ -99,7 +173,9 @@ uint8_t auth_connect(const struct auth_snapshot *s, const struct auth_request *r
 
 uint32_t auth_method_offered(const struct auth_snapshot *s, const uint8_t *method, size_t len)
 {
-    if ((s->auth_methods & CONFIG_AUTH_SCRAM_SHA512) && s->passwd &&
+    /* Offered where any listener has a password table; a listener without
+     * one runs the exchange against no table, which no proof passes. */
+    if ((s->auth_methods & CONFIG_AUTH_SCRAM_SHA512) && s->passwd_own_count &&
         len == sizeof(SCRAM_METHOD) - 1 && memcmp(method, SCRAM_METHOD, len) == 0)
         return CONFIG_AUTH_SCRAM_SHA512;
     return 0;
@@ -108,11 +184,27 @@ uint32_t auth_method_offered(const struct auth_snapshot *s, const uint8_t *metho
 bool auth_allowed(const struct auth_snapshot *s, const struct auth_client *c,
                   enum auth_access access, const uint8_t *topic, size_t topic_len)
 {
-    (void)s;
-    (void)c;
-    (void)access;
-    (void)topic;
-    (void)topic_len;
-    /* No ACL configured: every authenticated client may do everything. */
-    return true;
+    if (c->listener >= s->listener_count)
+        return false;
+    bool named = c->username && s->username_proven[c->listener];
+    struct acl_who who = {
+        .username = named ? c->username : NULL,
+        .username_len = named ? c->username_len : 0,
+        .has_username = named,
+        .client_id = c->client_id,
+        .client_id_len = c->client_id_len,
+        .listener = c->listener,
+    };
+    const struct acl *acl = s->acl[c->listener];
+    if (!acl)
+        return true; /* the engine keeps $SYS to itself (acknowledged and dropped) */
+    switch (access) {
+    case AUTH_READ:
+        return acl_may_read(acl, &who, topic, topic_len);
+    case AUTH_WRITE:
+        return acl_may_publish(acl, &who, topic, topic_len);
+    case AUTH_SUBSCRIBE:
+        return acl_may_subscribe(acl, &who, topic, topic_len);
+    }
+    return false;
 }

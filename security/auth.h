@@ -2,11 +2,11 @@
  * Authentication and authorization decisions. Pure: the shard asks, this
  * module answers from an immutable security snapshot, with no locks.
  *
- * The snapshot holds the per-listener anonymous policy, the password file
- * (mosquitto's format) and the enhanced authentication methods offered; the
- * ACL and bans (later work) are compiled into the same snapshot and
- * consulted by the same calls, so the shard's call sites do not change when
- * they arrive.
+ * The snapshot holds, per listener, the anonymous policy, the password
+ * table and the ACL that apply there (with per_listener_settings false
+ * every listener shares one of each), and the enhanced authentication
+ * methods offered. Bans (later work) join the same snapshot and are
+ * consulted by the same calls.
  */
 #ifndef RINGMQ_AUTH_H
 #define RINGMQ_AUTH_H
@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acl.h"
 #include "config.h"
 #include "passwd.h"
 
@@ -24,24 +25,47 @@ struct auth_snapshot {
     uint64_t generation;
     uint32_t listener_count;
     bool allow_anonymous[LISTENERS_MAX];
-    struct passwd_db *passwd; /* NULL: no password_file */
-    uint32_t auth_methods;    /* enum config_auth_method bits */
-    /* ACL rules and bans join here. */
+    /* What a CONNECT's username is worth for the ACL: proven by a password
+     * (a password table here) or taken from a verified certificate
+     * (use_identity_as_username / use_subject_as_username). Where it is
+     * not, the ACL sees the client as anonymous: a claimed name is no
+     * identity (mosquitto would give anyone that user's rules). */
+    bool username_proven[LISTENERS_MAX];
+    const struct passwd_db *passwd[LISTENERS_MAX]; /* NULL: no password_file there */
+    const struct acl *acl[LISTENERS_MAX];          /* NULL: no acl_file there */
+    uint32_t auth_methods;                         /* enum config_auth_method bits */
+    /* The distinct tables, each file parsed once (listeners naming the
+     * same path share it); owned. */
+    struct passwd_db *passwd_own[LISTENERS_MAX];
+    const char *passwd_path[LISTENERS_MAX];
+    uint32_t passwd_own_count;
+    struct acl *acl_own[LISTENERS_MAX];
+    const char *acl_path[LISTENERS_MAX];
+    uint32_t acl_own_count;
 };
 
 /* The contents of the files a config names, read by the caller: security/
- * parses bytes and reads no file. Views, only read, and not kept past
- * auth_snapshot_create. */
+ * parses bytes and reads no file. Each path once (auth_files_needed lists
+ * them); views, only read, and not kept past auth_snapshot_create. */
+struct auth_file {
+    const char *path;
+    const uint8_t *bytes;
+    size_t len;
+};
 struct auth_files {
-    const uint8_t *passwd; /* c->password_file's bytes; unused when that is "" */
-    size_t passwd_len;
-    /* The ACL file joins here. */
+    const struct auth_file *v;
+    uint32_t count;
 };
 
-/* Builds a snapshot from a finished config and the files it names (f).
- * NULL on failure with "file:line: what is wrong" (or "out of memory") in
- * err, the file named by its path in the config. Pure; the main thread
- * calls it. */
+/* The distinct paths of the password and ACL files c's listeners use, into
+ * paths[0..return) (at most 2 * LISTENERS_MAX: the array's size). Views
+ * into c. */
+uint32_t auth_files_needed(const struct config *c, const char *paths[2 * LISTENERS_MAX]);
+
+/* Builds a snapshot from a finished config and the files it names (f:
+ * every path auth_files_needed gave; a missing one fails). NULL on failure
+ * with "file:line: what is wrong" (or "out of memory") in err, the file
+ * named by its path in the config. Pure; the main thread calls it. */
 struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation,
                                            const struct auth_files *f, char *err, size_t errlen);
 void auth_snapshot_destroy(struct auth_snapshot *s);
@@ -112,7 +136,10 @@ struct auth_client {
 };
 
 /* May this client SUBSCRIBE with this filter / PUBLISH (or set a will) to
- * this topic / receive a message on this topic? */
+ * this topic / receive a message on this topic? The listener's ACL decides
+ * (security/acl.h, with the username only where username_proven); without
+ * one, everything but publishing into $SYS. A listener the snapshot does
+ * not know gets nothing. */
 bool auth_allowed(const struct auth_snapshot *s, const struct auth_client *c,
                   enum auth_access access, const uint8_t *topic, size_t topic_len);
 

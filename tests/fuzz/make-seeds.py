@@ -395,6 +395,61 @@ def scram_seeds():
     write("scram", "random-nonce", scram_input(0xF0, "n,,n=alice,r=abc", "c=biws,r=abc,p=AA=="))
 
 
+# ---------------------------------------------------------------- acl
+# fuzz_acl.c's format: an acl_file, then optionally a NUL and NUL-separated
+# strings used as names, topics and filters.
+
+ACL_EXAMPLE = """# This affects access control for clients with no username.
+topic read $SYS/#
+
+# This only affects clients with username "roger".
+user roger
+topic foo/bar
+
+# This affects all clients.
+pattern write $SYS/broker/connection/%c/state
+"""
+
+ACL_MIXED = """# anonymous clients
+topic read public/#
+topic deny public/private
+topic write in/+/data
+
+user alice
+topic readwrite alice/#
+topic read $SYS/broker/+
+user bob smith
+topic read my topic/with spaces
+topic deny alice/#
+user alice
+topic write a//b
+
+pattern readwrite home/%u/#
+pattern read clients/%c/+/state
+pattern deny home/%u/locked
+pattern read %c
+"""
+
+
+def acl_seeds():
+    write("acl", "aclfile.example", ACL_EXAMPLE)
+    write("acl", "man-page", "pattern write sensor/%u/data\n"
+          "pattern write $SYS/broker/connection/%c/state\n")
+    write("acl", "mixed", ACL_MIXED)
+    write("acl", "mixed-queries", ACL_MIXED + "\0alice\0home/alice/x\0public/+\0$SYS/broker/load"
+          "\0clients/c/+/state\0+/+/#")
+    write("acl", "crlf", ACL_MIXED.replace("\n", "\r\n"))
+    write("acl", "wildcards", "topic #\ntopic deny a/+/c\ntopic read +/b/#\nuser u\n"
+          "topic read +/+/+/+/+/+\ntopic deny x/#\n\0+/+/+/+/+/+/+/+\0a/b/c\0x")
+    write("acl", "placeholders", "pattern read %u/%c/+/#\npattern write in/%c/%c\n"
+          "pattern deny %u/%u\n\0u\0u/u\0in/u/u\0#")
+    # '$' topics next to first-level wildcards, allows and denies.
+    write("acl", "dollar", "topic read $SYS/#\ntopic read $x/+\ntopic deny +/y\ntopic deny +\n"
+          "topic read +/z\npattern read %c/q\npattern deny %u/#\n\0$x/y\0$SYS/y\0$c")
+    write("acl", "bad-lines", "topic read\nuser\npattern read a/x%u\ntopic a/#/b\nfoo\n")
+    write("acl", "bad-access", "topic reed a/b\n")
+
+
 def main():
     codec_seeds()
     session_seeds()
@@ -402,6 +457,7 @@ def main():
     config_seeds()
     passwd_seeds()
     scram_seeds()
+    acl_seeds()
     return 0
 
 

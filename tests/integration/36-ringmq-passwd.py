@@ -9,7 +9,9 @@ and -H scram-sha-512; names with ':' or control characters refused. The
 broker (password_file, allow_anonymous false) lets mosquitto_pub in with
 each right password and refuses wrong ones and unknown users; an update
 and -D take effect on SIGHUP (then the old password and the deleted user
-are refused), an existing file keeps its mode; -U hashes a plain-text file
+are refused, though both had logged in before: the cache of verified
+credentials, which lets a right password in again without hashing and is
+counted, forgets at a reload), an existing file keeps its mode; -U hashes a plain-text file
 and keeps the lines already hashed; a file written by Debian's
 mosquitto_passwd 2.0 ($7$) gets a user added and both log in; a change
 ringmq would refuse leaves the file as it was. No temporary file stays
@@ -17,6 +19,7 @@ behind, and no password appears in anything the tool or the broker
 printed."""
 import os
 import pty
+import re
 import select
 import signal
 import stat
@@ -102,6 +105,15 @@ def login(b, user, pw):
     return rc == 0
 
 
+def check_cache_hits(b, ok, name):
+    """The broker's auth cache hits (its SIGUSR1 line) satisfy ok."""
+    before = len(b.log_grep("SIGUSR1:"))
+    b.send_signal(signal.SIGUSR1)
+    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
+    m = re.search(r"auth cache hits (\d+)", lines[-1]) if lines else None
+    check(m is not None and ok(int(m.group(1))), name, lines[-1:] if lines else "no SIGUSR1 line")
+
+
 def reload(b, why):
     n = len(b.log_grep("SIGHUP: reloaded"))
     b.send_signal(signal.SIGHUP)
@@ -171,6 +183,14 @@ def broker_checks(d, pwfile):
               % user)
         check(not login(b, user, PW[user] + "x"), "... with a wrong one it is refused")
     check(not login(b, "mallory", PW["alice"]), "an unknown user is refused")
+    # The verified-credential cache: the same right password again is let
+    # in without hashing (counted), a wrong one is still refused.
+    # Each shard has its own cache and a connection lands on a shard by its
+    # source port: one login more than there are shards repeats on one.
+    check(all(login(b, "alice", PW["alice"]) for _ in range(9)),
+          "alice logs in again with her password, 9 times")
+    check(not login(b, "alice", PW["alice"] + "x"), "... and a wrong one is still refused")
+    check_cache_hits(b, lambda n: n >= 1, "the broker counts the logins it took from its cache")
 
     os.chmod(pwfile, 0o640)
     rc, out, _ = batch("-b", pwfile, "alice", PW["alice2"])

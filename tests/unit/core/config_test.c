@@ -96,7 +96,7 @@ Test(config, default_text_parses)
     cr_expect_str_eq(cfg.listeners[0].address, "127.0.0.1");
     cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE);
     cr_expect_gt(cfg.listeners[0].line, 0, "the listener comes from the text, not the fallback");
-    cr_expect_eq(cfg.allow_anonymous, CONFIG_UNSET, "the default text sets it per listener");
+    cr_expect_eq(cfg.allow_anonymous, CONFIG_TRUE, "global wherever it stands, as mosquitto");
 }
 
 /* ---- lines, comments, whitespace ---- */
@@ -227,17 +227,9 @@ Test(config, unsupported_mosquitto_options)
                  "t.conf:1: `bridge_cafile' is a mosquitto option ringmq does not support yet");
     expect_error("auth_opt_backend x\n",
                  "t.conf:1: `auth_opt_backend' is a mosquitto option ringmq does not support yet");
-    const char *keys[] = {"persistence_location",
-                          "acl_file",
-                          "ciphers_tls1.3",
-                          "tls_engine",
-                          "tls_keyform",
-                          "address",
-                          "include_dir",
-                          "per_listener_settings",
-                          "user",
-                          "pid_file",
-                          "log_dest"};
+    const char *keys[] = {
+        "persistence_location", "ciphers_tls1.3", "tls_engine", "tls_keyform", "address",
+        "include_dir",          "user",           "pid_file",   "log_dest"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         char text[128], msg[160];
         snprintf(text, sizeof(text), "%s x\n", keys[i]);
@@ -780,12 +772,15 @@ Test(config, protocol)
                                     "block (after a `listener' line)");
 }
 
-Test(config, allow_anonymous_in_block_overrides_listener_only)
+Test(config, allow_anonymous_in_block_is_global_without_per_listener_settings)
 {
-    expect_ok("allow_anonymous false\nlistener 1883\nallow_anonymous true\nlistener 1884\n");
-    cr_expect_eq(cfg.allow_anonymous, CONFIG_FALSE);
+    /* mosquitto 2.0: the last one wins, for every listener. */
+    cr_assert_eq(parse_finish("allow_anonymous false\nlistener 1883\nallow_anonymous true\n"
+                              "listener 1884\n"),
+                 0, "%s", err);
+    cr_expect_eq(cfg.allow_anonymous, CONFIG_TRUE);
     cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE);
-    cr_expect_eq(cfg.listeners[1].allow_anonymous, CONFIG_UNSET);
+    cr_expect_eq(cfg.listeners[1].allow_anonymous, CONFIG_TRUE);
 }
 
 Test(config, global_key_after_listener_is_global)
@@ -1328,16 +1323,16 @@ Test(config, finish_explicit_global_applies_to_all)
 
 Test(config, finish_listener_override_wins)
 {
-    cr_assert_eq(parse_finish("allow_anonymous true\n"
+    cr_assert_eq(parse_finish("per_listener_settings true\n"
                               "listener 1883 0.0.0.0\n"
                               "allow_anonymous false\n"
                               "listener 1884 0.0.0.0\n"
                               "listener 1885 127.0.0.1\n"
-                              "allow_anonymous false\n"),
+                              "allow_anonymous true\n"),
                  0, "%s", err);
     cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_FALSE);
-    cr_expect_eq(cfg.listeners[1].allow_anonymous, CONFIG_TRUE);
-    cr_expect_eq(cfg.listeners[2].allow_anonymous, CONFIG_FALSE);
+    cr_expect_eq(cfg.listeners[1].allow_anonymous, CONFIG_FALSE, "not loopback, not set");
+    cr_expect_eq(cfg.listeners[2].allow_anonymous, CONFIG_TRUE);
 
     cr_assert_eq(parse_finish("listener 1883 0.0.0.0\nallow_anonymous true\n"), 0, "%s", err);
     cr_expect_eq(cfg.listeners[0].allow_anonymous, CONFIG_TRUE);

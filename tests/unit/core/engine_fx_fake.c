@@ -204,6 +204,14 @@ void fake_deny(unsigned access, const char *prefix)
     snprintf(d->prefix, sizeof(d->prefix), "%s", prefix);
 }
 
+uint64_t engine_fx_policy(const struct engine *en, uint32_t listener)
+{
+    (void)en;
+    (void)listener;
+    /* A new generation with every rule added, as a reload would make. */
+    return fake.deny_n ? 1000u + fake.deny_n : 0;
+}
+
 bool engine_fx_allowed(const struct engine *en, const struct engine_identity *who,
                        const uint8_t *client_id, size_t client_id_len, enum engine_access access,
                        const uint8_t *topic, size_t len)
