@@ -1187,8 +1187,16 @@ static bool filter_levels(struct acl_levels *f, const uint8_t *filter, size_t le
     return levels_split(f, filter, len);
 }
 
-bool acl_may_subscribe(const struct acl *a, const struct acl_who *who, const uint8_t *filter,
-                       size_t len)
+typedef bool (*walk_fn)(const struct acl *a, uint32_t root, const struct acl_levels *f,
+                        const struct bind *b, uint8_t bit);
+
+/* A filter judged against the client's two tries: false when some deny
+ * rule passes deny_walk (subscribe: covers the filter; read_all: meets
+ * it), else true when some read rule passes read_walk (subscribe: meets;
+ * read_all: covers) and no substituted deny pattern passes subst. */
+static bool filter_judge(const struct acl *a, const struct acl_who *who, const uint8_t *filter,
+                         size_t len, walk_fn deny_walk, walk_fn read_walk,
+                         enum acl_subst_test subst)
 {
     ASSERT(who);
     struct acl_levels f;
@@ -1201,32 +1209,22 @@ bool acl_may_subscribe(const struct acl *a, const struct acl_who *who, const uin
     bind_sets(&b, a);
     uint32_t roots[2] = {client_root(a, who), ROOT_PATTERN};
     for (int i = 0; i < 2; i++)
-        if (roots[i] != NODE_NONE && walk_cover(a, roots[i], &f, &b, ACL_D))
+        if (roots[i] != NODE_NONE && deny_walk(a, roots[i], &f, &b, ACL_D))
             return false;
-    bool meets = false;
-    for (int i = 0; i < 2 && !meets; i++)
-        meets = roots[i] != NODE_NONE && walk_intersect(a, roots[i], &f, &b, ACL_R);
-    return meets && !(a->subst.need && acl_subst_denies(&a->subst, who, &f, ACL_SUBST_COVER));
+    bool ok = false;
+    for (int i = 0; i < 2 && !ok; i++)
+        ok = roots[i] != NODE_NONE && read_walk(a, roots[i], &f, &b, ACL_R);
+    return ok && !(a->subst.need && acl_subst_denies(&a->subst, who, &f, subst));
+}
+
+bool acl_may_subscribe(const struct acl *a, const struct acl_who *who, const uint8_t *filter,
+                       size_t len)
+{
+    return filter_judge(a, who, filter, len, walk_cover, walk_intersect, ACL_SUBST_COVER);
 }
 
 bool acl_may_read_all(const struct acl *a, const struct acl_who *who, const uint8_t *filter,
                       size_t len)
 {
-    ASSERT(who);
-    struct acl_levels f;
-    if (!filter_levels(&f, filter, len))
-        return false;
-    if (!a)
-        return true;
-    struct bind b;
-    bind_init(&b, who);
-    bind_sets(&b, a);
-    uint32_t roots[2] = {client_root(a, who), ROOT_PATTERN};
-    for (int i = 0; i < 2; i++)
-        if (roots[i] != NODE_NONE && walk_intersect(a, roots[i], &f, &b, ACL_D))
-            return false;
-    bool covered = false;
-    for (int i = 0; i < 2 && !covered; i++)
-        covered = roots[i] != NODE_NONE && walk_cover(a, roots[i], &f, &b, ACL_R);
-    return covered && !(a->subst.need && acl_subst_denies(&a->subst, who, &f, ACL_SUBST_MEET));
+    return filter_judge(a, who, filter, len, walk_intersect, walk_cover, ACL_SUBST_MEET);
 }
