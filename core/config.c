@@ -86,6 +86,7 @@ void config_init(struct config *c)
     c->sys_interval_s = 10;
     c->auth_threads = 1;
     c->auth_cache_s = AUTH_CACHE_S_DEFAULT;
+    config_rates_init(&c->rates);
     c->tls_ticket_rotation_s = CONFIG_TICKET_ROTATION_DEFAULT;
     c->listener_count = 0;
     for (uint32_t i = 0; i < LISTENERS_MAX; i++)
@@ -103,6 +104,7 @@ static void listener_reset(struct config_listener *l, uint16_t port, const char 
     l->max_connections = 0;
     l->line = line;
     l->tls.min_version = CONFIG_TLS_1_2;
+    config_rates_init(&l->rates);
 }
 
 /* Writes "where: message" into err (when there is room) and returns -1, so
@@ -756,6 +758,9 @@ static const struct option options[] = {
     {"acl_file", config_set_acl_file, SCOPE_ANY, 1},
     {"auth_threads", set_auth_threads, SCOPE_GLOBAL, 1},
     {"auth_cache_seconds", set_auth_cache_seconds, SCOPE_GLOBAL, 1},
+    {"max_publish_rate", config_set_max_publish_rate, SCOPE_ANY, 1},
+    {"max_subscribe_rate", config_set_max_subscribe_rate, SCOPE_ANY, 1},
+    {"max_inbound_rate", config_set_max_inbound_rate, SCOPE_ANY, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
@@ -1025,6 +1030,7 @@ int config_finish(struct config *c, char *err, size_t errlen)
         l->anonymous_by_default = open;
     }
     config_auth_finish(c);
+    config_rates_finish(c);
     bool passwd = false;
     for (uint32_t i = 0; i < c->listener_count; i++)
         passwd = passwd || c->listeners[i].password_file[0] != '\0';

@@ -90,6 +90,18 @@ struct config_tls {
     int psk_file_line;
 };
 
+/* Per-client rates (core/config_limits.c): token buckets with a burst of
+ * one second's worth; 0 = no limit. In a listener block for that listener,
+ * at global scope a default for the others. */
+#define CONFIG_RATE_INHERIT   UINT64_MAX   /* not set here: the global value */
+#define CONFIG_RATE_MSGS_MAX  10000000u    /* packets per second */
+#define CONFIG_RATE_BYTES_MAX 10000000000u /* bytes per second (80 Gbit/s) */
+struct config_rates {
+    uint64_t publish_per_s;       /* max_publish_rate: PUBLISH packets */
+    uint64_t subscribe_per_s;     /* max_subscribe_rate: SUBSCRIBE and UNSUBSCRIBE */
+    uint64_t inbound_bytes_per_s; /* max_inbound_rate: bytes of every packet */
+};
+
 struct config_listener {
     uint16_t port;             /* 0: an ephemeral port (tests) */
     char address[64];          /* numeric IPv4/IPv6 or "" for all addresses */
@@ -105,6 +117,7 @@ struct config_listener {
     int password_file_line;
     char acl_file[CONFIG_PATH_MAX];
     int acl_file_line;
+    struct config_rates rates; /* resolved by config_finish: never CONFIG_RATE_INHERIT */
 };
 
 struct config {
@@ -156,6 +169,7 @@ struct config {
     /* How long a verified password is let in again without hashing
      * (security/cred_cache.h), 0..AUTH_CACHE_S_MAX; 0: never. */
     uint32_t auth_cache_s;
+    struct config_rates rates; /* the defaults of listeners that set none */
 
     /* Credentials: mosquitto's password file (security/passwd.h), read at
      * start-up by the security snapshot; "" = none. */

@@ -66,6 +66,13 @@ void config_auth_finish(struct config *c);
 /* Appends a warning to c->warnings (the first CONFIG_WARNINGS_MAX). */
 __attribute__((format(printf, 2, 3))) void config_warn(struct config *c, const char *fmt, ...);
 
+/* The per-client rates (config_limits.c). */
+int config_set_max_publish_rate(struct parser *p);
+int config_set_max_subscribe_rate(struct parser *p);
+int config_set_max_inbound_rate(struct parser *p);
+void config_rates_init(struct config_rates *r);
+void config_rates_finish(struct config *c);
+
 /* A listener's TLS keys taken together, from config_finish(). */
 int config_tls_check(const char *source, struct config_listener *l, char *err, size_t errlen);
 

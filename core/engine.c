@@ -318,6 +318,8 @@ static uint64_t conn_deadline(const struct engine_conn *c)
         due = c->created_ms + timeout_ms + 1;
     else if (c->phase == ENGINE_VERIFY)
         due = c->verify_started_ms + timeout_ms + 1;
+    else if (c->phase == ENGINE_ACTIVE && (c->pause & ENGINE_PAUSE_RATE))
+        due = c->rate.until_ms; /* no keepalive while it is us not reading */
     else if (c->phase == ENGINE_ACTIVE && c->keepalive_s)
         due = c->last_rx_ms + (uint64_t)c->keepalive_s * 1500u + 1;
     if (c->auth_running && c->auth_started_ms + timeout_ms + 1 < due)
@@ -358,6 +360,10 @@ static void conn_timeout(struct engine_conn *c, uint64_t now_ms)
     }
     if (c->phase == ENGINE_AUTH && now_ms - c->created_ms > timeout_ms) {
         engine_auth_fail(c, MQTT_RC_NOT_AUTHORIZED, "no CONNACK within connect_timeout");
+        return;
+    }
+    if (c->phase == ENGINE_ACTIVE && engine_rate_timeout(c, now_ms)) {
+        engine_conn_arm(c);
         return;
     }
     if (c->phase == ENGINE_ACTIVE && c->keepalive_s &&

@@ -198,6 +198,17 @@ struct engine_conn {
     /* A password check off the shard (ENGINE_VERIFY): since when. */
     uint64_t verify_started_ms;
 
+    /* Its rates (max_publish_rate, max_subscribe_rate, max_inbound_rate):
+     * token buckets in thousandths of a packet or byte, which may go into
+     * debt by one packet; while one is empty its reading pauses
+     * (ENGINE_PAUSE_RATE) until rate_until_ms (engine_rate.c). */
+    struct engine_rate {
+        bool started;
+        int64_t publish_milli, subscribe_milli, bytes_milli;
+        uint64_t refilled_ms;
+        uint64_t until_ms;
+    } rate;
+
     struct msg *will;
     uint32_t will_delay_s;
 

@@ -218,6 +218,8 @@ static size_t parse(struct engine_conn *c, const uint8_t *p, size_t len)
         if (check_header(c, p + off, len - off, &fh) <= 0 || packet_waits(c, &fh))
             break;
         size_t total = (size_t)fh.header_len + fh.remaining_len;
+        if (c->phase == ENGINE_ACTIVE && !engine_rate_admits(c, fh.type, total))
+            break; /* over its rate: the rest waits, reading pauses */
         c->en->turn_in_bytes += total;
         enum engine_status st = handle_packet(c, &fh, p + off + fh.header_len);
         off += total;

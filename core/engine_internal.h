@@ -87,6 +87,14 @@ struct client {
     struct engine_acl_memo *acl_memo;
 };
 
+/* Per-client rates (engine_rate.c). May a complete packet of this type and
+ * size be handled now? False: reading pauses (ENGINE_PAUSE_RATE) and the
+ * connection's deadline is the moment it may go on. */
+bool engine_rate_admits(struct engine_conn *c, uint8_t type, size_t bytes);
+/* From the connection's deadline: true while it is paused for its rate
+ * (unpaused here once the time came; keepalive does not run meanwhile). */
+bool engine_rate_timeout(struct engine_conn *c, uint64_t now_ms);
+
 /* The ACL, with a one-topic memory per client and kind of access: a
  * publisher that keeps publishing to one topic, and a subscriber that keeps
  * receiving on one, ask the policy once per snapshot generation. who is the

@@ -24,6 +24,8 @@ static const char help_limit_refusals[] =
     "CONNECTs (and, at memory_limit, PUBLISHes) refused because a limit was reached, by limit.";
 static const char help_limit_drops[] = "Messages not queued, delivered or retained because a "
                                        "limit was reached, by limit.";
+static const char help_rate_pauses[] =
+    "Times a client's reading paused because it went over a per-client rate, by limit.";
 static const char help_acl_denied[] =
     "Actions the ACL refused, by action: PUBLISHes, SUBSCRIBE filters, deliveries to a "
     "subscriber that may not read the topic, CONNECTs for their will topic.";
@@ -182,6 +184,24 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(auth_cache_hits),
      .sys_topic = "auth/cache hits"},
+    {.name = "ringmq_rate_limit_pauses_total",
+     .labels = "limit=\"max_publish_rate\"",
+     .help = help_rate_pauses,
+     .kind = METRICS_COUNTER,
+     SHARD(rate_paused_publish),
+     .sys_topic = "rate limits/publish pauses"},
+    {.name = "ringmq_rate_limit_pauses_total",
+     .labels = "limit=\"max_subscribe_rate\"",
+     .help = help_rate_pauses,
+     .kind = METRICS_COUNTER,
+     SHARD(rate_paused_subscribe),
+     .sys_topic = "rate limits/subscribe pauses"},
+    {.name = "ringmq_rate_limit_pauses_total",
+     .labels = "limit=\"max_inbound_rate\"",
+     .help = help_rate_pauses,
+     .kind = METRICS_COUNTER,
+     SHARD(rate_paused_bytes),
+     .sys_topic = "rate limits/inbound pauses"},
 
     /* Broker-wide values, read by the caller. */
     {.name = "ringmq_uptime_seconds",

@@ -62,6 +62,11 @@ struct metrics_shard {
     atomic_uint_fast64_t acl_denied_read;
     atomic_uint_fast64_t acl_denied_will;
     atomic_uint_fast64_t auth_cache_hits; /* passwords let in from the verified-credential cache */
+    /* Reading paused because a client went over max_publish_rate,
+     * max_subscribe_rate or max_inbound_rate. */
+    atomic_uint_fast64_t rate_paused_publish;
+    atomic_uint_fast64_t rate_paused_subscribe;
+    atomic_uint_fast64_t rate_paused_bytes;
 };
 
 enum metrics_kind {

@@ -1,0 +1,66 @@
+/*
+ * The per-client rate keys (core/config_limits.c): in a listener block for
+ * that listener, at global scope a default; 0 turns a limit off; bounds.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "config.h"
+
+static struct config cfg;
+static char err[1024];
+
+static int parse_finish(const char *text)
+{
+    config_init(&cfg);
+    memset(err, 0, sizeof(err));
+    if (config_parse(&cfg, "t.conf", text, strlen(text), err, sizeof(err)) != 0)
+        return -1;
+    return config_finish(&cfg, err, sizeof(err));
+}
+
+Test(config_limits, off_by_default)
+{
+    cr_assert_eq(parse_finish("listener 1883\n"), 0, "%s", err);
+    const struct config_rates *r = &cfg.listeners[0].rates;
+    cr_expect_eq(r->publish_per_s, 0);
+    cr_expect_eq(r->subscribe_per_s, 0);
+    cr_expect_eq(r->inbound_bytes_per_s, 0);
+}
+
+Test(config_limits, global_default_and_listener_override)
+{
+    cr_assert_eq(parse_finish("max_publish_rate 100\n"
+                              "max_inbound_rate 1000000\n"
+                              "listener 1883\n"
+                              "listener 1884\n"
+                              "max_publish_rate 0\n"
+                              "max_subscribe_rate 5\n"),
+                 0, "%s", err);
+    cr_expect_eq(cfg.listeners[0].rates.publish_per_s, 100);
+    cr_expect_eq(cfg.listeners[0].rates.inbound_bytes_per_s, 1000000);
+    cr_expect_eq(cfg.listeners[0].rates.subscribe_per_s, 0);
+    cr_expect_eq(cfg.listeners[1].rates.publish_per_s, 0, "0 in the block turns it off there");
+    cr_expect_eq(cfg.listeners[1].rates.inbound_bytes_per_s, 1000000, "inherited");
+    cr_expect_eq(cfg.listeners[1].rates.subscribe_per_s, 5);
+}
+
+Test(config_limits, a_global_key_after_a_listener_is_that_listeners)
+{
+    /* As mosquitto's listener options: after a listener line, its own. */
+    cr_assert_eq(parse_finish("listener 1883\nmax_publish_rate 7\nlistener 1884\n"), 0, "%s", err);
+    cr_expect_eq(cfg.listeners[0].rates.publish_per_s, 7);
+    cr_expect_eq(cfg.listeners[1].rates.publish_per_s, 0);
+}
+
+Test(config_limits, bounds)
+{
+    cr_assert_eq(parse_finish("max_publish_rate 10000001\n"), -1);
+    cr_expect_str_eq(err, "t.conf:1: `max_publish_rate' value `10000001' is out of range "
+                          "0..10000000");
+    cr_assert_eq(parse_finish("max_subscribe_rate -1\n"), -1);
+    cr_assert_eq(parse_finish("max_inbound_rate 10000000001\n"), -1);
+    cr_assert_eq(parse_finish("max_inbound_rate 10000000000\n"), 0, "%s", err);
+    cr_assert_eq(parse_finish("max_publish_rate\n"), -1);
+    cr_expect_str_eq(err, "t.conf:1: `max_publish_rate' needs a value");
+}
