@@ -220,6 +220,9 @@ static size_t parse(struct engine_conn *c, const uint8_t *p, size_t len)
         size_t total = (size_t)fh.header_len + fh.remaining_len;
         if (c->phase == ENGINE_ACTIVE && !engine_rate_admits(c, fh.type, total))
             break; /* over its rate: the rest waits, reading pauses */
+        /* Keepalive counts whole packets [MQTT-3.1.2-24]: a client that
+         * trickles a byte at a time without ever finishing one is silent. */
+        c->last_rx_ms = c->en->now_ms;
         c->en->turn_in_bytes += total;
         enum engine_status st = handle_packet(c, &fh, p + off + fh.header_len);
         off += total;
@@ -323,7 +326,6 @@ enum engine_status engine_input(struct engine_conn *c, const uint8_t *data, size
 {
     if (c->phase == ENGINE_CLOSED)
         return ENGINE_CLOSING;
-    c->last_rx_ms = c->en->now_ms;
     if (c->in.len > c->in_off || c->yielded || input_held(c->en) || c->phase == ENGINE_VERIFY ||
         c->phase == ENGINE_PLACED) {
         /* Earlier bytes wait, or input is held: keep the order, and stop

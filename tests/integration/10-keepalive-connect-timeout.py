@@ -2,7 +2,8 @@
 """10: timers. A TCP connection that never sends CONNECT (or only part of
 one) is closed after connect_timeout; PINGREQ gets PINGRESP; a client that
 pings within its keepalive stays connected and one that goes silent is
-closed after 1.5 x keepalive [MQTT-3.1.2-24]; 5.0 clients asking for more
+closed after 1.5 x keepalive [MQTT-3.1.2-24], also when it trickles a byte
+at a time of a packet it never finishes; 5.0 clients asking for more
 than max_keepalive get a Server Keep Alive property."""
 import threading
 from harness import *
@@ -53,6 +54,22 @@ def main():
         dt, got = timed_close(r, 3.0 + SLACK_S + 1)
         results["silent%d" % v] = (dt + (t0 - t_last), got)
 
+    def trickle(v):
+        # Keepalive counts whole packets: a PUBLISH sent a byte every 0.5 s
+        # never finishes, so the client is silent since its CONNECT.
+        r = Raw(b, version=v)
+        r.connect("it10-trickle-v%d" % v, version=v, keepalive=2)
+        t0 = time.monotonic()
+        pkt = publish_pkt("it10/trickle", b"x" * 200, version=v)
+        closed_at = None
+        for i in range(len(pkt) - 1):
+            if time.monotonic() - t0 > 3.0 + SLACK_S + 2:
+                break
+            if not r.send(pkt[i:i + 1]) or not r.is_open(0.5):
+                closed_at = time.monotonic() - t0
+                break
+        results["trickle%d" % v] = closed_at
+
     errors = []
 
     def guard(fn, *a):
@@ -63,7 +80,8 @@ def main():
                 errors.append("%s: %r" % (fn.__name__, e))
         return threading.Thread(target=g)
 
-    ts = [guard(idle), guard(partial), guard(pinging, 4), guard(pinging, 5)]
+    ts = [guard(idle), guard(partial), guard(pinging, 4), guard(pinging, 5), guard(trickle, 4),
+          guard(trickle, 5)]
     for t in ts:
         t.start()
 
@@ -117,6 +135,10 @@ def main():
         ok = got == [] or (v == 5 and len(got) == 1 and got[0].type == 14 and got[0].rc == 0x8D)
         check(ok and 2.0 <= dt <= 3.0 + SLACK_S,
               "v%d then silent: closed after %.2f s (1.5 x keepalive = 3 s)" % (v, dt), got)
+        dt = results.get("trickle%d" % v)
+        check(dt is not None and 2.0 <= dt <= 3.0 + SLACK_S + 0.6,
+              "v%d keepalive 2 s, then a PUBLISH a byte every 0.5 s that never ends: closed "
+              "after %s s (whole packets count, not bytes)" % (v, "%.2f" % dt if dt else "no"))
 
 
 run(main)
