@@ -513,6 +513,11 @@ struct tls_state {
     struct buf *to;  /* where records go now: the connection's output... */
     struct buf pend; /* ...or, during input, here until the next output */
     bool done;       /* the handshake completed */
+    bool failed;     /* the handshake failed (counted by tls_fail) */
+    /* The shard's failure counter, from the first input: a handshake that
+     * began and was abandoned (connect_timeout, the peer left) counts as a
+     * failure when the layer goes. */
+    atomic_uint_fast64_t *failures;
 };
 
 static int bio_read(BIO *b, char *out, int len)
@@ -669,6 +674,7 @@ static int tls_handshake(struct conn *c, struct tls_state *st)
         int e = SSL_get_error(st->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             return 0; /* more of the handshake to come */
+        st->failed = true;
         return tls_fail(c, st->ssl, "handshake");
     }
     st->done = true;
@@ -706,6 +712,7 @@ static int tls_input(struct conn *c, struct conn_layer *l, const uint8_t *data, 
     st->in = data;
     st->in_len = len;
     st->to = NULL;
+    st->failures = &c->e.en->st.tls_failures;
     int rc = st->done ? 0 : tls_handshake(c, st);
     if (rc == 0 && st->done)
         rc = tls_read_all(c, st, up);
@@ -771,6 +778,8 @@ static int tls_shutdown(struct conn *c, struct conn_layer *l, struct buf *to)
 static void tls_destroy(struct conn_layer *l)
 {
     struct tls_state *st = (struct tls_state *)l;
+    if (!st->done && !st->failed && st->failures)
+        atomic_fetch_add_explicit(st->failures, 1, memory_order_relaxed); /* abandoned */
     SSL_free(st->ssl);
     buf_free(&st->pend);
     tls_ctx_unref(st->ctx);
