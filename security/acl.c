@@ -47,6 +47,7 @@
 
 #include "codec.h"
 #include "invariant.h"
+#include "text.h"
 #include "limits.h"
 #include "topic.h"
 
@@ -505,27 +506,6 @@ __attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const ch
     return -1;
 }
 
-/* Bytes from the file for a message: printable ASCII as it is, anything
- * else as \xNN, at most SHOW_MAX bytes of it. */
-#define SHOW_MAX 40u
-#define SHOW_LEN (SHOW_MAX * 4u + 4u)
-static const char *show(char *out, const uint8_t *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && i < SHOW_MAX; i++) {
-        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
-            out[o++] = (char)s[i];
-        else
-            o += (size_t)snprintf(out + o, 5, "\\x%02x", s[i]);
-    }
-    if (n > SHOW_MAX) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* isspace() in the C locale, which is what mosquitto trims. */
 static bool is_blank(uint8_t c)
 {
@@ -598,20 +578,20 @@ static const char *level_problem(const uint8_t *l, size_t n, bool last, bool pat
 /* Checks a rule's topic as an MQTT filter; 0, or -1 with the message. */
 static int check_filter(struct parser *p, const uint8_t *f, size_t n, bool pattern)
 {
-    char shown[SHOW_LEN];
+    char shown[TEXT_SHOW_LEN];
     if (n > TOPIC_LEN_MAX)
         return fail(p, "topic of %zu bytes, longer than %u", n, TOPIC_LEN_MAX);
     if (!codec_utf8_valid(f, n))
-        return fail(p, "topic `%s' is not valid UTF-8", show(shown, f, n));
+        return fail(p, "topic `%s' is not valid UTF-8", text_show(shown, f, n));
     size_t levels = 0;
     for (size_t start = 0;; start++) {
         size_t end = level_end(f, n, start);
         if (++levels > TOPIC_LEVELS_MAX)
-            return fail(p, "topic `%s' has more than %u levels", show(shown, f, n),
+            return fail(p, "topic `%s' has more than %u levels", text_show(shown, f, n),
                         TOPIC_LEVELS_MAX);
         const char *why = level_problem(f + start, end - start, end == n, pattern);
         if (why)
-            return fail(p, "topic `%s': %s", show(shown, f, n), why);
+            return fail(p, "topic `%s': %s", text_show(shown, f, n), why);
         if (end == n)
             return 0;
         start = end;
@@ -622,7 +602,7 @@ static int check_filter(struct parser *p, const uint8_t *f, size_t n, bool patte
 static int parse_rule(struct parser *p, const uint8_t *s, size_t n, bool pattern)
 {
     const char *kw = pattern ? "pattern" : "topic";
-    char shown[SHOW_LEN];
+    char shown[TEXT_SHOW_LEN];
     skip_spaces(&s, &n);
     if (n == 0)
         return fail(p, "`%s' without a topic", kw);
@@ -632,9 +612,9 @@ static int parse_rule(struct parser *p, const uint8_t *s, size_t n, bool pattern
     trim(&topic, &tn);
     int access = access_word(s, wl);
     if (tn == 0 && access >= 0)
-        return fail(p,
-                    "`%s %s' without a topic (for the topic `%s' itself, write `%s readwrite %s')",
-                    kw, show(shown, s, wl), show(shown, s, wl), kw, show(shown, s, wl));
+        return fail(
+            p, "`%s %s' without a topic (for the topic `%s' itself, write `%s readwrite %s')", kw,
+            text_show(shown, s, wl), text_show(shown, s, wl), kw, text_show(shown, s, wl));
     if (tn == 0) {
         topic = s;
         tn = wl;
@@ -643,7 +623,7 @@ static int parse_rule(struct parser *p, const uint8_t *s, size_t n, bool pattern
         return fail(p,
                     "unknown access `%s' (read, write, readwrite or deny; a topic with spaces "
                     "needs one of them before it)",
-                    show(shown, s, wl));
+                    text_show(shown, s, wl));
     }
     if (p->a->rule_count >= ACL_RULES_MAX)
         return fail(p, "more than %u rules", ACL_RULES_MAX);
@@ -661,14 +641,14 @@ static int parse_rule(struct parser *p, const uint8_t *s, size_t n, bool pattern
 /* "user NAME": s holds what follows the keyword. */
 static int parse_user(struct parser *p, const uint8_t *s, size_t n)
 {
-    char shown[SHOW_LEN];
+    char shown[TEXT_SHOW_LEN];
     trim(&s, &n);
     if (n == 0)
         return fail(p, "`user' without a name");
     if (n > ACL_NAME_MAX)
         return fail(p, "user name of %zu bytes, longer than %u", n, ACL_NAME_MAX);
     if (!codec_utf8_valid(s, n))
-        return fail(p, "user name `%s' is not valid UTF-8", show(shown, s, n));
+        return fail(p, "user name `%s' is not valid UTF-8", text_show(shown, s, n));
     uint32_t u = child_literal(p->a, ROOT_USERS, KIND_USER, s, n);
     if (u == NODE_NONE) {
         p->line = 0;
@@ -681,7 +661,7 @@ static int parse_user(struct parser *p, const uint8_t *s, size_t n)
 /* One line, without its '\n'. */
 static int parse_line(struct parser *p, const uint8_t *s, size_t n)
 {
-    char shown[SHOW_LEN];
+    char shown[TEXT_SHOW_LEN];
     if (n > ACL_LINE_MAX)
         return fail(p, "line longer than %u bytes", ACL_LINE_MAX);
     if (memchr(s, 0, n))
@@ -700,7 +680,7 @@ static int parse_line(struct parser *p, const uint8_t *s, size_t n)
     for (size_t i = 0; i < wl; i++)
         blank |= is_blank(s[i]);
     return fail(p, "unknown keyword `%s' (a line is `topic', `pattern' or `user'%s)",
-                show(shown, s, wl), blank ? "; words are separated by spaces, not tabs" : "");
+                text_show(shown, s, wl), blank ? "; words are separated by spaces, not tabs" : "");
 }
 
 static struct acl *acl_alloc(void)

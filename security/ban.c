@@ -22,13 +22,12 @@
 
 #include "codec.h"
 #include "invariant.h"
+#include "text.h"
 #include "siphash.h"
 
 /* Tables start with this many slots and double. */
 #define TABLE_MIN 16u
 /* Bytes of a name or word quoted in a message. */
-#define SHOW_MAX 40u
-#define SHOW_LEN (SHOW_MAX * 4u + 4u)
 /* "YYYY-MM-DDThh:mm:ssZ" */
 #define EXPIRY_LEN 20u
 
@@ -169,25 +168,6 @@ __attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const ch
     return -1;
 }
 
-/* Bytes from the file for a message: printable ASCII as it is, anything
- * else as \xNN, at most SHOW_MAX bytes of it. */
-static const char *show(char *out, const uint8_t *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && i < SHOW_MAX; i++) {
-        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
-            out[o++] = (char)s[i];
-        else
-            o += (size_t)snprintf(out + o, 5, "\\x%02x", s[i]);
-    }
-    if (n > SHOW_MAX) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* ------------------------------------------------------------------ */
 /* Words                                                               */
 /* ------------------------------------------------------------------ */
@@ -229,11 +209,11 @@ static int unquote(struct parser *p, enum ban_kind kind, const uint8_t *s, size_
             if (i + 1 == n)
                 break;
             if (s[i + 1] != '"' && s[i + 1] != '\\') {
-                char shown[SHOW_LEN];
+                char shown[TEXT_SHOW_LEN];
                 return fail(p,
                             "unknown escape `\\%s' in a quoted %s (only \\\" and \\\\ are "
                             "escapes)",
-                            show(shown, s + i + 1, 1), kind_noun[kind]);
+                            text_show(shown, s + i + 1, 1), kind_noun[kind]);
             }
             i++;
         }
@@ -247,7 +227,7 @@ static int unquote(struct parser *p, enum ban_kind kind, const uint8_t *s, size_
 static int parse_name(struct parser *p, enum ban_kind kind, const uint8_t *s, size_t n,
                       uint32_t *off, uint32_t *len, size_t *used)
 {
-    char shown[SHOW_LEN];
+    char shown[TEXT_SHOW_LEN];
     uint8_t *out = p->l->pool + p->pool_len;
     size_t out_len = 0;
     if (s[0] == '"') {
@@ -261,7 +241,7 @@ static int parse_name(struct parser *p, enum ban_kind kind, const uint8_t *s, si
             return fail(p,
                         "a `\"' inside the bare %s `%s': write the whole %s in double quotes, "
                         "with \\\" for each `\"'",
-                        kind_noun[kind], show(shown, s, out_len), kind_noun[kind]);
+                        kind_noun[kind], text_show(shown, s, out_len), kind_noun[kind]);
         memcpy(out, s, out_len);
     }
     if (out_len == 0)
@@ -269,7 +249,8 @@ static int parse_name(struct parser *p, enum ban_kind kind, const uint8_t *s, si
     if (out_len > BAN_NAME_MAX)
         return fail(p, "%s of %zu bytes, longer than %u", kind_noun[kind], out_len, BAN_NAME_MAX);
     if (!codec_utf8_valid(out, out_len))
-        return fail(p, "%s `%s' is not valid UTF-8", kind_noun[kind], show(shown, out, out_len));
+        return fail(p, "%s `%s' is not valid UTF-8", kind_noun[kind],
+                    text_show(shown, out, out_len));
     *off = (uint32_t)p->pool_len;
     *len = (uint32_t)out_len;
     return 0;
@@ -318,8 +299,8 @@ static uint64_t days_from_civil(unsigned y, unsigned m, unsigned d)
 
 static int parse_expiry(struct parser *p, const uint8_t *s, size_t n, uint64_t *until)
 {
-    char shown[SHOW_LEN];
-    show(shown, s, n);
+    char shown[TEXT_SHOW_LEN];
+    text_show(shown, s, n);
     if (n == 10 && shaped(s, n, "dddd-dd-dd"))
         return fail(p,
                     "expiry `%s' is a date without a time: write %sT00:00:00Z to lift the ban "
@@ -406,7 +387,7 @@ static int keep(struct parser *p, enum ban_kind kind, const struct value *v, uin
 /* Everything after the keyword: s[0..n), blanks trimmed, n > 0. */
 static int parse_ban(struct parser *p, enum ban_kind kind, const uint8_t *s, size_t n)
 {
-    char shown[SHOW_LEN];
+    char shown[TEXT_SHOW_LEN];
     struct value v;
     size_t used = 0;
     if (parse_value(p, kind, s, n, &v, &used))
@@ -424,7 +405,7 @@ static int parse_ban(struct parser *p, enum ban_kind kind, const uint8_t *s, siz
         skip_blanks(&s, &n);
         if (n > 0 && s[0] != '#')
             return fail(p, "unexpected `%s' after the expiry (a comment starts with `#')",
-                        show(shown, s, word_len(s, n)));
+                        text_show(shown, s, word_len(s, n)));
     }
     return keep(p, kind, &v, until);
 }
@@ -444,7 +425,7 @@ static int check_bytes(struct parser *p, const uint8_t *s, size_t n)
 /* One line, s[0..n) without its '\n'. */
 static int parse_line(struct parser *p, const uint8_t *s, size_t n)
 {
-    char shown[SHOW_LEN];
+    char shown[TEXT_SHOW_LEN];
     if (n > 0 && s[n - 1] == '\r')
         n--;
     if (n > BAN_LINE_MAX)
@@ -471,7 +452,7 @@ static int parse_line(struct parser *p, const uint8_t *s, size_t n)
     return fail(p,
                 "unknown keyword `%s' (a ban is `clientid ID', `username NAME' or `ip CIDR', "
                 "each optionally followed by an expiry time)",
-                show(shown, s, wl));
+                text_show(shown, s, wl));
 }
 
 /* ------------------------------------------------------------------ */
