@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* MQTT 5 carries a session expiry interval as a four-byte count of seconds,
@@ -56,6 +57,13 @@ const char config_default_text[] =
     "# No authentication is configured, so local clients connect without a\n"
     "# username. This applies to this listener only.\n"
     "allow_anonymous true\n";
+
+void config_fini(struct config *c)
+{
+    free(c->netrules);
+    c->netrules = NULL;
+    c->netrule_count = c->netrule_cap = 0;
+}
 
 void config_init(struct config *c)
 {
@@ -761,6 +769,8 @@ static const struct option options[] = {
     {"max_publish_rate", config_set_max_publish_rate, SCOPE_ANY, 1},
     {"max_subscribe_rate", config_set_max_subscribe_rate, SCOPE_ANY, 1},
     {"max_inbound_rate", config_set_max_inbound_rate, SCOPE_ANY, 1},
+    {"allow_from", config_set_allow_from, SCOPE_ANY, 1},
+    {"deny_from", config_set_deny_from, SCOPE_ANY, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},

@@ -90,6 +90,21 @@ struct config_tls {
     int psk_file_line;
 };
 
+/* allow_from / deny_from lines (core/config_limits.c), kept as written:
+ * the security snapshot parses them (security/netrule.h) and reports a bad
+ * one with its line. listener: the block's index, or CONFIG_NETRULE_GLOBAL.
+ * A listener's deny ranges are the global ones and its own; its allow
+ * ranges are its own if it has any, else the global ones. */
+#define CONFIG_NETRULE_GLOBAL 0xffffu
+#define CONFIG_NETRULES_MAX   1000000u
+#define CONFIG_NETRULE_TEXT   64u /* NETRULE_CIDR_TEXT_MAX */
+struct config_netrule {
+    char text[CONFIG_NETRULE_TEXT + 1];
+    bool deny;
+    uint16_t listener;
+    int line;
+};
+
 /* Per-client rates (core/config_limits.c): token buckets with a burst of
  * one second's worth; 0 = no limit. In a listener block for that listener,
  * at global scope a default for the others. */
@@ -170,6 +185,9 @@ struct config {
      * (security/cred_cache.h), 0..AUTH_CACHE_S_MAX; 0: never. */
     uint32_t auth_cache_s;
     struct config_rates rates; /* the defaults of listeners that set none */
+    /* allow_from and deny_from, in file order; heap (config_fini frees). */
+    struct config_netrule *netrules;
+    uint32_t netrule_count, netrule_cap;
 
     /* Credentials: mosquitto's password file (security/passwd.h), read at
      * start-up by the security snapshot; "" = none. */
@@ -226,6 +244,10 @@ void config_init(struct config *c);
  */
 int config_parse(struct config *c, const char *source, const char *text, size_t len, char *err,
                  size_t errlen);
+
+/* Frees what config_parse allocated (the allow_from/deny_from list); c
+ * may be parsed again after config_init. */
+void config_fini(struct config *c);
 
 /*
  * Resolves what depends on the whole file: with no listener, adds the

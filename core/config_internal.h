@@ -71,6 +71,8 @@ int config_set_max_publish_rate(struct parser *p);
 int config_set_max_subscribe_rate(struct parser *p);
 int config_set_max_inbound_rate(struct parser *p);
 void config_rates_init(struct config_rates *r);
+int config_set_allow_from(struct parser *p);
+int config_set_deny_from(struct parser *p);
 void config_rates_finish(struct config *c);
 
 /* A listener's TLS keys taken together, from config_finish(). */

@@ -1,10 +1,12 @@
 /*
- * The availability keys of the abuse-resistance work that exist in a
- * listener block (for that listener) or at global scope (a default for
- * every listener that does not set its own), as mosquitto scopes its
- * listener options. Today: the per-client rates. The rest of the parser is
- * config.c.
+ * The availability keys that exist in a listener block (for that listener)
+ * or at global scope (a default for every listener, as mosquitto scopes its
+ * listener options): the per-client rates, and the address rules
+ * (allow_from, deny_from), which are kept as written for the security
+ * snapshot to parse (security/netrule.h) with their lines. The rest of the
+ * parser is config.c.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -59,4 +61,41 @@ void config_rates_finish(struct config *c)
             r->inbound_bytes_per_s =
                 g->inbound_bytes_per_s == CONFIG_RATE_INHERIT ? 0 : g->inbound_bytes_per_s;
     }
+}
+
+static int add_netrule(struct parser *p, bool deny)
+{
+    struct config *c = p->c;
+    const char *v = p->values[0];
+    if (strlen(v) > CONFIG_NETRULE_TEXT)
+        return config_fail(p, "`%s' value is longer than %u bytes (one CIDR range)", p->key,
+                           (unsigned)CONFIG_NETRULE_TEXT);
+    if (c->netrule_count >= CONFIG_NETRULES_MAX)
+        return config_fail(p, "more than %u allow_from and deny_from lines",
+                           (unsigned)CONFIG_NETRULES_MAX);
+    if (c->netrule_count == c->netrule_cap) {
+        uint32_t cap = c->netrule_cap ? c->netrule_cap * 2 : 16;
+        struct config_netrule *nv = realloc(c->netrules, cap * sizeof(*nv));
+        if (!nv)
+            return config_fail(p, "out of memory");
+        c->netrules = nv;
+        c->netrule_cap = cap;
+    }
+    struct config_netrule *r = &c->netrules[c->netrule_count++];
+    memset(r, 0, sizeof(*r));
+    memcpy(r->text, v, strlen(v));
+    r->deny = deny;
+    r->listener = p->listener ? (uint16_t)(p->listener - c->listeners) : CONFIG_NETRULE_GLOBAL;
+    r->line = p->line;
+    return 0;
+}
+
+int config_set_allow_from(struct parser *p)
+{
+    return add_netrule(p, false);
+}
+
+int config_set_deny_from(struct parser *p)
+{
+    return add_netrule(p, true);
 }

@@ -202,6 +202,12 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(rate_paused_bytes),
      .sys_topic = "rate limits/inbound pauses"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"address\"",
+     .help = "Connections closed at accept, before any byte was read, by reason.",
+     .kind = METRICS_COUNTER,
+     SHARD(address_refused),
+     .sys_topic = "connections/refused address"},
 
     /* Broker-wide values, read by the caller. */
     {.name = "ringmq_uptime_seconds",

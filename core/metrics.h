@@ -67,6 +67,7 @@ struct metrics_shard {
     atomic_uint_fast64_t rate_paused_publish;
     atomic_uint_fast64_t rate_paused_subscribe;
     atomic_uint_fast64_t rate_paused_bytes;
+    atomic_uint_fast64_t address_refused; /* connections closed at accept: allow_from/deny_from */
 };
 
 enum metrics_kind {

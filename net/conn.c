@@ -507,8 +507,41 @@ static void conn_peer(struct conn *c)
     snprintf(who->peer, sizeof(who->peer), "%s:%u", host, port);
 }
 
+/* allow_from / deny_from, at accept: before a byte is read or any TLS
+ * work done. A peer whose address cannot be read any more (it reset at
+ * once) is let through: its receive ends it. True to go on. */
+static bool conn_admitted(struct shard *sh, unsigned li, int fd)
+{
+    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
+    if (!snap->allow[li] && !snap->deny[li])
+        return true;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    struct netrule_addr a;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return true;
+    bool ok = ss.ss_family == AF_INET
+                  ? netrule_addr_from_bytes(
+                        NETRULE_V4, (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr, &a)
+                  : netrule_addr_from_bytes(
+                        NETRULE_V6, (const uint8_t *)&((struct sockaddr_in6 *)&ss)->sin6_addr, &a);
+    if (ok && auth_admit(snap, li, &a))
+        return true;
+    char text[NETRULE_ADDR_STRLEN] = "?";
+    if (ok)
+        netrule_format(&a, text, sizeof(text));
+    LOG(LOG_LEVEL_DEBUG, "connection from %s refused on listener %u: allow_from/deny_from", text,
+        li);
+    atomic_fetch_add_explicit(&sh->en.st.address_refused, 1, memory_order_relaxed);
+    return false;
+}
+
 void conn_accept(struct shard *sh, unsigned li, int fd)
 {
+    if (!conn_admitted(sh, li, fd)) {
+        close(fd);
+        return;
+    }
     const struct config_listener *l = &sh->b->cfg.listeners[li];
     uint64_t total = atomic_fetch_add_explicit(&sh->b->conn_count, 1, memory_order_relaxed) + 1;
     struct conn *c = calloc(1, sizeof(*c));

@@ -779,6 +779,7 @@ static void broker_stop(struct broker *b, unsigned created, unsigned started)
     reload_tls_stop(b);            /* no context is left to read the ticket keys */
     retain_destroy(b->eng.retain);
     auth_snapshot_destroy(atomic_load(&b->auth));
+    config_fini(&b->cfg);
     pthread_rwlock_destroy(&b->retain_lock);
 }
 

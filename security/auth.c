@@ -77,6 +77,67 @@ static int take_acl(struct auth_snapshot *s, const struct config_listener *l, ui
     return 0;
 }
 
+/* Does config line r apply to listener li as kind deny? A block's allow
+ * lines replace the global ones; deny lines add up. */
+static bool netrule_applies(const struct config *c, const struct config_netrule *r, uint32_t li,
+                            bool deny, bool own_allow)
+{
+    if (r->deny != deny)
+        return false;
+    if (r->listener == li)
+        return true;
+    return r->listener == CONFIG_NETRULE_GLOBAL && (deny || !own_allow);
+}
+
+/* Listener li's allow (deny false) or deny set from the config's lines.
+ * NULL with *out NULL when there is none; -1 with err on a bad line. */
+static int netrules_take(const struct config *c, uint32_t li, bool deny, struct netrule_set **out,
+                         char *err, size_t errlen)
+{
+    *out = NULL;
+    bool own_allow = false;
+    for (uint32_t i = 0; i < c->netrule_count && !deny; i++)
+        own_allow = own_allow || (!c->netrules[i].deny && c->netrules[i].listener == li);
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->netrule_count; i++)
+        n += netrule_applies(c, &c->netrules[i], li, deny, own_allow);
+    if (n == 0)
+        return 0;
+    struct netrule_cidr *v = malloc(n * sizeof(*v));
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < c->netrule_count; i++) {
+        const struct config_netrule *r = &c->netrules[i];
+        if (!netrule_applies(c, r, li, deny, own_allow))
+            continue;
+        char why[192];
+        if (netrule_parse_cidr(r->text, strlen(r->text), &v[k++], why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s:%d: %s %s", c->source, r->line,
+                     r->deny ? "deny_from" : "allow_from", why);
+            free(v);
+            return -1;
+        }
+    }
+    char why[128];
+    *out = netrule_set_create(v, NULL, n, why, sizeof(why));
+    free(v);
+    if (!*out) {
+        snprintf(err, errlen, "%s: %s", c->source, why);
+        return -1;
+    }
+    return 0;
+}
+
+bool auth_admit(const struct auth_snapshot *s, uint32_t listener, const struct netrule_addr *a)
+{
+    if (listener >= s->listener_count)
+        return false;
+    return netrule_admit(s->allow[listener], s->deny[listener], a);
+}
+
 struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation,
                                            const struct auth_files *f, char *err, size_t errlen)
 {
@@ -97,6 +158,9 @@ struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t gene
             goto fail;
         s->username_proven[i] = s->passwd[i] != NULL || l->tls.use_identity_as_username ||
                                 l->tls.use_subject_as_username;
+        if (netrules_take(c, i, false, &s->allow[i], err, errlen) != 0 ||
+            netrules_take(c, i, true, &s->deny[i], err, errlen) != 0)
+            goto fail;
     }
     return s;
 fail:
@@ -112,6 +176,10 @@ void auth_snapshot_destroy(struct auth_snapshot *s)
         passwd_free(s->passwd_own[i]);
     for (uint32_t i = 0; i < s->acl_own_count; i++)
         acl_destroy(s->acl_own[i]);
+    for (uint32_t i = 0; i < s->listener_count; i++) {
+        netrule_set_destroy(s->allow[i]);
+        netrule_set_destroy(s->deny[i]);
+    }
     free(s);
 }
 

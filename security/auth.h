@@ -17,6 +17,7 @@
 
 #include "acl.h"
 #include "config.h"
+#include "netrule.h"
 #include "passwd.h"
 
 /* The read-mostly snapshot. Shards read it through one atomic pointer; a
@@ -42,6 +43,10 @@ struct auth_snapshot {
     struct acl *acl_own[LISTENERS_MAX];
     const char *acl_path[LISTENERS_MAX];
     uint32_t acl_own_count;
+    /* allow_from / deny_from per listener (config.h says how the global
+     * lines combine with a block's), owned; NULL: none. */
+    struct netrule_set *allow[LISTENERS_MAX];
+    struct netrule_set *deny[LISTENERS_MAX];
 };
 
 /* The contents of the files a config names, read by the caller: security/
@@ -84,6 +89,10 @@ struct auth_request {
     const uint8_t *password;
     size_t password_len;
 };
+
+/* May a connection from a be accepted on listener (allow_from /
+ * deny_from)? Asked at accept, before any byte is read. */
+bool auth_admit(const struct auth_snapshot *s, uint32_t listener, const struct netrule_addr *a);
 
 /* Decides a CONNECT's username and password: MQTT_RC_SUCCESS,
  * MQTT_RC_NOT_AUTHORIZED or MQTT_RC_BAD_USERNAME_OR_PASSWORD (5.0 reason

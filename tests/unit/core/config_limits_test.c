@@ -3,6 +3,7 @@
  * that listener, at global scope a default; 0 turns a limit off; bounds.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -63,4 +64,38 @@ Test(config_limits, bounds)
     cr_assert_eq(parse_finish("max_inbound_rate 10000000000\n"), 0, "%s", err);
     cr_assert_eq(parse_finish("max_publish_rate\n"), -1);
     cr_expect_str_eq(err, "t.conf:1: `max_publish_rate' needs a value");
+}
+
+/* ---- allow_from / deny_from: kept as written, with scope and line ---- */
+
+Test(config_limits, address_rules_keep_text_scope_and_line)
+{
+    cr_assert_eq(parse_finish("deny_from 10.0.0.0/8\n"
+                              "listener 1883\n"
+                              "allow_from 192.168.0.0/16\n"
+                              "deny_from ::1\n"),
+                 0, "%s", err);
+    cr_assert_eq(cfg.netrule_count, 3);
+    cr_expect_str_eq(cfg.netrules[0].text, "10.0.0.0/8");
+    cr_expect(cfg.netrules[0].deny);
+    cr_expect_eq(cfg.netrules[0].listener, CONFIG_NETRULE_GLOBAL);
+    cr_expect_eq(cfg.netrules[0].line, 1);
+    cr_expect_str_eq(cfg.netrules[1].text, "192.168.0.0/16");
+    cr_expect_not(cfg.netrules[1].deny);
+    cr_expect_eq(cfg.netrules[1].listener, 0);
+    cr_expect_eq(cfg.netrules[2].line, 4);
+    config_fini(&cfg);
+    cr_expect_null(cfg.netrules);
+}
+
+Test(config_limits, address_rule_values)
+{
+    cr_assert_eq(parse_finish("allow_from 10.0.0.0/8 10.1.0.0/16\n"), -1);
+    cr_expect_str_eq(err, "t.conf:1: `allow_from' takes one value, found extra `10.1.0.0/16'");
+    char text[128];
+    snprintf(text, sizeof(text), "deny_from %.*s\n", 65,
+             "1111:2222:3333:4444:5555:6666:7777:8888/128-and-then-some-more-text");
+    cr_assert_eq(parse_finish(text), -1);
+    cr_expect_str_eq(err, "t.conf:1: `deny_from' value is longer than 64 bytes (one CIDR range)");
+    config_fini(&cfg);
 }

@@ -16,6 +16,7 @@ static struct auth_snapshot *snap_with_files(const char *text, const struct auth
     cr_assert_eq(config_finish(&c, err, sizeof(err)), 0, "%s", err);
     struct auth_snapshot *s = auth_snapshot_create(&c, 7, f, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
+    config_fini(&c); /* the snapshot keeps nothing of the address rules' text */
     return s;
 }
 
@@ -242,4 +243,51 @@ Test(auth, prepared_check_holds_no_pointer_into_the_snapshot)
     cr_expect_eq(auth_check_verdict(&unknown, (const uint8_t *)"wonderland", 10),
                  MQTT_RC_BAD_USERNAME_OR_PASSWORD, "the decoy never lets in");
     cr_expect_eq(auth_check_verdict(&nopw, NULL, 0), MQTT_RC_BAD_USERNAME_OR_PASSWORD);
+}
+
+/* ---- allow_from / deny_from ---- */
+
+static struct netrule_addr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d)
+{
+    struct netrule_addr n;
+    const uint8_t bytes[4] = {a, b, c, d};
+    cr_assert(netrule_addr_from_bytes(NETRULE_V4, bytes, &n));
+    return n;
+}
+
+Test(auth, address_rules_per_listener)
+{
+    struct auth_snapshot *s = snap_for("deny_from 127.0.0.3\n"
+                                       "allow_from 127.0.0.0/8\n"
+                                       "listener 1883 127.0.0.1\n"
+                                       "listener 1884 127.0.0.1\n"
+                                       "allow_from 127.0.0.2\n"
+                                       "deny_from 127.0.0.4\n");
+    struct netrule_addr a2 = v4(127, 0, 0, 2), a3 = v4(127, 0, 0, 3), a4 = v4(127, 0, 0, 4),
+                        a5 = v4(127, 0, 0, 5), out = v4(10, 0, 0, 1);
+    cr_expect(auth_admit(s, 0, &a2));
+    cr_expect_not(auth_admit(s, 0, &a3), "the global deny");
+    cr_expect(auth_admit(s, 0, &a4), "listener 1's deny is its own");
+    cr_expect_not(auth_admit(s, 0, &out), "outside the global allow");
+    cr_expect(auth_admit(s, 1, &a2), "the block's allow");
+    cr_expect_not(auth_admit(s, 1, &a5), "the block's allow replaces the global one");
+    cr_expect_not(auth_admit(s, 1, &a3), "global denies add up with the block's");
+    cr_expect_not(auth_admit(s, 1, &a4));
+    cr_expect_not(auth_admit(s, 7, &a2), "unknown listener");
+    auth_snapshot_destroy(s);
+}
+
+Test(auth, bad_address_rule_names_config_line)
+{
+    struct config c;
+    char err[512];
+    config_init(&c);
+    const char *text = "listener 1883\nallow_from 10.1.2.3/8\n";
+    cr_assert_eq(config_parse(&c, "t.conf", text, strlen(text), err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    static const struct auth_files none = {NULL, 0};
+    cr_assert_null(auth_snapshot_create(&c, 1, &none, err, sizeof(err)));
+    cr_expect_str_eq(err, "t.conf:2: allow_from `10.1.2.3/8' has bits set beyond the /8 prefix "
+                          "(did you mean 10.0.0.0/8?)");
+    config_fini(&c);
 }
