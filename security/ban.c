@@ -154,17 +154,10 @@ struct parser {
 
 __attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const char *fmt, ...)
 {
-    if (!p->err || p->errlen == 0)
-        return -1;
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    text_vfail(p->err, p->errlen, p->path, p->line, fmt, ap);
     va_end(ap);
-    if (p->line > 0)
-        snprintf(p->err, p->errlen, "%s:%zu: %s", p->path, p->line, msg);
-    else
-        snprintf(p->err, p->errlen, "%s: %s", p->path, msg);
     return -1;
 }
 

@@ -6,6 +6,19 @@
 #include <stdio.h>
 #include <string.h>
 
+int text_vfail(char *err, size_t errlen, const char *path, size_t line, const char *fmt, va_list ap)
+{
+    if (!err || errlen == 0)
+        return -1;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (line > 0)
+        snprintf(err, errlen, "%s:%zu: %s", path, line, msg);
+    else
+        snprintf(err, errlen, "%s: %s", path, msg);
+    return -1;
+}
+
 const char *text_show(char *out, const uint8_t *s, size_t n)
 {
     size_t o = 0;

@@ -6,6 +6,7 @@
 #ifndef RINGMQ_TEXT_H
 #define RINGMQ_TEXT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,5 +19,11 @@
  * backslash too would be ambiguous, so it is \x5c), anything else as \xNN.
  * Returns out. */
 const char *text_show(char *out, const uint8_t *s, size_t n);
+
+/* "path:line: message" (line 0: "path: message") into err, NUL-terminated
+ * and cut to errlen; nothing when err is NULL or errlen 0. Returns -1, so
+ * a parser's failure is one return. */
+int text_vfail(char *err, size_t errlen, const char *path, size_t line, const char *fmt,
+               va_list ap);
 
 #endif
