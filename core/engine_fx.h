@@ -61,9 +61,9 @@ bool engine_fx_allowed(const struct engine *en, const struct engine_identity *wh
                        const uint8_t *client_id, size_t client_id_len, enum engine_access access,
                        const uint8_t *topic, size_t len);
 /* The policy a listener's clients are checked against now: 0 when there is
- * nothing to check (no ACL there: engine_fx_allowed would say yes to
- * everything), else a number that changes whenever the answers may (the
- * security snapshot's generation). */
+ * nothing to check (no ACL there: everything is allowed, and the engine
+ * does not ask engine_fx_allowed), else a number that changes whenever
+ * the answers may (the security snapshot's generation). */
 uint64_t engine_fx_policy(const struct engine *en, uint32_t listener);
 
 /* A CONNECT's username and password (no enhanced authentication). */

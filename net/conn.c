@@ -483,13 +483,20 @@ void conn_on_send(struct shard *sh, struct conn *c, int res)
 }
 
 /* The peer's address, binary (for address rules) and as text (for logs). */
-static void conn_peer(struct conn *c)
+/* The peer's address, read once at accept; AF_UNSPEC when a peer that
+ * reset at once has none any more. */
+static void peer_read(int fd, struct sockaddr_storage *ss)
+{
+    socklen_t sl = sizeof(*ss);
+    if (getpeername(fd, (struct sockaddr *)ss, &sl) != 0)
+        ss->ss_family = AF_UNSPEC;
+}
+
+static void conn_peer(struct conn *c, const struct sockaddr_storage *ss)
 {
     struct engine_identity *who = &c->e.who;
-    socklen_t sl = sizeof(who->addr);
-    if (getpeername(c->fd, (struct sockaddr *)&who->addr, &sl) != 0) {
-        /* A peer that reset at once has no address any more. */
-        who->addr.ss_family = AF_UNSPEC;
+    who->addr = *ss;
+    if (who->addr.ss_family == AF_UNSPEC) {
         snprintf(who->peer, sizeof(who->peer), "(gone)");
         return;
     }
@@ -510,21 +517,18 @@ static void conn_peer(struct conn *c)
 /* allow_from / deny_from, at accept: before a byte is read or any TLS
  * work done. A peer whose address cannot be read any more (it reset at
  * once) is let through: its receive ends it. True to go on. */
-static bool conn_admitted(struct shard *sh, unsigned li, int fd)
+static bool conn_admitted(struct shard *sh, unsigned li, const struct sockaddr_storage *ss)
 {
     const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
-    if (!snap->allow[li] && !snap->deny[li])
+    if ((!snap->allow[li] && !snap->deny[li]) || ss->ss_family == AF_UNSPEC)
         return true;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
     struct netrule_addr a;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return true;
-    bool ok = ss.ss_family == AF_INET
-                  ? netrule_addr_from_bytes(
-                        NETRULE_V4, (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr, &a)
-                  : netrule_addr_from_bytes(
-                        NETRULE_V6, (const uint8_t *)&((struct sockaddr_in6 *)&ss)->sin6_addr, &a);
+    bool ok =
+        ss->ss_family == AF_INET
+            ? netrule_addr_from_bytes(
+                  NETRULE_V4, (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr, &a)
+            : netrule_addr_from_bytes(
+                  NETRULE_V6, (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr, &a);
     if (ok && auth_admit(snap, li, &a))
         return true;
     char text[NETRULE_ADDR_STRLEN] = "?";
@@ -538,7 +542,9 @@ static bool conn_admitted(struct shard *sh, unsigned li, int fd)
 
 void conn_accept(struct shard *sh, unsigned li, int fd)
 {
-    if (!conn_admitted(sh, li, fd)) {
+    struct sockaddr_storage peer;
+    peer_read(fd, &peer);
+    if (!conn_admitted(sh, li, &peer)) {
         close(fd);
         return;
     }
@@ -577,7 +583,7 @@ void conn_accept(struct shard *sh, unsigned li, int fd)
     c->reading = true;
     c->close_timer.kind = ENGINE_TIMER_RUNTIME;
     c->e.who.listener = li;
-    conn_peer(c);
+    conn_peer(c, &peer);
     conn_link(sh, c);
     atomic_fetch_add_explicit(&sh->en.st.connections, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->en.st.connects_total, 1, memory_order_relaxed);

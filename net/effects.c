@@ -102,7 +102,8 @@ void engine_fx_timer(struct engine *en, struct engine_timer *t)
 uint64_t engine_fx_policy(const struct engine *en, uint32_t listener)
 {
     const struct auth_snapshot *s = snapshot(en);
-    return listener < s->listener_count && s->acl[listener] ? s->generation : 0;
+    /* A listener the snapshot does not know is asked (and refused). */
+    return listener >= s->listener_count || s->acl[listener] ? s->generation : 0;
 }
 
 bool engine_fx_allowed(const struct engine *en, const struct engine_identity *who,
