@@ -95,6 +95,10 @@ void config_init(struct config *c)
     c->auth_threads = 1;
     c->auth_cache_s = AUTH_CACHE_S_DEFAULT;
     config_rates_init(&c->rates);
+    config_admit_init(&c->admit);
+    c->flapping_window_s = CONFIG_FLAPPING_WINDOW_DEFAULT;
+    c->flapping_ban_s = CONFIG_FLAPPING_BAN_DEFAULT;
+    c->overload_lag_ms = CONFIG_OVERLOAD_LAG_MS_DEFAULT;
     c->tls_ticket_rotation_s = CONFIG_TICKET_ROTATION_DEFAULT;
     c->listener_count = 0;
     for (uint32_t i = 0; i < LISTENERS_MAX; i++)
@@ -113,6 +117,7 @@ static void listener_reset(struct config_listener *l, uint16_t port, const char 
     l->line = line;
     l->tls.min_version = CONFIG_TLS_1_2;
     config_rates_init(&l->rates);
+    config_admit_init(&l->admit);
 }
 
 /* Writes "where: message" into err (when there is room) and returns -1, so
@@ -771,6 +776,16 @@ static const struct option options[] = {
     {"max_inbound_rate", config_set_max_inbound_rate, SCOPE_ANY, 1},
     {"allow_from", config_set_allow_from, SCOPE_ANY, 1},
     {"deny_from", config_set_deny_from, SCOPE_ANY, 1},
+    {"enable_proxy_protocol", config_set_enable_proxy_protocol, SCOPE_ANY, 1},
+    {"max_connections_per_ip", config_set_max_connections_per_ip, SCOPE_ANY, 1},
+    {"max_connect_rate", config_set_max_connect_rate, SCOPE_ANY, 1},
+    {"max_connect_rate_per_ip", config_set_max_connect_rate_per_ip, SCOPE_ANY, 1},
+    {"ban_file", config_set_ban_file, SCOPE_GLOBAL, 1},
+    {"flapping_max_connects", config_set_flapping_max_connects, SCOPE_GLOBAL, 1},
+    {"flapping_window", config_set_flapping_window, SCOPE_GLOBAL, 1},
+    {"flapping_ban", config_set_flapping_ban, SCOPE_GLOBAL, 1},
+    {"auth_failures_max", config_set_auth_failures_max, SCOPE_GLOBAL, 1},
+    {"overload_lag_ms", config_set_overload_lag, SCOPE_GLOBAL, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},

@@ -117,6 +117,23 @@ struct config_rates {
     uint64_t inbound_bytes_per_s; /* max_inbound_rate: bytes of every packet */
 };
 
+/* How a listener admits connections (core/config_limits.c), set in its
+ * block or globally as a default; CONFIG_RATE_INHERIT until config_finish
+ * resolves it (0: off). */
+#define CONFIG_CONNECT_RATE_MAX        1000000u /* connections per second */
+#define CONFIG_PER_IP_MAX              1000000u
+#define CONFIG_FLAPPING_S_MAX          (30u * 86400u) /* flapping_window, flapping_ban */
+#define CONFIG_FLAPPING_WINDOW_DEFAULT 60u
+#define CONFIG_FLAPPING_BAN_DEFAULT    300u
+#define CONFIG_OVERLOAD_LAG_MS_MAX     60000u
+#define CONFIG_OVERLOAD_LAG_MS_DEFAULT 1000u
+struct config_admit {
+    uint64_t proxy_protocol;       /* enable_proxy_protocol: 0, 1 or 2 */
+    uint64_t connections_per_ip;   /* max_connections_per_ip */
+    uint64_t connect_per_s;        /* max_connect_rate: the listener's, all addresses */
+    uint64_t connect_per_s_per_ip; /* max_connect_rate_per_ip */
+};
+
 struct config_listener {
     uint16_t port;             /* 0: an ephemeral port (tests) */
     char address[64];          /* numeric IPv4/IPv6 or "" for all addresses */
@@ -133,6 +150,7 @@ struct config_listener {
     char acl_file[CONFIG_PATH_MAX];
     int acl_file_line;
     struct config_rates rates; /* resolved by config_finish: never CONFIG_RATE_INHERIT */
+    struct config_admit admit; /* likewise */
 };
 
 struct config {
@@ -185,6 +203,19 @@ struct config {
      * (security/cred_cache.h), 0..AUTH_CACHE_S_MAX; 0: never. */
     uint32_t auth_cache_s;
     struct config_rates rates; /* the defaults of listeners that set none */
+    struct config_admit admit;
+    /* Broker-wide: bans (security/ban.h), read like the ACL; flapping and
+     * failed logins (security/tally.h). 0: off. */
+    char ban_file[CONFIG_PATH_MAX];
+    int ban_file_line;
+    uint32_t flapping_max_connects;
+    uint32_t flapping_window_s; /* default 60 */
+    uint32_t flapping_ban_s;    /* default 300 */
+    uint32_t auth_failures_max;
+    /* A shard whose loop turn takes longer than this is overloaded: new
+     * CONNECTs there get 0x89 Server busy (3.1.1: 3) until turns are
+     * quick again. 0: off. */
+    uint32_t overload_lag_ms;
     /* allow_from and deny_from, in file order; heap (config_fini frees). */
     struct config_netrule *netrules;
     uint32_t netrule_count, netrule_cap;

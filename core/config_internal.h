@@ -74,6 +74,17 @@ void config_rates_init(struct config_rates *r);
 int config_set_allow_from(struct parser *p);
 int config_set_deny_from(struct parser *p);
 void config_rates_finish(struct config *c);
+int config_set_enable_proxy_protocol(struct parser *p);
+int config_set_max_connections_per_ip(struct parser *p);
+int config_set_max_connect_rate(struct parser *p);
+int config_set_max_connect_rate_per_ip(struct parser *p);
+int config_set_flapping_max_connects(struct parser *p);
+int config_set_flapping_window(struct parser *p);
+int config_set_flapping_ban(struct parser *p);
+int config_set_auth_failures_max(struct parser *p);
+int config_set_overload_lag(struct parser *p);
+int config_set_ban_file(struct parser *p);
+void config_admit_init(struct config_admit *a);
 
 /* A listener's TLS keys taken together, from config_finish(). */
 int config_tls_check(const char *source, struct config_listener *l, char *err, size_t errlen);

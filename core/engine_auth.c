@@ -82,6 +82,7 @@ static int auth_run(struct engine_conn *c, const struct mqtt_props *props, uint8
     int r =
         engine_fx_auth_step(c, c->auth_method, data, data_len, out, out_len, user, user_len, &why);
     if (r < 0) {
+        engine_fx_login_failed(c);
         engine_auth_fail(c, MQTT_RC_NOT_AUTHORIZED, why ? why : "authentication failed");
         return -1;
     }

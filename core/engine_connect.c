@@ -195,6 +195,8 @@ enum engine_status engine_verified(struct engine_conn *c, uint8_t rc)
     struct engine_connect *r = c->req;
     bool waited = c->phase == ENGINE_VERIFY;
     c->phase = ENGINE_NEW;
+    if (rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD)
+        engine_fx_login_failed(c);
     if (rc != MQTT_RC_SUCCESS) {
         engine_connack_fail(c, rc,
                             rc == MQTT_RC_SERVER_UNAVAILABLE ? "password check not available"
@@ -239,6 +241,17 @@ enum engine_status engine_handle_connect(struct engine_conn *c, const struct mqt
         engine_connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
         return ENGINE_CLOSING;
     }
+    /* Bans by id and name before any password is hashed (the name a
+     * certificate gives is known already; an exchange's, only after). */
+    const struct config_tls *tls = &engine_cfg(c)->listeners[c->who.listener].tls;
+    bool by_cert = tls->use_identity_as_username || tls->use_subject_as_username;
+    refused = engine_fx_admit(c, cn->client_id.ptr, cn->client_id.len,
+                              by_cert ? c->who.cert_identity : cn->username.ptr,
+                              by_cert ? c->who.cert_identity_len : cn->username.len, false, &why);
+    if (refused) {
+        engine_connack_fail(c, refused, why);
+        return ENGINE_CLOSING;
+    }
     c->req = request_create(c, cn);
     if (!c->req) {
         engine_connack_fail(c, MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
@@ -273,6 +286,13 @@ enum engine_status engine_connect_continue(struct engine_conn *c)
          * may have run out meanwhile. */
         COUNT(en, mem_refused, 1);
         engine_connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
+        return ENGINE_CLOSING;
+    }
+    const char *why = NULL;
+    uint8_t refused = engine_fx_admit(c, r->client_id, r->client_id_len, c->who.username,
+                                      c->who.username_len, true, &why);
+    if (refused) {
+        engine_connack_fail(c, refused, why);
         return ENGINE_CLOSING;
     }
     if (r->will && !engine_acl_allowed(en, NULL, &c->who, r->client_id, r->client_id_len,

@@ -83,6 +83,17 @@ struct engine_login {
  * held until engine_verified(c, rc) (or closed meanwhile). */
 uint8_t engine_fx_login(struct engine_conn *c, const struct engine_login *l, const char **why);
 
+/* CONNECT-time admission by client id and username (either may be NULL):
+ * bans, flapping, the shard's overload. 0, or the reason to refuse with
+ * (MQTT_RC_BANNED, MQTT_RC_SERVER_BUSY) and *why for the log. count: the
+ * CONNECT's last check, after authentication (it counts as a connect of
+ * that id and name); the first, before any password is hashed, does not. */
+uint8_t engine_fx_admit(struct engine_conn *c, const uint8_t *client_id, size_t client_id_len,
+                        const uint8_t *username, size_t username_len, bool count, const char **why);
+/* A login failed (a wrong password, an unknown user, a failed exchange):
+ * counts towards auth_failures_max for the connection's address. */
+void engine_fx_login_failed(struct engine_conn *c);
+
 /* 5.0 enhanced authentication (4.12). The exchange's state is the
  * runtime's, one per connection. */
 /* Is this method offered? Its runtime value (not 0), or 0. */

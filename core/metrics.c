@@ -26,6 +26,11 @@ static const char help_limit_drops[] = "Messages not queued, delivered or retain
                                        "limit was reached, by limit.";
 static const char help_rate_pauses[] =
     "Times a client's reading paused because it went over a per-client rate, by limit.";
+static const char help_conn_refusals[] =
+    "Connections refused, by reason: closed at accept before a byte was sent (address rules; "
+    "bans, flapping and failed-login bans of the address; per_ip; rate; a bad PROXY header), "
+    "or refused in the CONNACK (bans and flapping of a client id or username: 0x8A; overload: "
+    "0x89).";
 static const char help_acl_denied[] =
     "Actions the ACL refused, by action: PUBLISHes, SUBSCRIBE filters, deliveries to a "
     "subscriber that may not read the topic, CONNECTs for their will topic.";
@@ -204,10 +209,57 @@ const struct metrics_entry metrics_table[] = {
      .sys_topic = "rate limits/inbound pauses"},
     {.name = "ringmq_connections_refused_total",
      .labels = "reason=\"address\"",
-     .help = "Connections closed at accept, before any byte was read, by reason.",
+     .help = help_conn_refusals,
      .kind = METRICS_COUNTER,
      SHARD(address_refused),
      .sys_topic = "connections/refused address"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"ban\"",
+     .help = help_conn_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(ban_refused),
+     .sys_topic = "connections/refused ban"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"flapping\"",
+     .help = help_conn_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(flapping_refused),
+     .sys_topic = "connections/refused flapping"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"per_ip\"",
+     .help = help_conn_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(per_ip_refused),
+     .sys_topic = "connections/refused per_ip"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"rate\"",
+     .help = help_conn_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(rate_refused),
+     .sys_topic = "connections/refused rate"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"proxy\"",
+     .help = help_conn_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(proxy_refused),
+     .sys_topic = "connections/refused proxy"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"overload\"",
+     .help = help_conn_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(overload_refused),
+     .sys_topic = "connections/refused overload"},
+    {.name = "ringmq_flapping_bans_total",
+     .help = "Temporary bans begun by flapping_max_connects or auth_failures_max.",
+     .kind = METRICS_COUNTER,
+     SHARD(flapping_bans),
+     .sys_topic = "connections/flapping bans"},
+    {.name = "ringmq_connections_untracked_total",
+     .help = "Connections admitted without the per-address limits: the broker-wide tally "
+             "had no room near their address (more live addresses than it holds).",
+     .kind = METRICS_COUNTER,
+     SHARD(untracked),
+     .sys_topic = "connections/untracked"},
 
     /* Broker-wide values, read by the caller. */
     {.name = "ringmq_uptime_seconds",

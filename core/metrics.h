@@ -68,6 +68,17 @@ struct metrics_shard {
     atomic_uint_fast64_t rate_paused_subscribe;
     atomic_uint_fast64_t rate_paused_bytes;
     atomic_uint_fast64_t address_refused; /* connections closed at accept: allow_from/deny_from */
+    /* Connections refused by the availability limits (net/admit.c): at
+     * accept, or (ban and flapping of a client id or username, overload)
+     * with a CONNACK. */
+    atomic_uint_fast64_t ban_refused;      /* ban_file */
+    atomic_uint_fast64_t flapping_refused; /* a flapping or failed-login ban */
+    atomic_uint_fast64_t per_ip_refused;   /* max_connections_per_ip */
+    atomic_uint_fast64_t rate_refused;     /* max_connect_rate, max_connect_rate_per_ip */
+    atomic_uint_fast64_t proxy_refused;    /* a missing or malformed PROXY header */
+    atomic_uint_fast64_t overload_refused; /* 0x89: the shard's loop lagged */
+    atomic_uint_fast64_t flapping_bans;    /* bans flapping or failed logins began */
+    atomic_uint_fast64_t untracked;        /* admitted untracked: the tally's window was full */
 };
 
 enum metrics_kind {

@@ -20,6 +20,7 @@
 
 struct shard;
 struct authpool;
+struct tally;
 struct tls_tickets;
 
 struct broker {
@@ -51,6 +52,11 @@ struct broker {
      * drawn at start-up, only in memory. */
     uint8_t cred_key[CRED_KEY_LEN];
     _Atomic int tls_days_left[LISTENERS_MAX];
+    /* Admission (net/admit.c): the per-address and per-name tallies (NULL
+     * when no limit needs them) and each listener's max_connect_rate
+     * bucket (a GCRA time, security/tally.h). */
+    struct tally *tally;
+    _Atomic uint64_t connect_tat[LISTENERS_MAX];
 };
 
 /* Monotonic milliseconds. */

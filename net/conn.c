@@ -18,12 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "authpool.h"
 #include "engine_fx.h"
 #include "invariant.h"
 #include "log.h"
+#include "proxy_layer.h"
 #include "scram.h"
 #include "shard.h"
+#include "tally.h"
 #include "tls.h"
 
 /* ---- connections ---------------------------------------------------------- */
@@ -120,6 +123,8 @@ void conn_free(struct conn *c)
     conn_unlink(sh, c);
     atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&sh->en.st.connections, 1, memory_order_relaxed);
+    admit_release(sh->b, c->tally_slot);
+    c->tally_slot = TALLY_NONE;
     conn_destroy(c);
 }
 
@@ -325,6 +330,48 @@ static bool conn_input_waits(const struct conn *c, unsigned level, const struct 
     return l->ops->costly && l->ops->costly(c, l);
 }
 
+static void conn_peer(struct conn *c, const struct sockaddr_storage *ss);
+
+/* Layer level may have done its work (a PROXY header read): then it leaves
+ * the chain, the address it gave becomes the connection's and is admitted
+ * (the listener's address rules and limits were waiting for it), and what
+ * followed its part goes up. 0, or a negative errno to close. */
+static int conn_layer_finished(struct conn *c, unsigned level)
+{
+    struct conn_layer *l = c->layer[level];
+    struct sockaddr_storage peer;
+    struct buf rest = {0};
+    if (!l->ops->finished(c, l, &peer, &rest))
+        return 0;
+    ASSERT(level == 0 && l->above.len == 0); /* nothing was sent through it */
+    buf_free(&l->above);
+    if (l->ops->destroy)
+        l->ops->destroy(l);
+    for (unsigned i = level + 1; i < c->layers; i++) {
+        c->layer[i - 1] = c->layer[i];
+        c->layer[i - 1]->level = i - 1;
+    }
+    c->layers--;
+    if (c->held_queued && c->held_level > level)
+        c->held_level--;
+    char was[sizeof(c->e.who.peer)];
+    memcpy(was, c->e.who.peer, sizeof(was));
+    if (peer.ss_family != AF_UNSPEC) {
+        conn_peer(c, &peer);
+        LOG(LOG_LEVEL_DEBUG, "connection %llu from %s: PROXY header from %s",
+            (unsigned long long)c->e.id, c->e.who.peer, was);
+    }
+    unsigned li = c->e.who.listener;
+    if (!admit_address(c->sh, li, &c->e.who.addr, &c->tally_slot)) {
+        buf_free(&rest);
+        engine_close(&c->e, NULL); /* logged by admit_address */
+        return 0;
+    }
+    int err = rest.len ? conn_feed(c, level, rest.data, rest.len) : 0;
+    buf_free(&rest);
+    return err;
+}
+
 /* Bytes at level go to the layer there, or (above the last) to the engine;
  * during a hand-off the engine keeps them for its home shard. */
 static int conn_feed(struct conn *c, unsigned level, const uint8_t *data, size_t len)
@@ -354,6 +401,8 @@ static int conn_feed(struct conn *c, unsigned level, const uint8_t *data, size_t
         /* Its own records (handshake, alerts, tickets) leave this turn. */
         if (!err && l->ops->pending && l->ops->pending(c, l))
             conn_mark_dirty(c);
+        if (!err && l->ops->finished)
+            err = conn_layer_finished(c, level);
         return err;
     }
     if (c->io == CONN_IO_HANDOFF)
@@ -514,41 +563,31 @@ static void conn_peer(struct conn *c, const struct sockaddr_storage *ss)
     snprintf(who->peer, sizeof(who->peer), "%s:%u", host, port);
 }
 
-/* allow_from / deny_from, at accept: before a byte is read or any TLS
- * work done. A peer whose address cannot be read any more (it reset at
- * once) is let through: its receive ends it. True to go on. */
-static bool conn_admitted(struct shard *sh, unsigned li, const struct sockaddr_storage *ss)
+/* A connection refused at accept, or without memory for its layers. */
+static void accept_failed(struct shard *sh, struct conn *c, uint32_t slot, int fd)
 {
-    const struct auth_snapshot *snap = atomic_load_explicit(&sh->b->auth, memory_order_acquire);
-    if ((!snap->allow[li] && !snap->deny[li]) || ss->ss_family == AF_UNSPEC)
-        return true;
-    struct netrule_addr a;
-    bool ok =
-        ss->ss_family == AF_INET
-            ? netrule_addr_from_bytes(
-                  NETRULE_V4, (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr, &a)
-            : netrule_addr_from_bytes(
-                  NETRULE_V6, (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr, &a);
-    if (ok && auth_admit(snap, li, &a))
-        return true;
-    char text[NETRULE_ADDR_STRLEN] = "?";
-    if (ok)
-        netrule_format(&a, text, sizeof(text));
-    LOG(LOG_LEVEL_DEBUG, "connection from %s refused on listener %u: allow_from/deny_from", text,
-        li);
-    atomic_fetch_add_explicit(&sh->en.st.address_refused, 1, memory_order_relaxed);
-    return false;
+    LOG(LOG_LEVEL_NOTICE, "connection refused: ENOMEM");
+    atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
+    admit_release(sh->b, slot);
+    for (unsigned i = 0; c && i < c->layers; i++)
+        c->layer[i]->ops->destroy(c->layer[i]);
+    free(c);
+    close(fd);
 }
 
 void conn_accept(struct shard *sh, unsigned li, int fd)
 {
     struct sockaddr_storage peer;
     peer_read(fd, &peer);
-    if (!conn_admitted(sh, li, &peer)) {
+    const struct config_listener *l = &sh->b->cfg.listeners[li];
+    /* Admission at accept, before a byte is read or any TLS work done;
+     * behind a PROXY header it waits for the address the header gives. */
+    uint32_t slot = TALLY_NONE;
+    unsigned proxy = (unsigned)l->admit.proxy_protocol;
+    if (!proxy && !admit_address(sh, li, &peer, &slot)) {
         close(fd);
         return;
     }
-    const struct config_listener *l = &sh->b->cfg.listeners[li];
     uint64_t total = atomic_fetch_add_explicit(&sh->b->conn_count, 1, memory_order_relaxed) + 1;
     struct conn *c = calloc(1, sizeof(*c));
     if (!c || (l->max_connections && total > l->max_connections)) {
@@ -556,26 +595,34 @@ void conn_accept(struct shard *sh, unsigned li, int fd)
          * (the client cannot be told why before it sent CONNECT). */
         LOG(LOG_LEVEL_NOTICE, "connection refused: %s", c ? "max_connections reached" : "ENOMEM");
         atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
+        admit_release(sh->b, slot);
         free(c);
         close(fd);
         return;
+    }
+    /* Before the engine's state: a failure here leaves nothing armed. */
+    if (proxy) {
+        struct conn_layer *pl = proxy_layer_create(proxy);
+        if (!pl) {
+            accept_failed(sh, c, slot, fd);
+            return;
+        }
+        pl->level = c->layers;
+        c->layer[c->layers++] = pl;
     }
     /* The context of the last reload this shard has seen (reload.c frees
      * an old one only after the shard turned). */
     struct tls_ctx *tls = atomic_load_explicit(&sh->tls[li], memory_order_acquire);
     if (tls) {
-        /* Before the engine's state: a failure here leaves nothing armed. */
         struct conn_layer *tl = tls_layer_create(tls);
         if (!tl) {
-            LOG(LOG_LEVEL_NOTICE, "connection refused: ENOMEM");
-            atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
-            free(c);
-            close(fd);
+            accept_failed(sh, c, slot, fd);
             return;
         }
-        tl->level = 0;
+        tl->level = c->layers;
         c->layer[c->layers++] = tl;
     }
+    c->tally_slot = slot;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     engine_conn_init(&c->e, &sh->en, ++sh->next_conn_id * SHARDS_MAX + sh->id);

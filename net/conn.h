@@ -9,8 +9,9 @@
  * the chain to the wire. A layer may have output of its own (handshake
  * records, close_notify, pongs) and a shutdown of its own. Plain TCP is
  * the empty chain: the engine's output is the wire, handed to the kernel
- * without a copy. TLS, PROXY and WebSocket are layers of later work, each
- * in its own file.
+ * without a copy. Each layer is in its own file: PROXY (net/proxy.c, level
+ * 0, leaves the chain once the header is read), TLS (net/tls.c);
+ * WebSocket is later work.
  *
  * The I/O state (enum conn_io) is the runtime's; the protocol phase is the
  * engine's (engine_conn.phase). Everything here runs on the shard thread
@@ -22,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "cred_cache.h"
 #include "buf.h"
@@ -55,6 +57,12 @@ struct conn_layer_ops {
      * served everything else: a storm of new connections delays other new
      * connections, not the traffic of those already connected. NULL: never. */
     bool (*costly)(const struct conn *c, const struct conn_layer *l);
+    /* Has the layer done all it is for (a PROXY header read)? Then it
+     * leaves the chain: *peer is whose connection it is (AF_UNSPEC: the
+     * socket's peer stays), *rest (moved to the caller) the bytes after
+     * its part, for what is above it. NULL: never. */
+    bool (*finished)(struct conn *c, struct conn_layer *l, struct sockaddr_storage *peer,
+                     struct buf *rest);
     /* Starts its orderly end: its last bytes go to *to. */
     int (*shutdown)(struct conn *c, struct conn_layer *l, struct buf *to);
     void (*destroy)(struct conn_layer *l);
@@ -85,9 +93,10 @@ struct conn {
     bool reading;      /* the engine wants input (no pause bit) */
     bool layers_ended; /* the layers' own ends (close_notify) are written */
     bool reaping;
-    bool held_queued;   /* on the shard's handshake queue */
-    uint8_t held_level; /* the layer held waits for */
-    uint32_t ops;       /* kernel operations in flight (+ holds by pending SUBACKs, checks) */
+    bool held_queued;    /* on the shard's handshake queue */
+    uint8_t held_level;  /* the layer held waits for */
+    uint32_t ops;        /* kernel operations in flight (+ holds by pending SUBACKs, checks) */
+    uint32_t tally_slot; /* the connections its address holds (net/admit.c); TALLY_NONE */
 
     struct conn_layer *layer[CONN_LAYERS_MAX];
     unsigned layers;

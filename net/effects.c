@@ -13,6 +13,7 @@
 
 #include <openssl/rand.h>
 
+#include "admit.h"
 #include "authpool.h"
 #include "engine_fx.h"
 #include "invariant.h"
@@ -192,6 +193,18 @@ static uint8_t login_offload(struct conn *c, const struct engine_login *l, struc
     c->verify_job = j; /* valid until the answer is back: the shard frees it */
     conn_hold(c);
     return ENGINE_LOGIN_PENDING;
+}
+
+uint8_t engine_fx_admit(struct engine_conn *e, const uint8_t *client_id, size_t client_id_len,
+                        const uint8_t *username, size_t username_len, bool count, const char **why)
+{
+    return admit_client(conn_of(e)->sh, client_id, client_id_len, username, username_len, count,
+                        why);
+}
+
+void engine_fx_login_failed(struct engine_conn *e)
+{
+    admit_login_failed(conn_of(e)->sh, &e->who.addr);
 }
 
 uint8_t engine_fx_login(struct engine_conn *e, const struct engine_login *l, const char **why)

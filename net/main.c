@@ -27,10 +27,12 @@
 
 #include <openssl/rand.h>
 
+#include "admit.h"
 #include "authpool.h"
 #include "broker.h"
 #include "file.h"
 #include "shard.h"
+#include "tally.h"
 #include "log.h"
 #include "memwatch.h"
 #include "passwd.h"
@@ -610,16 +612,11 @@ static int broker_setup(struct broker *b)
     b->eng.cfg = &b->cfg;
     b->eng.shard_count = b->shard_count;
     b->eng.start_ms = b->start_ms;
-    /* The key of the tables clients name (share groups, subscriptions,
-     * the client id's home shard): unknown outside the process, so no
-     * client can pick names that collide. */
-    if (!RAND_bytes((uint8_t *)b->eng.hash_key, sizeof(b->eng.hash_key)) ||
-        !RAND_bytes(b->cred_key, sizeof(b->cred_key))) {
-        LOG(LOG_LEVEL_ERROR, "no random bytes for the share-group and credential keys");
-        return 1;
-    }
     b->eng.retain = retain_create();
-    if (!b->eng.retain || pthread_rwlock_init(&b->retain_lock, NULL)) {
+    if (admit_needs_tally(&b->cfg))
+        b->tally = tally_create(b->eng.hash_key);
+    if (!b->eng.retain || pthread_rwlock_init(&b->retain_lock, NULL) ||
+        (admit_needs_tally(&b->cfg) && !b->tally)) {
         LOG(LOG_LEVEL_ERROR, "out of memory at start-up");
         return 1;
     }
@@ -778,6 +775,7 @@ static void broker_stop(struct broker *b, unsigned created, unsigned started)
     authpool_destroy(b->authpool); /* after shard_destroy freed the last answers */
     reload_tls_stop(b);            /* no context is left to read the ticket keys */
     retain_destroy(b->eng.retain);
+    tally_destroy(b->tally);
     auth_snapshot_destroy(atomic_load(&b->auth));
     config_fini(&b->cfg);
     pthread_rwlock_destroy(&b->retain_lock);
@@ -795,8 +793,16 @@ int main(int argc, char **argv)
         return 1;
     /* The files the config names are part of it: --test-config reads them
      * too, and a bad line stops the start with its file:line. */
+    /* The key of the tables clients name (share groups, subscriptions,
+     * the client id's home shard, bans, tallies): unknown outside the
+     * process, so no client can pick names that collide. */
+    if (!RAND_bytes((uint8_t *)b.eng.hash_key, sizeof(b.eng.hash_key)) ||
+        !RAND_bytes(b.cred_key, sizeof(b.cred_key))) {
+        fprintf(stderr, "ringmq: no random bytes for the hash and credential keys\n");
+        return 1;
+    }
     char err[512];
-    struct auth_snapshot *snap = snapshot_load(&b.cfg, 1, err, sizeof(err));
+    struct auth_snapshot *snap = snapshot_load(&b.cfg, 1, b.eng.hash_key, err, sizeof(err));
     if (!snap) {
         fprintf(stderr, "%s\n", err);
         return 1;

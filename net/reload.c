@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "ban.h"
 #include "file.h"
 #include "log.h"
 #include "passwd.h"
@@ -43,24 +44,25 @@ static bool shards_quiescent(struct broker *b)
     return false;
 }
 
-struct auth_snapshot *snapshot_load(const struct config *cfg, uint64_t generation, char *err,
-                                    size_t errlen)
+struct auth_snapshot *snapshot_load(const struct config *cfg, uint64_t generation,
+                                    const uint64_t hash_key[2], char *err, size_t errlen)
 {
-    const char *paths[2 * LISTENERS_MAX];
-    struct auth_file files[2 * LISTENERS_MAX];
+    const char *paths[AUTH_FILES_MAX];
+    struct auth_file files[AUTH_FILES_MAX];
     uint32_t n = auth_files_needed(cfg, paths), got = 0;
     struct auth_snapshot *s = NULL;
     for (; got < n; got++) {
         uint8_t *data = NULL;
         size_t len = 0;
-        /* Both kinds get the larger bound; each parser has its own. */
+        /* Every kind gets the largest bound; each parser has its own. */
         size_t max = PASSWD_FILE_MAX > ACL_FILE_MAX ? PASSWD_FILE_MAX : ACL_FILE_MAX;
+        max = max > BAN_FILE_MAX ? max : BAN_FILE_MAX;
         if (file_read(paths[got], max, &data, &len, err, errlen) != 0)
             goto done;
         files[got] = (struct auth_file){.path = paths[got], .bytes = data, .len = len};
     }
     struct auth_files f = {.v = files, .count = n};
-    s = auth_snapshot_create(cfg, generation, &f, err, errlen);
+    s = auth_snapshot_create(cfg, generation, hash_key, &f, err, errlen);
 done:
     for (uint32_t i = 0; i < got; i++)
         file_free((uint8_t *)files[i].bytes, files[i].len); /* wiped: it may hold hashes */
@@ -74,7 +76,8 @@ static void reload_auth(struct broker *b, const char *cause)
 {
     char err[512];
     struct auth_snapshot *old = atomic_load_explicit(&b->auth, memory_order_acquire);
-    struct auth_snapshot *s = snapshot_load(&b->cfg, old->generation + 1, err, sizeof(err));
+    struct auth_snapshot *s =
+        snapshot_load(&b->cfg, old->generation + 1, b->eng.hash_key, err, sizeof(err));
     if (!s) {
         LOG(LOG_LEVEL_ERROR, "%s: reload failed, the previous credentials stay: %s", cause, err);
         return;
@@ -96,8 +99,11 @@ static void reload_auth(struct broker *b, const char *cause)
     for (uint32_t i = 0; i < s->acl_own_count; i++)
         LOG(LOG_LEVEL_NOTICE, "%s: reloaded %s (%zu rules)", cause, s->acl_path[i],
             acl_rule_count(s->acl_own[i]));
-    if (!s->passwd_own_count && !s->acl_own_count)
-        LOG(LOG_LEVEL_NOTICE, "%s: reloaded (no password or ACL file configured)", cause);
+    if (s->bans)
+        LOG(LOG_LEVEL_NOTICE, "%s: reloaded %s (%zu bans)", cause, s->ban_path,
+            ban_list_count(s->bans));
+    if (!s->passwd_own_count && !s->acl_own_count && !s->bans)
+        LOG(LOG_LEVEL_NOTICE, "%s: reloaded (no password, ACL or ban file configured)", cause);
 }
 
 /* ---- TLS contexts ----------------------------------------------------- */
@@ -324,6 +330,7 @@ void reload_init(struct reload *r, struct broker *b)
         watch(r, b->cfg.listeners[li].password_file, false, false);
         watch(r, b->cfg.listeners[li].acl_file, false, false);
     }
+    watch(r, b->cfg.ban_file, false, false);
     for (unsigned li = 0; li < b->cfg.listener_count; li++) {
         const struct config_tls *t = &b->cfg.listeners[li].tls;
         if (!t->enabled)

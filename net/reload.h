@@ -36,8 +36,8 @@ struct reload {
 /* A security snapshot from the config and the files it names: they are
  * read here, in net/, and security/ parses the bytes. NULL with
  * "file: what" or "file:line: what" in err. */
-struct auth_snapshot *snapshot_load(const struct config *cfg, uint64_t generation, char *err,
-                                    size_t errlen);
+struct auth_snapshot *snapshot_load(const struct config *cfg, uint64_t generation,
+                                    const uint64_t hash_key[2], char *err, size_t errlen);
 
 /* Start-up, after the shards are created and before they run: the ticket
  * keys and generation 1 of every shard's TLS contexts; days to expiry

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "authpool.h"
 #include "log.h"
 #include "scram.h"
@@ -692,6 +693,8 @@ static bool shard_turn(struct shard *sh, uint64_t turn)
         conn_reap(sh);
     if (sh->notify_mask)
         notify_shards(sh);
+    uint64_t end_ms = broker_now_ms();
+    admit_turn(sh, end_ms - sh->en.now_ms, end_ms);
     shard_wait(sh, seen == LOOP_CQES_MAX || fired == LOOP_TIMERS_MAX);
     return true;
 }

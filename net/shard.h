@@ -57,6 +57,10 @@ struct shard {
     struct cred_cache *creds;
 
     uint32_t accept_paused; /* listeners whose accept waits for the tick (EMFILE ...) */
+    /* overload_lag_ms (net/admit.c): refusing new CONNECTs; the last turn
+     * that took half the bound or more. */
+    bool overloaded;
+    uint64_t lagged_ms;
     uint64_t accept_warned_ms;
 
     struct conn *conns;

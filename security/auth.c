@@ -11,7 +11,7 @@
 #include "codec.h"
 #include "scram.h"
 
-uint32_t auth_files_needed(const struct config *c, const char *paths[2 * LISTENERS_MAX])
+uint32_t auth_files_needed(const struct config *c, const char *paths[AUTH_FILES_MAX])
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < c->listener_count && i < LISTENERS_MAX; i++) {
@@ -24,6 +24,11 @@ uint32_t auth_files_needed(const struct config *c, const char *paths[2 * LISTENE
                 paths[n++] = want[k];
         }
     }
+    bool seen = c->ban_file[0] == '\0';
+    for (uint32_t j = 0; j < n && !seen; j++)
+        seen = strcmp(paths[j], c->ban_file) == 0;
+    if (!seen)
+        paths[n++] = c->ban_file;
     return n;
 }
 
@@ -139,7 +144,8 @@ bool auth_admit(const struct auth_snapshot *s, uint32_t listener, const struct n
 }
 
 struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation,
-                                           const struct auth_files *f, char *err, size_t errlen)
+                                           const uint64_t hash_key[2], const struct auth_files *f,
+                                           char *err, size_t errlen)
 {
     struct auth_snapshot *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -162,6 +168,14 @@ struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t gene
             netrules_take(c, i, true, &s->deny[i], err, errlen) != 0)
             goto fail;
     }
+    if (c->ban_file[0]) {
+        const struct auth_file *bf = file_of(f, c->ban_file, err, errlen);
+        s->bans =
+            bf ? ban_list_create(bf->bytes, bf->len, c->ban_file, hash_key, err, errlen) : NULL;
+        if (!s->bans)
+            goto fail;
+        s->ban_path = c->ban_file;
+    }
     return s;
 fail:
     auth_snapshot_destroy(s);
@@ -180,6 +194,7 @@ void auth_snapshot_destroy(struct auth_snapshot *s)
         netrule_set_destroy(s->allow[i]);
         netrule_set_destroy(s->deny[i]);
     }
+    ban_list_destroy(s->bans);
     free(s);
 }
 
@@ -275,4 +290,19 @@ bool auth_allowed(const struct auth_snapshot *s, const struct auth_client *c,
         return acl_may_subscribe(acl, &who, topic, topic_len);
     }
     return false;
+}
+
+bool auth_banned_addr(const struct auth_snapshot *s, const struct netrule_addr *a, uint64_t now_s)
+{
+    return s->bans && ban_ip(s->bans, a, now_s);
+}
+
+bool auth_banned_client(const struct auth_snapshot *s, const uint8_t *client_id, size_t id_len,
+                        const uint8_t *username, size_t username_len, uint64_t now_s)
+{
+    if (!s->bans)
+        return false;
+    if (id_len && ban_clientid(s->bans, client_id, id_len, now_s))
+        return true;
+    return username && username_len && ban_username(s->bans, username, username_len, now_s);
 }

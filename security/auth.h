@@ -5,8 +5,8 @@
  * The snapshot holds, per listener, the anonymous policy, the password
  * table and the ACL that apply there (with per_listener_settings false
  * every listener shares one of each), and the enhanced authentication
- * methods offered. Bans (later work) join the same snapshot and are
- * consulted by the same calls.
+ * methods offered, the address rules per listener and the bans of the
+ * ban_file (broker-wide).
  */
 #ifndef RINGMQ_AUTH_H
 #define RINGMQ_AUTH_H
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "acl.h"
+#include "ban.h"
 #include "config.h"
 #include "netrule.h"
 #include "passwd.h"
@@ -47,6 +48,9 @@ struct auth_snapshot {
      * lines combine with a block's), owned; NULL: none. */
     struct netrule_set *allow[LISTENERS_MAX];
     struct netrule_set *deny[LISTENERS_MAX];
+    /* ban_file, owned; NULL: none. */
+    struct ban_list *bans;
+    const char *ban_path;
 };
 
 /* The contents of the files a config names, read by the caller: security/
@@ -62,17 +66,20 @@ struct auth_files {
     uint32_t count;
 };
 
-/* The distinct paths of the password and ACL files c's listeners use, into
- * paths[0..return) (at most 2 * LISTENERS_MAX: the array's size). Views
- * into c. */
-uint32_t auth_files_needed(const struct config *c, const char *paths[2 * LISTENERS_MAX]);
+/* The distinct paths of the password and ACL files c's listeners use and
+ * the ban file, into paths[0..return) (at most AUTH_FILES_MAX: the
+ * array's size). Views into c. */
+#define AUTH_FILES_MAX (2 * LISTENERS_MAX + 1)
+uint32_t auth_files_needed(const struct config *c, const char *paths[AUTH_FILES_MAX]);
 
 /* Builds a snapshot from a finished config and the files it names (f:
- * every path auth_files_needed gave; a missing one fails). NULL on failure
- * with "file:line: what is wrong" (or "out of memory") in err, the file
- * named by its path in the config. Pure; the main thread calls it. */
+ * every path auth_files_needed gave; a missing one fails). hash_key: the
+ * broker's SipHash key, for the ban table. NULL on failure with
+ * "file:line: what is wrong" (or "out of memory") in err, the file named
+ * by its path in the config. Pure; the main thread calls it. */
 struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t generation,
-                                           const struct auth_files *f, char *err, size_t errlen);
+                                           const uint64_t hash_key[2], const struct auth_files *f,
+                                           char *err, size_t errlen);
 void auth_snapshot_destroy(struct auth_snapshot *s);
 
 /* What a CONNECT presents. Views into the packet; peer is the numeric
@@ -93,6 +100,12 @@ struct auth_request {
 /* May a connection from a be accepted on listener (allow_from /
  * deny_from)? Asked at accept, before any byte is read. */
 bool auth_admit(const struct auth_snapshot *s, uint32_t listener, const struct netrule_addr *a);
+
+/* Does the ban_file ban this address, client id or username at now_s
+ * (UTC seconds)? False without a ban_file. */
+bool auth_banned_addr(const struct auth_snapshot *s, const struct netrule_addr *a, uint64_t now_s);
+bool auth_banned_client(const struct auth_snapshot *s, const uint8_t *client_id, size_t id_len,
+                        const uint8_t *username, size_t username_len, uint64_t now_s);
 
 /* Decides a CONNECT's username and password: MQTT_RC_SUCCESS,
  * MQTT_RC_NOT_AUTHORIZED or MQTT_RC_BAD_USERNAME_OR_PASSWORD (5.0 reason

@@ -99,3 +99,72 @@ Test(config_limits, address_rule_values)
     cr_expect_str_eq(err, "t.conf:1: `deny_from' value is longer than 64 bytes (one CIDR range)");
     config_fini(&cfg);
 }
+
+/* ---- admission: PROXY, per-address limits, bans, flapping, overload ---- */
+
+Test(config_limits, admission_keys_default_off)
+{
+    cr_assert_eq(parse_finish("listener 1883\n"), 0, "%s", err);
+    const struct config_admit *a = &cfg.listeners[0].admit;
+    cr_expect_eq(a->proxy_protocol, 0);
+    cr_expect_eq(a->connections_per_ip, 0);
+    cr_expect_eq(a->connect_per_s, 0);
+    cr_expect_eq(a->connect_per_s_per_ip, 0);
+    cr_expect_eq(cfg.flapping_max_connects, 0);
+    cr_expect_eq(cfg.auth_failures_max, 0);
+    cr_expect_eq(cfg.flapping_window_s, 60);
+    cr_expect_eq(cfg.flapping_ban_s, 300);
+    cr_expect_eq(cfg.overload_lag_ms, 1000);
+    cr_expect_str_eq(cfg.ban_file, "");
+    config_fini(&cfg);
+}
+
+Test(config_limits, admission_keys_scope)
+{
+    cr_assert_eq(parse_finish("max_connections_per_ip 5\n"
+                              "max_connect_rate_per_ip 10\n"
+                              "ban_file /etc/ringmq/bans\n"
+                              "flapping_max_connects 20\n"
+                              "flapping_window 30\n"
+                              "flapping_ban 600\n"
+                              "auth_failures_max 5\n"
+                              "overload_lag_ms 0\n"
+                              "listener 1883\n"
+                              "listener 1884\n"
+                              "enable_proxy_protocol 2\n"
+                              "max_connections_per_ip 0\n"
+                              "max_connect_rate 1000\n"),
+                 0, "%s", err);
+    const struct config_admit *a0 = &cfg.listeners[0].admit, *a1 = &cfg.listeners[1].admit;
+    cr_expect_eq(a0->proxy_protocol, 0);
+    cr_expect_eq(a0->connections_per_ip, 5);
+    cr_expect_eq(a0->connect_per_s_per_ip, 10);
+    cr_expect_eq(a0->connect_per_s, 0);
+    cr_expect_eq(a1->proxy_protocol, 2);
+    cr_expect_eq(a1->connections_per_ip, 0, "0 in the block turns it off there");
+    cr_expect_eq(a1->connect_per_s_per_ip, 10, "inherited");
+    cr_expect_eq(a1->connect_per_s, 1000);
+    cr_expect_str_eq(cfg.ban_file, "/etc/ringmq/bans");
+    cr_expect_eq(cfg.ban_file_line, 3);
+    cr_expect_eq(cfg.flapping_max_connects, 20);
+    cr_expect_eq(cfg.flapping_window_s, 30);
+    cr_expect_eq(cfg.flapping_ban_s, 600);
+    cr_expect_eq(cfg.auth_failures_max, 5);
+    cr_expect_eq(cfg.overload_lag_ms, 0);
+    config_fini(&cfg);
+}
+
+Test(config_limits, admission_key_bounds)
+{
+    cr_assert_eq(parse_finish("listener 1883\nenable_proxy_protocol 3\n"), -1);
+    cr_expect_str_eq(err, "t.conf:2: `enable_proxy_protocol' value `3' is out of range 1..2");
+    cr_assert_eq(parse_finish("listener 1883\nenable_proxy_protocol 0\n"), -1);
+    cr_assert_eq(parse_finish("enable_proxy_protocol v2\n"), -1);
+    cr_assert_eq(parse_finish("flapping_window 0\n"), -1);
+    cr_expect_str_eq(err, "t.conf:1: `flapping_window' value `0' is out of range 1..2592000");
+    cr_assert_eq(parse_finish("flapping_ban 2592001\n"), -1);
+    cr_assert_eq(parse_finish("max_connect_rate 1000001\n"), -1);
+    cr_assert_eq(parse_finish("overload_lag_ms 60001\n"), -1);
+    cr_assert_eq(parse_finish("ban_file a b\n"), -1);
+    cr_expect_str_eq(err, "t.conf:1: `ban_file' takes one value, found extra `b'");
+}

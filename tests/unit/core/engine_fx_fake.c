@@ -229,6 +229,27 @@ bool engine_fx_allowed(const struct engine *en, const struct engine_identity *wh
     return true;
 }
 
+uint8_t engine_fx_admit(struct engine_conn *c, const uint8_t *client_id, size_t client_id_len,
+                        const uint8_t *username, size_t username_len, bool count, const char **why)
+{
+    (void)c;
+    (void)client_id;
+    (void)client_id_len;
+    (void)username;
+    (void)username_len;
+    fake.admits++;
+    fake.admits_counted += count;
+    if (fake.admit_rc)
+        *why = "fake refusal";
+    return fake.admit_rc;
+}
+
+void engine_fx_login_failed(struct engine_conn *c)
+{
+    (void)c;
+    fake.login_failures++;
+}
+
 uint8_t engine_fx_login(struct engine_conn *c, const struct engine_login *l, const char **why)
 {
     fake.logins++;

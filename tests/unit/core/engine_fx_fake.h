@@ -62,6 +62,10 @@ struct fake_fx {
     bool anonymous;     /* engine_fx_login accepts a CONNECT without username */
     bool login_pending; /* engine_fx_login answers ENGINE_LOGIN_PENDING */
     unsigned logins;
+    uint8_t admit_rc; /* what engine_fx_admit answers (0: admitted) */
+    unsigned admits;  /* engine_fx_admit calls, counted ones */
+    unsigned admits_counted;
+    unsigned login_failures; /* engine_fx_login_failed calls */
     /* The retained store's lock: held now (readers or a writer), taken in all. */
     int retain_readers, retain_writers;
     unsigned retain_locks;

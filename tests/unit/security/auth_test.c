@@ -5,6 +5,8 @@
 #include "auth.h"
 #include "codec.h"
 
+static const uint64_t test_key[2] = {0x0123456789abcdefull, 0xfedcba9876543210ull};
+
 /* A snapshot from config text and, when it names a password file, that
  * file's bytes (the broker reads them; here they are handed over). */
 static struct auth_snapshot *snap_with_files(const char *text, const struct auth_files *f)
@@ -14,7 +16,7 @@ static struct auth_snapshot *snap_with_files(const char *text, const struct auth
     config_init(&c);
     cr_assert_eq(config_parse(&c, "t.conf", text, strlen(text), err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(config_finish(&c, err, sizeof(err)), 0, "%s", err);
-    struct auth_snapshot *s = auth_snapshot_create(&c, 7, f, err, sizeof(err));
+    struct auth_snapshot *s = auth_snapshot_create(&c, 7, test_key, f, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
     config_fini(&c); /* the snapshot keeps nothing of the address rules' text */
     return s;
@@ -187,7 +189,7 @@ Test(auth, bad_password_file_names_file_and_line)
     cr_assert_eq(config_finish(&c, err, sizeof(err)), 0, "%s", err);
     struct auth_file slot;
     const struct auth_files f = one_file(&slot, "/etc/ringmq/passwd", "# users\nalice\n");
-    cr_assert_null(auth_snapshot_create(&c, 1, &f, err, sizeof(err)));
+    cr_assert_null(auth_snapshot_create(&c, 1, test_key, &f, err, sizeof(err)));
     cr_expect_str_eq(err, "/etc/ringmq/passwd:2: no ':' between username and password hash");
 }
 
@@ -286,7 +288,7 @@ Test(auth, bad_address_rule_names_config_line)
     cr_assert_eq(config_parse(&c, "t.conf", text, strlen(text), err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(config_finish(&c, err, sizeof(err)), 0, "%s", err);
     static const struct auth_files none = {NULL, 0};
-    cr_assert_null(auth_snapshot_create(&c, 1, &none, err, sizeof(err)));
+    cr_assert_null(auth_snapshot_create(&c, 1, test_key, &none, err, sizeof(err)));
     cr_expect_str_eq(err, "t.conf:2: allow_from `10.1.2.3/8' has bits set beyond the /8 prefix "
                           "(did you mean 10.0.0.0/8?)");
     config_fini(&c);
