@@ -187,7 +187,7 @@ void admit_release(struct broker *b, uint32_t slot)
 static bool name_flapping(struct shard *sh, enum tally_kind kind, const uint8_t *name, size_t len,
                           bool count, uint64_t now_us)
 {
-    struct tally *t = sh->b->tally;
+    struct tally *t = sh->b->names;
     uint32_t slot;
     if (!t || !len || !tally_find(t, tally_subject(t, kind, 0, name, len), now_us, &slot))
         return false;
@@ -218,7 +218,7 @@ uint8_t admit_client(struct shard *sh, const uint8_t *id, size_t id_len, const u
         *why = "banned (ban_file)";
         return MQTT_RC_BANNED;
     }
-    if (!b->cfg.flapping_max_connects || !b->tally)
+    if (!b->cfg.flapping_max_connects || !b->names)
         return 0;
     uint64_t now_us = mono_us();
     /* Both are counted, even when the first is already over. */

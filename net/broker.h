@@ -52,10 +52,13 @@ struct broker {
      * drawn at start-up, only in memory. */
     uint8_t cred_key[CRED_KEY_LEN];
     _Atomic int tls_days_left[LISTENERS_MAX];
-    /* Admission (net/admit.c): the per-address and per-name tallies (NULL
-     * when no limit needs them) and each listener's max_connect_rate
-     * bucket (a GCRA time, security/tally.h). */
+    /* Admission (net/admit.c): the per-address tallies and those of
+     * client ids and usernames, each a table of its own so that churning
+     * ids cannot crowd addresses out (NULL when no limit needs them), and
+     * each listener's max_connect_rate bucket (a GCRA time,
+     * security/tally.h). */
     struct tally *tally;
+    struct tally *names;
     _Atomic uint64_t connect_tat[LISTENERS_MAX];
 };
 

@@ -613,10 +613,13 @@ static int broker_setup(struct broker *b)
     b->eng.shard_count = b->shard_count;
     b->eng.start_ms = b->start_ms;
     b->eng.retain = retain_create();
-    if (admit_needs_tally(&b->cfg))
-        b->tally = tally_create(b->eng.hash_key);
-    if (!b->eng.retain || pthread_rwlock_init(&b->retain_lock, NULL) ||
-        (admit_needs_tally(&b->cfg) && !b->tally)) {
+    bool tally = admit_needs_tally(&b->cfg), names = b->cfg.flapping_max_connects != 0;
+    if (tally)
+        b->tally = tally_create(b->eng.hash_key, TALLY_SLOTS);
+    if (names)
+        b->names = tally_create(b->eng.hash_key, TALLY_NAME_SLOTS);
+    if (!b->eng.retain || pthread_rwlock_init(&b->retain_lock, NULL) || (tally && !b->tally) ||
+        (names && !b->names)) {
         LOG(LOG_LEVEL_ERROR, "out of memory at start-up");
         return 1;
     }
@@ -776,6 +779,7 @@ static void broker_stop(struct broker *b, unsigned created, unsigned started)
     reload_tls_stop(b);            /* no context is left to read the ticket keys */
     retain_destroy(b->eng.retain);
     tally_destroy(b->tally);
+    tally_destroy(b->names);
     auth_snapshot_destroy(atomic_load(&b->auth));
     config_fini(&b->cfg);
     pthread_rwlock_destroy(&b->retain_lock);

@@ -24,6 +24,11 @@ struct proxy_layer {
     struct conn_layer l; /* first */
     uint8_t version;     /* enum proxy_version */
     bool done;
+    /* v2: the whole header's length once its fixed part checked out: the
+     * parser is not asked again before that many bytes are in (a header
+     * trickled a byte at a time would otherwise be parsed from its start
+     * for each byte: 4 KiB squared per connection). 0: not known yet. */
+    size_t need;
     struct buf pre; /* the header so far; once done, what followed it */
     struct proxy_result res;
 };
@@ -35,12 +40,15 @@ static int proxy_input(struct conn *c, struct conn_layer *l, const uint8_t *data
     (void)up; /* nothing goes up from here: the chain takes the rest (finished) */
     if (buf_append(&p->pre, data, len))
         return -ENOMEM;
-    if (p->done)
-        return 0; /* more behind the header, before the chain took it */
+    if (p->done || p->pre.len < p->need)
+        return 0; /* more behind the header, before the chain took it; or not enough yet */
     enum proxy_status st =
         proxy_parse(p->version, PROXY_HEADER_LIMIT_DEFAULT, p->pre.data, p->pre.len, &p->res);
-    if (st == PROXY_NEED_MORE)
+    if (st == PROXY_NEED_MORE) {
+        if (p->version == PROXY_V2 && p->pre.len >= PROXY_V2_FIXED_LEN)
+            p->need = PROXY_V2_FIXED_LEN + ((size_t)p->pre.data[14] << 8 | p->pre.data[15]);
         return 0;
+    }
     if (st == PROXY_INVALID) {
         atomic_fetch_add_explicit(&c->sh->en.st.proxy_refused, 1, memory_order_relaxed);
         LOG(LOG_LEVEL_DEBUG, "connection %llu from %s: no valid PROXY v%u header: %s",

@@ -24,20 +24,24 @@ _Static_assert(sizeof(struct slot) == 64, "one cache line per slot");
 
 struct tally {
     uint64_t key[2];
+    uint32_t mask; /* slots - 1 */
     struct slot *slots;
 };
 
-struct tally *tally_create(const uint64_t hash_key[2])
+struct tally *tally_create(const uint64_t hash_key[2], uint32_t slots)
 {
+    if (slots < TALLY_PROBES || (slots & (slots - 1)))
+        return NULL;
     struct tally *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    t->slots = aligned_alloc(64, (size_t)TALLY_SLOTS * sizeof(struct slot));
+    t->slots = aligned_alloc(64, (size_t)slots * sizeof(struct slot));
     if (!t->slots) {
         free(t);
         return NULL;
     }
-    memset(t->slots, 0, (size_t)TALLY_SLOTS * sizeof(struct slot));
+    memset(t->slots, 0, (size_t)slots * sizeof(struct slot));
+    t->mask = slots - 1;
     t->key[0] = hash_key[0];
     t->key[1] = hash_key[1];
     return t;
@@ -112,7 +116,7 @@ bool tally_find(struct tally *t, uint64_t subject, uint64_t now_us, uint32_t *sl
     for (int round = 0; round < 3; round++) {
         uint32_t spare = TALLY_NONE;
         for (uint32_t i = 0; i < TALLY_PROBES; i++) {
-            uint32_t at = (uint32_t)(subject + i) & (TALLY_SLOTS - 1);
+            uint32_t at = (uint32_t)(subject + i) & t->mask;
             struct slot *s = &t->slots[at];
             uint64_t k = atomic_load_explicit(&s->subject, memory_order_acquire);
             if (k == subject) {
@@ -203,7 +207,7 @@ uint64_t tally_banned(const struct tally *t, uint32_t slot, uint64_t now_us)
 uint32_t tally_live(const struct tally *t, uint64_t now_us)
 {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < TALLY_SLOTS; i++)
+    for (uint32_t i = 0; i <= t->mask; i++)
         n += atomic_load_explicit(&t->slots[i].subject, memory_order_relaxed) != 0 &&
              !slot_idle(&t->slots[i], now_us);
     return n;

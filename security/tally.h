@@ -42,9 +42,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TALLY_SLOTS  65536u /* 4 MiB, allocated only when a limit needs it */
-#define TALLY_PROBES 8u
-#define TALLY_NONE   UINT32_MAX /* no slot */
+#define TALLY_SLOTS      65536u /* addresses: 4 MiB, allocated only when a limit needs it */
+#define TALLY_NAME_SLOTS 32768u /* client ids and usernames (flapping): a table of their own */
+#define TALLY_PROBES     8u
+#define TALLY_NONE       UINT32_MAX /* no slot */
 
 enum tally_kind {
     TALLY_ADDR = 1,      /* an address, every listener: flapping, failed logins, bans */
@@ -62,8 +63,9 @@ enum tally_bucket {
 
 struct tally;
 
-/* NULL: out of memory. */
-struct tally *tally_create(const uint64_t hash_key[2]);
+/* A table of slots slots (a power of two, at least TALLY_PROBES). NULL:
+ * out of memory. */
+struct tally *tally_create(const uint64_t hash_key[2], uint32_t slots);
 void tally_destroy(struct tally *t);
 
 /* The subject's hash (never 0). An address is 4 bytes (IPv4) or 16

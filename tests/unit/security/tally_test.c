@@ -14,7 +14,7 @@ static struct tally *t;
 
 static void setup(void)
 {
-    t = tally_create(key);
+    t = tally_create(key, TALLY_SLOTS);
     cr_assert_not_null(t);
 }
 
@@ -40,7 +40,7 @@ Test(tally, subjects_differ_by_kind_listener_and_bytes)
                   tally_subject(t, TALLY_USERNAME, 0, (const uint8_t *)"x", 1));
     /* Another key, other hashes. */
     uint64_t k2[2] = {key[0] + 1, key[1]};
-    struct tally *t2 = tally_create(k2);
+    struct tally *t2 = tally_create(k2, TALLY_SLOTS);
     cr_expect_neq(a, tally_subject(t2, TALLY_ADDR, 0, v4a, 4));
     tally_destroy(t2);
 }
@@ -198,4 +198,24 @@ Test(tally, a_stale_find_is_told_to_look_again)
     cr_assert_eq(other, slot);
     cr_expect_eq(tally_conn_take(t, slot, subj[0], 0), -1, "not subj[0]'s any more");
     cr_expect_eq(tally_conn_take(t, slot, subj[1], 0), 1);
+}
+
+Test(tally, sizes_are_powers_of_two)
+{
+    cr_expect_null(tally_create(key, 1000));
+    cr_expect_null(tally_create(key, TALLY_PROBES / 2));
+    struct tally *small = tally_create(key, 16);
+    cr_assert_not_null(small);
+    /* 16 slots: at most 16 subjects held at once, then none is tracked. */
+    unsigned held = 0;
+    for (uint32_t i = 0; i < 1000; i++) {
+        uint64_t s = tally_subject(small, TALLY_USERNAME, 0, (const uint8_t *)&i, sizeof(i));
+        uint32_t slot;
+        if (tally_find(small, s, 0, &slot) && tally_conn_take(small, slot, s, 0) == 1)
+            held++;
+    }
+    cr_expect_leq(held, 16);
+    cr_expect_geq(held, 8);
+    cr_expect_eq(tally_live(small, 0), held);
+    tally_destroy(small);
 }

@@ -77,7 +77,7 @@ static void *worker(void *arg)
 int main(void)
 {
     const uint64_t key[2] = {1, 2};
-    t = tally_create(key);
+    t = tally_create(key, TALLY_SLOTS);
     if (!t) {
         fprintf(stderr, "tally_create failed\n");
         return 1;
