@@ -358,8 +358,8 @@ static int conn_layer_finished(struct conn *c, unsigned level)
     memcpy(was, c->e.who.peer, sizeof(was));
     if (peer.ss_family != AF_UNSPEC) {
         conn_peer(c, &peer);
-        LOG(LOG_LEVEL_DEBUG, "connection %llu from %s: PROXY header from %s",
-            (unsigned long long)c->e.id, c->e.who.peer, was);
+        LOG(LOG_LEVEL_DEBUG, "new connection %llu from %s on listener %u (PROXY header from %s)",
+            (unsigned long long)c->e.id, c->e.who.peer, c->e.who.listener, was);
     }
     unsigned li = c->e.who.listener;
     if (!admit_address(c->sh, li, &c->e.who.addr, &c->tally_slot)) {
@@ -560,7 +560,8 @@ static void conn_peer(struct conn *c, const struct sockaddr_storage *ss)
         inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
         port = ntohs(s6->sin6_port);
     }
-    snprintf(who->peer, sizeof(who->peer), "%s:%u", host, port);
+    snprintf(who->peer, sizeof(who->peer), who->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+             host, port);
 }
 
 /* A connection refused at accept, or without memory for its layers. */
@@ -634,8 +635,9 @@ void conn_accept(struct shard *sh, unsigned li, int fd)
     conn_link(sh, c);
     atomic_fetch_add_explicit(&sh->en.st.connections, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->en.st.connects_total, 1, memory_order_relaxed);
-    LOG(LOG_LEVEL_DEBUG, "new connection %llu from %s on listener %u", (unsigned long long)c->e.id,
-        c->e.who.peer, li);
+    LOG(LOG_LEVEL_DEBUG, "new connection %llu from %s on listener %u%s",
+        (unsigned long long)c->e.id, c->e.who.peer, li,
+        proxy ? " (a load balancer: its PROXY header names the client)" : "");
     arm_recv(c);
 }
 
