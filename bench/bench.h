@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "hist.h"
 
@@ -27,7 +28,14 @@ enum bench_scenario {
     SCENARIO_LATENCY,
     SCENARIO_CONNECT,
     SCENARIO_HANDSHAKE, /* TLS handshake storm: connect, CONNACK, DISCONNECT, again */
+    SCENARIO_ABUSE,     /* paced pairs alone, then beside a flood or a connect storm: abuse.c */
     SCENARIO_SOAK,      /* chaos soak, its own loop: soak.c */
+};
+
+/* What the abuse scenario's extra client does (abuse.c). */
+enum bench_abuser {
+    ABUSER_FLOOD,   /* one connection publishing QoS 0 as fast as the broker reads */
+    ABUSER_CONNECT, /* connect, CONNECT, CONNACK or close, close, again, --conns at once */
 };
 
 struct bench_opts {
@@ -75,12 +83,18 @@ struct bench_opts {
     bool probe;          /* a publisher/subscriber pair on its own thread beside the storm */
     double probe_rate;   /* the probe's messages/s */
     uint16_t probe_port; /* the probe's broker port; 0: --port */
+    /* abuse */
+    uint8_t abuser;           /* enum bench_abuser */
+    bool abuse_on;            /* this run has the abuser (main sets it for the second run) */
+    const char *abuse_topic;  /* the flood's topic, which no well-behaved client uses */
+    const char *abuse_source; /* the abuser's source address (bind); NULL: no bind */
 };
 
-/* Worker threads: --threads, plus one for the handshake scenario's probe. */
+/* Worker threads: --threads, plus one for the handshake scenario's probe or
+ * the abuse scenario's abuser; that extra worker has the last index. */
 static inline uint32_t bench_workers(const struct bench_opts *o)
 {
-    return o->threads + (o->probe ? 1u : 0u);
+    return o->threads + (o->probe || o->abuse_on ? 1u : 0u);
 }
 
 enum bench_err {
@@ -117,8 +131,9 @@ struct bench_counters {
     uint64_t pending;  /* gauge: messages generated and not yet accepted */
     uint64_t connects_started;
     uint64_t connects_ok;
-    uint64_t connects_done; /* finished: closed after hold, or failed */
-    uint64_t open_now;      /* gauge */
+    uint64_t connects_done;    /* finished: closed after hold, or failed */
+    uint64_t connects_refused; /* of those, closed without a CONNACK 0 */
+    uint64_t open_now;         /* gauge */
     uint64_t open_max;
     uint64_t tls_done;    /* TLS handshakes completed */
     uint64_t tls_resumed; /* of which resumed a session */
@@ -209,6 +224,10 @@ struct bench_result {
     bool tls_failed;      /* handshake: stopped at a TLS failure or a refused connect */
     bool interrupted;
     bool setup_failed;
+    /* abuse: the abuser's worker, kept apart from the figures above. */
+    struct bench_counters abuser_total, abuser_window;
+    double abuser_window_s;
+    struct hist abuser_conn_lat; /* storm: connect start -> CONNACK 0, us, window */
 };
 
 /* Parses the command line (opts.c); -EINVAL after printing why. */
@@ -222,5 +241,11 @@ int bench_resolve(const struct bench_opts *o, struct sockaddr_in *out);
 void report_print(const struct bench_result *r);
 /* Writes the JSON file; 0 or -errno. */
 int report_json(const struct bench_result *r, const char *path);
+/* The fields of report_json's object, without its braces: for abuse.c,
+ * which writes two runs into one file. */
+void report_json_fields(FILE *f, const struct bench_result *r);
+/* {count, p50, p90, p99, p999, max, mean} and a quoted, escaped string. */
+void report_json_hist(FILE *f, const struct hist *h);
+void report_json_str(FILE *f, const char *s);
 
 #endif

@@ -5,7 +5,11 @@ Starts the broker (env RINGMQ_BIN) on a free loopback port with a generated
 config, runs each ringmq-bench scenario (env RINGMQ_BENCH) for about a second
 with --json, and checks the counts a user would rely on: no loss and no
 duplicates on QoS 1/2 pairs, exact fan-out and fan-in totals, every connection
-of a small storm accepted, latency samples present.
+of a small storm accepted, latency samples present. The abuse scenario runs
+its pairs alone and beside a flood, then beside a connect storm: both runs
+deliver everything and report both ratios, the flood publishes, the storm's
+connects are accepted, and against a broker with `max_connections 12` its
+refusals are counted (of refusal kinds) while the pairs lose nothing.
 
 Then TLS against a broker with a TLS listener and an mTLS one (certificates
 made with the openssl CLI; skipped with a line when it is missing): --tls
@@ -162,6 +166,73 @@ def run(bench, port, pid, workdir, scenario, *opts):
 def no_errors(res, label):
     errs = {k: v for k, v in res["errors"].items() if v}
     check(not errs, "%s: no errors (%s)" % (label, errs))
+
+
+def abuse_checks(res, label, mode):
+    """What both runs of an abuse scenario report, and the abuser's own
+    counts; structure and counters, never speed."""
+    base, ab = res.get("baseline"), res.get("abuser")
+    check(base is not None and ab is not None and "ratio" in res,
+          "%s: JSON has baseline, ratio and abuser" % label)
+    if base is None or ab is None:
+        return None
+    check(ab["mode"] == mode and ab["ran"], "%s: the abuser (%s) ran" % (label, ab["mode"]))
+    for name, r in (("alone", base), ("with abuser", res)):
+        check(r["sent"] > 0 and r["delivered"] == r["sent"] and r["lost"] == 0,
+              "%s %s: delivered == sent > 0 (%d, %d)" % (label, name, r["delivered"], r["sent"]))
+        check(r["latency_us"]["count"] > 0, "%s %s: latency samples" % (label, name))
+        no_errors(r, "%s %s" % (label, name))
+    ratio = res["ratio"]
+    check(isinstance(ratio["delivered_per_s"], float) and isinstance(ratio["p99"], float) and
+          isinstance(ratio["p99_within_10pct"], bool),
+          "%s: both ratios and their verdicts (%s)" % (label, ratio))
+    return ab
+
+
+def abuse_refused_storm(bench, binary, workdir):
+    """A connect storm against a broker that can take only a few more
+    connections than the pairs hold: refusals are counted, never fatal, and
+    the pairs (connected first) lose nothing."""
+    proc, port = start_broker(binary, workdir, "limit-broker", ["max_connections 12"])
+    try:
+        # 8 pair connections + 8 storm slots > 12: some are always refused.
+        res = run(bench, port, proc.pid, workdir, "abuse", "--clients", 4, "--rate", 200,
+                  "--abuser", "connect", "--conns", 8, "--duration", 1, "--warmup", 0.5)
+        ab = abuse_checks(res, "abuse connect, max_connections 12", "connect") if res else None
+        if ab:
+            c = ab["connects"]
+            check(c["refused"] > 0 and c["refused_per_s"] > 0,
+                  "abuse connect: refusals counted (%s)" % c)
+            check(c["accepted"] + c["refused"] <= c["attempted"] + 8,
+                  "abuse connect: accepted + refused <= attempted + the 8 slots (%s)" % c)
+            kinds = ("connack_refused", "closed_by_broker", "connect_failed", "recv_error",
+                     "timeout")
+            other = {k: v for k, v in ab["errors"].items() if v and k not in kinds}
+            # A refusal is counted at the close, its error a little before: the
+            # window's edge may split the two for at most the 8 slots.
+            check(sum(ab["errors"][k] for k in kinds) + 8 >= c["refused"] and not other,
+                  "abuse connect: refusals are of refusal kinds (%s)" % ab["errors"])
+        check(proc.poll() is None, "limit broker still running")
+    finally:
+        check(stop_broker(proc), "limit broker stops on SIGTERM within 10 s")
+
+
+def abuse_refusals(bench, binary, workdir):
+    """The storm against a limit, then the abuse options that must be
+    refused."""
+    if is_mosquitto(binary):
+        print("skip the abuse refusal run against mosquitto: start_broker gives it no limits",
+              flush=True)
+    else:
+        abuse_refused_storm(bench, binary, workdir)
+    run_fails(bench, "abuse", 2, "fixed --rate", "--rate", 0)
+    run_fails(bench, "abuse", 2, "flood or connect", "--abuser", "storm")
+    run_fails(bench, "abuse", 2, "--conns is for", "--conns", 4)
+    run_fails(bench, "abuse", 2, "--abuse-source", "--abuse-source", "not-an-address")
+    run_fails(bench, "abuse", 2, "topic name", "--abuse-topic", "a/#")
+    run_fails(bench, "abuse", 2, "--abuse-topic is for", "--abuser", "connect",
+              "--abuse-topic", "a/b")
+    run_fails(bench, "pairs", 2, "for the abuse scenario", "--abuser", "flood")
 
 
 def soak(bench, binary, workdir):
@@ -389,6 +460,13 @@ def tls_checks(bench, binary, workdir):
             check(res["lost"] == 0, "handshake --probe: the probe lost nothing")
             no_errors(res, "handshake --probe")
 
+        res = run(bench, port, proc.pid, workdir, "abuse", "--clients", 2, "--rate", 200,
+                  *(ca + short))
+        ab = abuse_checks(res, "abuse --tls", "flood") if res else None
+        if ab:
+            check(res["tls"]["on"] and ab["sent"] > 0,
+                  "abuse --tls: the pairs and the flood over TLS (%d flooded)" % ab["sent"])
+
         at = ["--port", port, "--duration", 1, "--warmup", 0]
         wrong = ["--tls", "--cafile", pki["other.crt"]]
         run_fails(bench, "pairs", 1, "did not verify against --cafile", *(at + wrong))
@@ -505,11 +583,35 @@ def main():
                       "connect: rate and latency reported")
                 no_errors(res, "connect")
 
+            # Abuse: the pairs alone, then beside a flood; then beside a connect
+            # storm from 127.0.0.2, which this broker has no reason to refuse.
+            res = run(bench, port, proc.pid, workdir, "abuse", "--clients", 4, "--rate", 200,
+                      *short)
+            ab = abuse_checks(res, "abuse flood", "flood") if res else None
+            if ab:
+                check(ab["sent"] > 0 and ab["sent_per_s"] > 0 and ab["topic"].endswith("/abuse"),
+                      "abuse flood: the flood published (%d in its window)" % ab["sent"])
+                check(ab["source"] == "127.0.0.2", "abuse: loopback target, source 127.0.0.2")
+                check(not any(ab["errors"].values()), "abuse flood: no flood errors (%s)" % (
+                    {k: v for k, v in ab["errors"].items() if v}))
+            res = run(bench, port, proc.pid, workdir, "abuse", "--clients", 4, "--rate", 200,
+                      "--abuser", "connect", "--conns", 8, *short)
+            ab = abuse_checks(res, "abuse connect", "connect") if res else None
+            if ab:
+                c = ab["connects"]
+                check(c["accepted"] > 0 and c["accepted_per_s"] > 0 and ab["sent"] == 0,
+                      "abuse connect: connects accepted (%d)" % c["accepted"])
+                # Over a window, connects started before it may end inside it: at
+                # most the 8 slots' worth more than it attempted.
+                check(c["refused"] == 0 and c["accepted"] + c["refused"] <= c["attempted"] + 8,
+                      "abuse connect: none refused by a broker without limits (%s)" % c)
+
             check(proc.poll() is None, "broker still running after all scenarios (exit %s)" % proc.poll())
         finally:
             stop_broker(proc)
             if failures:
                 print("--- broker log tail ---\n" + tail(os.path.join(workdir, "broker.log")))
+        abuse_refusals(bench, binary, workdir)
         tls_checks(bench, binary, workdir)
         soak(bench, binary, workdir)
     if failures:

@@ -7,8 +7,10 @@
  * line each second from the workers' snapshots, samples its own and the
  * broker's CPU time at the window's edges, drains, stops, joins and reports.
  * With --tls it builds the one TLS context the workers share (tls.h) before
- * they start and frees it after they are joined.
+ * they start and frees it after they are joined. The abuse scenario is two
+ * such runs in a row (run_abuse), reported together by abuse.c.
  */
+#include "abuse.h"
 #include "bench.h"
 #include "soak.h"
 #include "tls.h"
@@ -57,6 +59,9 @@ static void raise_nofile(const struct bench_opts *o)
         }
     } else if (o->scenario == SCENARIO_HANDSHAKE) {
         need = (uint64_t)o->conns + o->publishers + o->subscribers;
+    } else if (o->scenario == SCENARIO_ABUSE) {
+        need = (uint64_t)o->publishers + o->subscribers +
+               (o->abuser == ABUSER_CONNECT ? o->conns : 1u);
     } else {
         need = (uint64_t)o->publishers + o->subscribers;
     }
@@ -132,19 +137,29 @@ static void sleep_until(uint64_t t_ns)
 
 struct agg {
     struct bench_counters c;
+    struct bench_counters x; /* abuse: the abuser's worker, not in c */
     struct hist lat_all;
     bool all_connect_done;
     uint32_t setup_done;
 };
 
-static void aggregate(struct worker **ws, uint32_t n, struct agg *a, struct bench_snapshot *tmp)
+/* Workers from index nflow on are the abuser's: their counters go to x. */
+static void aggregate(struct worker **ws, uint32_t n, uint32_t nflow, struct agg *a,
+                      struct bench_snapshot *tmp)
 {
     memset(&a->c, 0, sizeof(a->c));
+    memset(&a->x, 0, sizeof(a->x));
     hist_init(&a->lat_all);
     a->all_connect_done = true;
     a->setup_done = 0;
     for (uint32_t i = 0; i < n; i++) {
         worker_snapshot(ws[i], tmp);
+        if (i >= nflow) {
+            bench_counters_add(&a->x, &tmp->c);
+            if (tmp->setup_done)
+                a->setup_done++;
+            continue;
+        }
         bench_counters_add(&a->c, &tmp->c);
         hist_merge(&a->lat_all, &tmp->lat_all);
         if (!tmp->connect_done)
@@ -181,12 +196,18 @@ static void progress(const struct bench_opts *o, int phase, double t_s, const st
         fprintf(stderr, "\n");
         return;
     }
-    fprintf(stderr,
-            "[%6.1fs] %-5s sent %9.0f/s delivered %9.0f/s total %llu lost %llu p99 %llu us\n", t_s,
-            phase_name(phase), (double)(now->c.sent - prev->c.sent) / dt_s,
+    fprintf(stderr, "[%6.1fs] %-5s sent %9.0f/s delivered %9.0f/s total %llu lost %llu p99 %llu us",
+            t_s, phase_name(phase), (double)(now->c.sent - prev->c.sent) / dt_s,
             (double)(now->c.delivered - prev->c.delivered) / dt_s,
             (unsigned long long)now->c.delivered, (unsigned long long)now->c.lost_now,
             (unsigned long long)hist_percentile(&now->lat_all, 99));
+    if (o->abuse_on && o->abuser == ABUSER_FLOOD)
+        fprintf(stderr, " | flood %.0f/s", (double)(now->x.sent - prev->x.sent) / dt_s);
+    else if (o->abuse_on)
+        fprintf(stderr, " | storm accepted %.0f/s refused %.0f/s",
+                (double)(now->x.connects_ok - prev->x.connects_ok) / dt_s,
+                (double)(now->x.connects_refused - prev->x.connects_refused) / dt_s);
+    fprintf(stderr, "\n");
 }
 
 /* One run's state on the main thread. */
@@ -195,6 +216,7 @@ struct run {
     struct bench_ctl ctl;
     struct worker **ws;
     uint32_t nworkers;
+    uint32_t nflow; /* workers before the abuser's (all of them without one) */
     struct bench_snapshot *tmp;
     struct agg *cur, *prev;
     struct bench_result *res;
@@ -238,7 +260,7 @@ static bool wait_setup(struct run *r)
         sleep_until(bench_now_ns() + 10000000ull);
     }
     if (!ok) {
-        aggregate(r->ws, r->nworkers, r->cur, r->tmp);
+        aggregate(r->ws, r->nworkers, r->nflow, r->cur, r->tmp);
         fprintf(stderr, "ringmq-bench: setup failed: %u of %u threads ready after %.1f s (",
                 atomic_load(&r->ctl.ready), r->nworkers, (double)(bench_now_ns() - t0) / 1e9);
         for (int e = 0; e < BERR_COUNT; e++)
@@ -331,7 +353,7 @@ static void run_loop(struct run *r)
 {
     const struct bench_opts *o = &r->o;
     bool storm = o->scenario == SCENARIO_CONNECT || o->scenario == SCENARIO_HANDSHAKE;
-    aggregate(r->ws, r->nworkers, r->prev, r->tmp);
+    aggregate(r->ws, r->nworkers, r->nflow, r->prev, r->tmp);
     r->next_progress = r->run_start + 1000000000ull;
     r->prev_t = r->run_start;
     while (r->phase != PHASE_STOP) {
@@ -355,7 +377,7 @@ static void run_loop(struct run *r)
         }
         if (!r->sampled_end && now >= r->win_end)
             sample_end(r);
-        aggregate(r->ws, r->nworkers, r->cur, r->tmp);
+        aggregate(r->ws, r->nworkers, r->nflow, r->cur, r->tmp);
         if (now >= r->next_progress) {
             progress(o, r->phase, (double)(now - r->run_start) / 1e9, r->cur, r->prev,
                      (double)(now - r->prev_t) / 1e9);
@@ -373,6 +395,31 @@ static void run_loop(struct run *r)
     }
 }
 
+/* A worker's counters over its measured window, and the window's length in
+ * seconds (0 when it has none). */
+static double window_of(const struct bench_snapshot *tmp, struct bench_counters *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (!tmp->win_started || !tmp->win_ended || tmp->win_end_ns <= tmp->win_start_ns)
+        return 0;
+    *d = tmp->win_end;
+    const uint64_t *s = (const uint64_t *)&tmp->win_start;
+    uint64_t *dd = (uint64_t *)d;
+    for (size_t k = 0; k < sizeof(*d) / sizeof(uint64_t); k++)
+        dd[k] -= s[k];
+    return (double)(tmp->win_end_ns - tmp->win_start_ns) / 1e9;
+}
+
+/* The abuser's worker (one): kept apart from the well-behaved figures. */
+static void collect_abuser(struct bench_result *res, const struct bench_snapshot *tmp)
+{
+    struct bench_counters d;
+    bench_counters_add(&res->abuser_total, &tmp->c);
+    res->abuser_window_s = window_of(tmp, &d);
+    bench_counters_add(&res->abuser_window, &d);
+    hist_merge(&res->abuser_conn_lat, &tmp->conn_lat);
+}
+
 /* Sums the workers' final snapshots and their windows into r->res. */
 static void collect(struct run *r)
 {
@@ -383,6 +430,10 @@ static void collect(struct run *r)
     for (uint32_t i = 0; i < r->nworkers; i++) {
         struct bench_snapshot *tmp = r->tmp;
         worker_snapshot(r->ws[i], tmp);
+        if (i >= r->nflow) {
+            collect_abuser(res, tmp);
+            continue;
+        }
         bench_counters_add(&res->total, &tmp->c);
         hist_merge(&res->lat, &tmp->lat_win);
         hist_merge(&res->lat_all, &tmp->lat_all);
@@ -391,14 +442,10 @@ static void collect(struct run *r)
             first_connect = tmp->first_connect_ns;
         if (tmp->last_connack_ns > last_connack)
             last_connack = tmp->last_connack_ns;
-        if (!tmp->win_started || !tmp->win_ended || tmp->win_end_ns <= tmp->win_start_ns)
+        struct bench_counters d;
+        double w = window_of(tmp, &d);
+        if (w <= 0)
             continue;
-        double w = (double)(tmp->win_end_ns - tmp->win_start_ns) / 1e9;
-        struct bench_counters d = tmp->win_end;
-        const uint64_t *s = (const uint64_t *)&tmp->win_start;
-        uint64_t *dd = (uint64_t *)&d;
-        for (size_t k = 0; k < sizeof(d) / sizeof(uint64_t); k++)
-            dd[k] -= s[k];
         bench_counters_add(&res->window, &d);
         res->offered_per_s += (double)d.offered / w;
         res->sent_per_s += (double)d.sent / w;
@@ -432,7 +479,8 @@ static void collect_loss(struct run *r)
     free(unique_by_pub);
 }
 
-static int report(struct run *r)
+/* The CPU and TLS figures of a finished run. */
+static void finish_result(struct run *r)
 {
     struct bench_result *res = r->res;
     const struct bench_opts *o = &r->o;
@@ -443,6 +491,13 @@ static int report(struct run *r)
         fprintf(stderr, "ringmq-bench: could not read /proc/%d/stat\n", o->broker_pid);
     res->tls_tickets = btls_ctx_tickets(r->ctl.tls);
     res->tls_desc = btls_ctx_describe(r->ctl.tls);
+}
+
+static int report(struct run *r)
+{
+    struct bench_result *res = r->res;
+    const struct bench_opts *o = &r->o;
+    finish_result(r);
     report_print(res);
     int rc = res->setup_failed ? 1 : 0;
     /* A storm in which no handshake got through, or one a TLS failure or a
@@ -460,14 +515,19 @@ static int report(struct run *r)
     return rc;
 }
 
-static int run_bench(struct run *r)
+/* One run from setup to the collected result in r->res; 0, or 1 when
+ * memory was short. */
+static int run_once(struct run *r)
 {
     const struct bench_opts *o = &r->o;
     r->ctl.opts = o;
     atomic_store(&r->ctl.win_start_ns, UINT64_MAX);
     atomic_store(&r->ctl.win_end_ns, UINT64_MAX);
     r->nworkers = bench_workers(o);
-    r->ctl.pub_sent = calloc(o->publishers ? o->publishers : 1, sizeof(uint64_t));
+    r->nflow = o->abuse_on ? o->threads : r->nworkers;
+    /* One slot more than publishers: the abuse flood's, numbered
+     * --publishers. */
+    r->ctl.pub_sent = calloc((size_t)o->publishers + 1, sizeof(uint64_t));
     r->ws = calloc(r->nworkers, sizeof(*r->ws));
     r->tmp = malloc(sizeof(*r->tmp));
     r->cur = malloc(sizeof(*r->cur));
@@ -508,14 +568,64 @@ static int run_bench(struct run *r)
     hist_init(&res->lat);
     hist_init(&res->lat_all);
     hist_init(&res->conn_lat);
+    hist_init(&res->abuser_conn_lat);
     collect(r);
     collect_loss(r);
+    return 0;
+}
+
+/* The abuse scenario: the same pairs twice, alone and then beside the
+ * abuser, each run with its own connections, warm-up, window and drain, so
+ * both windows see the same load from them; abuse.c reports both. */
+static int run_abuse(struct run *base, struct run *with)
+{
+    with->o = base->o;
+    with->ctl.tls = base->ctl.tls;
+    base->o.abuse_on = false;
+    with->o.abuse_on = true;
+    const struct bench_opts *o = &base->o;
+    if (!o->quiet)
+        fprintf(stderr, "ringmq-bench: abuse run 1 of 2: %u pairs alone\n", o->publishers);
+    if (run_once(base) != 0)
+        return 1;
+    finish_result(base);
+    bool second = !base->res->setup_failed && !interrupted;
+    if (second) {
+        /* The broker closes the first run's connections (the bench's
+         * DISCONNECT) before the second run's come. */
+        sleep_until(bench_now_ns() + 500000000ull);
+        if (!o->quiet)
+            fprintf(stderr, "ringmq-bench: abuse run 2 of 2: %u pairs and the abuser (%s)\n",
+                    o->publishers, o->abuser == ABUSER_FLOOD ? "flood" : "connect storm");
+        if (run_once(with) != 0)
+            return 1;
+        finish_result(with);
+    }
+    return abuse_report(base->res, second ? with->res : NULL);
+}
+
+static int run_bench(struct run *r)
+{
+    if (run_once(r) != 0)
+        return 1;
     return report(r);
+}
+
+static void run_free(struct run *r)
+{
+    for (uint32_t i = 0; r->ws && i < r->nworkers; i++)
+        worker_destroy(r->ws[i]);
+    free(r->ws);
+    free(r->ctl.pub_sent);
+    free(r->tmp);
+    free(r->cur);
+    free(r->prev);
+    free(r->res);
 }
 
 int main(int argc, char **argv)
 {
-    static struct run r; /* large (histograms): not on the stack */
+    static struct run r, r2; /* large (histograms): not on the stack */
     if (bench_opts_parse(argc, argv, &r.o) != 0)
         return 2;
     raise_nofile(&r.o);
@@ -532,15 +642,9 @@ int main(int argc, char **argv)
         if (!r.ctl.tls)
             return 2; /* a file that does not load is a bad option */
     }
-    int rc = run_bench(&r);
-    for (uint32_t i = 0; r.ws && i < r.nworkers; i++)
-        worker_destroy(r.ws[i]);
+    int rc = r.o.scenario == SCENARIO_ABUSE ? run_abuse(&r, &r2) : run_bench(&r);
+    run_free(&r);
+    run_free(&r2);
     btls_ctx_destroy(r.ctl.tls);
-    free(r.ws);
-    free(r.ctl.pub_sent);
-    free(r.tmp);
-    free(r.cur);
-    free(r.prev);
-    free(r.res);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "soak.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -36,6 +37,9 @@ static void usage(FILE *f)
             "  handshake TLS handshake storm (needs --tls): --conns at once, each connects,\n"
             "            shakes hands, waits for CONNACK, disconnects, and connects again;\n"
             "            handshakes/s and handshake+CONNACK latency (--resume, --probe)\n"
+            "  abuse     N paced pairs (--clients N, --rate R) alone, then again beside an\n"
+            "            abuser (--abuser flood|connect); both runs' delivered/s and p99,\n"
+            "            and their ratios\n"
             "  soak      chaos soak: QoS 1/2 publishers, persistent and shared subscribers,\n"
             "            random clients killed and resumed; checks nothing acknowledged is\n"
             "            lost and no QoS 2 message is duplicated (exit 1 if so)\n"
@@ -85,15 +89,26 @@ static void usage(FILE *f)
             "  --probe-port P        the probe's broker (a TLS listener on --host), to tell\n"
             "                        the broker's share of the probe's latency from the\n"
             "                        machine's (default: --port)\n"
-            "\n"
-            "soak (defaults differ: --clients 12, --rate 100, --duration 30, --drain 30,\n"
-            "--protocol 5, --inflight 20; --qos 1 or 2 makes every publisher that QoS, else\n"
-            "they alternate):\n"
-            "  --kill-interval S     mean time between kills (0.5; 0: no kills)\n"
-            "  --seed N              chaos random seed (from the clock; printed)\n"
-            "  --groups N            share groups among the subscribers (2, or fewer when\n"
-            "                        there are few); a quarter of the subscribers (at\n"
-            "                        least one) stay plain, the rest are dealt to groups\n");
+            "\n");
+    /* Two strings: one would pass the 4095 characters C11 promises. */
+    fprintf(f, "abuse (--clients 10, --rate 100; one more thread for the abuser):\n"
+               "  --abuser flood        one connection publishing QoS 0 as fast as the broker\n"
+               "                        reads, to --abuse-topic (default)\n"
+               "  --abuser connect      a connect storm: --conns (32) at once, each connects,\n"
+               "                        sends CONNECT, waits for CONNACK or the close, closes,\n"
+               "                        and connects again; accepted and refused per second\n"
+               "  --abuse-topic T       the flood's topic (<topic-prefix>/abuse)\n"
+               "  --abuse-source A|none the abuser's source address (127.0.0.2 when --host is\n"
+               "                        a loopback address, else none: no bind)\n"
+               "\n"
+               "soak (defaults differ: --clients 12, --rate 100, --duration 30, --drain 30,\n"
+               "--protocol 5, --inflight 20; --qos 1 or 2 makes every publisher that QoS, else\n"
+               "they alternate):\n"
+               "  --kill-interval S     mean time between kills (0.5; 0: no kills)\n"
+               "  --seed N              chaos random seed (from the clock; printed)\n"
+               "  --groups N            share groups among the subscribers (2, or fewer when\n"
+               "                        there are few); a quarter of the subscribers (at\n"
+               "                        least one) stay plain, the rest are dealt to groups\n");
 }
 
 static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max, uint32_t *out)
@@ -163,6 +178,9 @@ enum {
     O_PROBE,
     O_PROBE_RATE,
     O_PROBE_PORT,
+    O_ABUSER,
+    O_ABUSE_TOPIC,
+    O_ABUSE_SOURCE,
     O_HELP,
 };
 
@@ -206,6 +224,9 @@ static const struct option long_opts[] = {
     {"probe", no_argument, 0, O_PROBE},
     {"probe-rate", required_argument, 0, O_PROBE_RATE},
     {"probe-port", required_argument, 0, O_PROBE_PORT},
+    {"abuser", required_argument, 0, O_ABUSER},
+    {"abuse-topic", required_argument, 0, O_ABUSE_TOPIC},
+    {"abuse-source", required_argument, 0, O_ABUSE_SOURCE},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0},
 };
@@ -215,6 +236,7 @@ static const struct option long_opts[] = {
 struct given {
     bool protocol, drain, seed, groups, inflight;
     bool conns, probe_rate, probe_port, hold, tls_max;
+    bool abuser, abuse_topic, abuse_source, rate;
     uint32_t clients, pubs, subs; /* 0: not given */
 };
 
@@ -273,6 +295,60 @@ static int soak_defaults(struct bench_opts *o, uint32_t clients, uint32_t pubs, 
     return 0;
 }
 
+static int refuse(const char *what)
+{
+    fprintf(stderr, "ringmq-bench: %s\n", what);
+    return -EINVAL;
+}
+
+/* True when host is a numeric 127.0.0.0/8 address or "localhost". */
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr a;
+    if (!strcmp(host, "localhost"))
+        return true;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* The abuse scenario's pairs, its abuser's topic and source (see
+ * bench/README.md, Scenarios). */
+static int abuse_defaults(struct bench_opts *o, uint32_t clients, uint32_t pubs, uint32_t subs,
+                          const struct given *g)
+{
+    static char topic[512];
+    o->publishers = pubs ? pubs : clients ? clients : 10;
+    o->subscribers = subs ? subs : o->publishers;
+    if (o->subscribers != o->publishers)
+        return refuse("abuse: publishers and subscribers must be equal (pairs)");
+    if (o->rate < 0)
+        o->rate = 100;
+    if (g->rate && o->rate == 0)
+        return refuse("abuse: the well-behaved publishers need a fixed --rate (> 0): an "
+                      "unpaced run measures the broker's limit, not its fairness");
+    if (o->duration_s < 0)
+        o->duration_s = 10;
+    if (o->warmup_s < 0)
+        o->warmup_s = 2;
+    if (!o->abuse_topic) {
+        snprintf(topic, sizeof(topic), "%s/abuse", o->topic_prefix);
+        o->abuse_topic = topic;
+    }
+    if (!o->abuse_topic[0] || strpbrk(o->abuse_topic, "+#") || strlen(o->abuse_topic) > 1024)
+        return refuse("abuse: --abuse-topic must be a topic name: not empty, no + or #, at "
+                      "most 1024 bytes");
+    if (!g->abuse_source)
+        o->abuse_source = host_is_loopback(o->host) ? "127.0.0.2" : NULL;
+    else if (!strcmp(o->abuse_source, "none"))
+        o->abuse_source = NULL;
+    struct in_addr a;
+    if (o->abuse_source && inet_pton(AF_INET, o->abuse_source, &a) != 1) {
+        fprintf(stderr, "ringmq-bench: --abuse-source: an IPv4 address or none, got '%s'\n",
+                o->abuse_source);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int parse_scenario(const char *sc, struct bench_opts *o)
 {
     static const struct {
@@ -282,7 +358,7 @@ static int parse_scenario(const char *sc, struct bench_opts *o)
         {"pairs", SCENARIO_PAIRS},     {"fanout", SCENARIO_FANOUT},
         {"fanin", SCENARIO_FANIN},     {"latency", SCENARIO_LATENCY},
         {"connect", SCENARIO_CONNECT}, {"handshake", SCENARIO_HANDSHAKE},
-        {"soak", SCENARIO_SOAK},
+        {"abuse", SCENARIO_ABUSE},     {"soak", SCENARIO_SOAK},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (!strcmp(sc, names[i].name)) {
@@ -415,6 +491,7 @@ static int parse_load_opt(int ch, const char *arg, struct bench_opts *o, struct 
     case O_PAYLOAD:
         return parse_u32("payload", arg, 20, 16 * 1024 * 1024, &o->payload_len);
     case O_RATE:
+        g->rate = true;
         return parse_double("rate", arg, 0, &o->rate);
     case O_DURATION:
         return parse_double("duration", arg, 0.1, &o->duration_s);
@@ -496,16 +573,29 @@ static int parse_misc_opt(int ch, const char *arg, struct bench_opts *o, struct 
         r = parse_u32("groups", arg, 0, 1000, &o->groups);
         g->groups = true;
         break;
+    case O_ABUSER:
+        if (!strcmp(arg, "flood"))
+            o->abuser = ABUSER_FLOOD;
+        else if (!strcmp(arg, "connect"))
+            o->abuser = ABUSER_CONNECT;
+        else {
+            fprintf(stderr, "ringmq-bench: --abuser: flood or connect, got '%s'\n", arg);
+            r = -EINVAL;
+        }
+        g->abuser = true;
+        break;
+    case O_ABUSE_TOPIC:
+        o->abuse_topic = arg;
+        g->abuse_topic = true;
+        break;
+    case O_ABUSE_SOURCE:
+        o->abuse_source = arg;
+        g->abuse_source = true;
+        break;
     default:
         return -ENOENT;
     }
     return r;
-}
-
-static int refuse(const char *what)
-{
-    fprintf(stderr, "ringmq-bench: %s\n", what);
-    return -EINVAL;
 }
 
 /* The TLS options fit together and with the scenario. */
@@ -526,9 +616,20 @@ static int check_tls(const struct bench_opts *o, const struct given *g)
 static int check_scenario_opts(const struct bench_opts *o, const struct given *g)
 {
     bool hs = o->scenario == SCENARIO_HANDSHAKE;
-    if (!hs && (g->conns || o->probe || g->probe_rate || g->probe_port))
-        return refuse("--conns, --probe, --probe-rate and --probe-port are for the handshake "
+    bool abuse = o->scenario == SCENARIO_ABUSE;
+    bool storm = abuse && o->abuser == ABUSER_CONNECT;
+    if (!abuse && (g->abuser || g->abuse_topic || g->abuse_source))
+        return refuse("--abuser, --abuse-topic and --abuse-source are for the abuse scenario");
+    if (g->conns && !hs && !storm)
+        return refuse("--conns is for the handshake scenario and abuse --abuser connect");
+    if (!hs && (o->probe || g->probe_rate || g->probe_port))
+        return refuse("--probe, --probe-rate and --probe-port are for the handshake "
                       "scenario");
+    if (abuse && g->abuse_topic && o->abuser != ABUSER_FLOOD)
+        return refuse("abuse: --abuse-topic is for --abuser flood");
+    if (abuse && g->hold)
+        return refuse("abuse: --hold does not apply (the storm closes each connection at its "
+                      "CONNACK)");
     if (hs && (g->pubs || g->subs || g->hold))
         return refuse("handshake: --publishers, --subscribers and --hold do not apply "
                       "(--conns, --clients, --probe)");
@@ -573,6 +674,8 @@ static int scenario_defaults(struct bench_opts *o, const struct given *g)
         o->clients = clients; /* 0: until --duration */
         o->publishers = o->subscribers = o->probe ? 1 : 0;
         break;
+    case SCENARIO_ABUSE:
+        return abuse_defaults(o, clients, pubs, subs, g);
     case SCENARIO_SOAK:
         return soak_defaults(o, clients, pubs, subs, g);
     }
@@ -628,6 +731,8 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o)
     if (o->scenario == SCENARIO_LATENCY && o->publishers % o->threads != 0 &&
         o->publishers < o->threads)
         o->threads = o->publishers;
+    /* The threads share the pairs or the storm; an extra one is the probe's
+     * or the abuser's. */
     uint32_t conns = o->scenario == SCENARIO_CONNECT     ? o->clients
                      : o->scenario == SCENARIO_HANDSHAKE ? o->conns
                                                          : o->publishers + o->subscribers;

@@ -15,7 +15,6 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 static const char *version_name(uint8_t v)
@@ -180,7 +179,7 @@ void report_print(const struct bench_result *r)
     fflush(stdout);
 }
 
-static void json_hist(FILE *f, const struct hist *h)
+void report_json_hist(FILE *f, const struct hist *h)
 {
     fprintf(f,
             "{\"count\": %llu, \"p50\": %llu, \"p90\": %llu, \"p99\": %llu, \"p999\": %llu, "
@@ -190,7 +189,7 @@ static void json_hist(FILE *f, const struct hist *h)
             (unsigned long long)hist_percentile(h, 99.9), (unsigned long long)h->max, hist_mean(h));
 }
 
-static void json_str(FILE *f, const char *s)
+void report_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; s && *s; s++) {
@@ -220,7 +219,7 @@ static void json_tls(FILE *f, const struct bench_result *r)
     const struct bench_opts *o = r->opts;
     const struct bench_counters *t = &r->total, *w = &r->window;
     fprintf(f, "  \"tls\": {\"on\": %s, \"version\": ", o->tls ? "true" : "false");
-    json_str(f, r->tls_desc ? r->tls_desc : "");
+    report_json_str(f, r->tls_desc ? r->tls_desc : "");
     fprintf(f, ", \"tickets\": %llu, \"done\": %llu, \"resumed\": %llu, \"failed\": %s},\n",
             (unsigned long long)r->tls_tickets, (unsigned long long)t->tls_done,
             (unsigned long long)t->tls_resumed, r->tls_failed ? "true" : "false");
@@ -233,7 +232,7 @@ static void json_tls(FILE *f, const struct bench_result *r)
             (unsigned long long)(w->tls_done - w->tls_resumed), (unsigned long long)w->tls_resumed);
     json_num(f, r->broker_cpu_s >= 0 && hs ? r->broker_cpu_s * 1e6 / (double)hs : -1);
     fprintf(f, ", \"latency_us\": ");
-    json_hist(f, &r->conn_lat);
+    report_json_hist(f, &r->conn_lat);
     fprintf(f, "},\n  \"broker_rss_kib\": {\"before\": ");
     json_num(f, r->broker_rss_kib_before);
     fprintf(f, ", \"all_open\": ");
@@ -241,17 +240,14 @@ static void json_tls(FILE *f, const struct bench_result *r)
     fprintf(f, "},\n");
 }
 
-int report_json(const struct bench_result *r, const char *path)
+void report_json_fields(FILE *f, const struct bench_result *r)
 {
     const struct bench_opts *o = r->opts;
     const struct bench_counters *t = &r->total;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    fprintf(f, "{\n  \"scenario\": ");
-    json_str(f, o->scenario_name);
+    fprintf(f, "  \"scenario\": ");
+    report_json_str(f, o->scenario_name);
     fprintf(f, ",\n  \"host\": ");
-    json_str(f, o->host);
+    report_json_str(f, o->host);
     fprintf(f,
             ",\n  \"port\": %u,\n  \"protocol\": \"%s\",\n  \"qos\": %u,\n"
             "  \"publishers\": %u,\n  \"subscribers\": %u,\n  \"clients\": %u,\n"
@@ -285,16 +281,18 @@ int report_json(const struct bench_result *r, const char *path)
             "  \"delivered_per_s\": %.1f,\n",
             r->offered_per_s, r->sent_per_s, r->accepted_per_s, r->delivered_per_s);
     fprintf(f, "  \"latency_us\": ");
-    json_hist(f, &r->lat);
+    report_json_hist(f, &r->lat);
     fprintf(f, ",\n  \"latency_all_us\": ");
-    json_hist(f, &r->lat_all);
+    report_json_hist(f, &r->lat_all);
     fprintf(f,
             ",\n  \"connect\": {\"attempted\": %llu, \"ok\": %llu, \"done\": %llu, "
-            "\"open_max\": %llu, \"seconds\": %.3f, \"per_s\": %.1f, \"latency_us\": ",
+            "\"refused\": %llu, \"open_max\": %llu, \"seconds\": %.3f, \"per_s\": %.1f, "
+            "\"latency_us\": ",
             (unsigned long long)t->connects_started, (unsigned long long)t->connects_ok,
-            (unsigned long long)t->connects_done, (unsigned long long)t->open_max, r->connect_s,
+            (unsigned long long)t->connects_done, (unsigned long long)t->connects_refused,
+            (unsigned long long)t->open_max, r->connect_s,
             r->connect_s > 0 ? (double)t->connects_ok / r->connect_s : 0.0);
-    json_hist(f, &r->conn_lat);
+    report_json_hist(f, &r->conn_lat);
     fprintf(f, "},\n");
     json_tls(f, r);
     fprintf(f, "  \"errors\": {");
@@ -312,9 +310,19 @@ int report_json(const struct bench_result *r, const char *path)
         fprintf(f, "  \"broker_cpu_us_per_connect\": %.3f,\n",
                 r->broker_cpu_s * 1e6 / (double)t->connects_ok);
     if (us >= 0)
-        fprintf(f, "  \"broker_cpu_us_per_msg\": %.4f\n}\n", us);
+        fprintf(f, "  \"broker_cpu_us_per_msg\": %.4f", us);
     else
-        fprintf(f, "  \"broker_cpu_us_per_msg\": null\n}\n");
+        fprintf(f, "  \"broker_cpu_us_per_msg\": null");
+}
+
+int report_json(const struct bench_result *r, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "{\n");
+    report_json_fields(f, r);
+    fprintf(f, "\n}\n");
     if (fclose(f) != 0)
         return -errno;
     return 0;

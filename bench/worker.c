@@ -242,8 +242,13 @@ static void conn_closed(struct conn *c)
     }
     if (c->tls)
         btls_end(c->tls);
-    if (c->role == ROLE_CONN)
+    if (c->role == ROLE_CONN) {
         w->c.connects_done++;
+        /* Refused: the broker closed or reset it, refused the TCP connect
+         * or the CONNECT, or never answered; not the ones we closed. */
+        if (!c->connacked && c->failed)
+            w->c.connects_refused++;
+    }
     if (w->storm) /* each slot is queued at most once: the ring never overflows */
         w->hold_q[w->hold_tail++ % w->nconns] = c;
 }
@@ -277,9 +282,13 @@ static void send_connect(struct conn *c)
 {
     const struct bench_opts *o = c->w->o;
     char cid[160];
-    const char *tag = c->role == ROLE_PUB ? "p" : c->role == ROLE_SUB ? "s" : "c";
+    const char *tag = c->w->abuser          ? "x"
+                      : c->role == ROLE_PUB ? "p"
+                      : c->role == ROLE_SUB ? "s"
+                                            : "c";
     if (c->w->storm) /* a fresh id per connection: no session takeover */
-        snprintf(cid, sizeof(cid), "%s-h%u-%u", o->client_prefix, c->id, c->gen);
+        snprintf(cid, sizeof(cid), "%s-%s%u-%u", o->client_prefix, c->w->abuser ? "x" : "h", c->id,
+                 c->gen);
     else
         snprintf(cid, sizeof(cid), "%s-%s%u", o->client_prefix, tag, c->id);
 
@@ -517,6 +526,7 @@ static void on_connack(struct conn *c, const struct mqtt_connack *ca)
         if (!w->storm || in_window(w, now))
             hist_record(&w->conn_lat, (now - c->t_start_ns) / 1000u);
         w->c.connects_ok++;
+        c->connacked = true;
         w->last_connack_ns = now;
         leave_connecting(c);
         if (w->storm) { /* handshake: done, make room for the next one */
@@ -649,7 +659,7 @@ static void tls_fail(struct conn *c, int r)
         conn_fail(c, BERR_PEER_CLOSED);
         return;
     }
-    if (r == -EPROTO && c->w->storm) /* tls.c has said why */
+    if (r == -EPROTO && c->w->storm && !c->w->abuser) /* tls.c has said why */
         atomic_store_explicit(&c->w->ctl->fatal, 1, memory_order_release);
     conn_fail(c, r == -EPROTO ? BERR_TLS : BERR_SEND);
 }
@@ -779,7 +789,8 @@ static void on_connect(struct conn *c, int res)
     c->ops--;
     if (res < 0) {
         /* A storm would reconnect at once, forever: nobody listens there. */
-        if (c->w->storm && res == -ECONNREFUSED &&
+        /* The abuser's storm counts a refusal and goes on: that is its job. */
+        if (c->w->storm && !c->w->abuser && res == -ECONNREFUSED &&
             atomic_exchange_explicit(&c->w->ctl->fatal, 1, memory_order_acq_rel) == 0)
             fprintf(stderr, "ringmq-bench: connect to %s:%u: %s (is a broker listening there?)\n",
                     c->w->o->host, c->w->o->port, strerror(-res));
@@ -823,6 +834,33 @@ static int conn_open(struct conn *c)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (w->abuser && c->role == ROLE_PUB) {
+        /* A fixed send buffer stops the kernel's autotuning from growing it
+         * (to 4 MiB) while the broker paces the flood: the growth would
+         * count as published during the window, at several times the rate
+         * the broker reads (measured: 3233/s written at max_publish_rate
+         * 1000). */
+        int sndbuf = (int)ABUSE_FLOOD_SNDBUF;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    }
+    if (w->bind_on) {
+        /* The port is picked at connect, per destination, not reserved
+         * here for good: a storm of short connections from one address
+         * would otherwise run out of ports at bind. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, (const struct sockaddr *)&w->bind_addr, sizeof(w->bind_addr)) != 0) {
+            int e = errno;
+            if (!w->warned_bind) {
+                w->warned_bind = true;
+                fprintf(stderr, "ringmq-bench: bind to %s: %s\n", w->o->abuse_source, strerror(e));
+            }
+            close(fd);
+            c->failed = true;
+            count_err(w, BERR_CONNECT);
+            conn_closed(c);
+            return -e;
+        }
+    }
     c->fd = fd;
     w->connecting++;
     w->c.open_now++;
@@ -1007,6 +1045,7 @@ static void storm_start(struct worker *w, uint64_t now)
         c->busy.len = c->busy.msgs = 0;
         c->busy_off = 0;
         c->failed = false;
+        c->connacked = false;
         c->gen++;
         conn_open(c);
     }
@@ -1042,12 +1081,23 @@ static void check_timeouts(struct worker *w, uint64_t now)
     }
 }
 
+static void window_edges(struct worker *w, uint64_t now);
+
 static void on_phase_change(struct worker *w, int phase, uint64_t now)
 {
     if (phase == PHASE_RUN && w->pub_rate <= 0) {
         for (uint32_t i = 0; i < w->nconns; i++)
             if (w->conns[i].role == ROLE_PUB)
                 pub_refill_unpaced(&w->conns[i]);
+    }
+    if (phase == PHASE_DRAIN && w->abuser) {
+        /* The abuser has done its part once the window is over: its flood
+         * would keep the broker busy (and, paced by the broker, its socket
+         * full) through the well-behaved clients' drain. */
+        window_edges(w, now); /* the window ends before these closes */
+        for (uint32_t i = 0; i < w->nconns; i++)
+            if (w->conns[i].state != CS_IDLE)
+                conn_close(&w->conns[i]);
     }
     if (phase == PHASE_STOP) {
         w->stop_deadline_ns = now + STOP_GRACE_NS;

@@ -34,6 +34,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "payload fields are wr
 #define RING_ENTRIES       1024u
 #define CQ_ENTRIES         16384u
 #define PKID_WORDS         (65536u / 64u)
+/* The abuse flood's SO_SNDBUF (the kernel doubles it): see conn_open. */
+#define ABUSE_FLOOD_SNDBUF (128u * 1024u)
 /* TLS receive buffers: at least one whole record (16 KiB of plaintext plus
  * the record's overhead), so a partial record always leaves room. */
 #define TLS_RX_SMALL (20u * 1024u)
@@ -67,6 +69,7 @@ struct conn {
     bool send_inflight;
     bool recv_inflight;
     bool failed;      /* counted as an error already */
+    bool connacked;   /* ROLE_CONN: this connection got its CONNACK 0 */
     struct btls *tls; /* NULL without --tls */
     uint32_t gen;     /* handshake: connections this slot has opened */
     uint64_t t_start_ns;
@@ -106,7 +109,8 @@ struct conn {
 
 struct worker {
     struct bench_ctl *ctl;
-    const struct bench_opts *o;
+    const struct bench_opts *o; /* ctl->opts, or own_opts for the abuser */
+    struct bench_opts own_opts;
     uint32_t index;
     pthread_t thread;
     struct io_uring ring;
@@ -119,7 +123,10 @@ struct worker {
     struct conn **dirty;
     uint32_t ndirty;
 
-    bool storm;      /* a handshake-storm worker: slots that reconnect */
+    bool storm;   /* a handshake-storm worker: slots that reconnect */
+    bool abuser;  /* the abuse scenario's flood or connect storm */
+    bool bind_on; /* bind every socket to bind_addr before connecting */
+    struct sockaddr_in bind_addr;
     bool lat_mode;   /* publishers wait for their delivery (latency, the probe) */
     double pub_rate; /* msgs/s per publisher; 0: unpaced */
 
@@ -149,6 +156,7 @@ struct worker {
     uint32_t hold_head, hold_tail;
     uint64_t storm_left; /* handshake --clients: connections still to start */
     bool warned_fds;
+    bool warned_bind;
 
     uint64_t stop_deadline_ns;
 

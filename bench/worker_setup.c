@@ -177,6 +177,16 @@ static void worker_counts(const struct bench_opts *o, uint32_t index, struct cou
         n->npub = n->nsub = 1;
         n->base = 0;
         n->stride = 1;
+    } else if (o->scenario == SCENARIO_ABUSE && index >= T) {
+        /* The abuser's own thread: the flood is publisher number
+         * --publishers (ctl->pub_sent has a slot for it), the storm --conns
+         * slots. */
+        if (o->abuser == ABUSER_FLOOD)
+            n->npub = 1;
+        else
+            n->nconn = o->conns;
+        n->base = o->abuser == ABUSER_FLOOD ? o->publishers : 0;
+        n->stride = 1;
     } else {
         n->npub = o->publishers / T + (index < o->publishers % T ? 1 : 0);
         n->nsub = o->subscribers / T + (index < o->subscribers % T ? 1 : 0);
@@ -190,7 +200,7 @@ static int setup_sub(struct worker *w, struct conn *c, uint32_t id, uint32_t in_
     c->id = id;
     c->filter = filter_for_sub(o, c->id);
     if (o->scenario == SCENARIO_PAIRS || o->scenario == SCENARIO_LATENCY ||
-        o->scenario == SCENARIO_HANDSHAKE) {
+        o->scenario == SCENARIO_HANDSHAKE || o->scenario == SCENARIO_ABUSE) {
         c->first_pub = c->id;
         c->npubs = 1;
     } else {
@@ -211,7 +221,7 @@ static int setup_pub(struct worker *w, struct conn *c, uint32_t id, uint32_t nsu
     c->role = ROLE_PUB;
     c->id = id;
     c->next_pkid = 1;
-    c->topic = topic_for_pub(o, c->id);
+    c->topic = w->abuser ? strdup(o->abuse_topic) : topic_for_pub(o, c->id);
     c->pkid_used = o->qos ? calloc(PKID_WORDS, sizeof(uint64_t)) : NULL;
     if (!c->topic || (o->qos && !c->pkid_used) ||
         conn_alloc_bufs(c, IN_BUF_SMALL, o->batch_bytes) != 0 || pub_build_template(c) != 0)
@@ -225,12 +235,34 @@ static int setup_pub(struct worker *w, struct conn *c, uint32_t id, uint32_t nsu
     return 0;
 }
 
+/* The abuser's worker runs on its own copy of the options: QoS 0 and
+ * unpaced whatever the well-behaved clients do, no --clients budget for its
+ * storm, and its sockets bound to --abuse-source. 0 or -EINVAL. */
+static int abuser_opts(struct worker *w)
+{
+    w->own_opts = *w->o;
+    w->own_opts.qos = 0;
+    w->own_opts.rate = 0;
+    w->own_opts.clients = 0;
+    w->o = &w->own_opts;
+    w->abuser = true;
+    if (!w->o->abuse_source)
+        return 0;
+    memset(&w->bind_addr, 0, sizeof(w->bind_addr));
+    w->bind_addr.sin_family = AF_INET;
+    if (inet_pton(AF_INET, w->o->abuse_source, &w->bind_addr.sin_addr) != 1)
+        return -EINVAL; /* opts.c has checked it */
+    w->bind_on = true;
+    return 0;
+}
+
 /* Roles, pacing and the storm's budget; 0 or -ENOMEM. */
 static int worker_shape(struct worker *w, const struct counts *n)
 {
     const struct bench_opts *o = w->o;
     bool probe = o->scenario == SCENARIO_HANDSHAKE && w->index >= o->threads;
-    w->storm = o->scenario == SCENARIO_HANDSHAKE && !probe;
+    w->storm =
+        (o->scenario == SCENARIO_HANDSHAKE && !probe) || (w->abuser && o->abuser == ABUSER_CONNECT);
     w->lat_mode = o->scenario == SCENARIO_LATENCY || probe;
     w->pub_rate = probe ? o->probe_rate : o->rate;
     w->connect_done = probe; /* main waits for the storm workers only */
@@ -264,6 +296,8 @@ struct worker *worker_create(struct bench_ctl *ctl, uint32_t index)
         fprintf(stderr, "ringmq-bench: cannot resolve %s\n", o->host);
         goto fail;
     }
+    if (o->scenario == SCENARIO_ABUSE && index >= o->threads && abuser_opts(w) != 0)
+        goto fail;
     if (o->scenario == SCENARIO_HANDSHAKE && index >= o->threads && o->probe_port)
         w->addr.sin_port = htons(o->probe_port);
     struct counts n;
