@@ -377,6 +377,23 @@ static void mem_sample(struct broker *b, struct memwatch_state *mw)
         return;
     }
     atomic_store_explicit(&b->mem_allocated, used, memory_order_relaxed);
+    /* Near the limit (90%, cleared under 80%) new connections are refused
+     * (net/admit.c) before anything connected has to give way. */
+    bool near = atomic_load_explicit(&b->mem_near, memory_order_relaxed);
+    uint64_t near_at = b->mem_limit - b->mem_limit / 10, calm = b->mem_limit - b->mem_limit / 5;
+    if (!near && used >= near_at) {
+        atomic_store_explicit(&b->mem_near, true, memory_order_relaxed);
+        LOG(LOG_LEVEL_WARNING,
+            "memory: %s allocated (%llu bytes), 90%% of memory_limit %s: new connections get "
+            "0x89 Server busy until it is under 80%%",
+            mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit));
+    } else if (near && used < calm) {
+        atomic_store_explicit(&b->mem_near, false, memory_order_relaxed);
+        LOG(LOG_LEVEL_NOTICE,
+            "memory: %s allocated (%llu bytes), under 80%% of memory_limit %s: new connections "
+            "are accepted again",
+            mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit));
+    }
     uint64_t low = b->mem_limit - b->mem_limit / 10;
     bool over = atomic_load_explicit(&b->eng.mem_over, memory_order_relaxed);
     if (!over && used >= b->mem_limit) {

@@ -12,7 +12,8 @@ client sees them.
   (5.0); resuming and taking over existing sessions still works; once a
   session has ended a new id is accepted again.
 - memory_limit 64M: offline persistent sessions filled with 64 KB QoS 1
-  messages until the limit is reached; then new CONNECTs get 0x97 / code 3,
+  messages until the limit is reached (at 90% new CONNECTs get 0x89, when
+  the filler is caught between the marks); then new CONNECTs get 0x97 / code 3,
   a 5.0 QoS 1 PUBLISH gets PUBACK 0x97, a connected QoS 0 pair still
   exchanges messages, and RSS stays under the limit plus an overhead.
 - max_keepalive 30: a 3.1.1 (and 3.1) keepalive of 0 is refused with
@@ -410,6 +411,8 @@ def memory_limit():
     fill.connect("it28-mem-fill", version=5, keepalive=0)
     payload = b"m" * 65536
     reached = lambda: b.log_grep("reached memory_limit")
+    near = lambda: b.log_grep("90% of memory_limit")
+    near_probed = False
     pending, sent, refusals, nxt = set(), 0, 0, 0
     cap = 4 * limit_mib * 16  # 4x the limit in 64 KB messages
     deadline = time.monotonic() + 30.0
@@ -428,6 +431,16 @@ def memory_limit():
                 refusals += p.rc == 0x97
             if sent % 64 == 0 and reached():
                 break
+            if sent % 8 == 0 and not near_probed and near() and not reached():
+                # Between 90% and the limit (when the filler is caught
+                # there: one sample may pass both marks).
+                near_probed = True
+                r = Raw(b, version=5)
+                ack = r.connect("it28-mem-near5", version=5, keepalive=0, expect_rc=None)
+                r.close()
+                if not reached():
+                    check_eq(ack.rc, 0x89, "at 90% of memory_limit a new 5.0 CONNECT gets "
+                             "CONNACK 0x89 Server busy")
     except (TimeoutError, Closed) as e:
         log("# filler stopped: %r" % e)
     log("# filled with %d messages of 64 KB (%d MiB) for 20 offline sessions; 0x97 seen: %d" %
@@ -436,6 +449,8 @@ def memory_limit():
           "memory_limit 64M: filling offline sessions with 64 KB QoS 1 messages, the log says "
           "the memory limit was reached", b.log_grep("memory")[-3:])
 
+    check(near(), "the log said 90% of memory_limit was reached first (new connections "
+          "refused from there)", b.log_grep("memory")[-3:])
     r = Raw(b, version=5)
     ack = r.connect("it28-mem-new5", version=5, keepalive=0, expect_rc=None)
     check_eq(ack.rc, 0x97, "over memory_limit a new 5.0 CONNECT gets CONNACK 0x97")
