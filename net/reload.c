@@ -407,7 +407,7 @@ void reload_tick(struct reload *r, struct broker *b, uint64_t now)
 {
     if (r->auth_due_ms && now >= r->auth_due_ms) {
         r->auth_due_ms = 0;
-        reload_auth(b, "password or ACL file changed");
+        reload_auth(b, "password, ACL or ban file changed");
     }
     if (r->tls_due_ms && now >= r->tls_due_ms) {
         r->tls_due_ms = 0;

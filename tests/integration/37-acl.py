@@ -562,11 +562,11 @@ def reload_checks(d):
              "after SIGHUP the existing # subscription gets s/2 (no resubscribe)")
 
     write_file(os.path.join(store, "v3"), ACL_R3)
-    n = len(b.log_grep("password or ACL file changed: reloaded"))
+    n = len(b.log_grep("password, ACL or ban file changed: reloaded"))
     tmp = os.path.join(live, ".acl-new")
     os.symlink(os.path.join(store, "v3"), tmp)
     os.rename(tmp, acl)
-    check(reloaded(b, "password or ACL file changed", n),
+    check(reloaded(b, "password, ACL or ban file changed", n),
           "a new ACL renamed into the watched folder is reloaded without a signal",
           b.log_grep("reload"))
     p.pub("t/1")
