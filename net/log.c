@@ -50,7 +50,7 @@ static size_t escape_id(char *out, size_t cap, const char *id, size_t len)
 void log_write(enum config_log_level level, const char *client_id, size_t id_len, const char *fmt,
                ...)
 {
-    char line[1024];
+    char line[4096]; /* the SIGUSR1 line names every counter */
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);

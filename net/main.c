@@ -425,7 +425,7 @@ static void log_stats(struct broker *b, const struct memwatch_state *mw)
     const struct metrics_shard *st[SHARDS_MAX];
     for (unsigned i = 0; i < b->shard_count; i++)
         st[i] = &b->eng.engines[i]->st;
-    char counters[2048] = "";
+    char counters[3072] = "";
     size_t n = 0;
     for (size_t i = 0; i < metrics_table_len && n < sizeof(counters); i++) {
         const struct metrics_entry *e = &metrics_table[i];
