@@ -856,7 +856,10 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    if (probe_listeners(&b.cfg)) {
+    /* Every TLS listener's files once, before any socket is bound: a bad
+     * key then stops the start before a client (or a test's readiness
+     * probe) could connect. The shards' own contexts come later. */
+    if (probe_listeners(&b.cfg) || reload_tls_check(&b.cfg)) {
         auth_snapshot_destroy(snap);
         return 1;
     }

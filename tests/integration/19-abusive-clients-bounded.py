@@ -98,7 +98,11 @@ def stuck_subscribers(b):
     log("# publisher during the stuck subscribers: %d MiB sent, RSS grew %d MiB" %
         (sent >> 20, grown >> 10))
     if not sanitized(b.proc.pid):
-        check(grown < 64 * 1024, "input from a publisher is bounded while others are stuck "
+        # What grows is the allocator's (4 shards' arenas and caches after
+        # gigabytes went through): 16 to 65 MiB over 12 runs on a 2-core
+        # VM, the same before and after the admission work. Unbounded input
+        # would be gigabytes: 128 MiB tells them apart without flaking.
+        check(grown < 128 * 1024, "input from a publisher is bounded while others are stuck "
               "(%d MiB)" % (grown >> 10))
     for r in stuck + [good_sub, good_pub]:
         r.sock.close()
