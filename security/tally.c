@@ -118,6 +118,14 @@ bool tally_find(struct tally *t, uint64_t subject, uint64_t now_us, uint32_t *sl
         for (uint32_t i = 0; i < TALLY_PROBES; i++) {
             uint32_t at = (uint32_t)(subject + i) & t->mask;
             struct slot *s = &t->slots[at];
+            /* A slot changing owner is waited for (a few stores): it may be
+             * becoming this subject's, and passing it by would put the
+             * subject in a second slot, its counts split between them. */
+            for (unsigned spin = 0;
+                 spin < 100000 &&
+                 atomic_load_explicit(&s->conns, memory_order_acquire) == CONNS_MOVING;
+                 spin++)
+                ;
             uint64_t k = atomic_load_explicit(&s->subject, memory_order_acquire);
             if (k == subject) {
                 *slot = at;
@@ -129,6 +137,18 @@ bool tally_find(struct tally *t, uint64_t subject, uint64_t now_us, uint32_t *sl
         if (spare == TALLY_NONE)
             return false;
         if (slot_claim(&t->slots[spare], subject, now_us)) {
+            /* Another shard may have made the subject a slot meanwhile:
+             * the first in probe order is everybody's (lookups stop there),
+             * ours is left idle for the next newcomer. */
+            for (uint32_t i = 0; i < TALLY_PROBES; i++) {
+                uint32_t at = (uint32_t)(subject + i) & t->mask;
+                if (at == spare)
+                    break;
+                if (atomic_load_explicit(&t->slots[at].subject, memory_order_acquire) == subject) {
+                    *slot = at;
+                    return true;
+                }
+            }
             *slot = spare;
             return true;
         }

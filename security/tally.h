@@ -27,10 +27,12 @@
  * not tracked: tally_find says so, the caller admits without the
  * per-subject limits and counts it (the broker-wide limits still hold).
  *
- * Tolerance: two shards inserting one new subject at the same moment may
- * each take a slot; until one of them goes idle the subject's counts are
- * split between them, so a limit can be passed by what arrived in that
- * moment. A count is otherwise exact.
+ * Tolerance: a lookup waits for a slot that is changing owner, and an
+ * insert that finds the subject in an earlier slot after its own claim
+ * uses that one, so two shards inserting one new subject at once end in
+ * one slot; only when an older copy goes idle and is taken over in the
+ * middle of that can counts split for a moment. A count is otherwise
+ * exact.
  *
  * Times are microseconds of a monotonic clock, given by the caller.
  */
