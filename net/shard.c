@@ -693,8 +693,10 @@ static bool shard_turn(struct shard *sh, uint64_t turn)
         conn_reap(sh);
     if (sh->notify_mask)
         notify_shards(sh);
-    uint64_t end_ms = broker_now_ms();
-    admit_turn(sh, end_ms - sh->en.now_ms, end_ms);
+    if (sh->b->cfg.overload_lag_ms) {
+        uint64_t end_ms = broker_now_ms();
+        admit_turn(sh, end_ms - sh->en.now_ms, end_ms);
+    }
     shard_wait(sh, seen == LOOP_CQES_MAX || fired == LOOP_TIMERS_MAX);
     return true;
 }

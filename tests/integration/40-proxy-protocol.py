@@ -109,15 +109,7 @@ class SrcRaw(Raw):
     """Raw from source address src (loopback stands for other hosts)."""
 
     def __init__(self, port, src="127.0.0.1", version=4, timeout=WAIT):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((src, 0))
-        self.sock.settimeout(timeout)
-        self.sock.connect((HOST, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = bytearray()
-        self.version = version
-        self.eof = False
-        self.eof_reason = None
+        Raw.__init__(self, port, version=version, timeout=timeout, src=src)
 
     def src_port(self):
         return self.sock.getsockname()[1]
@@ -140,17 +132,7 @@ class ProxiedTls(TlsRaw):
 
 
 def outcome(r, timeout=WAIT):
-    """What the broker answered: ("connack", rc), ("closed", bytes received
-    first: b"" when it closed without a byte), ("timeout",), ("other", p)."""
-    try:
-        p = r.recv(timeout)
-    except Closed:
-        return ("closed", bytes(r.buf))
-    except TimeoutError:
-        return ("timeout",)
-    if p.type == 2:
-        return ("connack", p.rc)
-    return ("other", repr(p))
+    return connack_outcome(r, timeout)
 
 
 def attempt(port, header, cid, src="127.0.0.1", bytewise=False, keep=False, **kw):

@@ -40,28 +40,11 @@ class SrcRaw(Raw):
     """Raw from source address src."""
 
     def __init__(self, port, src="127.0.0.1", version=4, timeout=WAIT):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((src, 0))
-        self.sock.settimeout(timeout)
-        self.sock.connect((HOST, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = bytearray()
-        self.version = version
-        self.eof = False
-        self.eof_reason = None
+        Raw.__init__(self, port, version=version, timeout=timeout, src=src)
 
 
 def outcome(r, timeout=WAIT):
-    """("connack", rc), ("closed", bytes received first), ("timeout",), ("other", p)."""
-    try:
-        p = r.recv(timeout)
-    except Closed:
-        return ("closed", bytes(r.buf))
-    except TimeoutError:
-        return ("timeout",)
-    if p.type == 2:
-        return ("connack", p.rc)
-    return ("other", repr(p))
+    return connack_outcome(r, timeout)
 
 
 def attempt(port, cid, src="127.0.0.1", version=4, username=None, password=None):

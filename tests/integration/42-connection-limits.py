@@ -54,24 +54,11 @@ class SrcRaw(Raw):
     """Raw from source address src."""
 
     def __init__(self, port, src="127.0.0.1", version=4, timeout=WAIT):
-        self.sock = src_socket(port, src, timeout)
-        self.buf = bytearray()
-        self.version = version
-        self.eof = False
-        self.eof_reason = None
+        Raw.__init__(self, port, version=version, timeout=timeout, src=src)
 
 
 def outcome(r, timeout=WAIT):
-    """("connack", rc), ("closed", bytes received first), ("timeout",), ("other", p)."""
-    try:
-        p = r.recv(timeout)
-    except Closed:
-        return ("closed", bytes(r.buf))
-    except TimeoutError:
-        return ("timeout",)
-    if p.type == 2:
-        return ("connack", p.rc)
-    return ("other", repr(p))
+    return connack_outcome(r, timeout)
 
 
 CONNACK0 = ("connack", 0)

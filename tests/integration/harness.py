@@ -988,14 +988,32 @@ class Closed(Exception):
     """The broker closed the connection (EOF or reset)."""
 
 
+def connack_outcome(r, timeout=5.0):
+    """What the broker answered a CONNECT on Raw r with: ("connack", rc),
+    ("closed", bytes received first: b"" when it closed without a byte),
+    ("timeout",), or ("other", p)."""
+    try:
+        p = r.recv(timeout)
+    except Closed:
+        return ("closed", bytes(r.buf))
+    except TimeoutError:
+        return ("timeout",)
+    if p.type == 2:
+        return ("connack", p.rc)
+    return ("other", repr(p))
+
+
 class Raw:
     """A raw TCP MQTT connection to the broker."""
 
-    def __init__(self, broker, version=4, timeout=5.0, rcvbuf=None):
+    def __init__(self, broker, version=4, timeout=5.0, rcvbuf=None, src=None):
         """rcvbuf: a small SO_RCVBUF, set before connecting, makes a client
-        whose kernel buffer fills fast when it stops reading."""
+        whose kernel buffer fills fast when it stops reading. src: the
+        source address (127.0.0.2, ... stand for other hosts)."""
         port = broker if isinstance(broker, int) else broker.port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if src is not None:
+            self.sock.bind((src, 0))
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
