@@ -63,6 +63,7 @@ struct engine_shared {
     uint64_t start_ms;                  /* when the broker started: assigned client ids */
     atomic_uint_fast64_t session_count; /* clients with a session, all shards (max_sessions) */
     atomic_bool mem_over;               /* over memory_limit: refuse new work (main thread sets) */
+    atomic_bool mem_near;               /* at 90% of it, cleared under 80%: admission, flow.c */
 };
 
 /* The protocol phase of a connection. */
@@ -261,6 +262,11 @@ struct engine {
     uint64_t match_seq;
     size_t turn_in_bytes; /* input parsed this loop turn (the runtime zeroes it) */
     bool input_held;      /* a held publisher's input waits this turn (flow.c) */
+    /* Publishers held near memory_limit, by client id hash: each is asked
+     * for at most every half lease (flow.c). */
+    struct engine_mem_hold {
+        uint64_t uid, sent_ms;
+    } mem_holds[FLOW_MEMORY_MEMO];
     struct engine_enc_slot enc[ENGINE_ENC_SLOTS];
     /* Every deadline of this shard: the engine's and the runtime's. */
     struct timer_wheel timers;

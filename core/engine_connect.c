@@ -197,6 +197,8 @@ enum engine_status engine_verified(struct engine_conn *c, uint8_t rc)
     c->phase = ENGINE_NEW;
     if (rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD)
         engine_fx_login_failed(c);
+    if (rc == MQTT_RC_SERVER_BUSY)
+        COUNT(c->en, auth_busy, 1); /* not every 0x89: overload has its own count */
     if (rc != MQTT_RC_SUCCESS) {
         engine_connack_fail(c, rc,
                             rc == MQTT_RC_SERVER_UNAVAILABLE ? "password check not available"
@@ -234,11 +236,6 @@ enum engine_status engine_handle_connect(struct engine_conn *c, const struct mqt
     uint8_t refused = connect_refusal(c, cn, &why);
     if (refused) {
         engine_connack_fail(c, refused, why);
-        return ENGINE_CLOSING;
-    }
-    if (engine_mem_over(en)) {
-        COUNT(en, mem_refused, 1);
-        engine_connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
         return ENGINE_CLOSING;
     }
     /* Bans by id and name before any password is hashed (the name a
@@ -281,13 +278,6 @@ enum engine_status engine_connect_continue(struct engine_conn *c)
     struct engine *en = c->en;
     struct engine_connect *r = c->req;
     ASSERT(r && c->authenticated);
-    if (engine_mem_over(en)) {
-        /* Also after a check off the shard or an exchange: the memory
-         * may have run out meanwhile. */
-        COUNT(en, mem_refused, 1);
-        engine_connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
-        return ENGINE_CLOSING;
-    }
     const char *why = NULL;
     uint8_t refused = engine_fx_admit(c, r->client_id, r->client_id_len, c->who.username,
                                       c->who.username_len, true, &why);
@@ -412,6 +402,26 @@ static void connack_props(struct engine_conn *c, struct mqtt_props *props, char 
         r->topic_alias_maximum < TOPIC_ALIAS_OUT_MAX ? r->topic_alias_maximum : TOPIC_ALIAS_OUT_MAX;
 }
 
+/* Near and over memory_limit a new session is refused (the memory it
+ * would take is what is short); a CONNECT that resumes or replaces a
+ * session is let in: the queue that holds the memory can then drain, or is
+ * freed. Checked on the home shard, where the session is known. */
+static bool memory_admits_new_session(struct engine_conn *c)
+{
+    struct engine *en = c->en;
+    if (engine_mem_over(en)) {
+        COUNT(en, mem_refused, 1);
+        engine_connack_fail(c, MQTT_RC_QUOTA_EXCEEDED, "over memory_limit");
+        return false;
+    }
+    if (engine_mem_near(en)) {
+        COUNT(en, overload_refused, 1);
+        engine_connack_fail(c, MQTT_RC_SERVER_BUSY, "overloaded (memory near memory_limit)");
+        return false;
+    }
+    return true;
+}
+
 /* Takeover, clean start, resume or a new session: the client this
  * connection will speak for, or NULL (refused, closed). */
 static struct client *session_take(struct engine_conn *c, bool *present)
@@ -433,6 +443,7 @@ static struct client *session_take(struct engine_conn *c, bool *present)
         cl = engine_client_find(en, r->client_id, r->client_id_len,
                                 h); /* the detach may have ended it */
     }
+    bool existed = cl != NULL;
     if (cl && r->clean_start) {
         /* The session ends here, so a will waiting for its delay goes
          * out now (5.0 3.1.3.2.2) [issue 7 defect 14]. */
@@ -450,6 +461,8 @@ static struct client *session_take(struct engine_conn *c, bool *present)
         cl->pending_will = NULL;
         return cl;
     }
+    if (!existed && !memory_admits_new_session(c))
+        return NULL;
     if (atomic_load_explicit(&en->g->session_count, memory_order_relaxed) >=
         engine_cfg(c)->max_sessions) {
         /* Checked on the home shard against the sum of all: shards racing

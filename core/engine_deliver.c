@@ -190,7 +190,8 @@ static void deliver_now(struct engine *en, struct client *cl, struct delivery *d
         d->msg = NULL;
         return;
     }
-    if (engine_mem_over(en) && (!cl->conn || cl->s.queued || cl->s.inflight_live >= cl->s.window)) {
+    bool stored = !cl->conn || cl->s.queued || cl->s.inflight_live >= cl->s.window;
+    if (stored && engine_mem_over(en)) {
         /* Over memory_limit nothing new is stored: a message goes out
          * now, within the window, or is dropped and counted. */
         COUNT(en, mem_dropped, 1);
@@ -200,6 +201,8 @@ static void deliver_now(struct engine *en, struct client *cl, struct delivery *d
         return;
     }
     uint64_t origin = d->msg->origin, origin_hash = d->msg->origin_hash;
+    if (stored && hold && engine_mem_near(en))
+        flow_stored_near_limit(en, cl, origin, origin_hash); /* before the limit is reached */
     /* The slack matters only at the bound: below it, no draining check. */
     cl->s.queued_slack = cl->s.queued >= cl->s.lim.queued_max ? flow_queue_slack(en, cl) : 0;
     if (session_enqueue(&cl->s, d) != SESSION_QUEUED) {

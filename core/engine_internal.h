@@ -122,6 +122,14 @@ static inline bool engine_mem_over(const struct engine *en)
     return atomic_load_explicit(&en->g->mem_over, memory_order_relaxed);
 }
 
+/* At 90% of memory_limit (cleared under 80%): new sessions are refused
+ * (engine_connect.c) and publishers whose messages are stored for later are
+ * held (flow.c), before anything connected has to give way. */
+static inline bool engine_mem_near(const struct engine *en)
+{
+    return atomic_load_explicit(&en->g->mem_near, memory_order_relaxed);
+}
+
 static inline bool engine_same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
@@ -245,6 +253,8 @@ uint32_t flow_queue_slack(const struct engine *en, const struct client *cl);
 void flow_drained(struct engine *en, struct client *cl);
 void flow_release(struct engine *en, struct client *cl);
 void flow_behind(struct engine *en, struct client *cl, uint64_t origin, uint64_t origin_hash);
+void flow_stored_near_limit(struct engine *en, const struct client *cl, uint64_t origin,
+                            uint64_t origin_hash);
 void flow_apply(struct engine *en, uint64_t uid, uint64_t hash, uint64_t holder, bool hold);
 bool flow_held(const struct engine *en, struct client *cl);
 void flow_client_fini(struct client *cl);

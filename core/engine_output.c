@@ -111,8 +111,6 @@ void engine_connack_fail(struct engine_conn *c, uint8_t reason, const char *why)
 {
     if (reason == MQTT_RC_BAD_USERNAME_OR_PASSWORD || reason == MQTT_RC_NOT_AUTHORIZED)
         COUNT(c->en, auth_failed, 1);
-    else if (reason == MQTT_RC_SERVER_BUSY)
-        COUNT(c->en, auth_busy, 1);
     LOG(LOG_LEVEL_INFO, "CONNECT from %s refused: %s (0x%02x)", c->who.peer, why, reason);
     /* 3.1.1 has return codes for a few refusals only; a malformed or
      * otherwise violating CONNECT is closed without CONNACK [MQTT-3.1.4-1],

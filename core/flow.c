@@ -20,6 +20,16 @@
  * from publishers before their hold took effect (a cross-shard hold takes a
  * loop turn or two to arrive).
  *
+ * Memory is the other holder [issue 11 item 6]: at 90% of memory_limit
+ * (cleared under 80%) the publisher of a message that is stored for later
+ * (its subscriber is offline, or its window or queue is full) is held by
+ * FLOW_HOLDER_MEMORY on the same lease, renewed by its next stored message.
+ * It goes on at about one message per lease towards those sessions, so its
+ * keepalive and acknowledgements still get through and it is slowed, not
+ * disconnected; a publisher whose subscribers keep up is not held at all.
+ * The hold ends the moment memory is calm again (flow_held asks), and at
+ * memory_limit itself what would be stored is dropped and counted.
+ *
  * Identity is the client's never-reused uid, never a pointer. Everything
  * here runs on the shard that owns the client it touches; holds for another
  * shard's publisher travel as ENGINE_ENV_HOLD envelopes.
@@ -76,7 +86,8 @@ void flow_apply(struct engine *en, uint64_t uid, uint64_t hash, uint64_t holder,
 bool flow_held(const struct engine *en, struct client *cl)
 {
     for (uint32_t i = 0; i < cl->held_by_n; i++)
-        if (cl->held_by[i].until_ms > en->now_ms)
+        if (cl->held_by[i].until_ms > en->now_ms &&
+            (cl->held_by[i].uid != FLOW_HOLDER_MEMORY || engine_mem_near(en)))
             return true;
     /* Every lease ended: forget them, so a publisher held once costs no
      * walk on each later PUBLISH. */
@@ -94,12 +105,11 @@ void flow_client_fini(struct client *cl)
     cl->holding_n = 0;
 }
 
-static void send_hold(struct engine *en, const struct client *holder, uint64_t uid, uint64_t hash,
-                      bool hold)
+static void send_hold(struct engine *en, uint64_t holder, uint64_t uid, uint64_t hash, bool hold)
 {
     unsigned to = FLOW_UID_SHARD(uid);
     if (to == en->id) {
-        flow_apply(en, uid, hash, holder->uid, hold);
+        flow_apply(en, uid, hash, holder, hold);
         return;
     }
     struct engine_env *e = calloc(1, sizeof(*e));
@@ -110,7 +120,7 @@ static void send_hold(struct engine *en, const struct client *holder, uint64_t u
     e->from_shard = (uint16_t)en->id;
     e->key = uid;
     e->hash = hash;
-    e->holder = holder->uid;
+    e->holder = holder;
     engine_fx_post(en, to, engine_env_item(e));
 }
 
@@ -171,7 +181,7 @@ static void hold_origin(struct engine *en, struct client *cl, uint64_t origin, u
     cl->holding[i].uid = origin;
     cl->holding[i].hash = hash;
     cl->holding[i].sent_ms = en->now_ms;
-    send_hold(en, cl, origin, hash, true);
+    send_hold(en, cl->uid, origin, hash, true);
     COUNT(en, publishers_held, 1);
 }
 
@@ -192,6 +202,20 @@ void flow_delivered(struct engine *en, struct client *cl, uint64_t origin, uint6
         hold_origin(en, cl, origin, origin_hash);
 }
 
+void flow_stored_near_limit(struct engine *en, const struct client *cl, uint64_t origin,
+                            uint64_t origin_hash)
+{
+    if (!origin || origin == cl->uid)
+        return; /* a will or $SYS, or its own message: nobody to hold */
+    struct engine_mem_hold *m = &en->mem_holds[origin_hash & (FLOW_MEMORY_MEMO - 1)];
+    if (m->uid == origin && en->now_ms - m->sent_ms < FLOW_HOLD_LEASE_MS / 2)
+        return; /* asked for lately */
+    m->uid = origin;
+    m->sent_ms = en->now_ms;
+    send_hold(en, FLOW_HOLDER_MEMORY, origin, origin_hash, true);
+    COUNT(en, mem_held, 1);
+}
+
 uint32_t flow_queue_slack(const struct engine *en, const struct client *cl)
 {
     return draining(en, cl, 1) ? FLOW_SLACK_MESSAGES : 0;
@@ -200,7 +224,7 @@ uint32_t flow_queue_slack(const struct engine *en, const struct client *cl)
 void flow_release(struct engine *en, struct client *cl)
 {
     for (uint32_t i = 0; i < cl->holding_n; i++)
-        send_hold(en, cl, cl->holding[i].uid, cl->holding[i].hash, false);
+        send_hold(en, cl->uid, cl->holding[i].uid, cl->holding[i].hash, false);
     cl->holding_n = 0;
     free(cl->holding); /* congestion is the exception: no slots kept */
     cl->holding = NULL;

@@ -103,6 +103,13 @@
 #define FLOW_HOLDS_PER_SESSION 64u
 /* Subscribers a publisher remembers as holding it (each ends its own hold). */
 #define FLOW_HOLDERS_PER_PUBLISHER 16u
+/* Near memory_limit the publisher of a message stored for later delivery
+ * is held by FLOW_HOLDER_MEMORY (a uid no client has: sequences start at
+ * 1), on the same lease; a shard remembers FLOW_MEMORY_MEMO of them (by
+ * client id hash, power of two) so that each is asked for at most every
+ * half lease. */
+#define FLOW_HOLDER_MEMORY 0u
+#define FLOW_MEMORY_MEMO   64u
 /* How often a session that holds publishers is checked for going stale. */
 #define FLOW_CHECK_MS 1000u
 _Static_assert(FLOW_HOLD_LEASE_MS < FLOW_STALE_MS, "a lease is shorter than staleness");

@@ -114,6 +114,12 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(publishers_held),
      .sys_topic = "flow/publishers held"},
+    {.name = "ringmq_memory_publishers_held_total",
+     .help = "Holds on a publisher's input at 90% of memory_limit: its messages were being stored "
+             "for later delivery.",
+     .kind = METRICS_COUNTER,
+     SHARD(mem_held),
+     .sys_topic = "flow/publishers held for memory"},
     {.name = "ringmq_limit_refusals_total",
      .labels = "limit=\"max_connect_size\"",
      .help = help_limit_refusals,

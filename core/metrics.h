@@ -49,6 +49,7 @@ struct metrics_shard {
     atomic_uint_fast64_t sessions_refused;  /* CONNECTs refused at max_sessions */
     atomic_uint_fast64_t mem_refused;       /* CONNECTs, PUBLISHes refused over memory_limit */
     atomic_uint_fast64_t mem_dropped;       /* messages not queued or retained over memory_limit */
+    atomic_uint_fast64_t mem_held;          /* holds on publishers at 90% of memory_limit */
     atomic_uint_fast64_t
         retained_backlog_dropped;        /* retained for a SUBSCRIBE over the backlog bound */
     atomic_uint_fast64_t tls_handshakes; /* TLS handshakes completed */
@@ -76,7 +77,7 @@ struct metrics_shard {
     atomic_uint_fast64_t per_ip_refused;   /* max_connections_per_ip */
     atomic_uint_fast64_t rate_refused;     /* max_connect_rate, max_connect_rate_per_ip */
     atomic_uint_fast64_t proxy_refused;    /* a missing or malformed PROXY header */
-    atomic_uint_fast64_t overload_refused; /* 0x89: the shard's loop lagged */
+    atomic_uint_fast64_t overload_refused; /* 0x89: a loop lagged, or memory near its limit */
     atomic_uint_fast64_t flapping_bans;    /* bans flapping or failed logins began */
     atomic_uint_fast64_t untracked;        /* admitted untracked: the tally's window was full */
 };

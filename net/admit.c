@@ -207,11 +207,11 @@ uint8_t admit_client(struct shard *sh, const uint8_t *id, size_t id_len, const u
                      size_t user_len, bool count, const char **why)
 {
     struct broker *b = sh->b;
-    bool near = atomic_load_explicit(&b->mem_near, memory_order_relaxed);
-    if (sh->overloaded || near) {
+    if (sh->overloaded) {
+        /* Memory near memory_limit is the home shard's check
+         * (core/engine_connect.c): a session that resumes is let in. */
         atomic_fetch_add_explicit(&sh->en.st.overload_refused, 1, memory_order_relaxed);
-        *why = near ? "overloaded (memory near memory_limit)"
-                    : "overloaded (the shard's loop lags: overload_lag_ms)";
+        *why = "overloaded (the shard's loop lags: overload_lag_ms)";
         return MQTT_RC_SERVER_BUSY;
     }
     const struct auth_snapshot *snap = atomic_load_explicit(&b->auth, memory_order_acquire);

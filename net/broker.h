@@ -38,10 +38,10 @@ struct broker {
     /* memory_limit (main.c): the resolved bound, written before the shards
      * start; the allocator's usage as the main thread sampled it last
      * (every 50 ms, net/memwatch.c). The flag the shards read is
-     * eng.mem_over: set at mem_limit, cleared under 90% of it. */
+     * eng.mem_over: set at mem_limit, cleared under 90% of it;
+     * eng.mem_near: set at 90%, cleared under 80%. */
     uint64_t mem_limit;                 /* bytes, never 0 once shards run */
     atomic_uint_fast64_t mem_allocated; /* bytes */
-    atomic_bool mem_near;               /* at 90% of mem_limit, cleared under 80% */
     /* TLS (net/reload.c): the session-ticket keys every shard's contexts
      * share (NULL: tls_ticket_rotation 0 or no TLS listener); the
      * generation of the contexts in use; per listener, whole days until

@@ -377,21 +377,23 @@ static void mem_sample(struct broker *b, struct memwatch_state *mw)
         return;
     }
     atomic_store_explicit(&b->mem_allocated, used, memory_order_relaxed);
-    /* Near the limit (90%, cleared under 80%) new connections are refused
-     * (net/admit.c) before anything connected has to give way. */
-    bool near = atomic_load_explicit(&b->mem_near, memory_order_relaxed);
+    /* Near the limit (90%, cleared under 80%) new sessions are refused
+     * (core/engine_connect.c) and publishers whose messages are being stored are
+     * held (core/flow.c) before anything connected has to give way. */
+    bool near = atomic_load_explicit(&b->eng.mem_near, memory_order_relaxed);
     uint64_t near_at = b->mem_limit - b->mem_limit / 10, calm = b->mem_limit - b->mem_limit / 5;
     if (!near && used >= near_at) {
-        atomic_store_explicit(&b->mem_near, true, memory_order_relaxed);
+        atomic_store_explicit(&b->eng.mem_near, true, memory_order_relaxed);
         LOG(LOG_LEVEL_WARNING,
-            "memory: %s allocated (%llu bytes), 90%% of memory_limit %s: new connections get "
-            "0x89 Server busy until it is under 80%%",
+            "memory: %s allocated (%llu bytes), 90%% of memory_limit %s: new sessions get "
+            "0x89 Server busy and publishers whose messages are stored for later delivery are "
+            "held until it is under 80%%",
             mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit));
     } else if (near && used < calm) {
-        atomic_store_explicit(&b->mem_near, false, memory_order_relaxed);
+        atomic_store_explicit(&b->eng.mem_near, false, memory_order_relaxed);
         LOG(LOG_LEVEL_NOTICE,
-            "memory: %s allocated (%llu bytes), under 80%% of memory_limit %s: new connections "
-            "are accepted again",
+            "memory: %s allocated (%llu bytes), under 80%% of memory_limit %s: new sessions "
+            "are accepted again and held publishers go on",
             mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit));
     }
     uint64_t low = b->mem_limit - b->mem_limit / 10;
@@ -400,7 +402,7 @@ static void mem_sample(struct broker *b, struct memwatch_state *mw)
         atomic_store_explicit(&b->eng.mem_over, true, memory_order_relaxed);
         LOG(LOG_LEVEL_WARNING,
             "memory: %s allocated (%llu bytes) reached memory_limit %s (%llu bytes): new "
-            "connections, new messages for offline sessions and new retained messages are "
+            "sessions, new messages for offline sessions and new retained messages are "
             "refused until it is under %s",
             mib(f1, sizeof(f1), used), (unsigned long long)used, mib(f2, sizeof(f2), b->mem_limit),
             (unsigned long long)b->mem_limit, mib(f3, sizeof(f3), low));

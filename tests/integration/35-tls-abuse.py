@@ -286,10 +286,8 @@ class Port:
 
 def allocated_b(b):
     """The broker's count of allocated bytes, from a fresh SIGUSR1 line."""
-    before = len(b.log_grep("SIGUSR1:"))
-    b.send_signal(signal.SIGUSR1)
-    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
-    m = re.search(r"\((\d+) of \d+ bytes", lines[-1]) if lines else None
+    line = stats_line(b, WAIT)
+    m = re.search(r"\((\d+) of \d+ bytes", line) if line else None
     if not m:
         raise Fail("no SIGUSR1 line with the allocated bytes within %.0f s: %r" %
                    (WAIT, lines[-1:] if lines else b.log_text()[-300:]))

@@ -107,11 +107,9 @@ def login(b, user, pw):
 
 def check_cache_hits(b, ok, name):
     """The broker's auth cache hits (its SIGUSR1 line) satisfy ok."""
-    before = len(b.log_grep("SIGUSR1:"))
-    b.send_signal(signal.SIGUSR1)
-    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
-    m = re.search(r"auth cache hits (\d+)", lines[-1]) if lines else None
-    check(m is not None and ok(int(m.group(1))), name, lines[-1:] if lines else "no SIGUSR1 line")
+    line = stats_line(b, WAIT)
+    m = re.search(r"auth cache hits (\d+)", line) if line else None
+    check(m is not None and ok(int(m.group(1))), name, line or "no SIGUSR1 line")
 
 
 def reload(b, why):

@@ -28,11 +28,9 @@ WAIT = 10.0 + 3 * SLACK_S
 
 def counters(b):
     """The SIGUSR1 line's numbers by name."""
-    before = len(b.log_grep("SIGUSR1:"))
-    b.send_signal(signal.SIGUSR1)
-    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
-    check(bool(lines), "the broker logs its SIGUSR1 line")
-    return {k.strip(): int(v) for k, v in re.findall(r"([a-z ]+?) (\d+)(?=,|$| \()", lines[-1])}
+    c = stats_counters(b, WAIT)
+    check(bool(c), "the broker logs its SIGUSR1 line")
+    return c
 
 
 def raw_client(port, cid):

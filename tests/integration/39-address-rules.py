@@ -49,10 +49,8 @@ def connack_from(port, src, cid):
 
 
 def counters(b):
-    before = len(b.log_grep("SIGUSR1:"))
-    b.send_signal(signal.SIGUSR1)
-    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
-    m = re.search(r"connections refused address (\d+)", lines[-1]) if lines else None
+    line = stats_line(b, WAIT)
+    m = re.search(r"connections refused address (\d+)", line) if line else None
     return int(m.group(1)) if m else None
 
 

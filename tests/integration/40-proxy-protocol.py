@@ -165,10 +165,8 @@ def seen_in_log(b, pattern):
 
 def refused_address(b):
     """`connections refused address N` from a fresh SIGUSR1 line (None if absent)."""
-    before = len(b.log_grep("SIGUSR1:"))
-    b.send_signal(signal.SIGUSR1)
-    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
-    m = re.search(r"connections refused address (\d+)", lines[-1]) if lines else None
+    line = stats_line(b, WAIT)
+    m = re.search(r"connections refused address (\d+)", line) if line else None
     return int(m.group(1)) if m else None
 
 

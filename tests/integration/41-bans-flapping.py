@@ -70,13 +70,11 @@ BANNED = {4: ("connack", 5), 5: ("connack", 0x8A)}
 def refused(b, *reasons):
     """The sum of `connections refused REASON N` over reasons, from a fresh
     SIGUSR1 line (None when none of them is there)."""
-    before = len(b.log_grep("SIGUSR1:"))
-    b.send_signal(signal.SIGUSR1)
-    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
-    if not lines:
+    line = stats_line(b, WAIT)
+    if not line:
         return None
     found = [int(m) for r in reasons
-             for m in re.findall(r"connections refused %s (\d+)" % re.escape(r), lines[-1])]
+             for m in re.findall(r"connections refused %s (\d+)" % re.escape(r), line)]
     return sum(found) if found else None
 
 

@@ -82,12 +82,10 @@ def attempt(port, src, cid):
 
 def counters(b, *names):
     """{name: N} for `connections refused NAME N` in a fresh SIGUSR1 line."""
-    before = len(b.log_grep("SIGUSR1:"))
-    b.send_signal(signal.SIGUSR1)
-    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], WAIT)
+    line = stats_line(b, WAIT)
     out = {}
     for n in names:
-        m = re.search(r"connections refused %s (\d+)" % re.escape(n), lines[-1]) if lines else None
+        m = re.search(r"connections refused %s (\d+)" % re.escape(n), line) if line else None
         out[n] = int(m.group(1)) if m else None
     return out
 

@@ -1308,6 +1308,28 @@ def read_publishes(r, n, timeout, ack=False, pred=None):
 
 
 # ---------------------------------------------------------------------------
+# The broker's own statistics (its SIGUSR1 line)
+
+
+def stats_line(b, timeout=5.0):
+    """A fresh SIGUSR1 line from broker b's log, or None when none came
+    within timeout."""
+    before = len(b.log_grep("SIGUSR1:"))
+    b.send_signal(signal.SIGUSR1)
+    lines = wait_until(lambda: b.log_grep("SIGUSR1:")[before:], timeout)
+    return lines[-1] if lines else None
+
+
+def stats_counters(b, timeout=5.0):
+    """A fresh SIGUSR1 line's counters by name ("messages received": N);
+    {} when no line came."""
+    line = stats_line(b, timeout)
+    if line is None:
+        return {}
+    return {k.strip(): int(v) for k, v in re.findall(r"([a-z ]+?) (\d+)(?=,|$| \()", line)}
+
+
+# ---------------------------------------------------------------------------
 # The broker process as the OS sees it
 
 
