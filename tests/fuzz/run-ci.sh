@@ -27,7 +27,7 @@ build="$root/build-fuzz"
 seconds=${FUZZ_SECONDS:-20}
 net_seconds=${NETFUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
-fuzzers=(codec session topic config passwd scram psk acl proxy netrule ban)
+fuzzers=(codec session topic config passwd scram psk acl proxy netrule ban http)
 
 run_net=0
 targets=()
