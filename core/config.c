@@ -657,6 +657,56 @@ static int set_listener(struct parser *p)
     return 0;
 }
 
+/* metrics_listener PORT [ADDRESS]: one endpoint, numeric address,
+ * loopback unless the operator names another (counters tell an outsider
+ * how busy the broker is and who is refused). */
+static int set_metrics_listener(struct parser *p)
+{
+    struct config *c = p->c;
+    if (c->metrics_line)
+        return config_fail(p, "`metrics_listener' given twice (first at line %d)", c->metrics_line);
+    const char *port_text = p->values[0];
+    const char *address = p->value_count > 1 ? p->values[1] : "127.0.0.1";
+    uint64_t port = 0;
+    int rc = parse_u64(port_text, &port);
+    if (rc == -1)
+        return config_fail(p, "`metrics_listener' port `%s' is not a number", port_text);
+    if (rc == -2 || port > 65535)
+        return config_fail(p, "`metrics_listener' port `%s' is out of range 0..65535", port_text);
+    struct addr a;
+    if (strlen(address) >= sizeof(c->metrics_address) || !addr_parse(address, &a) ||
+        address[0] == '\0')
+        return config_fail(p,
+                           "`metrics_listener' address `%s' is not a numeric IPv4 or IPv6 "
+                           "address (host names are not supported)",
+                           address);
+    for (uint32_t i = 0; i < c->listener_count && port != 0; i++) {
+        const struct config_listener *l = &c->listeners[i];
+        struct addr b;
+        if (l->port != port || !addr_parse(l->address, &b))
+            continue;
+        if (l->address[0] == '\0' ||
+            (a.family == b.family && memcmp(a.bytes, b.bytes, sizeof(a.bytes)) == 0))
+            return config_fail(p, "`metrics_listener' %u %s is the MQTT listener of line %d",
+                               (unsigned)port, address, l->line);
+    }
+    c->metrics_line = p->line;
+    c->metrics_port = (uint16_t)port;
+    snprintf(c->metrics_address, sizeof(c->metrics_address), "%s", address);
+    return 0;
+}
+
+static int set_metrics_password_file(struct parser *p)
+{
+    const char *v = p->values[0];
+    if (strlen(v) >= sizeof(p->c->metrics_password_file))
+        return config_fail(p, "`%s' path is longer than %u bytes", p->key,
+                           (unsigned)sizeof(p->c->metrics_password_file) - 1);
+    snprintf(p->c->metrics_password_file, sizeof(p->c->metrics_password_file), "%s", v);
+    p->c->metrics_password_file_line = p->line;
+    return 0;
+}
+
 /* mosquitto: -1 means unlimited; 0 reads the same to us. */
 static int set_max_connections(struct parser *p)
 {
@@ -788,6 +838,8 @@ static const struct option options[] = {
     {"overload_lag_ms", config_set_overload_lag, SCOPE_GLOBAL, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
+    {"metrics_listener", set_metrics_listener, SCOPE_GLOBAL, 2},
+    {"metrics_password_file", set_metrics_password_file, SCOPE_GLOBAL, 1},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
     {"protocol", set_protocol, SCOPE_LISTENER, 1},
     {"certfile", config_set_certfile, SCOPE_LISTENER, 1},

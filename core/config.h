@@ -233,6 +233,17 @@ struct config {
     uint32_t auth_methods;
     int auth_methods_line;
     uint32_t tls_ticket_rotation_s; /* 0: no session tickets */
+    /* metrics_listener PORT [ADDRESS] (net/metrics_http.c): the HTTP
+     * endpoint for Prometheus, off unless metrics_line != 0; the address
+     * numeric, "127.0.0.1" when none was given; port 0: an ephemeral one
+     * (tests; the log names it). metrics_password_file: HTTP basic auth
+     * against a mosquitto password file, part of the security snapshot;
+     * "" = none. */
+    int metrics_line;
+    uint16_t metrics_port;
+    char metrics_address[64];
+    char metrics_password_file[CONFIG_PATH_MAX];
+    int metrics_password_file_line;
     uint32_t listener_count;
     struct config_listener listeners[LISTENERS_MAX];
     /* What config_finish found worth saying that does not stop the start

@@ -176,6 +176,7 @@ void engine_client_destroy(struct engine *en, struct client *cl, bool unroute)
     uint32_t pos = 0;
     for (struct sub_entry *s = NULL; unroute && (s = sub_table_next(&cl->subs, &pos, s));)
         engine_unsubscribe_one(en, cl, s);
+    UNCOUNT(en, subscriptions, cl->subs.count);
     sub_table_fini(&cl->subs);
     engine_rb_discard(cl);
     flow_client_fini(cl);

@@ -113,7 +113,7 @@ bool engine_write_publish(struct engine_conn *c, const struct delivery *d, uint1
             dst[e->pid_off + 1] = (uint8_t)packet_id;
         }
         c->out.len += e->bytes.len;
-        engine_wrote(c);
+        engine_wrote(c, d->qos);
         return true;
     }
     if (e) {
@@ -141,7 +141,7 @@ direct:
         return false;
     codec_encode(c->out.data + c->out.len, &p, c->version);
     c->out.len += n;
-    engine_wrote(c);
+    engine_wrote(c, d->qos);
     return true;
 }
 
@@ -153,7 +153,7 @@ void engine_drop_as_acked(struct engine *en, struct client *cl, uint16_t packet_
         session_acked(&cl->s, MQTT_PUBREC, packet_id);
         session_acked(&cl->s, MQTT_PUBCOMP, packet_id);
     }
-    COUNT(en, msgs_dropped, 1);
+    COUNT(en, msgs_dropped[METRICS_DROP_TOO_LARGE], 1);
 }
 
 /* Sends what the session's window allows. */
@@ -168,6 +168,10 @@ void engine_pump(struct client *cl)
         if (!engine_write_publish(c, &d, id, false))
             engine_drop_as_acked(c->en, cl, id);
     }
+    if (cl->s.expired) {
+        COUNT(c->en, msgs_dropped[METRICS_DROP_EXPIRED], cl->s.expired);
+        cl->s.expired = 0;
+    }
     flow_drained(c->en, cl);
 }
 
@@ -181,9 +185,12 @@ static void deliver_now(struct engine *en, struct client *cl, struct delivery *d
         struct engine_conn *c = cl->conn;
         /* QoS 0 is never queued for an absent or slow client: dropped and
          * counted. */
-        if (!c || c->phase != ENGINE_ACTIVE || c->out.len >= en->cfg->max_output_buffer ||
-            !engine_write_publish(c, d, 0, false))
-            COUNT(en, msgs_dropped, 1);
+        if (!c || c->phase != ENGINE_ACTIVE)
+            COUNT(en, msgs_dropped[METRICS_DROP_OFFLINE], 1);
+        else if (c->out.len >= en->cfg->max_output_buffer)
+            COUNT(en, msgs_dropped[METRICS_DROP_OUTPUT_FULL], 1);
+        else if (!engine_write_publish(c, d, 0, false))
+            COUNT(en, msgs_dropped[METRICS_DROP_TOO_LARGE], 1);
         else if (hold)
             flow_delivered(en, cl, d->msg->origin, d->msg->origin_hash, 0);
         msg_unref(d->msg);
@@ -195,7 +202,7 @@ static void deliver_now(struct engine *en, struct client *cl, struct delivery *d
         /* Over memory_limit nothing new is stored: a message goes out
          * now, within the window, or is dropped and counted. */
         COUNT(en, mem_dropped, 1);
-        COUNT(en, msgs_dropped, 1);
+        COUNT(en, msgs_dropped[METRICS_DROP_MEMORY], 1);
         msg_unref(d->msg);
         d->msg = NULL;
         return;
@@ -206,7 +213,7 @@ static void deliver_now(struct engine *en, struct client *cl, struct delivery *d
     /* The slack matters only at the bound: below it, no draining check. */
     cl->s.queued_slack = cl->s.queued >= cl->s.lim.queued_max ? flow_queue_slack(en, cl) : 0;
     if (session_enqueue(&cl->s, d) != SESSION_QUEUED) {
-        COUNT(en, msgs_dropped, 1);
+        COUNT(en, msgs_dropped[METRICS_DROP_QUEUE_FULL], 1);
     } else {
         engine_pump(cl);
     }
@@ -277,7 +284,7 @@ void engine_rb_append(struct engine *en, struct client *cl, struct delivery *v, 
     }
     if (i < n) {
         COUNT(en, retained_backlog_dropped, n - i);
-        COUNT(en, msgs_dropped, n - i);
+        COUNT(en, msgs_dropped[METRICS_DROP_RETAINED_BACKLOG], n - i);
         for (; i < n; i++) {
             msg_unref(v[i].msg);
             v[i].msg = NULL;
@@ -422,8 +429,10 @@ static void on_match(void *ctx, void *owner, uint64_t opts, const uint8_t *group
 
 void engine_deliver_local(struct engine *en, struct msg *m)
 {
-    if (msg_expired(m, en->now_ms))
+    if (msg_expired(m, en->now_ms)) {
+        COUNT(en, msgs_dropped[METRICS_DROP_EXPIRED], 1);
         return;
+    }
     struct match_ctx mc = {.en = en, .m = m, .v = match_scratch, .n = 0, .cap = match_scratch_cap};
     en->match_seq++;
     trie_match(en->subs, msg_topic(m), m->topic_len, on_match, &mc);

@@ -32,6 +32,8 @@
 #define ENGINE_CONGEST_STASH_MAX (64u * 1024u)
 
 #define COUNT(en, field, n) atomic_fetch_add_explicit(&(en)->st.field, (n), memory_order_relaxed)
+/* A gauge taken down. */
+#define UNCOUNT(en, field, n) atomic_fetch_sub_explicit(&(en)->st.field, (n), memory_order_relaxed)
 
 #define LOGCL(level, c, ...)                                                                       \
     LOGC(level, (c)->client ? (const char *)(c)->client->id : NULL,                                \
@@ -149,7 +151,7 @@ void engine_pause(struct engine_conn *c, uint8_t reason);
 void engine_unpause(struct engine_conn *c, uint8_t reason);
 void engine_yield(struct engine_conn *c);
 /* Counts what was appended to c->out and pauses reading over the bound. */
-void engine_wrote(struct engine_conn *c);
+void engine_wrote(struct engine_conn *c, uint8_t qos);
 
 /* ---- engine_deliver.c --------------------------------------------------------- */
 /* Hands a delivery to a client's session (sends now or queues; QoS 0 to an

@@ -44,9 +44,9 @@ int engine_write_packet(struct engine_conn *c, const struct mqtt_packet *p)
     return 0;
 }
 
-void engine_wrote(struct engine_conn *c)
+void engine_wrote(struct engine_conn *c, uint8_t qos)
 {
-    COUNT(c->en, msgs_sent, 1);
+    COUNT(c->en, msgs_sent[qos], 1);
     appended(c);
 }
 

@@ -93,7 +93,7 @@ static bool publish_accepted(struct engine_conn *c, const struct mqtt_publish *p
         /* Well formed but not accepted here [issue 7 defect 13]: 5.0 hears
          * 0x90, 3.1.1 is acknowledged and the message dropped, as for a
          * publish the ACL refuses. */
-        COUNT(en, msgs_dropped, 1);
+        COUNT(en, msgs_dropped[METRICS_DROP_TOPIC_LEVELS], 1);
         if (p->qos)
             engine_send_ack(c, ack_type, p->packet_id,
                             c->version == MQTT_V5 ? MQTT_RC_TOPIC_NAME_INVALID : MQTT_RC_SUCCESS);
@@ -155,7 +155,7 @@ void engine_handle_publish(struct engine_conn *c, const struct mqtt_publish *in)
         return;
     /* $SYS belongs to the broker: clients' publishes there are
      * acknowledged and dropped, as mosquitto does. */
-    COUNT(en, msgs_received, 1);
+    COUNT(en, msgs_received[p->qos], 1);
     bool sys = p->topic.len >= 4 && memcmp(p->topic.ptr, "$SYS", 4) == 0;
     bool matched = false;
     if (!sys) {

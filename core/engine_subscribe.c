@@ -205,13 +205,16 @@ static uint8_t subscribe_shared(struct engine *en, struct client *cl, const uint
         if (!s)
             return MQTT_RC_UNSPECIFIED_ERROR;
         added = true;
+        COUNT(en, subscriptions, 1);
     }
     uint32_t count;
     int r = share_join(en, cl, group, glen, filter, flen, opts, &count);
     if (r < 0) {
         share_leave(en, cl, group, glen, filter, flen, &count); /* reap an empty new group */
-        if (added)
+        if (added) {
             sub_table_remove(&cl->subs, s);
+            UNCOUNT(en, subscriptions, 1);
+        }
         return MQTT_RC_UNSPECIFIED_ERROR;
     }
     if (r == 0)
@@ -254,6 +257,7 @@ static uint8_t subscribe_plain(struct engine_conn *c, struct pending_suback *ps,
             trie_remove(en->subs, filter, flen, NULL, 0, cl);
             return MQTT_RC_UNSPECIFIED_ERROR;
         }
+        COUNT(en, subscriptions, 1);
     }
     s->opts = opts;
     s->touched = seq;
@@ -394,6 +398,7 @@ void engine_handle_unsubscribe(struct engine_conn *c, const struct mqtt_subscrib
         }
         engine_unsubscribe_one(en, cl, s);
         sub_table_remove(&cl->subs, s);
+        UNCOUNT(en, subscriptions, 1);
         rv[i++] = MQTT_RC_SUCCESS;
     }
     struct mqtt_packet p;

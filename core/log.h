@@ -13,7 +13,9 @@
 
 void log_set_level(enum config_log_level level);
 int log_enabled(enum config_log_level level);
-/* Names this thread in its log lines: -1 main, N for shard N. */
+/* Names this thread in its log lines: -1 main, N for shard N,
+ * LOG_THREAD_METRICS the metrics endpoint's. */
+#define LOG_THREAD_METRICS (-2)
 void log_set_thread(int shard);
 
 #if defined(__GNUC__)

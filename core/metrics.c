@@ -20,6 +20,14 @@
 #define BROKER(value) .source = METRICS_BROKER, .broker = (value)
 
 /* The helps of the labelled families, shared by their samples. */
+static const char help_received[] = "PUBLISH packets received from clients, by QoS.";
+static const char help_dropped[] =
+    "Messages dropped instead of delivered to a subscriber, by reason: its QoS 1/2 queue full, "
+    "its QoS 0 output full, QoS 0 for a client not connected, too large for the client, "
+    "expired, memory_limit, past the retained backlog bound, a PUBLISH over max_topic_levels, "
+    "a shared subscription with no member. (Rate limits never drop: they pause reading. A "
+    "delivery the ACL refuses is in ringmq_acl_denied_total{action=\"read\"}.)";
+static const char help_sent[] = "PUBLISH packets sent to clients, by the QoS they were sent at.";
 static const char help_limit_refusals[] =
     "CONNECTs (and, at memory_limit, PUBLISHes) refused because a limit was reached, by limit.";
 static const char help_limit_drops[] = "Messages not queued, delivered or retained because a "
@@ -51,25 +59,101 @@ const struct metrics_entry metrics_table[] = {
      .per_shard = true,
      .sys_topic = "connections/total"},
     {.name = "ringmq_messages_received_total",
-     .help = "PUBLISH packets received from clients.",
+     .labels = "qos=\"0\"",
+     .help = help_received,
      .kind = METRICS_COUNTER,
-     SHARD(msgs_received),
+     SHARD(msgs_received[0]),
      .per_shard = true,
-     .sys_topic = "messages/received"},
+     .sys_topic = "messages/received",
+     .sys_family = true},
+    {.name = "ringmq_messages_received_total",
+     .labels = "qos=\"1\"",
+     .help = help_received,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_received[1]),
+     .per_shard = true},
+    {.name = "ringmq_messages_received_total",
+     .labels = "qos=\"2\"",
+     .help = help_received,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_received[2]),
+     .per_shard = true},
     {.name = "ringmq_messages_sent_total",
-     .help = "PUBLISH packets sent to clients.",
+     .labels = "qos=\"0\"",
+     .help = help_sent,
      .kind = METRICS_COUNTER,
-     SHARD(msgs_sent),
+     SHARD(msgs_sent[0]),
      .per_shard = true,
-     .sys_topic = "messages/sent"},
+     .sys_topic = "messages/sent",
+     .sys_family = true},
+    {.name = "ringmq_messages_sent_total",
+     .labels = "qos=\"1\"",
+     .help = help_sent,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_sent[1]),
+     .per_shard = true},
+    {.name = "ringmq_messages_sent_total",
+     .labels = "qos=\"2\"",
+     .help = help_sent,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_sent[2]),
+     .per_shard = true},
     {.name = "ringmq_messages_dropped_total",
-     .help = "Messages dropped instead of delivered, all reasons: a subscriber's queue or "
-             "output full, memory_limit, too large for the client, no shared-subscription "
-             "member, a publish not accepted.",
+     .labels = "reason=\"queue_full\"",
+     .help = help_dropped,
      .kind = METRICS_COUNTER,
-     SHARD(msgs_dropped),
+     SHARD(msgs_dropped[METRICS_DROP_QUEUE_FULL]),
      .per_shard = true,
-     .sys_topic = "messages/dropped"},
+     .sys_topic = "messages/dropped",
+     .sys_family = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"output_full\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_OUTPUT_FULL]),
+     .per_shard = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"offline\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_OFFLINE]),
+     .per_shard = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"too_large\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_TOO_LARGE]),
+     .per_shard = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"expired\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_EXPIRED]),
+     .per_shard = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"memory_limit\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_MEMORY]),
+     .per_shard = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"retained_backlog\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_RETAINED_BACKLOG]),
+     .per_shard = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"topic_levels\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_TOPIC_LEVELS]),
+     .per_shard = true},
+    {.name = "ringmq_messages_dropped_total",
+     .labels = "reason=\"no_share_member\"",
+     .help = help_dropped,
+     .kind = METRICS_COUNTER,
+     SHARD(msgs_dropped[METRICS_DROP_NO_SHARE_MEMBER]),
+     .per_shard = true},
     {.name = "ringmq_bytes_received_total",
      .help = "Bytes read from client connections.",
      .kind = METRICS_COUNTER,
@@ -266,6 +350,12 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(untracked),
      .sys_topic = "connections/untracked"},
+    {.name = "ringmq_subscriptions",
+     .help = "Subscriptions held now by every session, connected or not (shared ones "
+             "included).",
+     .kind = METRICS_GAUGE,
+     SHARD(subscriptions),
+     .sys_topic = "subscriptions/count"},
 
     /* Broker-wide values, read by the caller. */
     {.name = "ringmq_uptime_seconds",
@@ -280,7 +370,7 @@ const struct metrics_entry metrics_table[] = {
      BROKER(METRICS_BROKER_SHARDS),
      .sys_topic = "shards"},
     {.name = "ringmq_retained_messages",
-     .help = "Retained messages stored now.",
+     .help = "Retained messages clients stored (not the broker's own $SYS entries).",
      .kind = METRICS_GAUGE,
      BROKER(METRICS_BROKER_RETAINED),
      .sys_topic = "retained messages/count"},
@@ -329,6 +419,18 @@ uint64_t metrics_value(const struct metrics_entry *e, const struct metrics_shard
         return metrics_sum(shards, n, e->offset);
     ASSERT(broker && e->broker < METRICS_BROKER_COUNT);
     return broker[e->broker];
+}
+
+uint64_t metrics_sys_value(const struct metrics_entry *e, const struct metrics_shard *const *shards,
+                           unsigned n, const uint64_t *broker)
+{
+    if (!e->sys_family)
+        return metrics_value(e, shards, n, broker);
+    uint64_t v = 0;
+    for (size_t i = 0; i < metrics_table_len; i++)
+        if (strcmp(metrics_table[i].name, e->name) == 0)
+            v += metrics_value(&metrics_table[i], shards, n, broker);
+    return v;
 }
 
 /* ---- Prometheus text format ---------------------------------------------- */

@@ -31,12 +31,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Why a message was not delivered (ringmq_messages_dropped_total's
+ * reason label; $SYS messages/dropped is their sum). */
+enum metrics_drop {
+    METRICS_DROP_QUEUE_FULL,       /* QoS 1/2: max_queued_messages / _bytes */
+    METRICS_DROP_OUTPUT_FULL,      /* QoS 0: the client's output at max_output_buffer */
+    METRICS_DROP_OFFLINE,          /* QoS 0: the session's client is not connected */
+    METRICS_DROP_TOO_LARGE,        /* over the client's maximum packet size */
+    METRICS_DROP_EXPIRED,          /* its message expiry interval ran out */
+    METRICS_DROP_MEMORY,           /* over memory_limit, nothing new is stored */
+    METRICS_DROP_RETAINED_BACKLOG, /* retained for a SUBSCRIBE past the backlog bound */
+    METRICS_DROP_TOPIC_LEVELS,     /* a PUBLISH over max_topic_levels */
+    METRICS_DROP_NO_SHARE_MEMBER,  /* a shared subscription with no member to take it */
+    METRICS_DROP_COUNT
+};
+
 struct metrics_shard {
     atomic_uint_fast64_t connections;
     atomic_uint_fast64_t connects_total;
-    atomic_uint_fast64_t msgs_received;
-    atomic_uint_fast64_t msgs_sent;
-    atomic_uint_fast64_t msgs_dropped;
+    /* PUBLISH packets by QoS: received from clients, sent to them. */
+    atomic_uint_fast64_t msgs_received[3];
+    atomic_uint_fast64_t msgs_sent[3];
+    atomic_uint_fast64_t msgs_dropped[METRICS_DROP_COUNT];
     atomic_uint_fast64_t retained_refused; /* over max_retained_messages / _bytes */
     atomic_uint_fast64_t auth_failed;      /* CONNECTs refused 0x86 / 0x87 */
     atomic_uint_fast64_t auth_busy;        /* CONNECTs refused 0x89 (auth queue full) */
@@ -80,6 +96,9 @@ struct metrics_shard {
     atomic_uint_fast64_t overload_refused; /* 0x89: a loop lagged, or memory near its limit */
     atomic_uint_fast64_t flapping_bans;    /* bans flapping or failed logins began */
     atomic_uint_fast64_t untracked;        /* admitted untracked: the tally's window was full */
+    /* A gauge: subscriptions the shard's sessions hold (shared ones
+     * included), connected or not; added and taken off as they change. */
+    atomic_uint_fast64_t subscriptions;
 };
 
 enum metrics_kind {
@@ -119,6 +138,9 @@ struct metrics_entry {
     bool per_shard;             /* rendered as one sample per shard, shard="i" */
     const char *sys_topic;      /* under $SYS/broker/, or NULL: not published there */
     const char *sys_suffix;     /* NULL, or appended to the $SYS value: " seconds" */
+    /* The $SYS topic (and the SIGUSR1 figure) is the sum of the whole
+     * family, not this sample: "messages/received" over every qos. */
+    bool sys_family;
 };
 
 /* The table, in $SYS order. Read-only; any thread. */
@@ -134,6 +156,11 @@ uint64_t metrics_sum(const struct metrics_shard *const *shards, unsigned n, size
  * for a broker value (broker may be NULL only if e is a shard counter). */
 uint64_t metrics_value(const struct metrics_entry *e, const struct metrics_shard *const *shards,
                        unsigned n, const uint64_t *broker);
+
+/* What $SYS and SIGUSR1 show for entry e: metrics_value, or with
+ * e->sys_family the sum of metrics_value over e's family. */
+uint64_t metrics_sys_value(const struct metrics_entry *e, const struct metrics_shard *const *shards,
+                           unsigned n, const uint64_t *broker);
 
 /* The whole table in the Prometheus text exposition format 0.0.4: per
  * family a # HELP and a # TYPE line, then its samples; per-shard families

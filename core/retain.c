@@ -214,6 +214,11 @@ size_t retain_count(const struct retain *r)
     return r->count;
 }
 
+size_t retain_client_count(const struct retain *r)
+{
+    return r->count - r->sys_count;
+}
+
 size_t retain_bytes(const struct retain *r)
 {
     return r->bytes;

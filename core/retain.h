@@ -38,6 +38,9 @@ void retain_match(const struct retain *r, const uint8_t *filter, size_t len, ret
                   void *ctx);
 
 size_t retain_count(const struct retain *r);
+/* Of retain_count, the entries clients stored (not the broker's $SYS
+ * ones): what $SYS/broker/retained messages/count shows. */
+size_t retain_client_count(const struct retain *r);
 size_t retain_bytes(const struct retain *r);
 
 #endif

@@ -160,6 +160,7 @@ bool session_next(struct session *s, uint64_t now_ms, struct delivery *out, uint
         s->queued_bytes -= msg_size(n->d.msg);
         if (msg_expired(n->d.msg, now_ms)) {
             /* An expired message is not sent [MQTT-3.3.2-5]. */
+            s->expired++;
             delivery_release(&n->d);
             free(n);
             continue;

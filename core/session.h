@@ -69,6 +69,8 @@ struct session {
     uint64_t queued_bytes;
     uint64_t dropped;      /* messages dropped because the queue was full */
     uint32_t queued_slack; /* set by the owner: room past queued_max for now (flow control) */
+    uint32_t expired;      /* queued messages session_next dropped as expired; the owner
+                              counts and clears it */
 
     /* Incoming QoS 2 packet ids awaiting PUBREL (method B of 4.3.3:
      * delivered onward on PUBLISH, id kept until PUBREL). */

@@ -289,7 +289,7 @@ void share_deliver(struct engine *en, uint64_t key, struct msg *msg, uint64_t tr
         if (g)
             COUNT(en, acl_denied_read, 1);
         else
-            COUNT(en, msgs_dropped, 1);
+            COUNT(en, msgs_dropped[METRICS_DROP_NO_SHARE_MEMBER], 1);
     }
 }
 

@@ -207,7 +207,7 @@ uint8_t admit_client(struct shard *sh, const uint8_t *id, size_t id_len, const u
                      size_t user_len, bool count, const char **why)
 {
     struct broker *b = sh->b;
-    if (sh->overloaded) {
+    if (atomic_load_explicit(&sh->overloaded, memory_order_relaxed)) {
         /* Memory near memory_limit is the home shard's check
          * (core/engine_connect.c): a session that resumes is let in. */
         atomic_fetch_add_explicit(&sh->en.st.overload_refused, 1, memory_order_relaxed);
@@ -264,14 +264,15 @@ void admit_turn(struct shard *sh, uint64_t turn_ms, uint64_t now_ms)
         return;
     if (turn_ms * 2 >= lag)
         sh->lagged_ms = now_ms;
-    if (!sh->overloaded && turn_ms >= lag) {
-        sh->overloaded = true;
+    bool over = atomic_load_explicit(&sh->overloaded, memory_order_relaxed);
+    if (!over && turn_ms >= lag) {
+        atomic_store_explicit(&sh->overloaded, true, memory_order_relaxed);
         LOG(LOG_LEVEL_WARNING,
             "overloaded: a loop turn took %llu ms (overload_lag_ms %u): new connections get "
             "0x89 Server busy until turns are quick again",
             (unsigned long long)turn_ms, (unsigned)lag);
-    } else if (sh->overloaded && now_ms - sh->lagged_ms >= OVERLOAD_CALM_MS) {
-        sh->overloaded = false;
+    } else if (over && now_ms - sh->lagged_ms >= OVERLOAD_CALM_MS) {
+        atomic_store_explicit(&sh->overloaded, false, memory_order_relaxed);
         LOG(LOG_LEVEL_NOTICE, "no longer overloaded: loop turns under %u ms for %u ms",
             (unsigned)lag / 2, (unsigned)OVERLOAD_CALM_MS);
     }

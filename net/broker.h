@@ -22,6 +22,7 @@ struct shard;
 struct authpool;
 struct tally;
 struct tls_tickets;
+struct metrics_http;
 
 struct broker {
     struct config cfg;
@@ -53,6 +54,9 @@ struct broker {
      * drawn at start-up, only in memory. */
     uint8_t cred_key[CRED_KEY_LEN];
     _Atomic int tls_days_left[LISTENERS_MAX];
+    /* Per listener, the notAfter (Unix seconds) of the certificate that
+     * expires first; 0: none readable (the metrics endpoint). */
+    _Atomic int64_t tls_not_after[LISTENERS_MAX];
     /* Admission (net/admit.c): the per-address tallies and those of
      * client ids and usernames, each a table of its own so that churning
      * ids cannot crowd addresses out (NULL when no limit needs them), and
@@ -61,6 +65,12 @@ struct broker {
     struct tally *tally;
     struct tally *names;
     _Atomic uint64_t connect_tat[LISTENERS_MAX];
+    /* metrics_listener (net/metrics_http.c): the endpoint's thread, NULL
+     * when off; while it checks a basic-auth password it holds a pointer
+     * into the security snapshot and says so here (seq_cst), so that a
+     * reload keeps the old snapshot until it is done (net/reload.c). */
+    struct metrics_http *metrics;
+    atomic_bool metrics_in_snapshot;
 };
 
 /* Monotonic milliseconds. */

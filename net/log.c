@@ -58,7 +58,9 @@ void log_write(enum config_log_level level, const char *client_id, size_t id_len
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, level_names[level]);
-    if (log_shard < 0)
+    if (log_shard == LOG_THREAD_METRICS)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "[metrics] ");
+    else if (log_shard < 0)
         n += snprintf(line + n, sizeof(line) - (size_t)n, "[main] ");
     else
         n += snprintf(line + n, sizeof(line) - (size_t)n, "[shard %d] ", log_shard);

@@ -35,6 +35,7 @@
 #include "tally.h"
 #include "log.h"
 #include "memwatch.h"
+#include "metrics_http.h"
 #include "passwd.h"
 #include "reload.h"
 
@@ -435,7 +436,7 @@ static void log_stats(struct broker *b, const struct memwatch_state *mw)
             continue;
         int w =
             snprintf(counters + n, sizeof(counters) - n, "%s%s %llu", n ? ", " : "", e->sys_topic,
-                     (unsigned long long)metrics_sum(st, b->shard_count, e->offset));
+                     (unsigned long long)metrics_sys_value(e, st, b->shard_count, NULL));
         if (w < 0)
             break;
         n += (size_t)w;
@@ -444,7 +445,7 @@ static void log_stats(struct broker *b, const struct memwatch_state *mw)
         if (*p == '/')
             *p = ' ';
     pthread_rwlock_rdlock(&b->retain_lock);
-    uint64_t retained = retain_count(b->eng.retain);
+    uint64_t retained = retain_client_count(b->eng.retain);
     pthread_rwlock_unlock(&b->retain_lock);
     uint64_t used = atomic_load_explicit(&b->mem_allocated, memory_order_relaxed);
     bool over = atomic_load_explicit(&b->eng.mem_over, memory_order_relaxed);
@@ -462,6 +463,17 @@ static void log_stats(struct broker *b, const struct memwatch_state *mw)
         (double)mw->max_cost_ns / 1000.0);
 }
 
+/* One shard's figure under a $SYS topic of the metrics table. */
+static uint64_t shard_figure(const struct metrics_shard *st, const char *sys_topic)
+{
+    for (size_t i = 0; i < metrics_table_len; i++) {
+        const struct metrics_entry *e = &metrics_table[i];
+        if (e->source == METRICS_SHARD && e->sys_topic && strcmp(e->sys_topic, sys_topic) == 0)
+            return metrics_sys_value(e, &st, 1, NULL);
+    }
+    return 0;
+}
+
 /* SIGUSR2: one line per shard, to see where load or a backlog sits. Only
  * what a shard publishes as atomics is read (its counters, its loop turns,
  * the depth of the cross-shard queues into it); its tables belong to its
@@ -471,7 +483,7 @@ static void log_shards(struct broker *b)
     LOG(LOG_LEVEL_NOTICE, "SIGUSR2: %u shards", b->shard_count);
     for (unsigned i = 0; i < b->shard_count; i++) {
         struct shard *sh = b->shards[i];
-        struct metrics_shard *st = &sh->en.st;
+        const struct metrics_shard *st = &sh->en.st;
         uint64_t queued = 0;
         uint32_t deepest = 0;
         for (unsigned j = 0; j < b->shard_count; j++) {
@@ -488,10 +500,10 @@ static void log_shards(struct broker *b)
             "queue overflows %llu, loop turns %llu%s",
             i, (unsigned long long)atomic_load_explicit(&st->connections, memory_order_relaxed),
             (unsigned long long)atomic_load_explicit(&st->connects_total, memory_order_relaxed),
-            (unsigned long long)atomic_load_explicit(&st->msgs_received, memory_order_relaxed),
-            (unsigned long long)atomic_load_explicit(&st->msgs_sent, memory_order_relaxed),
-            (unsigned long long)atomic_load_explicit(&st->msgs_dropped, memory_order_relaxed),
-            (unsigned long long)queued, deepest, XQ_CAPACITY,
+            (unsigned long long)shard_figure(st, "messages/received"),
+            (unsigned long long)shard_figure(st, "messages/sent"),
+            (unsigned long long)shard_figure(st, "messages/dropped"), (unsigned long long)queued,
+            deepest, XQ_CAPACITY,
             (unsigned long long)atomic_load_explicit(&st->xq_overflow, memory_order_relaxed),
             (unsigned long long)atomic_load_explicit(&sh->turns, memory_order_relaxed),
             atomic_load_explicit(&sh->sleeping, memory_order_relaxed) ? ", idle" : "");
@@ -697,6 +709,11 @@ static int broker_start(struct broker *b, struct memwatch_state *mw, unsigned *c
             return 1;
         }
     }
+    char err[512];
+    if (metrics_http_start(b, err, sizeof(err))) {
+        LOG(LOG_LEVEL_ERROR, "%s", err);
+        return 1;
+    }
     for (unsigned li = 0; li < b->cfg.listener_count; li++) {
         const struct config_listener *l = &b->cfg.listeners[li];
         LOG(LOG_LEVEL_NOTICE, "listening on %s:%u (anonymous %s)", l->address[0] ? l->address : "*",
@@ -786,6 +803,7 @@ static void signal_loop(struct broker *b, struct memwatch_state *mw, int sfd)
 static void broker_stop(struct broker *b, unsigned created, unsigned started)
 {
     atomic_store(&b->stopping, true);
+    metrics_http_stop(b); /* it reads the shards */
     /* The workers go first: what is queued is answered at once (the shards
      * are closing those connections), and no worker is left to post to a
      * shard after it has freed its connections. */

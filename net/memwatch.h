@@ -17,6 +17,11 @@
  * allocator cannot say, -ENOENT: jemalloc built without statistics). */
 int memwatch_allocated(uint64_t *bytes);
 
+/* jemalloc's stats.resident (bytes in pages the allocator maps and has
+ * touched) as of the last memwatch_allocated call: 0, or -ENOSYS with any
+ * other allocator. */
+int memwatch_resident(uint64_t *bytes);
+
 /* Which counter memwatch_allocated reads, for the start-up log. */
 const char *memwatch_source(void);
 

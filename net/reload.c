@@ -33,7 +33,7 @@ static bool shards_quiescent(struct broker *b)
     for (unsigned i = 0; i < b->shard_count; i++)
         seen[i] = atomic_load_explicit(&b->shards[i]->turns, memory_order_seq_cst);
     for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
-        bool all = true;
+        bool all = !atomic_load_explicit(&b->metrics_in_snapshot, memory_order_seq_cst);
         for (unsigned i = 0; i < b->shard_count && all; i++)
             all = atomic_load_explicit(&b->shards[i]->turns, memory_order_seq_cst) != seen[i];
         if (all)
@@ -149,6 +149,7 @@ static void log_expiry(struct broker *b, struct tls_ctx *const *set)
         const struct config_listener *l = &b->cfg.listeners[li];
         const char *where = l->address[0] ? l->address : "*";
         int least = INT32_MIN;
+        int64_t soonest = 0;
         bool first = true;
         for (unsigned i = 0; set[li] && i < tls_ctx_certs(set[li]); i++) {
             const char *file = i ? l->tls.sni[i - 1].certfile : l->tls.certfile;
@@ -164,9 +165,13 @@ static void log_expiry(struct broker *b, struct tls_ctx *const *set)
                     "listener %s:%u: %s expires in %d days", where, b->listen_port[li], file, days);
             if (days != INT32_MIN && (first || days < least))
                 least = days;
+            int64_t at = tls_ctx_not_after(set[li], i);
+            if (at != INT64_MIN && (soonest == 0 || at < soonest))
+                soonest = at;
             first = false;
         }
         atomic_store_explicit(&b->tls_days_left[li], least, memory_order_relaxed);
+        atomic_store_explicit(&b->tls_not_after[li], soonest, memory_order_relaxed);
     }
 }
 
@@ -194,6 +199,8 @@ int reload_tls_start(struct broker *b)
     char err[1024];
     for (unsigned li = 0; li < LISTENERS_MAX; li++)
         atomic_init(&b->tls_days_left[li], INT32_MIN);
+    for (unsigned li = 0; li < LISTENERS_MAX; li++)
+        atomic_init(&b->tls_not_after[li], 0);
     if (!any_tls(&b->cfg))
         return 0;
     if (tls_init()) {

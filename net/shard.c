@@ -601,6 +601,14 @@ static void begin_stop(struct shard *sh)
  * least this often, which bounds how long a stop request waits. */
 static void shard_tick(struct shard *sh)
 {
+    static const uint32_t bounds[] = SHARD_LAG_BOUNDS_MS;
+    _Static_assert(sizeof(bounds) / sizeof(bounds[0]) + 1 == SHARD_LAG_BUCKETS, "one more bucket");
+    uint64_t lag = sh->en.now_ms - sh->next_tick_ms; /* due at next_tick_ms, run now */
+    unsigned bi = 0;
+    while (bi < SHARD_LAG_BUCKETS - 1 && lag > bounds[bi])
+        bi++;
+    atomic_fetch_add_explicit(&sh->lag_hist[bi], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->lag_sum_ms, lag, memory_order_relaxed);
     sh->next_tick_ms = sh->en.now_ms + 100;
     for (unsigned li = 0; sh->accept_paused && li < sh->b->cfg.listener_count; li++) {
         if ((sh->accept_paused & (1u << li)) && !sh->en.stopping)

@@ -32,6 +32,14 @@ struct overflow_node {
 
 struct tls_ctx;
 
+/* The loop-lag histogram's upper bounds in ms (Prometheus le="..." in
+ * seconds); SHARD_LAG_BUCKETS has one more, the unbounded one. */
+#define SHARD_LAG_BOUNDS_MS                                                                        \
+    {                                                                                              \
+        1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000                                       \
+    }
+#define SHARD_LAG_BUCKETS 13u
+
 struct shard {
     struct engine en; /* first: shard_of() */
     struct broker *b;
@@ -59,8 +67,13 @@ struct shard {
     uint32_t accept_paused; /* listeners whose accept waits for the tick (EMFILE ...) */
     /* overload_lag_ms (net/admit.c): refusing new CONNECTs; the last turn
      * that took half the bound or more. */
-    bool overloaded;
+    atomic_bool overloaded; /* relaxed: the metrics thread reads it for /readyz */
     uint64_t lagged_ms;
+    /* Event-loop lag as the 100 ms tick sees it (how late it ran), for the
+     * metrics endpoint: a histogram over SHARD_LAG_BOUNDS_MS (the last
+     * bucket unbounded; counts per bucket, not cumulative) and the sum. */
+    atomic_uint_fast64_t lag_hist[SHARD_LAG_BUCKETS];
+    atomic_uint_fast64_t lag_sum_ms;
     uint64_t accept_warned_ms;
 
     struct conn *conns;
@@ -192,5 +205,8 @@ void conn_release(struct conn *c);
 
 /* sys.c: $SYS statistics, published by shard 0. */
 void sys_tick(struct shard *sh, uint64_t now_ms);
+/* The METRICS_BROKER_COUNT values metrics_table reads from broker-wide
+ * state, as of now_ms; any thread. */
+void sys_broker_values(struct broker *b, uint64_t now_ms, uint64_t *v);
 
 #endif

@@ -25,13 +25,13 @@ static void sys_publish(struct shard *sh, const char *topic, const char *value)
 }
 
 /* The values metrics_table takes from outside the shards' counters,
- * read once per tick. */
-static void sys_broker_values(struct broker *b, uint64_t now_ms, uint64_t *v)
+ * read once per tick (and per scrape, net/metrics_text.c). */
+void sys_broker_values(struct broker *b, uint64_t now_ms, uint64_t *v)
 {
     v[METRICS_BROKER_UPTIME_S] = (now_ms - b->start_ms) / 1000u;
     v[METRICS_BROKER_SHARDS] = b->shard_count;
     pthread_rwlock_rdlock(&b->retain_lock);
-    v[METRICS_BROKER_RETAINED] = retain_count(b->eng.retain);
+    v[METRICS_BROKER_RETAINED] = retain_client_count(b->eng.retain);
     pthread_rwlock_unlock(&b->retain_lock);
     v[METRICS_BROKER_AUTH_PENDING] = authpool_pending(b->authpool);
     v[METRICS_BROKER_SESSIONS] = atomic_load_explicit(&b->eng.session_count, memory_order_relaxed);
@@ -63,7 +63,7 @@ void sys_tick(struct shard *sh, uint64_t now_ms)
             continue;
         snprintf(topic, sizeof(topic), "$SYS/broker/%s", e->sys_topic);
         snprintf(value, sizeof(value), "%llu%s",
-                 (unsigned long long)metrics_value(e, st, b->shard_count, bv),
+                 (unsigned long long)metrics_sys_value(e, st, b->shard_count, bv),
                  e->sys_suffix ? e->sys_suffix : "");
         sys_publish(sh, topic, value);
     }

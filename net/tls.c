@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/aead.h>
 #include <openssl/err.h>
@@ -500,6 +501,15 @@ int tls_ctx_days_left(const struct tls_ctx *ctx, unsigned i)
         !ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(ctx->cert[i])))
         return INT32_MIN;
     return days;
+}
+
+int64_t tls_ctx_not_after(const struct tls_ctx *ctx, unsigned i)
+{
+    int days = 0, secs = 0;
+    if (i >= tls_ctx_certs(ctx) || !ctx->cert[i] ||
+        !ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(ctx->cert[i])))
+        return INT64_MIN;
+    return (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
 }
 
 /* ---- the layer -------------------------------------------------------- */

@@ -68,6 +68,9 @@ void tls_ctx_unref(struct tls_ctx *ctx);
  * when it cannot be read). */
 unsigned tls_ctx_certs(const struct tls_ctx *ctx);
 int tls_ctx_days_left(const struct tls_ctx *ctx, unsigned i);
+/* The same certificate's notAfter as Unix seconds, or INT64_MIN when it
+ * cannot be read. */
+int64_t tls_ctx_not_after(const struct tls_ctx *ctx, unsigned i);
 
 /* A new connection's layer over ctx (the shard's); takes a reference.
  * NULL: out of memory. */

@@ -24,11 +24,14 @@ uint32_t auth_files_needed(const struct config *c, const char *paths[AUTH_FILES_
                 paths[n++] = want[k];
         }
     }
-    bool seen = c->ban_file[0] == '\0';
-    for (uint32_t j = 0; j < n && !seen; j++)
-        seen = strcmp(paths[j], c->ban_file) == 0;
-    if (!seen)
-        paths[n++] = c->ban_file;
+    const char *more[2] = {c->ban_file, c->metrics_password_file};
+    for (int k = 0; k < 2; k++) {
+        bool seen = more[k][0] == '\0';
+        for (uint32_t j = 0; j < n && !seen; j++)
+            seen = strcmp(paths[j], more[k]) == 0;
+        if (!seen)
+            paths[n++] = more[k];
+    }
     return n;
 }
 
@@ -176,6 +179,19 @@ struct auth_snapshot *auth_snapshot_create(const struct config *c, uint64_t gene
             goto fail;
         s->ban_path = c->ban_file;
     }
+    if (c->metrics_password_file[0]) {
+        for (uint32_t j = 0; j < s->passwd_own_count && !s->metrics_passwd; j++)
+            if (strcmp(s->passwd_path[j], c->metrics_password_file) == 0)
+                s->metrics_passwd = s->passwd_own[j];
+        if (!s->metrics_passwd) {
+            const struct auth_file *mf = file_of(f, c->metrics_password_file, err, errlen);
+            s->metrics_passwd_own =
+                mf ? passwd_parse(c->metrics_password_file, mf->bytes, mf->len, err, errlen) : NULL;
+            if (!s->metrics_passwd_own)
+                goto fail;
+            s->metrics_passwd = s->metrics_passwd_own;
+        }
+    }
     return s;
 fail:
     auth_snapshot_destroy(s);
@@ -195,6 +211,7 @@ void auth_snapshot_destroy(struct auth_snapshot *s)
         netrule_set_destroy(s->deny[i]);
     }
     ban_list_destroy(s->bans);
+    passwd_free(s->metrics_passwd_own);
     free(s);
 }
 

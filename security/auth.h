@@ -48,6 +48,11 @@ struct auth_snapshot {
      * lines combine with a block's), owned; NULL: none. */
     struct netrule_set *allow[LISTENERS_MAX];
     struct netrule_set *deny[LISTENERS_MAX];
+    /* metrics_password_file (net/metrics_http.c's basic auth): a view of
+     * a listener's table for the same path, or metrics_passwd_own; NULL:
+     * none. */
+    const struct passwd_db *metrics_passwd;
+    struct passwd_db *metrics_passwd_own;
     /* ban_file, owned; NULL: none. */
     struct ban_list *bans;
     const char *ban_path;
@@ -66,10 +71,10 @@ struct auth_files {
     uint32_t count;
 };
 
-/* The distinct paths of the password and ACL files c's listeners use and
- * the ban file, into paths[0..return) (at most AUTH_FILES_MAX: the
- * array's size). Views into c. */
-#define AUTH_FILES_MAX (2 * LISTENERS_MAX + 1)
+/* The distinct paths of the password and ACL files c's listeners use,
+ * the ban file and the metrics password file, into paths[0..return) (at
+ * most AUTH_FILES_MAX: the array's size). Views into c. */
+#define AUTH_FILES_MAX (2 * LISTENERS_MAX + 2)
 uint32_t auth_files_needed(const struct config *c, const char *paths[AUTH_FILES_MAX]);
 
 /* Builds a snapshot from a finished config and the files it names (f:

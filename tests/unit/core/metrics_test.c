@@ -197,6 +197,7 @@ static const char *const sys_topics_kept[] = {
     "sessions/count",
     "memory/allocated",
     "memory/limit",
+    "subscriptions/count",
 };
 
 Test(metrics, sys_topics_kept_and_unique)
@@ -253,10 +254,10 @@ Test(metrics, sum_adds_every_shard)
 
 Test(metrics, sum_wraps_like_the_counters)
 {
-    size_t off = offsetof(struct metrics_shard, msgs_sent);
-    atomic_store(&fake[0].msgs_sent, UINT64_MAX);
-    atomic_store(&fake[1].msgs_sent, 2);
-    atomic_store(&fake[2].msgs_sent, 0);
+    size_t off = offsetof(struct metrics_shard, msgs_sent[1]);
+    atomic_store(&fake[0].msgs_sent[1], UINT64_MAX);
+    atomic_store(&fake[1].msgs_sent[1], 2);
+    atomic_store(&fake[2].msgs_sent[1], 0);
     cr_assert_eq(metrics_sum(shards, NSHARDS, off), 1);
 }
 
@@ -267,6 +268,26 @@ Test(metrics, value_reads_broker_values)
         if (e->source == METRICS_BROKER)
             cr_assert_eq(metrics_value(e, shards, NSHARDS, broker), fake_broker(e->broker));
     }
+}
+
+Test(metrics, sys_family_sums_its_family)
+{
+    unsigned families = 0;
+    for (size_t i = 0; i < metrics_table_len; i++) {
+        const struct metrics_entry *e = &metrics_table[i];
+        uint64_t want = 0;
+        for (size_t j = 0; j < metrics_table_len; j++)
+            if (!e->sys_family ? j == i : strcmp(metrics_table[j].name, e->name) == 0)
+                want += metrics_value(&metrics_table[j], shards, NSHARDS, broker);
+        cr_assert_eq(metrics_sys_value(e, shards, NSHARDS, broker), want, "%s", e->name);
+        if (e->sys_family) {
+            families++;
+            cr_assert_not_null(e->sys_topic, "%s: a family total is for $SYS", e->name);
+            cr_assert(i + 1 < metrics_table_len && !strcmp(metrics_table[i + 1].name, e->name),
+                      "%s: a family of several samples", e->name);
+        }
+    }
+    cr_assert_geq(families, 2, "messages/received and messages/sent are family totals");
 }
 
 /* ---- rendering ------------------------------------------------------------ */

@@ -390,7 +390,9 @@ Test(retain, sys_entries_do_not_count_against_the_bounds)
     cr_assert_eq(put_bounded("a", "1", 1, 0), 0, "the $SYS entry leaves room for one");
     cr_assert_eq(put_bounded("b", "1", 1, 0), -ENOSPC);
     cr_assert_eq(retain_count(r), 2, "retain_count counts everything");
+    cr_assert_eq(retain_client_count(r), 1, "retain_client_count leaves $SYS out");
     cr_assert_eq(put_bounded("$SYS/broker/uptime", "", 0, 0), 0);
     cr_assert_eq(retain_count(r), 1);
+    cr_assert_eq(retain_client_count(r), 1);
     cr_assert_eq(put_bounded("b", "1", 2, 0), 0);
 }
