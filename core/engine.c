@@ -34,6 +34,57 @@ int engine_init(struct engine *en, struct engine_shared *g, unsigned id)
     return 0;
 }
 
+void engine_log_name(char *out, size_t cap, const uint8_t *s, size_t len)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        if (i == 64 || o + 8 > cap) {
+            if (o + 4 <= cap)
+                memcpy(out + o, "...", 3), o += 3;
+            break;
+        }
+        uint8_t ch = s[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\'' && ch != '\\')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+    }
+    out[o] = '\0';
+}
+
+bool engine_refusal_log(struct engine *en, uint32_t *left_out)
+{
+    uint64_t s = en->now_ms / 1000u;
+    if (s != en->refusal_log_s) {
+        en->refusal_log_s = s;
+        en->refusal_log_n = 0;
+    }
+    if (en->refusal_log_n >= ENGINE_REFUSAL_LOGS_PER_S) {
+        en->refusal_log_dropped++;
+        return false;
+    }
+    en->refusal_log_n++;
+    *left_out = en->refusal_log_dropped;
+    en->refusal_log_dropped = 0;
+    return true;
+}
+
+void engine_log_acl(struct engine_conn *c, const char *what, const uint8_t *topic, size_t len)
+{
+    uint32_t left_out = 0;
+    if (!log_enabled(LOG_LEVEL_NOTICE) || !engine_refusal_log(c->en, &left_out))
+        return;
+    char t[96], user[96] = "";
+    engine_log_name(t, sizeof(t), topic, len);
+    if (c->who.username)
+        engine_log_name(user, sizeof(user), c->who.username, c->who.username_len);
+    LOGCL(LOG_LEVEL_NOTICE, c, "%s '%s' refused by the ACL (%s%s%s from %s)%s%.0u%s", what, t,
+          user[0] ? "username '" : "anonymous", user, user[0] ? "'" : "", c->who.peer,
+          left_out ? " (and " : "", left_out, left_out ? " refusals not logged before it)" : "");
+}
+
 uint64_t engine_client_hash(const struct engine_shared *g, const uint8_t *id, size_t len)
 {
     /* Keyed (SipHash under the broker's random key): a client cannot pick
@@ -239,9 +290,16 @@ will:
 
 void engine_closed(struct engine_conn *c)
 {
+    /* One line at the default level per connection that got in, as for
+     * its connect: who, from where and why it ended. */
     if (c->client)
-        LOGCL(LOG_LEVEL_INFO, c, "disconnected (%s)",
-              c->got_disconnect ? "DISCONNECT" : "connection lost");
+        LOGCL(LOG_LEVEL_NOTICE, c, "disconnected from %s: %s%s%s%.0x%s", c->who.peer,
+              c->why              ? c->why
+              : c->got_disconnect ? "DISCONNECT"
+                                  : "connection lost",
+              c->why_reason ? " (protocol error, reason 0x" : "",
+              c->why_reason && c->why_reason < 0x10 ? "0" : "", c->why_reason,
+              c->why_reason ? ")" : "");
     engine_detach(c);
     c->phase = ENGINE_CLOSED;
 }
@@ -373,7 +431,7 @@ static void conn_timeout(struct engine_conn *c, uint64_t now_ms)
          * (3.1.1: [MQTT-3.1.2-24]). */
         LOGCL(LOG_LEVEL_INFO, c, "keepalive timeout");
         engine_send_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, NULL);
-        engine_close(c, NULL);
+        engine_close(c, "keepalive timeout");
         return;
     }
     engine_conn_arm(c); /* not yet: a receive moved it */

@@ -166,6 +166,10 @@ struct engine_conn {
     bool yielded;  /* engine_fx_yield was asked: input waits for engine_resume */
     bool authenticated;
     bool got_disconnect;
+    /* Why the engine ended the connection, for the disconnect line (a
+     * static string; NULL: the client did, by DISCONNECT or by leaving). */
+    const char *why;
+    uint8_t why_reason; /* a protocol violation's reason code, 0: none */
     bool request_problem_info;
     uint16_t home; /* the client's home shard, known once CONNECT is placed */
     struct engine_identity who;
@@ -267,6 +271,11 @@ struct engine {
     struct engine_mem_hold {
         uint64_t uid, sent_ms;
     } mem_holds[FLOW_MEMORY_MEMO];
+    /* Refusals logged at the default level this second (engine_refusal_log),
+     * and those left out since the last one that was. */
+    uint64_t refusal_log_s;
+    uint32_t refusal_log_n;
+    uint32_t refusal_log_dropped;
     struct engine_enc_slot enc[ENGINE_ENC_SLOTS];
     /* Every deadline of this shard: the engine's and the runtime's. */
     struct timer_wheel timers;

@@ -610,11 +610,16 @@ static enum engine_status connect_attach(struct engine_conn *c)
      * that reached another shard before the hand-off [MQTT-3.1.2-22]. */
     c->last_rx_ms = en->now_ms;
     engine_conn_arm(c); /* keepalive */
-    LOGCL(LOG_LEVEL_INFO, c, "connected from %s (MQTT %s, keepalive %u, %s)", c->who.peer,
+    char user[96] = "";
+    if (c->who.username)
+        engine_log_name(user, sizeof(user), c->who.username, c->who.username_len);
+    LOGCL(LOG_LEVEL_NOTICE, c, "connected from %s (%s%s%sMQTT %s%s, keepalive %u, %s)", c->who.peer,
+          user[0] ? "username '" : "", user, user[0] ? "', " : "",
           r->version == MQTT_V5     ? "5.0"
           : r->version == MQTT_V311 ? "3.1.1"
                                     : "3.1",
-          c->keepalive_s, present ? "session resumed" : "new session");
+          engine_cfg(c)->listeners[c->who.listener].tls.enabled ? " over TLS" : "", c->keepalive_s,
+          present ? "session resumed" : "new session");
     engine_send_connack(c, present, MQTT_RC_SUCCESS, r->version == MQTT_V5 ? &props : NULL);
     engine_connect_free(r);
     c->req = NULL;

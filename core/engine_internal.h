@@ -35,6 +35,21 @@
 /* A gauge taken down. */
 #define UNCOUNT(en, field, n) atomic_fetch_sub_explicit(&(en)->st.field, (n), memory_order_relaxed)
 
+/* Untrusted bytes (a username, a topic) for a log line: printable ASCII
+ * as is, anything else (and quote, backslash) as \xNN, at most 64 bytes of
+ * it then "...". Always NUL-terminated. */
+void engine_log_name(char *out, size_t cap, const uint8_t *s, size_t len);
+
+/* A refusal (a login, an ACL decision) gets a line at the default level,
+ * but at most ENGINE_REFUSAL_LOGS_PER_S a second per shard, so that a
+ * client repeating one cannot flood the log: true when this one may be
+ * logged, with *left_out the refusals not logged since the last one that
+ * was (to say so in its line). */
+#define ENGINE_REFUSAL_LOGS_PER_S 20u
+bool engine_refusal_log(struct engine *en, uint32_t *left_out);
+/* An ACL refusal's line: "PUBLISH to 'a/b' refused by the ACL ...". */
+void engine_log_acl(struct engine_conn *c, const char *what, const uint8_t *topic, size_t len);
+
 #define LOGCL(level, c, ...)                                                                       \
     LOGC(level, (c)->client ? (const char *)(c)->client->id : NULL,                                \
          (c)->client ? (c)->client->id_len : 0, __VA_ARGS__)

@@ -102,6 +102,10 @@ void engine_violation(struct engine_conn *c, uint8_t reason, const char *what)
 {
     COUNT(c->en, protocol_errors, 1);
     LOGCL(LOG_LEVEL_DEBUG, c, "%s from %s: reason 0x%02x, closing", what, c->who.peer, reason);
+    if (!c->why) {
+        c->why = what;
+        c->why_reason = reason;
+    }
     if (c->phase == ENGINE_ACTIVE)
         engine_send_disconnect(c, reason, what);
     engine_close(c, NULL);
@@ -111,7 +115,20 @@ void engine_connack_fail(struct engine_conn *c, uint8_t reason, const char *why)
 {
     if (reason == MQTT_RC_BAD_USERNAME_OR_PASSWORD || reason == MQTT_RC_NOT_AUTHORIZED)
         COUNT(c->en, auth_failed, 1);
-    LOG(LOG_LEVEL_INFO, "CONNECT from %s refused: %s (0x%02x)", c->who.peer, why, reason);
+    uint32_t left_out = 0;
+    if (log_enabled(LOG_LEVEL_NOTICE) && engine_refusal_log(c->en, &left_out)) {
+        char id[96] = "", user[96] = "";
+        const struct engine_connect *r = c->req;
+        const uint8_t *name = c->who.username ? c->who.username : r ? r->username : NULL;
+        uint32_t name_len = c->who.username ? c->who.username_len : r ? r->username_len : 0;
+        if (r && r->client_id)
+            engine_log_name(id, sizeof(id), r->client_id, r->client_id_len);
+        if (name)
+            engine_log_name(user, sizeof(user), name, name_len);
+        LOG(LOG_LEVEL_NOTICE, "CONNECT from %s refused: %s (0x%02x; client id '%s'%s%s%s)%s%.0u%s",
+            c->who.peer, why, reason, id, name ? ", username '" : "", user, name ? "'" : "",
+            left_out ? " (and " : "", left_out, left_out ? " refusals not logged before it)" : "");
+    }
     /* 3.1.1 has return codes for a few refusals only; a malformed or
      * otherwise violating CONNECT is closed without CONNACK [MQTT-3.1.4-1],
      * [MQTT-4.8.0-1]. 5.0 may say why [MQTT-3.2.2-8]. */
@@ -129,6 +146,8 @@ void engine_close(struct engine_conn *c, const char *why)
 {
     if (c->phase == ENGINE_CLOSED)
         return;
+    if (why && !c->why)
+        c->why = why;
     c->phase = ENGINE_CLOSED;
     engine_conn_arm(c); /* no protocol deadline any more: the runtime's hold */
     engine_fx_close(c, why);

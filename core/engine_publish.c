@@ -110,6 +110,7 @@ static bool publish_accepted(struct engine_conn *c, const struct mqtt_publish *p
         /* 5.0 says so; 3.1.1 has no code for it: acknowledged and dropped,
          * as mosquitto does. */
         COUNT(en, acl_denied_publish, 1);
+        engine_log_acl(c, "PUBLISH to", p->topic.ptr, p->topic.len);
         if (p->qos)
             engine_send_ack(c, ack_type, p->packet_id,
                             c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_RC_SUCCESS);

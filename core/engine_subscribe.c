@@ -288,6 +288,7 @@ static uint8_t subscribe_one(struct engine_conn *c, struct pending_suback *ps,
         return c->version == MQTT_V5 ? MQTT_RC_TOPIC_FILTER_INVALID : MQTT_RC_UNSPECIFIED_ERROR;
     if (!engine_acl_allowed(en, cl, &c->who, cl->id, cl->id_len, ENGINE_SUBSCRIBE, filter, flen)) {
         COUNT(en, acl_denied_subscribe, 1);
+        engine_log_acl(c, "SUBSCRIBE to", e->filter.ptr, e->filter.len);
         return c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_RC_UNSPECIFIED_ERROR;
     }
     uint8_t qos = e->qos > cfg->max_qos ? cfg->max_qos : e->qos;
