@@ -259,9 +259,13 @@ static int set_log_level(struct parser *p)
         [LOG_LEVEL_ERROR] = "error", [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_NOTICE] = "notice",
         [LOG_LEVEL_INFO] = "info",   [LOG_LEVEL_DEBUG] = "debug",
     };
+    if (p->c->log_type_line)
+        return config_fail(p, "`log_level' and `log_type' (line %d) both set the level: keep one",
+                           p->c->log_type_line);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcmp(p->values[0], names[i]) == 0) {
             p->c->log_level = (enum config_log_level)i;
+            p->c->log_level_line = p->line;
             return 0;
         }
     }
@@ -838,6 +842,10 @@ static const struct option options[] = {
     {"overload_lag_ms", config_set_overload_lag, SCOPE_GLOBAL, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
+    {"log_dest", config_set_log_dest, SCOPE_GLOBAL, 2},
+    {"log_type", config_set_log_type, SCOPE_GLOBAL, 1},
+    {"pid_file", config_set_pid_file, SCOPE_GLOBAL, 1},
+    {"user", config_set_user, SCOPE_GLOBAL, 1},
     {"metrics_listener", set_metrics_listener, SCOPE_GLOBAL, 2},
     {"metrics_password_file", set_metrics_password_file, SCOPE_GLOBAL, 1},
     {"max_connections", set_max_connections, SCOPE_LISTENER, 1},
@@ -891,11 +899,9 @@ static const char *const mosquitto_only[] = {
     "local_clientid",
     "local_password",
     "local_username",
-    "log_dest",
     "log_facility",
     "log_timestamp",
     "log_timestamp_format",
-    "log_type",
     "max_inflight_bytes",
     "message_size_limit",
     "mount_point",
@@ -906,7 +912,6 @@ static const char *const mosquitto_only[] = {
     "persistence",
     "persistence_file",
     "persistence_location",
-    "pid_file",
     "plugin",
     "port",
     "queue_qos0_messages",
@@ -926,7 +931,6 @@ static const char *const mosquitto_only[] = {
     "try_private",
     "upgrade_outgoing_qos",
     "use_username_as_clientid",
-    "user",
     "username",
     "websockets_headers_size",
     "websockets_log_level",

@@ -22,7 +22,15 @@ enum config_log_level {
     LOG_LEVEL_DEBUG = 4,
 };
 
-#define CONFIG_PATH_MAX     1024
+#define CONFIG_PATH_MAX 1024
+
+enum config_log_dest {
+    CONFIG_LOG_STDERR = 1u << 0,
+    CONFIG_LOG_STDOUT = 1u << 1,
+    CONFIG_LOG_SYSLOG = 1u << 2,
+    CONFIG_LOG_FILE = 1u << 3,
+    CONFIG_LOG_NONE = 1u << 4, /* "log_dest none": nothing, whatever else is named */
+};
 #define CONFIG_WARNINGS_MAX 32
 #define CONFIG_CIPHERS_MAX  512 /* a TLS 1.2 cipher list */
 #define CONFIG_PSK_HINT_MAX 128
@@ -159,6 +167,18 @@ struct config {
     uint32_t shards;   /* 0 = auto: one per online CPU */
     bool cpu_affinity; /* pin shard N to CPU N mod online CPUs */
     enum config_log_level log_level;
+    int log_level_line; /* 0: not set in the file */
+    /* Running as a service (core/config_ops.c). log_dest: where lines go
+     * (enum config_log_dest bits; 0 = not set: stderr), log_file its file;
+     * log_type lines (mosquitto's names) set log_level to the most verbose
+     * type named. pid_file ("" = none), user (the account to drop to when
+     * started as root; "" = "ringmq" if it exists). */
+    uint32_t log_dest;
+    char log_file[CONFIG_PATH_MAX];
+    int log_type_line;
+    char pid_file[CONFIG_PATH_MAX];
+    char user[64];
+    int user_line;
 
     /* mosquitto 2.0's scoping of allow_anonymous, password_file and
      * acl_file (core/config_auth.c): global wherever they stand, unless

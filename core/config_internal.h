@@ -53,6 +53,11 @@ int config_set_tls_version(struct parser *p);
 int config_set_ciphers(struct parser *p);
 int config_set_psk_file(struct parser *p);
 int config_set_psk_hint(struct parser *p);
+/* Running as a service (config_ops.c). */
+int config_set_log_dest(struct parser *p);
+int config_set_log_type(struct parser *p);
+int config_set_pid_file(struct parser *p);
+int config_set_user(struct parser *p);
 /* The security keys and their mosquitto scoping (config_auth.c). */
 int config_set_per_listener_settings(struct parser *p);
 int config_set_allow_anonymous(struct parser *p);

@@ -12,6 +12,13 @@
 #include "config.h"
 
 void log_set_level(enum config_log_level level);
+/* The destinations of c (log_dest; stderr when none is named), before any
+ * other thread starts. 0, or -1 with "source: log_dest file PATH: why" in
+ * err (lines then go to stderr). */
+int log_open(const struct config *c, char *err, size_t errlen);
+/* The log file again, in place of the open one (SIGHUP, after a rotation).
+ * 0, or -1 with why in err (the old file stays). */
+int log_reopen(char *err, size_t errlen);
 int log_enabled(enum config_log_level level);
 /* Names this thread in its log lines: -1 main, N for shard N,
  * LOG_THREAD_METRICS the metrics endpoint's. */

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -683,6 +685,66 @@ static int memory_check(struct broker *b, struct memwatch_state *mw)
     return 0;
 }
 
+/* ---- running as a service ---------------------------------------------- */
+
+/* pid_file: the process id, written once every listener is open (so a
+ * service manager reading it finds a broker that accepts). 0 or 1. */
+static int pid_file_write(const struct config *c)
+{
+    if (!c->pid_file[0])
+        return 0;
+    int fd = open(c->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+    if (fd < 0 || write(fd, line, (size_t)n) != n) {
+        LOG(LOG_LEVEL_ERROR, "%s: pid_file %s: %s", c->source, c->pid_file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Started as root: once every socket is bound, become `user' (default
+ * "ringmq", when that account exists), as mosquitto does, so a flaw in
+ * the broker does not hand out root. Not root: nothing to drop. 0 or 1. */
+static int drop_privileges(const struct config *c)
+{
+    if (geteuid() != 0) {
+        if (c->user[0])
+            LOG(LOG_LEVEL_INFO, "user %s: not started as root, running as uid %u", c->user,
+                (unsigned)geteuid());
+        return 0;
+    }
+    const char *name = c->user[0] ? c->user : "ringmq";
+    errno = 0;
+    struct passwd *pw = getpwnam(name);
+    if (!pw) {
+        if (c->user[0]) {
+            LOG(LOG_LEVEL_ERROR, "%s:%d: user %s: no such account", c->source, c->user_line, name);
+            return 1;
+        }
+        LOG(LOG_LEVEL_WARNING,
+            "running as root: no `user' is set and there is no account `ringmq' to drop to");
+        return 0;
+    }
+    if (pw->pw_uid == 0)
+        return 0; /* asked to stay root */
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        LOG(LOG_LEVEL_ERROR, "user %s: cannot drop privileges: %s", name, strerror(errno));
+        return 1;
+    }
+    if (setuid(0) == 0) {
+        LOG(LOG_LEVEL_ERROR, "user %s: root could be regained after the drop", name);
+        return 1;
+    }
+    LOG(LOG_LEVEL_NOTICE, "running as user %s (uid %u, gid %u)", name, (unsigned)pw->pw_uid,
+        (unsigned)pw->pw_gid);
+    return 0;
+}
+
 /* Creates and starts the shards and the auth pool; *created and *started
  * say how far it got (for broker_stop). 0 or 1. */
 static int broker_start(struct broker *b, struct memwatch_state *mw, unsigned *created,
@@ -714,6 +776,8 @@ static int broker_start(struct broker *b, struct memwatch_state *mw, unsigned *c
         LOG(LOG_LEVEL_ERROR, "%s", err);
         return 1;
     }
+    if (pid_file_write(&b->cfg) || drop_privileges(&b->cfg))
+        return 1;
     for (unsigned li = 0; li < b->cfg.listener_count; li++) {
         const struct config_listener *l = &b->cfg.listeners[li];
         LOG(LOG_LEVEL_NOTICE, "listening on %s:%u (anonymous %s)", l->address[0] ? l->address : "*",
@@ -755,9 +819,12 @@ static bool signal_take(struct broker *b, struct memwatch_state *mw, struct igno
         LOG(LOG_LEVEL_NOTICE, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         return false;
     }
-    if (sig == SIGHUP)
+    if (sig == SIGHUP) {
+        char err[CONFIG_PATH_MAX + 128];
+        if (log_reopen(err, sizeof(err)))
+            LOG(LOG_LEVEL_ERROR, "SIGHUP: %s; the old log file stays", err);
         reload_all(b, "SIGHUP");
-    else if (sig == SIGUSR1)
+    } else if (sig == SIGUSR1)
         log_stats(b, mw);
     else if (sig == SIGUSR2)
         log_shards(b);
@@ -861,6 +928,11 @@ int main(int argc, char **argv)
     }
     log_set_level(a.verbose ? LOG_LEVEL_DEBUG : b.cfg.log_level);
     log_set_thread(-1);
+    if (log_open(&b.cfg, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        auth_snapshot_destroy(snap);
+        return 1;
+    }
     for (uint32_t i = 0; i < b.cfg.warning_count; i++)
         LOG(LOG_LEVEL_WARNING, "%s", b.cfg.warnings[i]);
 
@@ -891,6 +963,8 @@ int main(int argc, char **argv)
     if (rc == 0)
         signal_loop(&b, &mw, sfd);
     broker_stop(&b, created, started);
+    if (b.cfg.pid_file[0] && rc == 0)
+        unlink(b.cfg.pid_file); /* best effort: after the drop the directory may be root's */
     if (rc == 0)
         LOG(LOG_LEVEL_NOTICE, "stopped");
     return rc;

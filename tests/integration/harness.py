@@ -293,7 +293,8 @@ class Broker:
                     lines.append("%s %s" % (k, v))
         else:
             for k, v in self.conf.items():
-                lines.append("%s %s" % (k, v))
+                # "log_dest#2": a key given again, written as "log_dest".
+                lines.append("%s %s" % (k.split("#")[0], v))
         lines.append("listener %d %s" % (self.port, HOST))
         for k, v in self.listener_conf.items():
             # "certfile#2": a key given again (SNI pairs), written as "certfile".

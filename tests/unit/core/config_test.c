@@ -229,7 +229,7 @@ Test(config, unsupported_mosquitto_options)
                  "t.conf:1: `auth_opt_backend' is a mosquitto option ringmq does not support yet");
     const char *keys[] = {
         "persistence_location", "ciphers_tls1.3", "tls_engine", "tls_keyform", "address",
-        "include_dir",          "user",           "pid_file",   "log_dest"};
+        "include_dir",          "persistence",    "autosave_interval", "log_timestamp"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         char text[128], msg[160];
         snprintf(text, sizeof(text), "%s x\n", keys[i]);
