@@ -38,6 +38,7 @@
 #include "log.h"
 #include "memwatch.h"
 #include "metrics_http.h"
+#include "notify.h"
 #include "passwd.h"
 #include "reload.h"
 
@@ -821,9 +822,11 @@ static bool signal_take(struct broker *b, struct memwatch_state *mw, struct igno
     }
     if (sig == SIGHUP) {
         char err[CONFIG_PATH_MAX + 128];
+        notify_systemd("RELOADING=1");
         if (log_reopen(err, sizeof(err)))
             LOG(LOG_LEVEL_ERROR, "SIGHUP: %s; the old log file stays", err);
         reload_all(b, "SIGHUP");
+        notify_systemd("READY=1");
     } else if (sig == SIGUSR1)
         log_stats(b, mw);
     else if (sig == SIGUSR2)
@@ -960,8 +963,11 @@ int main(int argc, char **argv)
     struct memwatch_state mw = {.interval_ms = MEM_SAMPLE_MS};
     unsigned created = 0, started = 0;
     rc = broker_start(&b, &mw, &created, &started);
-    if (rc == 0)
+    if (rc == 0) {
+        notify_systemd("READY=1"); /* every listener is open */
         signal_loop(&b, &mw, sfd);
+        notify_systemd("STOPPING=1");
+    }
     broker_stop(&b, created, started);
     if (b.cfg.pid_file[0] && rc == 0)
         unlink(b.cfg.pid_file); /* best effort: after the drop the directory may be root's */

@@ -11,10 +11,18 @@
   and info lines, no debug lines.
 - Under systemd (JOURNAL_STREAM names stderr) every stderr line starts with
   its syslog priority, <5> for notice.
+- sd_notify: READY=1 once it listens, RELOADING=1 / READY=1 around SIGHUP,
+  STOPPING=1 at the stop, on a NOTIFY_SOCKET of the test's own.
+- configs/ringmq.service has the hardening the README names and passes
+  systemd-analyze verify.
 """
 import os
 import pwd
+import re
+import shutil
 import signal
+import socket
+import subprocess
 import tempfile
 import time
 import harness
@@ -107,6 +115,50 @@ def journal():
     check(any(l.startswith("<5>") and " notice " in l for l in lines), "<5> for notice")
 
 
+def sd_notify(tmp):
+    """Type=notify: READY=1 once it listens, RELOADING=1 (with
+    MONOTONIC_USEC) and READY=1 around a SIGHUP, STOPPING=1 at the stop."""
+    path = os.path.join(tmp, "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    srv.settimeout(WAIT)
+    os.environ["NOTIFY_SOCKET"] = path
+    try:
+        b = Broker().start()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    got = [srv.recv(256).decode()]
+    check_eq(got[0], "READY=1", "READY=1 once every listener is open")
+    b.send_signal(signal.SIGHUP)
+    got = [srv.recv(256).decode(), srv.recv(256).decode()]
+    check(re.match(r"RELOADING=1\nMONOTONIC_USEC=\d+$", got[0]) and got[1] == "READY=1",
+          "SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1", got)
+    b.stop()
+    check_eq(srv.recv(256).decode(), "STOPPING=1", "STOPPING=1 at the stop")
+    srv.close()
+
+
+def unit_file(tmp):
+    """configs/ringmq.service passes systemd-analyze verify (with this
+    build's binary in place of the installed one: verify checks it)."""
+    if shutil.which("systemd-analyze") is None:
+        raise Fail("systemd-analyze (Debian package systemd) is missing")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "configs", "ringmq.service")) as f:
+        text = f.read().replace("/usr/local/bin/ringmq", ringmq_bin())
+    for key in ("Type=notify", "LimitMEMLOCK=", "LimitNOFILE=", "NoNewPrivileges=yes",
+                "ProtectSystem=strict", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n",
+                "ExecReload=/bin/kill -HUP $MAINPID"):
+        check(key in text, "the unit has %s" % key.strip())
+    path = os.path.join(tmp, "ringmq.service")
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run(["systemd-analyze", "verify", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    check(r.returncode == 0 and "ringmq.service" not in r.stdout,
+          "systemd-analyze verify finds nothing wrong", r.stdout)
+
+
 def main():
     ringmq_only("ringmq's service keys")
     tmp = tempfile.mkdtemp(prefix="ringmq-it44-")
@@ -115,6 +167,8 @@ def main():
     log_file(tmp)
     log_type()
     journal()
+    sd_notify(tmp)
+    unit_file(tmp)
 
 
 if __name__ == "__main__":
