@@ -795,6 +795,8 @@ static int set_auth_threads(struct parser *p)
     return 0;
 }
 
+static int set_include_dir(struct parser *p);
+
 static const struct option options[] = {
     {"shards", set_shards, SCOPE_GLOBAL, 1},
     {"log_level", set_log_level, SCOPE_GLOBAL, 1},
@@ -842,6 +844,7 @@ static const struct option options[] = {
     {"overload_lag_ms", config_set_overload_lag, SCOPE_GLOBAL, 1},
     {"auth_methods", set_auth_methods, SCOPE_GLOBAL, 2},
     {"tls_ticket_rotation", set_tls_ticket_rotation, SCOPE_GLOBAL, 1},
+    {"include_dir", set_include_dir, SCOPE_GLOBAL, 1},
     {"log_dest", config_set_log_dest, SCOPE_GLOBAL, 2},
     {"log_type", config_set_log_type, SCOPE_GLOBAL, 1},
     {"pid_file", config_set_pid_file, SCOPE_GLOBAL, 1},
@@ -893,7 +896,6 @@ static const char *const mosquitto_only[] = {
     "global_plugin",
     "http_dir",
     "idle_timeout",
-    "include_dir",
     "keepalive_interval",
     "local_cleansession",
     "local_clientid",
@@ -960,8 +962,20 @@ static int apply(struct parser *p)
         }
     }
     if (o == NULL) {
-        if (is_mosquitto_only(p->key))
-            return config_fail(p, "`%s' is a mosquitto option ringmq does not support yet", p->key);
+        if (is_mosquitto_only(p->key)) {
+            bool no_effect = false;
+            const char *v = p->value_count ? p->values[0] : "";
+            const char *hint = config_mosquitto_hint(p->key, v, &no_effect);
+            if (no_effect) {
+                /* "persistence false" says what ringmq does anyway. */
+                if (strcmp(p->key, "persistence") != 0 || strcmp(v, "false") != 0)
+                    config_warn(p->c, "%s:%d: `%s' has no effect here: %s", p->source, p->line,
+                                p->key, hint);
+                return 0;
+            }
+            return config_fail(p, "`%s' is a mosquitto option ringmq does not support yet%s%s",
+                               p->key, hint ? ": " : "", hint ? hint : "");
+        }
         return config_fail(p, "unknown option `%s'", p->key);
     }
     if (o->scope == SCOPE_LISTENER && p->listener == NULL)
@@ -1005,6 +1019,60 @@ static void tokenize(struct parser *p, char *line)
     }
 }
 
+/* A line's bytes before it is read: not too long, no NUL, no control
+ * byte (a lone CR, an escape mean a damaged or binary file; better to stop
+ * than to guess what the operator meant). */
+static int line_check(struct parser *p, const char *start, size_t line_len)
+{
+    if (line_len > CONFIG_LINE_MAX)
+        return config_fail(p, "line is longer than %u bytes", (unsigned)CONFIG_LINE_MAX);
+    if (memchr(start, '\0', line_len) != NULL)
+        return config_fail(p, "line holds a NUL byte");
+    for (size_t i = 0; i < line_len; i++) {
+        unsigned char ch = (unsigned char)start[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return config_fail(p, "line holds control character 0x%02x", ch);
+    }
+    return 0;
+}
+
+/* collect_errors: one more error for the list (the first of them stays in
+ * err for the caller). */
+static void keep_error(struct config *c, const char *err)
+{
+    if (c->error_count < CONFIG_ERRORS_MAX)
+        snprintf(c->errors[c->error_count], sizeof(c->errors[0]), "%s", err);
+    c->error_count++;
+}
+
+/* include_dir DIR: the caller's reader parses DIR's *.conf files into the
+ * same config, in name order, from the main file only (mosquitto's rule). */
+static int set_include_dir(struct parser *p)
+{
+    struct config *c = p->c;
+    if (c->include_depth > 0)
+        return config_fail(p, "`include_dir' is only read from the main config file");
+    if (!c->include_fn)
+        return config_fail(p, "`include_dir' is not available here");
+    char saved[sizeof(c->source)];
+    memcpy(saved, c->source, sizeof(saved));
+    c->include_depth++;
+    char why[512] = "";
+    uint32_t listed = c->error_count;
+    int rc = c->include_fn(c->include_ctx, c, p->values[0], why, sizeof(why));
+    c->include_depth--;
+    memcpy(c->source, saved, sizeof(saved));
+    if (rc != 0 && c->collect_errors && c->error_count > listed)
+        return 0; /* the included files' errors are listed already */
+    if (rc != 0) {
+        /* An error inside an included file names that file's line. */
+        if (why[0] && strchr(why, ':') && strncmp(why, p->values[0], strlen(p->values[0])) == 0)
+            return snprintf(p->err, p->errlen, "%s", why), -1;
+        return config_fail(p, "include_dir %s: %s", p->values[0], why);
+    }
+    return 0;
+}
+
 int config_parse(struct config *c, const char *source, const char *text, size_t len, char *err,
                  size_t errlen)
 {
@@ -1018,6 +1086,8 @@ int config_parse(struct config *c, const char *source, const char *text, size_t 
     /* One line plus its NUL; 4 KiB on the main thread's stack at start-up. */
     char buf[CONFIG_LINE_MAX + 1];
     size_t pos = 0;
+    bool failed = false;
+    uint32_t listed = c->error_count;
 
     while (pos < len) {
         p.line++;
@@ -1030,27 +1100,24 @@ int config_parse(struct config *c, const char *source, const char *text, size_t 
         if (line_len > 0 && start[line_len - 1] == '\r')
             line_len--;
 
-        if (line_len > CONFIG_LINE_MAX)
-            return config_fail(&p, "line is longer than %u bytes", (unsigned)CONFIG_LINE_MAX);
-        if (memchr(start, '\0', line_len) != NULL)
-            return config_fail(&p, "line holds a NUL byte");
-        /* Other control bytes (a lone CR, an escape) mean a damaged or binary
-         * file; better to stop than to guess what the operator meant. */
-        for (size_t i = 0; i < line_len; i++) {
-            unsigned char ch = (unsigned char)start[i];
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return config_fail(&p, "line holds control character 0x%02x", ch);
+        int rc = line_check(&p, start, line_len);
+        if (rc == 0) {
+            memcpy(buf, start, line_len);
+            buf[line_len] = '\0';
+            tokenize(&p, buf);
+            if (p.key == NULL)
+                continue;
+            rc = apply(&p);
         }
-
-        memcpy(buf, start, line_len);
-        buf[line_len] = '\0';
-        tokenize(&p, buf);
-        if (p.key == NULL)
-            continue;
-        if (apply(&p) != 0)
-            return -1;
+        if (rc != 0) {
+            if (!c->collect_errors)
+                return -1;
+            keep_error(c, err);
+            failed = true;
+        }
     }
-    return 0;
+    c->parse_warnings = c->warning_count;
+    return failed || c->error_count != listed ? -1 : 0;
 }
 
 int config_finish(struct config *c, char *err, size_t errlen)

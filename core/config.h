@@ -32,6 +32,7 @@ enum config_log_dest {
     CONFIG_LOG_NONE = 1u << 4, /* "log_dest none": nothing, whatever else is named */
 };
 #define CONFIG_WARNINGS_MAX 32
+#define CONFIG_ERRORS_MAX   64
 #define CONFIG_CIPHERS_MAX  512 /* a TLS 1.2 cipher list */
 #define CONFIG_PSK_HINT_MAX 128
 /* certfile/keyfile pairs per listener: the first serves clients that name
@@ -269,7 +270,21 @@ struct config {
     /* What config_finish found worth saying that does not stop the start
      * ("file:line: ..."): main.c logs them, --test-config prints them. */
     uint32_t warning_count;
+    uint32_t parse_warnings; /* of them, those config_parse made (config_finish keeps them) */
     char warnings[CONFIG_WARNINGS_MAX][320];
+    /* Set by the caller before config_parse: with collect_errors a bad
+     * line does not stop the parse; every error is kept here (the first
+     * CONFIG_ERRORS_MAX, error_count counts them all) and config_parse
+     * still returns -1, with the first in err (--test-config lists them
+     * all). include_fn reads the *.conf files of an include_dir (the
+     * caller does the file system: core reads no file) and parses each
+     * into c with config_parse; NULL: include_dir is refused. */
+    bool collect_errors;
+    uint32_t error_count;
+    char errors[CONFIG_ERRORS_MAX][320];
+    int (*include_fn)(void *ctx, struct config *c, const char *dir, char *err, size_t errlen);
+    void *include_ctx;
+    uint32_t include_depth; /* include_dir is taken from the main file only */
 };
 
 /* Defaults and bounds of keys whose range is a policy, not a protocol

@@ -138,7 +138,7 @@ void config_auth_files(struct config *c)
 
 void config_auth_finish(struct config *c)
 {
-    c->warning_count = 0; /* config_finish may run twice: say each thing once */
+    c->warning_count = c->parse_warnings; /* config_finish may run twice: say each thing once */
     if (c->allow_anonymous_in_block && c->listener_count > 1)
         config_warn(c,
                     "%s:%d: `allow_anonymous' inside a listener block applies to every "

@@ -58,6 +58,7 @@ int config_set_log_dest(struct parser *p);
 int config_set_log_type(struct parser *p);
 int config_set_pid_file(struct parser *p);
 int config_set_user(struct parser *p);
+const char *config_mosquitto_hint(const char *key, const char *value, bool *no_effect);
 /* The security keys and their mosquitto scoping (config_auth.c). */
 int config_set_per_listener_settings(struct parser *p);
 int config_set_allow_anonymous(struct parser *p);

@@ -112,3 +112,67 @@ int config_set_user(struct parser *p)
     p->c->user_line = p->line;
     return 0;
 }
+
+/* What ringmq says of a mosquitto key it does not have: the nearest
+ * equivalent or why there is none. no_effect: the key changes nothing a
+ * client can see or only concerns what ringmq does anyway, so the line
+ * is taken with a warning (a stock mosquitto.conf then starts); otherwise
+ * it stops the start, because ignoring it could run a broker other than
+ * the one the operator wrote. NULL: nothing specific to say. */
+const char *config_mosquitto_hint(const char *key, const char *value, bool *no_effect)
+{
+    static const struct {
+        const char *key; /* a trailing '*' matches a prefix */
+        bool no_effect;
+        const char *hint;
+    } hints[] = {
+        {"persistence", true,
+         "ringmq keeps sessions, queued and retained messages in memory only: they do not "
+         "survive a restart"},
+        {"persistence_file", true, "ringmq has no persistence yet"},
+        {"persistence_location", true, "ringmq has no persistence yet"},
+        {"autosave_interval", true, "ringmq has no persistence yet"},
+        {"autosave_on_changes", true, "ringmq has no persistence yet"},
+        {"log_timestamp", true, "every line starts with an ISO 8601 UTC time"},
+        {"log_timestamp_format", true, "every line starts with an ISO 8601 UTC time"},
+        {"log_facility", true, "log_dest syslog uses the daemon facility"},
+        {"connection_messages", true, "connects and disconnects are logged at notice"},
+        {"set_tcp_nodelay", true, "ringmq sets TCP_NODELAY on every connection"},
+        {"dhparamfile", true, "BoringSSL offers ECDHE key exchange only: no DH parameters"},
+        {"ciphers_tls1.3", true,
+         "BoringSSL does not let the TLS 1.3 suites be chosen (all three are offered)"},
+        {"port", false, "use `listener PORT' (mosquitto's default listener does not exist here)"},
+        {"bind_address", false, "give the address on the listener line: `listener PORT ADDRESS'"},
+        {"bind_interface", false, "give the interface's address on the listener line"},
+        {"socket_domain", false, "give an IPv4 or an IPv6 address on the listener line"},
+        {"auth_plugin*", false,
+         "ringmq has no plugins: password_file, acl_file, auth_methods (SCRAM) and client "
+         "certificates"},
+        {"auth_opt_*", false, "ringmq has no plugins: password_file, acl_file, auth_methods"},
+        {"plugin*", false, "ringmq has no plugins: password_file, acl_file, auth_methods"},
+        {"global_plugin", false, "ringmq has no plugins: password_file, acl_file, auth_methods"},
+        {"tls_engine*", false, "keys are PEM files (keyfile): engines are not supported"},
+        {"tls_keyform", false, "keys are PEM files (keyfile): engines are not supported"},
+        {"websockets*", false, "WebSocket listeners are not built yet"},
+        {"http_dir", false, "WebSocket listeners are not built yet"},
+        {"message_size_limit", false, "not yet: max_packet_size bounds the whole packet"},
+        {"max_inflight_bytes", false,
+         "not yet: max_inflight_messages and max_output_buffer bound a client"},
+        {"clientid_prefixes", false, "an acl_file or a ban_file decides who gets in"},
+        {"bridge_*", false, "bridges are not built yet"},
+        {"connection", false, "bridges are not built yet"},
+        {"address", false, "bridges are not built yet"},
+        {"addresses", false, "bridges are not built yet"},
+    };
+    *no_effect = false;
+    for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
+        size_t n = strlen(hints[i].key);
+        bool prefix = hints[i].key[n - 1] == '*';
+        if (prefix ? strncmp(key, hints[i].key, n - 1) != 0 : strcmp(key, hints[i].key) != 0)
+            continue;
+        *no_effect = hints[i].no_effect;
+        return hints[i].hint;
+    }
+    (void)value;
+    return NULL;
+}

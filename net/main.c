@@ -11,6 +11,7 @@
  * signal that would end the process is taken here and logged instead,
  * except the ones that report a crash (SIGQUIT, SIGABRT, SIGSEGV, ...).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -97,10 +98,74 @@ static int read_file(const char *path, char **out, size_t *len)
     return 0;
 }
 
-static int load_config(struct config *cfg, const char *path)
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* include_dir DIR (config.h's include_fn): DIR's *.conf files in name
+ * order (bytewise, as mosquitto sorts them), each parsed into c. At most
+ * INCLUDE_FILES_MAX of them. */
+#define INCLUDE_FILES_MAX 1024
+static int include_conf_dir(void *ctx, struct config *c, const char *dir, char *err, size_t errlen)
+{
+    (void)ctx;
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
+        size_t l = strlen(e->d_name);
+        if (e->d_name[0] == '.' || l < 6 || strcmp(e->d_name + l - 5, ".conf") != 0)
+            continue;
+        char **nv = n < INCLUDE_FILES_MAX ? realloc(names, (n + 1) * sizeof(*names)) : NULL;
+        char *copy = nv ? strdup(e->d_name) : NULL;
+        if (nv)
+            names = nv;
+        if (!copy) {
+            snprintf(err, errlen,
+                     n < INCLUDE_FILES_MAX ? "out of memory" : "more than 1024 .conf files");
+            rc = -1;
+            break;
+        }
+        names[n++] = copy;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), by_name);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char path[CONFIG_PATH_MAX + 256];
+        snprintf(path, sizeof(path), "%s%s%s", dir,
+                 dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
+        char *text = NULL;
+        size_t len = 0;
+        int e = read_file(path, &text, &len);
+        if (e) {
+            snprintf(err, errlen, "%s: cannot read: %s", path,
+                     e == -EFBIG ? "larger than 16 MiB" : strerror(-e));
+            rc = -1;
+            break;
+        }
+        if (config_parse(c, path, text, len, err, errlen) != 0)
+            rc = -1;
+        free(text);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+static int load_config(struct config *cfg, const char *path, bool every_error)
 {
     char err[512];
     config_init(cfg);
+    cfg->include_fn = include_conf_dir;
+    cfg->collect_errors = every_error;
     int rc;
     if (path) {
         char *text = NULL;
@@ -119,6 +184,14 @@ static int load_config(struct config *cfg, const char *path)
     }
     if (rc == 0)
         rc = config_finish(cfg, err, sizeof(err));
+    if (rc && cfg->error_count > 1) {
+        /* --test-config: every problem in the file, not only the first. */
+        for (uint32_t i = 0; i < cfg->error_count && i < CONFIG_ERRORS_MAX; i++)
+            fprintf(stderr, "%s\n", cfg->errors[i]);
+        if (cfg->error_count > CONFIG_ERRORS_MAX)
+            fprintf(stderr, "... and %u more errors\n", cfg->error_count - CONFIG_ERRORS_MAX);
+        return -1;
+    }
     if (rc) {
         fprintf(stderr, "%s\n", err);
         return -1;
@@ -900,7 +973,7 @@ int main(int argc, char **argv)
     if (done)
         return rc;
     static struct broker b;
-    if (load_config(&b.cfg, a.path))
+    if (load_config(&b.cfg, a.path, a.test_only))
         return 1;
     /* The files the config names are part of it: --test-config reads them
      * too, and a bad line stops the start with its file:line. */

@@ -13,6 +13,11 @@
   its syslog priority, <5> for notice.
 - sd_notify: READY=1 once it listens, RELOADING=1 / READY=1 around SIGHUP,
   STOPPING=1 at the stop, on a NOTIFY_SOCKET of the test's own.
+- Debian's stock mosquitto.conf passes --test-config (told what has no
+  effect) and, with its paths in a temporary folder, runs: pid file, log
+  file, a listener from its include_dir; --test-config then lists every
+  problem in the files at once, each with file:line, and names the
+  nearest equivalent of a mosquitto key ringmq does not have.
 - configs/ringmq.service has the hardening the README names and passes
   systemd-analyze verify.
 """
@@ -159,6 +164,88 @@ def unit_file(tmp):
           "systemd-analyze verify finds nothing wrong", r.stdout)
 
 
+STOCK = """# Place your local configuration in /etc/mosquitto/conf.d/
+#
+# A full description of the configuration file is at
+# /usr/share/doc/mosquitto/examples/mosquitto.conf.example
+
+pid_file /run/mosquitto/mosquitto.pid
+
+persistence true
+persistence_location /var/lib/mosquitto/
+
+log_dest file /var/log/mosquitto/mosquitto.log
+
+include_dir /etc/mosquitto/conf.d
+"""
+
+
+def test_config(path):
+    r = subprocess.run([ringmq_bin(), "--test-config", "-c", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=WAIT)
+    return r.returncode, r.stdout
+
+
+def mosquitto_conf(tmp):
+    """Debian 12's stock /etc/mosquitto/mosquitto.conf passes --test-config,
+    told what has no effect; a copy with its paths in tmp runs: pid file,
+    log file, and a listener with a password file from its include_dir."""
+    path = os.path.join(tmp, "stock.conf")
+    with open(path, "w") as f:
+        f.write(STOCK)
+    rc, out = test_config(path)
+    check(rc == 0 and "configuration OK (with the warnings above)" in out and
+          re.search(r"stock\.conf:8: `persistence' has no effect here: ringmq keeps sessions, "
+                    r"queued and retained messages in memory only", out),
+          "the stock Debian mosquitto.conf passes --test-config, told what persistence means",
+          out)
+    conf_d = os.path.join(tmp, "conf.d")
+    os.makedirs(conf_d)
+    pw = os.path.join(tmp, "passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", pw, "ann", "pw1"], check=True)
+    port = free_port()
+    with open(os.path.join(conf_d, "10-listener.conf"), "w") as f:
+        f.write("listener %d 127.0.0.1\npassword_file %s\nallow_anonymous false\n" % (port, pw))
+    with open(os.path.join(conf_d, "README"), "w") as f:
+        f.write("not a .conf file: not read\n")
+    text = (STOCK.replace("/run/mosquitto/mosquitto.pid", os.path.join(tmp, "m.pid"))
+            .replace("/var/log/mosquitto/mosquitto.log", os.path.join(tmp, "m.log"))
+            .replace("/etc/mosquitto/conf.d", conf_d))
+    path = os.path.join(tmp, "mine.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    p = subprocess.Popen([ringmq_bin(), "-c", path], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        check(wait_until(lambda: os.path.exists(os.path.join(tmp, "m.pid")), WAIT),
+              "started from the stock config: the pid file is written")
+        c = Client(port, "it44-stock", username="ann", password="pw1")
+        c.connect()
+        c.disconnect()
+        log = open(os.path.join(tmp, "m.log")).read()
+        check("client 'it44-stock': connected" in log, "the log file has the connect line")
+        bad = Client(port, "it44-stock-anon")
+        bad.connect(expect_rc=5)
+        bad.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(WAIT)
+
+    # Every problem at once, each with its file:line.
+    with open(os.path.join(conf_d, "20-bad.conf"), "w") as f:
+        f.write("max_qos 7\n")
+    with open(path, "a") as f:
+        f.write("bind_address 0.0.0.0\nno_such_key 1\n")
+    rc, out = test_config(path)
+    lines = [l for l in out.splitlines() if l]
+    check(rc == 1 and len(lines) == 3 and
+          lines[0].startswith(os.path.join(conf_d, "20-bad.conf") + ":1: `max_qos'") and
+          lines[1].startswith("%s:14: `bind_address' is a mosquitto option" % path) and
+          "listener PORT ADDRESS" in lines[1] and
+          lines[2] == "%s:15: unknown option `no_such_key'" % path,
+          "--test-config lists every problem with its file:line", out)
+
+
 def main():
     ringmq_only("ringmq's service keys")
     tmp = tempfile.mkdtemp(prefix="ringmq-it44-")
@@ -169,6 +256,7 @@ def main():
     journal()
     sd_notify(tmp)
     unit_file(tmp)
+    mosquitto_conf(tmp)
 
 
 if __name__ == "__main__":

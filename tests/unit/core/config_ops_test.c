@@ -105,3 +105,57 @@ Test(config_ops, metrics_listener)
     refused("listener 1883\nmetrics_listener 1883\n",
             "t.conf:2: `metrics_listener' 1883 127.0.0.1 is the MQTT listener of line 1");
 }
+
+Test(config_ops, mosquitto_keys_without_effect_are_warnings)
+{
+    cr_assert_eq(parse("persistence true\npersistence_location /var/lib/mosquitto/\n"
+                       "persistence false\nlog_timestamp false\nset_tcp_nodelay true\n"),
+                 0, "%s", err);
+    unsigned n = 0;
+    for (unsigned i = 0; i < cfg.warning_count; i++)
+        n += strstr(cfg.warnings[i], "has no effect here") != NULL;
+    cr_assert_eq(n, 4, "persistence false says what ringmq does: no warning");
+    cr_expect_str_eq(cfg.warnings[0],
+                     "t.conf:1: `persistence' has no effect here: ringmq keeps sessions, queued "
+                     "and retained messages in memory only: they do not survive a restart");
+    cr_expect_str_eq(cfg.warnings[1], "t.conf:2: `persistence_location' has no effect here: "
+                                      "ringmq has no persistence yet");
+}
+
+Test(config_ops, mosquitto_keys_with_a_meaning_name_the_nearest)
+{
+    refused("port 1883\n", "t.conf:1: `port' is a mosquitto option ringmq does not support yet: "
+                           "use `listener PORT' (mosquitto's default listener does not exist "
+                           "here)");
+    refused("message_size_limit 1000\n",
+            "t.conf:1: `message_size_limit' is a mosquitto option ringmq does not support yet: "
+            "not yet: max_packet_size bounds the whole packet");
+}
+
+static int fake_include_calls;
+static int fake_include(void *ctx, struct config *c, const char *dir, char *e, size_t elen)
+{
+    (void)ctx;
+    fake_include_calls++;
+    cr_assert_str_eq(dir, "/etc/ringmq/conf.d");
+    const char *text = "max_qos 1\nbogus_key 1\n";
+    return config_parse(c, "/etc/ringmq/conf.d/a.conf", text, strlen(text), e, elen);
+}
+
+Test(config_ops, include_dir_and_every_error)
+{
+    config_fini(&cfg);
+    config_init(&cfg);
+    cfg.include_fn = fake_include;
+    cfg.collect_errors = true;
+    const char *text = "max_qos 9\ninclude_dir /etc/ringmq/conf.d\nport 1883\n";
+    cr_assert_eq(config_parse(&cfg, "t.conf", text, strlen(text), err, sizeof(err)), -1);
+    cr_assert_eq(fake_include_calls, 1);
+    cr_assert_eq(cfg.error_count, 3, "every error, the included file's too");
+    cr_expect(strstr(cfg.errors[0], "t.conf:1: ") == cfg.errors[0], "%s", cfg.errors[0]);
+    cr_expect_str_eq(cfg.errors[1], "/etc/ringmq/conf.d/a.conf:2: unknown option `bogus_key'");
+    cr_expect(strstr(cfg.errors[2], "t.conf:3: `port'") == cfg.errors[2], "%s", cfg.errors[2]);
+    cr_expect_eq(cfg.max_qos, 1, "the included file's line applied");
+    cr_expect_str_eq(cfg.source, "t.conf", "the main file is the source again after it");
+    refused("include_dir /x\n", "t.conf:1: `include_dir' is not available here");
+}
