@@ -36,7 +36,8 @@ static const char help_rate_pauses[] =
     "Times a client's reading paused because it went over a per-client rate, by limit.";
 static const char help_conn_refusals[] =
     "Connections refused, by reason: closed at accept before a byte was sent (address rules; "
-    "bans, flapping and failed-login bans of the address; per_ip; rate; a bad PROXY header), "
+    "bans, flapping and failed-login bans of the address; per_ip; rate; a bad PROXY header; "
+    "max_connections), "
     "or refused in the CONNACK (bans and flapping of a client id or username: 0x8A; overload: "
     "0x89).";
 static const char help_acl_denied[] =
@@ -333,6 +334,12 @@ const struct metrics_entry metrics_table[] = {
      .kind = METRICS_COUNTER,
      SHARD(proxy_refused),
      .sys_topic = "connections/refused proxy"},
+    {.name = "ringmq_connections_refused_total",
+     .labels = "reason=\"max_connections\"",
+     .help = help_conn_refusals,
+     .kind = METRICS_COUNTER,
+     SHARD(max_conn_refused),
+     .sys_topic = "connections/refused max_connections"},
     {.name = "ringmq_connections_refused_total",
      .labels = "reason=\"overload\"",
      .help = help_conn_refusals,

@@ -93,6 +93,7 @@ struct metrics_shard {
     atomic_uint_fast64_t per_ip_refused;   /* max_connections_per_ip */
     atomic_uint_fast64_t rate_refused;     /* max_connect_rate, max_connect_rate_per_ip */
     atomic_uint_fast64_t proxy_refused;    /* a missing or malformed PROXY header */
+    atomic_uint_fast64_t max_conn_refused; /* max_connections (or no memory for one) */
     atomic_uint_fast64_t overload_refused; /* 0x89: a loop lagged, or memory near its limit */
     atomic_uint_fast64_t flapping_bans;    /* bans flapping or failed logins began */
     atomic_uint_fast64_t untracked;        /* admitted untracked: the tally's window was full */

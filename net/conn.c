@@ -541,27 +541,32 @@ static void peer_read(int fd, struct sockaddr_storage *ss)
         ss->ss_family = AF_UNSPEC;
 }
 
-static void conn_peer(struct conn *c, const struct sockaddr_storage *ss)
+/* "1.2.3.4:5", "[::1]:5" or "(gone)", for logs. */
+static void sockaddr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 {
-    struct engine_identity *who = &c->e.who;
-    who->addr = *ss;
-    if (who->addr.ss_family == AF_UNSPEC) {
-        snprintf(who->peer, sizeof(who->peer), "(gone)");
+    if (ss->ss_family == AF_UNSPEC) {
+        snprintf(out, cap, "(gone)");
         return;
     }
     char host[INET6_ADDRSTRLEN] = "?";
     uint16_t port = 0;
-    if (who->addr.ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&who->addr;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
         port = ntohs(s4->sin_port);
-    } else if (who->addr.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&who->addr;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
         port = ntohs(s6->sin6_port);
     }
-    snprintf(who->peer, sizeof(who->peer), who->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-             host, port);
+    snprintf(out, cap, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+static void conn_peer(struct conn *c, const struct sockaddr_storage *ss)
+{
+    struct engine_identity *who = &c->e.who;
+    who->addr = *ss;
+    sockaddr_text(ss, who->peer, sizeof(who->peer));
 }
 
 /* A connection refused at accept, or without memory for its layers. */
@@ -593,8 +598,20 @@ void conn_accept(struct shard *sh, unsigned li, int fd)
     struct conn *c = calloc(1, sizeof(*c));
     if (!c || (l->max_connections && total > l->max_connections)) {
         /* Over the limit: closing at once is the cheapest clear outcome
-         * (the client cannot be told why before it sent CONNECT). */
-        LOG(LOG_LEVEL_NOTICE, "connection refused: %s", c ? "max_connections reached" : "ENOMEM");
+         * (the client cannot be told why before it sent CONNECT). A storm
+         * of them is one line a second: the counter has the rest. */
+        atomic_fetch_add_explicit(&sh->en.st.max_conn_refused, 1, memory_order_relaxed);
+        uint64_t now = sh->en.now_ms; /* the turn's time */
+        bool say = now - sh->max_conn_warned_ms >= 1000;
+        if (say)
+            sh->max_conn_warned_ms = now;
+        enum config_log_level level = say ? LOG_LEVEL_NOTICE : LOG_LEVEL_DEBUG;
+        if (log_enabled(level)) {
+            char text[INET6_ADDRSTRLEN + 16];
+            sockaddr_text(&peer, text, sizeof(text));
+            LOG(level, "connection from %s refused: %s (connections/refused max_connections)", text,
+                c ? "max_connections reached" : "out of memory");
+        }
         atomic_fetch_sub_explicit(&sh->b->conn_count, 1, memory_order_relaxed);
         admit_release(sh->b, slot);
         free(c);

@@ -75,6 +75,7 @@ struct shard {
     atomic_uint_fast64_t lag_hist[SHARD_LAG_BUCKETS];
     atomic_uint_fast64_t lag_sum_ms;
     uint64_t accept_warned_ms;
+    uint64_t max_conn_warned_ms; /* the last max_connections refusal logged at notice */
 
     struct conn *conns;
     struct conn *dirty;

@@ -376,6 +376,38 @@ def basic_auth(tmp):
     return text
 
 
+def max_connections_refused():
+    """A connection over a listener's max_connections is closed at accept,
+    counted in reason="max_connections", and logged (at most a line a
+    second a shard, so a storm is not a flood of lines)."""
+    mport = free_port()
+    b = Broker(shards=1, metrics_listener=mport, listener_conf={"max_connections": 2}).start()
+    wait_metrics_port(b)
+    open_now = lambda: total(scrape(mport), "ringmq_connections")
+    check(wait_until(lambda: open_now() == 0, WAIT), "the harness's probe connection is gone")
+    keep = [socket.create_connection((HOST, b.port), timeout=WAIT) for _ in range(2)]
+    check(wait_until(lambda: open_now() == 2, WAIT), "two connections open: the limit")
+    over = []
+    for _ in range(5):
+        s = socket.create_connection((HOST, b.port), timeout=WAIT)
+        try:
+            got = s.recv(1)
+        except (ConnectionResetError, socket.timeout):
+            got = b""
+        over.append(got)
+        s.close()
+    check_eq(over, [b""] * 5, "connections over max_connections are closed at once")
+    s = scrape(mport)
+    check_eq(total(s, "ringmq_connections_refused_total", r'reason="max_connections"'), 5,
+             'counted in ringmq_connections_refused_total{reason="max_connections"}')
+    n = len(re.findall(r"notice .*connection from 127\.0\.0\.1:\d+ refused: max_connections "
+                       r"reached", b.log_text()))
+    check(1 <= n <= 2, "logged at notice at most once a second (%d lines for 5)" % n)
+    for k in keep:
+        k.close()
+    b.stop()
+
+
 def default_level_logs(tmp, pw, acl):
     """At the default level (notice): a line per connect (who, from where,
     username, protocol, TLS or not), per disconnect with its reason, per
@@ -450,6 +482,7 @@ def main():
     stream_with_scrapes(b, mport)
     jemalloc = "jemalloc" in b.log_text()
     b.stop()
+    max_connections_refused()
     default_level_logs(tmp, pw, acl)
     dashboard(text + basic_auth(tmp), jemalloc)
 
