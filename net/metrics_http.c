@@ -53,6 +53,10 @@ struct metrics_http {
     struct cred_cache *creds;
     uint64_t turns[SHARDS_MAX];
     uint64_t moved_ms[SHARDS_MAX];
+    /* Refused credentials are logged at most once a second (a guesser
+     * with a fast hash could otherwise write thousands of lines). */
+    uint64_t refusal_logged_ms;
+    uint32_t refusals_unlogged;
     struct mconn c[METRICS_HTTP_CONNS];
 };
 
@@ -218,11 +222,24 @@ static void serve(struct metrics_http *m, struct mconn *c, const struct http_req
         answer_text(c, ok ? 200 : 503, why, NULL, head_only, keep, k10);
     } else if (strcmp(r->path, "/metrics") == 0) {
         if (!authorised(m, r, now)) {
-            LOG(LOG_LEVEL_NOTICE, "metrics: %s from %s: %s",
-                r->has_auth   ? "wrong credentials"
-                : r->auth_bad ? "malformed credentials"
-                              : "no credentials",
-                c->peer, r->has_auth ? r->user : "");
+            if (now - m->refusal_logged_ms >= 1000) {
+                char user[96] = "";
+                if (r->has_auth)
+                    snprintf(user, sizeof(user), " (user '%.64s')", r->user);
+                for (char *p = user; *p; p++)
+                    if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+                        *p = '?'; /* untrusted bytes: no line breaks in the log */
+                LOG(LOG_LEVEL_NOTICE, "metrics: %s from %s%s: 401%s%.0u%s",
+                    r->has_auth   ? "wrong credentials"
+                    : r->auth_bad ? "malformed credentials"
+                                  : "no credentials",
+                    c->peer, user, m->refusals_unlogged ? " (and " : "", m->refusals_unlogged,
+                    m->refusals_unlogged ? " refusals not logged before it)" : "");
+                m->refusal_logged_ms = now;
+                m->refusals_unlogged = 0;
+            } else {
+                m->refusals_unlogged++;
+            }
             answer_text(c, 401, "credentials required\n",
                         "WWW-Authenticate: Basic realm=\"ringmq metrics\", charset=\"UTF-8\"\r\n",
                         head_only, keep, k10);

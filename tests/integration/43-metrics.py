@@ -351,12 +351,25 @@ def basic_auth(tmp):
     b = Broker(metrics_listener=mport, metrics_password_file=pw,
                listener_conf={"certfile": pki.server_cert, "keyfile": pki.server_key}).start()
     wait_metrics_port(b)
-    st, h, _ = get(mport, "/metrics")
-    check(st == 401 and h.get("www-authenticate", "").startswith("Basic realm="),
-          "no credentials: 401 with a Basic challenge", (st, h))
     wrong = {"Authorization": "Basic " + base64.b64encode(b"prom:nope").decode()}
     check_eq(get(mport, "/metrics", headers=wrong)[0], 401, "wrong password: 401")
     check(b.log_grep("metrics: wrong credentials from 127.0.0.1"), "the refusal is logged")
+    t0 = time.monotonic()
+    st, h, _ = get(mport, "/metrics")
+    check(st == 401 and h.get("www-authenticate", "").startswith("Basic realm="),
+          "no credentials: 401 with a Basic challenge", (st, h))
+    evil = {"Authorization": "Basic " + base64.b64encode(b"x\nFAKE LINE:nope").decode()}
+    for _ in range(30):
+        get(mport, "/metrics", headers=evil)
+    seconds = int(time.monotonic() - t0) + 2
+    n = len(re.findall(r"metrics: .* from 127\.0\.0\.1.*: 401", b.log_text()))
+    check(1 <= n <= seconds + 1, "refused credentials: at most a line a second (%d)" % n)
+    check("\nFAKE LINE" not in b.log_text(), "a user name cannot break a log line")
+    time.sleep(1.1)
+    get(mport, "/metrics", headers=wrong)
+    check(wait_until(lambda: re.search(r"metrics: wrong credentials .*\(and \d+ refusals not "
+                                       r"logged before it\)", b.log_text()), WAIT),
+          "the next logged refusal says how many were left out")
     right = {"Authorization": "Basic " + base64.b64encode(b"prom:s3cret").decode()}
     for _ in range(3):
         st, _, body = get(mport, "/metrics", headers=right)
