@@ -621,25 +621,39 @@ static bool addr_is_loopback(const struct addr *a)
     return false;
 }
 
+static bool addr_same(const struct addr *a, const struct addr *b)
+{
+    return a->family == b->family && memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
+}
+
+/* The PORT [ADDRESS] of a listener line (p->key names which): a port in
+ * 0..65535 and a numeric address of less than cap bytes ("" = all). */
+static int port_address(struct parser *p, const char *address, size_t cap, uint16_t *port,
+                        struct addr *a)
+{
+    uint64_t n = 0;
+    int rc = parse_u64(p->values[0], &n);
+    if (rc == -1)
+        return config_fail(p, "`%s' port `%s' is not a number", p->key, p->values[0]);
+    if (rc == -2 || n > 65535)
+        return config_fail(p, "`%s' port `%s' is out of range 0..65535", p->key, p->values[0]);
+    if (strlen(address) >= cap || !addr_parse(address, a))
+        return config_fail(p,
+                           "`%s' address `%s' is not a numeric IPv4 or IPv6 address (host names "
+                           "are not supported)",
+                           p->key, address);
+    *port = (uint16_t)n;
+    return 0;
+}
+
 static int set_listener(struct parser *p)
 {
     struct config *c = p->c;
-    const char *port_text = p->values[0];
     const char *address = p->value_count > 1 ? p->values[1] : "";
-
-    uint64_t port = 0;
-    int rc = parse_u64(port_text, &port);
-    if (rc == -1)
-        return config_fail(p, "`listener' port `%s' is not a number", port_text);
-    if (rc == -2 || port > 65535)
-        return config_fail(p, "`listener' port `%s' is out of range 0..65535", port_text);
-
+    uint16_t port = 0;
     struct addr a;
-    if (strlen(address) >= sizeof(c->listeners[0].address) || !addr_parse(address, &a))
-        return config_fail(p,
-                           "`listener' address `%s' is not a numeric IPv4 or IPv6 address "
-                           "(host names are not supported)",
-                           address);
+    if (port_address(p, address, sizeof(c->listeners[0].address), &port, &a) != 0)
+        return -1;
 
     /* Port 0 asks the kernel for a fresh port each time, so two such
      * listeners never collide; tests rely on that. */
@@ -648,7 +662,7 @@ static int set_listener(struct parser *p)
         struct addr b;
         if (l->port != port || !addr_parse(l->address, &b))
             continue;
-        if (a.family == b.family && memcmp(a.bytes, b.bytes, sizeof(a.bytes)) == 0)
+        if (addr_same(&a, &b))
             return config_fail(p, "duplicate listener %u %s (first at line %d)", (unsigned)port,
                                address[0] != '\0' ? address : "(all addresses)", l->line);
     }
@@ -656,7 +670,7 @@ static int set_listener(struct parser *p)
         return config_fail(p, "too many listeners (at most %u)", (unsigned)LISTENERS_MAX);
 
     struct config_listener *l = &c->listeners[c->listener_count++];
-    listener_reset(l, (uint16_t)port, address, p->line);
+    listener_reset(l, port, address, p->line);
     p->listener = l;
     return 0;
 }
@@ -669,33 +683,22 @@ static int set_metrics_listener(struct parser *p)
     struct config *c = p->c;
     if (c->metrics_line)
         return config_fail(p, "`metrics_listener' given twice (first at line %d)", c->metrics_line);
-    const char *port_text = p->values[0];
     const char *address = p->value_count > 1 ? p->values[1] : "127.0.0.1";
-    uint64_t port = 0;
-    int rc = parse_u64(port_text, &port);
-    if (rc == -1)
-        return config_fail(p, "`metrics_listener' port `%s' is not a number", port_text);
-    if (rc == -2 || port > 65535)
-        return config_fail(p, "`metrics_listener' port `%s' is out of range 0..65535", port_text);
+    uint16_t port = 0;
     struct addr a;
-    if (strlen(address) >= sizeof(c->metrics_address) || !addr_parse(address, &a) ||
-        address[0] == '\0')
-        return config_fail(p,
-                           "`metrics_listener' address `%s' is not a numeric IPv4 or IPv6 "
-                           "address (host names are not supported)",
-                           address);
+    if (port_address(p, address, sizeof(c->metrics_address), &port, &a) != 0)
+        return -1;
     for (uint32_t i = 0; i < c->listener_count && port != 0; i++) {
         const struct config_listener *l = &c->listeners[i];
         struct addr b;
         if (l->port != port || !addr_parse(l->address, &b))
             continue;
-        if (l->address[0] == '\0' ||
-            (a.family == b.family && memcmp(a.bytes, b.bytes, sizeof(a.bytes)) == 0))
+        if (l->address[0] == '\0' || addr_same(&a, &b))
             return config_fail(p, "`metrics_listener' %u %s is the MQTT listener of line %d",
                                (unsigned)port, address, l->line);
     }
     c->metrics_line = p->line;
-    c->metrics_port = (uint16_t)port;
+    c->metrics_port = port;
     snprintf(c->metrics_address, sizeof(c->metrics_address), "%s", address);
     return 0;
 }
